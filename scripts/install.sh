@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Create .venv (Python 3.11 or newer) and install taskline into it with its dev tools.
+#
+#   scripts/install.sh
+#
+# Safe to run again: when pyproject.toml has not changed since the last install it only says
+# so. TASKLINE_REINSTALL=1 installs again anyway; PYTHON=/path/to/python picks the interpreter.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+STAMP="$VENV/.taskline-installed"
+cd "$ROOT"
+
+say() { printf 'install: %s\n' "$*"; }
+die() { printf 'install: ERROR: %s\n' "$*" >&2; exit 1; }
+new_enough() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; }
+
+find_python() {
+    local candidate
+    for candidate in ${PYTHON:-} python3.11 python3.12 python3.13 python3.14 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 && new_enough "$candidate"; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+make_venv() {
+    local python errors
+    python="$(find_python)" || die "no Python 3.11 or newer found (on Debian 12: apt-get install python3.11 python3.11-venv)"
+    errors="$(mktemp)"
+    say "creating .venv with $python ($("$python" -V 2>&1))"
+    if ! "$python" -m venv --clear "$VENV" >/dev/null 2>"$errors"; then
+        # Debian's python3.11 keeps venv's pip (ensurepip) in a package of its own.
+        rm -rf "$VENV"
+        local package
+        package="python3.$("$python" -c 'import sys; print(sys.version_info.minor)')-venv"
+        if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+            say "$python cannot make a venv; installing $package"
+            apt-get update -q >/dev/null 2>&1 || true
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package" </dev/null >/dev/null \
+                || die "apt-get install $package failed"
+            "$python" -m venv --clear "$VENV" >/dev/null 2>"$errors" \
+                || { cat "$errors" >&2; rm -rf "$VENV"; die "$python -m venv failed"; }
+        else
+            cat "$errors" >&2
+            die "$python -m venv failed (on Debian: apt-get install $package)"
+        fi
+    fi
+    rm -f "$errors"
+}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    make_venv
+elif ! new_enough "$VENV/bin/python"; then
+    say ".venv's Python is missing or older than 3.11; making it again"
+    make_venv
+fi
+
+# What the install depends on: the project's requirements and the interpreter.
+wanted="$(cat pyproject.toml "$VENV/pyvenv.cfg" | sha256sum | cut -d' ' -f1)"
+if [ "${TASKLINE_REINSTALL:-0}" != 1 ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ] \
+    && [ -x "$VENV/bin/taskline" ]; then
+    say ".venv is up to date (TASKLINE_REINSTALL=1 to install again)"
+    exit 0
+fi
+
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+mkdir -p "$ROOT/.run"
+PIP_LOG="$ROOT/.run/install.log"
+: >"$PIP_LOG"
+pip_install() {  # ARGS... (pip's output goes to the log, shown when it fails)
+    if ! "$VENV/bin/python" -m pip install "$@" >>"$PIP_LOG" 2>&1; then
+        tail -n 30 "$PIP_LOG" >&2
+        die "pip install $* failed; the end of its output is above (all of it: ${PIP_LOG#"$ROOT"/})"
+    fi
+}
+if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then  # e.g. a venv made without pip
+    "$VENV/bin/python" -m ensurepip --upgrade >>"$PIP_LOG" 2>&1 || die ".venv has no pip and ensurepip failed; remove .venv and run again"
+fi
+say "upgrading pip"
+pip_install --upgrade pip
+say "installing taskline and its dev tools (pip install -e '.[dev]'; log: ${PIP_LOG#"$ROOT"/})"
+pip_install -e '.[dev]'
+echo "$wanted" >"$STAMP"
+say "done: $("$VENV/bin/python" -V), taskline in $VENV/bin"

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Everything CI checks: install, make sure PostgreSQL and Redis run, then ruff, mypy, pytest.
+#
+#   scripts/test.sh                      # the whole suite
+#   scripts/test.sh -q -x tests/unit     # arguments go to pytest
+#
+# The tests find the services through TASKLINE_TEST_ADMIN_DATABASE_URL (default
+# postgresql://postgres@127.0.0.1:5432/postgres) and TASKLINE_TEST_REDIS_URL (default
+# redis://127.0.0.1:6379). All three checks run; the script fails if any of them failed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+bash scripts/install.sh
+bash scripts/services.sh --tests
+
+failed=()
+step() {  # NAME COMMAND...
+    local name="$1"
+    shift
+    printf '\n==> %s\n' "$name"
+    "$@" || failed+=("$name")
+}
+step "ruff check ." .venv/bin/ruff check .
+step "mypy" .venv/bin/mypy
+step "pytest $*" .venv/bin/pytest "$@"
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    message="${failed[0]}"
+    for name in "${failed[@]:1}"; do message+="; $name"; done
+    printf '\ntest.sh: FAILED: %s\n' "$message" >&2
+    exit 1
+fi

@@ -1,0 +1,1 @@
+"""Acceptance tests: real worker processes from the Procfile, the CLIs, and crashes."""

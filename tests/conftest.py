@@ -1,0 +1,215 @@
+"""Shared fixtures: a database and a Redis namespace of this test run's own, cleaned up after.
+
+Admin connections come from TASKLINE_TEST_ADMIN_DATABASE_URL (default: the local postgres
+superuser) and TASKLINE_TEST_REDIS_URL (default: local Redis). Each run creates its own
+database `taskline_test_<random>` and claims a Redis database number of its own (1–15); each
+test gets its own queue name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import redis as redis_sync
+from redis.asyncio import Redis
+
+from worker.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_DATABASE_URL = os.environ.get("TASKLINE_TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_BASE_URL = os.environ.get("TASKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+RUN_ID = secrets.token_hex(4)
+
+
+def _swap_database(url: str, name: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh, migrated database for this test run, dropped at the end."""
+    name = f"taskline_test_{RUN_ID}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(ADMIN_DATABASE_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = _swap_database(ADMIN_DATABASE_URL, name)
+    from worker.migrations import upgrade
+
+    upgrade(url)
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis database number claimed by this run (flushed at the end)."""
+    for db in range(1, 16):
+        client = redis_sync.Redis.from_url(f"{REDIS_BASE_URL}/{db}")
+        if client.set("taskline-test:claimed-by", RUN_ID, nx=True, ex=3600) and client.dbsize() == 1:
+            break
+        client.close()
+    else:
+        pytest.fail("no free Redis database (1–15) to claim for this test run")
+    yield f"{REDIS_BASE_URL}/{db}"
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def queue() -> str:
+    return f"taskline:test:{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, queue: str) -> Settings:
+    return Settings(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        queue=queue,
+        poll_delay=0.005,
+        retry_base_delay=0.05,
+        retry_max_delay=0.5,
+        not_yet_window=60,
+        log_format="console",
+    )  # type: ignore[call-arg]
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain asyncpg connection to the test database, for arranging and asserting."""
+    conn = await asyncpg.connect(database_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def users(db: asyncpg.Connection) -> list[int]:
+    """Users 1–20 exist."""
+    await db.executemany(
+        'INSERT INTO "user" (id, email, hashed_password) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING',
+        [(i, f"user{i}@example.com", "!") for i in range(1, 21)],
+    )
+    return list(range(1, 21))
+
+
+async def run_burst(settings: Settings, **overrides: Any) -> Any:
+    """Run an in-process worker until the queue is empty (arq burst mode); returns the worker."""
+    from worker.app import build_worker
+
+    worker = build_worker(settings, burst=True, poll_delay=0, handle_signals=False, **overrides)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+    return worker
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:  # noqa: ASYNC109
+    """Await `predicate()` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(interval)
+
+
+def procfile_command(process: str) -> list[str]:
+    """The command of a Procfile process type, with taskline's entry point from this venv."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name.strip() == process:
+            argv = shlex.split(command)
+            bindir = Path(sys.executable).parent
+            if (bindir / argv[0]).exists():
+                argv[0] = str(bindir / argv[0])
+            return argv
+    raise KeyError(process)
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=settings.database_url,
+        REDIS_URL=settings.redis_url,
+        TASKLINE_QUEUE=settings.queue,
+        TASKLINE_POLL_DELAY=str(settings.poll_delay),
+        TASKLINE_RETRY_BASE_DELAY=str(settings.retry_base_delay),
+        TASKLINE_RETRY_MAX_DELAY=str(settings.retry_max_delay),
+        TASKLINE_NOT_YET_WINDOW=str(settings.not_yet_window),
+        TASKLINE_TRANSIENT_TRIES=str(settings.transient_tries),
+        TASKLINE_LOG_FORMAT="json",
+    )
+    env.update(extra)
+    return env
+
+
+class WorkerProcess:
+    """A real `worker` process from the Procfile."""
+
+    def __init__(self, settings: Settings, log_path: Path, **env: str) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            procfile_command("worker"), env=worker_env(settings, **env), stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+        finally:
+            self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    started: list[WorkerProcess] = []
+
+    def start(**env: str) -> WorkerProcess:
+        process = WorkerProcess(settings, tmp_path / f"worker-{len(started)}.log", **env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

@@ -1,0 +1,43 @@
+"""The pipeline end to end, in process: producer → Redis → arq worker → PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import uuid4
+
+import pytest
+
+from producers import TaskProducer
+from tests.conftest import run_burst
+
+pytestmark = pytest.mark.integration
+
+
+async def test_commands_from_the_producer_client_are_applied(settings, redis, db, users):
+    """create, update and complete sent through TaskProducer end up in the task row."""
+    producer = TaskProducer(redis, queue=settings.queue)
+    now = datetime.now(UTC)
+    created = await producer.create_task(user_id=1, title="Write tests", issued_at=now)
+    await producer.update_task(task_id=created.task_id, user_id=1, description="today",
+                               issued_at=now + timedelta(seconds=1))
+    await producer.complete_task(task_id=created.task_id, user_id=1, issued_at=now + timedelta(seconds=2))
+
+    await run_burst(settings)
+
+    row = await db.fetchrow("SELECT * FROM task WHERE id = $1", created.task_id)
+    assert (row["title"], row["description"], row["completed"]) == ("Write tests", "today", True)
+    assert row["completed_at"] == now + timedelta(seconds=2)
+    assert await db.fetchval("SELECT count(*) FROM processed_command WHERE task_id = $1", created.task_id) == 3
+
+
+async def test_a_resent_command_is_refused_at_enqueue_and_applied_once(settings, redis, db, users):
+    """The job id is the command id: a second send while queued is refused; the row is written once."""
+    producer = TaskProducer(redis, queue=settings.queue)
+    command_id = uuid4()
+    first = await producer.create_task(user_id=2, title="Once", command_id=command_id)
+    second = await producer.create_task(user_id=2, title="Once", command_id=command_id, task_id=first.task_id)
+    assert (first.queued, second.queued) == (True, False)
+
+    await run_burst(settings)
+
+    assert await db.fetchval("SELECT count(*) FROM task WHERE id = $1", first.task_id) == 1

@@ -1,0 +1,115 @@
+"""Package boundaries: what producers may pull in, and that nothing is built at import time."""
+
+from __future__ import annotations
+
+import json
+import os
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import producers
+import worker
+
+ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN_IN_PRODUCERS = ("sqlmodel", "sqlalchemy", "asyncpg", "alembic", "arq", "worker")
+PUBLIC_API = {
+    "BULK_JOB",
+    "COMMAND_JOBS",
+    "DEFAULT_QUEUE",
+    "BulkReceipt",
+    "Command",
+    "CompleteTask",
+    "CreateTask",
+    "Receipt",
+    "SendReport",
+    "TaskProducer",
+    "UpdateTask",
+    "command_json_schema",
+}
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter from the project root with an empty environment (PATH only)."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={"PATH": os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def modules_of(package: object) -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__, f"{package.__name__}."))  # type: ignore[attr-defined]
+
+
+def test_importing_producers_loads_no_database_queue_or_worker_code() -> None:
+    """A fresh `import producers` does not load sqlmodel, sqlalchemy, asyncpg, alembic, arq or worker."""
+    result = run_python("import json, sys, producers; print(json.dumps(sorted(sys.modules)))")
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert "producers.client" in loaded  # the check below looks at a real import
+    offenders = [name for name in loaded if name.split(".")[0] in FORBIDDEN_IN_PRODUCERS]
+    assert offenders == []
+
+
+@pytest.mark.parametrize("module", ["producers.contract", "producers.wire", "producers.client"])
+def test_producer_library_modules_load_no_database_queue_or_worker_code(module: str) -> None:
+    """Each producer library module, imported alone, stays free of database, arq and worker code."""
+    result = run_python(f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))")
+    assert result.returncode == 0, result.stderr
+    offenders = [name for name in json.loads(result.stdout) if name.split(".")[0] in FORBIDDEN_IN_PRODUCERS]
+    assert offenders == []
+
+
+ALL_MODULES = modules_of(producers) + modules_of(worker)
+
+
+@pytest.fixture(scope="module")
+def empty_environment_imports() -> dict[str, tuple[int, str]]:
+    """Import every module, each in its own fresh interpreter with an empty environment, all at once."""
+    env = {"PATH": os.environ.get("PATH", "")}
+    started = {
+        module: subprocess.Popen(
+            [sys.executable, "-c", f"import {module}"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for module in ALL_MODULES
+    }
+    results = {}
+    for module, process in started.items():
+        _, stderr = process.communicate(timeout=120)
+        results[module] = (process.returncode, stderr)
+    return results
+
+
+@pytest.mark.parametrize("module", ALL_MODULES)
+def test_every_module_imports_with_an_empty_environment(
+    module: str, empty_environment_imports: dict[str, tuple[int, str]]
+) -> None:
+    """Every module imports in a fresh interpreter with no environment variables: nothing is built at import."""
+    returncode, stderr = empty_environment_imports[module]
+    assert returncode == 0, stderr
+
+
+def test_the_module_list_is_not_empty() -> None:
+    """The import check above covers the real modules (guards against an empty parametrisation)."""
+    assert {"producers.contract", "producers.client", "worker.envelope", "worker.app"} <= set(ALL_MODULES)
+
+
+def test_producers_all_is_the_curated_public_api() -> None:
+    """producers.__all__ lists exactly the curated public names, once each, and each one exists."""
+    assert sorted(producers.__all__) == sorted(PUBLIC_API)
+    assert len(producers.__all__) == len(set(producers.__all__))
+    for name in producers.__all__:
+        assert getattr(producers, name) is not None

@@ -1,0 +1,66 @@
+"""What a running worker holds, built at startup and handed to every job through arq's ctx."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypedDict, cast
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from producers.contract import Command
+from producers.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms, job_of_command
+from worker.batching import GroupCommitter
+from worker.db import Sessions
+from worker.dead_letters import record_dead_letter
+from worker.failures import RetryPolicy
+from worker.metrics import Metrics
+from worker.settings import Settings
+
+__all__ = ["JobContext", "Runtime"]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: Sessions
+    committer: GroupCommitter
+    policy: RetryPolicy
+    metrics: Metrics
+    redis: Redis
+    log: Any
+    clock: Callable[[], float] = field(default=time.perf_counter)
+    log_each_command: bool = False
+    """Log a line per applied command (TASKLINE_LOG_LEVEL=DEBUG); decided once, not per job."""
+
+    async def dead_letter(self, **fields: Any) -> None:
+        await record_dead_letter(
+            self.sessions,
+            queue=self.settings.queue,
+            max_payload_bytes=self.settings.max_payload_bytes,
+            **fields,
+        )
+
+    async def requeue(self, commands: Sequence[Command], *, defer_s: float) -> None:
+        """Enqueue commands as single-command jobs (job id = command id), after `defer_s`."""
+        now = epoch_ms()
+        args: list[Any] = [now + int(defer_s * 1000), DEFAULT_JOB_TTL_MS]
+        for command in commands:
+            args.append(str(command.command_id))
+            args.append(job_of_command(command, now))
+        await cast(Awaitable[Any], self.redis.eval(ENQUEUE_SCRIPT, 1, self.settings.queue, *args))
+
+
+class JobContext(TypedDict):
+    """arq's ctx as taskline's jobs see it."""
+
+    redis: Redis
+    job_id: str
+    job_try: int
+    enqueue_time: datetime
+    score: int
+    runtime: Runtime

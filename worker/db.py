@@ -1,0 +1,58 @@
+"""The database engine and session factory, built at worker startup and disposed at shutdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from worker.settings import Settings
+
+__all__ = ["Sessions", "make_engine", "make_sessions"]
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+_BROKEN_CONNECTION_ERRORS = (
+    asyncpg.InterfaceError,  # e.g. "another operation is in progress" after a terminated backend
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.PostgresConnectionError,
+    ConnectionError,
+    OSError,
+)
+
+
+def _discard_broken_connections(context: Any) -> None:
+    """Treat any error that leaves the connection unusable as a disconnect, so the pool drops
+    the connection instead of handing it to the next command."""
+    original = context.original_exception
+    if isinstance(original, _BROKEN_CONNECTION_ERRORS) or isinstance(
+        getattr(original, "__cause__", None), _BROKEN_CONNECTION_ERRORS
+    ):
+        context.is_disconnect = True
+
+
+def make_engine(settings: Settings) -> AsyncEngine:
+    engine = create_async_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=False,  # a dead connection fails the command, which is retried
+        pool_timeout=settings.job_timeout,
+        hide_parameters=True,  # an error's text (and a logged traceback) never carries a payload
+        connect_args={
+            "server_settings": {"application_name": "taskline-worker"},
+            "command_timeout": settings.job_timeout,
+        },
+    )
+    event.listen(engine.sync_engine, "handle_error", _discard_broken_connections)
+    return engine
+
+
+def make_sessions(engine: AsyncEngine) -> Sessions:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False, autoflush=False)

@@ -1,0 +1,146 @@
+"""Configuration from the environment, validated once at startup.
+
+Every setting is documented in the README's "Settings" table; the names of the platform
+variables (`DATABASE_URL`, `REDIS_URL`) are the ones Heroku and friends already set.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from producers.contract import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE
+from worker.retention import parse_duration, redelivery_horizon, schedule_for
+
+__all__ = ["Settings", "SettingsError", "load_settings", "redact_url"]
+
+_HORIZON_INPUTS = ("job_timeout", "not_yet_window", "transient_tries", "retry_max_delay")
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a usable configuration; the message names the variable."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept postgres://, postgresql:// and postgresql+asyncpg:// and return the asyncpg form."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError("must look like postgresql://user:password@host:5432/dbname")
+    if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+        # libpq's ?sslmode= (in many platforms' URLs) is asyncpg's ?ssl=, with the same values;
+        # SQLAlchemy passes query parameters to asyncpg.connect(), which has no `sslmode`.
+        base, query_sep, query = rest.partition("?")
+        query = "&".join("ssl=" + p[len("sslmode=") :] if p.startswith("sslmode=") else p for p in query.split("&"))
+        return f"postgresql+asyncpg://{base}{query_sep}{query}"
+    raise ValueError(f"scheme {scheme!r} is not PostgreSQL; use postgresql://…")
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ***, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TASKLINE_", extra="ignore", frozen=True)
+
+    database_url: str = Field(validation_alias=AliasChoices("DATABASE_URL", "TASKLINE_DATABASE_URL"))
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL", "TASKLINE_REDIS_URL")
+    )
+    queue: str = Field(default=DEFAULT_QUEUE, min_length=1)
+
+    # the worker
+    max_jobs: int = Field(default=50, ge=1, le=1000)
+    job_timeout: float = Field(default=10.0, gt=0, le=300)
+    poll_delay: float = Field(default=0.01, gt=0, le=5)
+    shutdown_grace: float = Field(default=20.0, ge=0, le=3600)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=0, ge=0, le=200)
+    batch_max: int = Field(default=100, ge=1, le=1000)
+
+    # the contract
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1024)
+    max_bulk_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
+    future_tolerance: float = Field(default=3600.0, ge=0)
+
+    # failures
+    transient_tries: int = Field(default=8, ge=1, le=100)
+    not_yet_window: float = Field(default=120.0, gt=0)
+    retry_base_delay: float = Field(default=0.2, gt=0)
+    retry_max_delay: float = Field(default=15.0, gt=0)
+
+    # purge (worker/purge.py, worker/retention.py): durations in seconds, or an age such as 30d, 12h, 15m
+    purge_retention: float = Field(default=30 * 86400.0, ge=0)
+    purge_batch: int = Field(default=5000, ge=1, le=100_000)
+    purge_time_budget: float = Field(default=50.0, gt=0, le=3600)
+    purge_every_minutes: int = Field(default=60, ge=1, le=1440)
+    processed_retention: float = Field(default=2 * 86400.0, gt=0)  # after the fields its check reads
+    dead_letter_retention: float = Field(default=30 * 86400.0, ge=0)
+
+    @field_validator("purge_retention", "processed_retention", "dead_letter_retention", mode="before")
+    @classmethod
+    def _age(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
+    @field_validator("purge_every_minutes")
+    @classmethod
+    def _every(cls, value: int, info: ValidationInfo) -> int:
+        schedule_for(value)  # raises ValueError for a period that does not divide the hour or the day
+        budget = info.data.get("purge_time_budget")
+        if budget is not None and budget >= value * 60:
+            raise ValueError(f"is {value} min, not longer than TASKLINE_PURGE_TIME_BUDGET ({budget:g} s)")
+        return value
+
+    @field_validator("processed_retention")
+    @classmethod
+    def _horizon(cls, value: float, info: ValidationInfo) -> float:
+        horizon = redelivery_horizon(**{k: info.data[k] for k in _HORIZON_INPUTS if k in info.data})
+        if value < horizon:
+            raise ValueError(
+                f"is {value:g} s, below the redelivery horizon of {horizon:g} s (job TTL + not-yet window"
+                " + retries + arq timeout, see worker/retention.py): a redelivered command would be applied twice"
+            )
+        return value
+
+    # operations
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    heartbeat_interval: float = Field(default=5.0, ge=0.1, le=60)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalise_database_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis:// or rediss:// (TLS)")
+        from worker.redis_url import arq_redis_settings
+
+        arq_redis_settings(value)  # TLS options in the query string (?ssl_cert_reqs=none) must be valid
+        return value
+
+
+def load_settings() -> Settings:
+    """Read the environment; raise SettingsError naming every bad variable and how to fix it."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            variable = field if field.isupper() else f"TASKLINE_{field.upper()}"
+            message = "is not set" if error["type"] == "missing" else error["msg"]
+            problems.append(f"{variable} {message}")
+        raise SettingsError("; ".join(problems) + " (see the README's Settings table)") from None

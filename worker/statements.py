@@ -1,0 +1,120 @@
+"""The SQL that applies commands: one multi-row statement per step, whatever the batch size.
+
+Each statement takes parallel arrays (one element per command or per task) and is prepared
+once per connection. Rows are visited in key order, so concurrent batches lock in the same
+order and do not deadlock each other.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sqlalchemy import TextClause, text
+
+__all__ = [
+    "CLASSIFY_TASKS",
+    "FORGET_COMMANDS",
+    "INSERT_TASKS",
+    "LOCK_TASKS",
+    "RECORD_COMMANDS",
+    "UPDATE_TASKS",
+]
+
+RECORD_COMMANDS: Final[TextClause] = text(
+    """
+    INSERT INTO processed_command (command_id, function, task_id, issued_at, processed_at)
+    SELECT c.command_id, c.function, c.task_id, c.issued_at, now()
+    FROM unnest(
+        CAST(:command_ids AS uuid[]), CAST(:functions AS text[]),
+        CAST(:task_ids AS uuid[]), CAST(:issued_ats AS timestamptz[])
+    ) AS c(command_id, function, task_id, issued_at)
+    ORDER BY c.command_id
+    ON CONFLICT (command_id) DO NOTHING
+    RETURNING command_id
+    """
+)
+"""Claim the commands as processed; the ids returned are the ones not processed before."""
+
+FORGET_COMMANDS: Final[TextClause] = text(
+    "DELETE FROM processed_command WHERE command_id = ANY(CAST(:command_ids AS uuid[]))"
+)
+"""Undo the claim of commands that were refused or must wait (same transaction)."""
+
+INSERT_TASKS: Final[TextClause] = text(
+    """
+    INSERT INTO task (
+        id, user_id, title, description, completed, created_at, updated_at,
+        title_issued_at, title_command_id, description_issued_at, description_command_id
+    )
+    SELECT c.id, c.user_id, c.title, c.description, false, now(), now(),
+           c.issued_at, c.command_id, c.issued_at, c.command_id
+    FROM unnest(
+        CAST(:task_ids AS uuid[]), CAST(:user_ids AS integer[]), CAST(:titles AS text[]),
+        CAST(:descriptions AS text[]), CAST(:issued_ats AS timestamptz[]),
+        CAST(:command_ids AS uuid[])
+    ) AS c(id, user_id, title, description, issued_at, command_id)
+    WHERE EXISTS (SELECT 1 FROM "user" AS u WHERE u.id = c.user_id)
+    ORDER BY c.id
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+    """
+)
+"""Create tasks whose user exists; an id already taken is skipped (the caller classifies it)."""
+
+# A field changes when the command's (issued_at, command_id) stamp is newer than the one that
+# set it last; a completion counts when it is earlier than the recorded one. Rows where nothing
+# is newer are not touched at all, updated_at included.
+_TITLE_NEWER = "(v.set_title AND (v.title_at, v.title_command) > (t.title_issued_at, t.title_command_id))"
+_DESCRIPTION_NEWER = (
+    "(v.set_description AND (v.description_at, v.description_command)"
+    " > (t.description_issued_at, t.description_command_id))"
+)
+_COMPLETION_EARLIER = "(v.completed_at IS NOT NULL AND (t.completed_at IS NULL OR v.completed_at < t.completed_at))"
+
+UPDATE_TASKS: Final[TextClause] = text(
+    f"""
+    UPDATE task AS t SET
+        title = CASE WHEN {_TITLE_NEWER} THEN v.title ELSE t.title END,
+        title_issued_at = CASE WHEN {_TITLE_NEWER} THEN v.title_at ELSE t.title_issued_at END,
+        title_command_id = CASE WHEN {_TITLE_NEWER} THEN v.title_command ELSE t.title_command_id END,
+        description = CASE WHEN {_DESCRIPTION_NEWER} THEN v.description ELSE t.description END,
+        description_issued_at = CASE WHEN {_DESCRIPTION_NEWER}
+            THEN v.description_at ELSE t.description_issued_at END,
+        description_command_id = CASE WHEN {_DESCRIPTION_NEWER}
+            THEN v.description_command ELSE t.description_command_id END,
+        completed = t.completed OR v.completed_at IS NOT NULL,
+        completed_at = CASE WHEN {_COMPLETION_EARLIER} THEN v.completed_at ELSE t.completed_at END,
+        updated_at = CASE
+            WHEN ({_TITLE_NEWER} AND v.title IS DISTINCT FROM t.title)
+              OR ({_DESCRIPTION_NEWER} AND v.description IS DISTINCT FROM t.description)
+              OR {_COMPLETION_EARLIER}
+            THEN now() ELSE t.updated_at END
+    FROM (
+        SELECT * FROM unnest(
+            CAST(:task_ids AS uuid[]), CAST(:user_ids AS integer[]),
+            CAST(:set_titles AS boolean[]), CAST(:titles AS text[]),
+            CAST(:title_ats AS timestamptz[]), CAST(:title_commands AS uuid[]),
+            CAST(:set_descriptions AS boolean[]), CAST(:descriptions AS text[]),
+            CAST(:description_ats AS timestamptz[]), CAST(:description_commands AS uuid[]),
+            CAST(:completed_ats AS timestamptz[])
+        ) AS u(task_id, user_id, set_title, title, title_at, title_command,
+               set_description, description, description_at, description_command, completed_at)
+        ORDER BY u.task_id
+    ) AS v
+    WHERE t.id = v.task_id AND t.user_id = v.user_id
+      AND ({_TITLE_NEWER} OR {_DESCRIPTION_NEWER} OR {_COMPLETION_EARLIER})
+    RETURNING t.id, t.user_id
+    """
+)
+"""Apply merged updates/completions, one row per task; returns the tasks it changed."""
+
+CLASSIFY_TASKS: Final[TextClause] = text("SELECT id, user_id FROM task WHERE id = ANY(CAST(:task_ids AS uuid[]))")
+"""Who owns the tasks a statement did not touch (absent: not created yet)."""
+
+LOCK_TASKS: Final[TextClause] = text(
+    "SELECT id, user_id FROM task WHERE id = ANY(CAST(:task_ids AS uuid[])) ORDER BY id FOR UPDATE"
+)
+"""Owners of tasks an UPDATE did not touch, locked and read at their latest committed version.
+
+An UPDATE skips a row that a concurrent transaction inserted but had not yet committed; once
+locked here, the row is current, and the UPDATE is run again for the rows it missed."""
