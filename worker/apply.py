@@ -167,28 +167,25 @@ async def _change(session: AsyncSession, commands: Sequence[UpdateTask | Complet
         merged.setdefault(key, _Change(command.task_id, command.user_id)).absorb(command)
         members.setdefault(key, []).append(command.command_id)
 
-    changes = sorted(merged.values(), key=lambda ch: (ch.task_id, ch.user_id))
-    rows = await _run(session, statements.UPDATE_TASKS, _change_arrays(changes))
-    touched = {(row[0], row[1]) for row in rows}
-
-    untouched = [key[0] for key in merged if key not in touched]
-    owners = await _owners(session, untouched, lock=True) if untouched else {}
-    missed = [change for key, change in merged.items() if key not in touched and owners.get(key[0]) == key[1]]
-    if missed:
-        # The row may have been committed by a concurrent create after the UPDATE's snapshot:
-        # it is locked and current now, so apply again; what is still untouched is stale.
-        await _run(session, statements.UPDATE_TASKS, _change_arrays(sorted(missed, key=lambda ch: ch.task_id)))
+    # Lock every task the batch changes, in id order, before changing any: concurrent batches
+    # then wait for each other in one order and never deadlock. The rows read under the lock
+    # are current (committed by now), so one UPDATE settles every change against them.
+    owners = await _owners(session, sorted({key[0] for key in merged}), lock=True)
+    applicable = sorted(
+        (change for key, change in merged.items() if owners.get(key[0]) == key[1]), key=lambda ch: ch.task_id
+    )
+    if applicable:
+        # Rows where nothing is newer are left untouched (stale or redelivered commands).
+        await _run(session, statements.UPDATE_TASKS, _change_arrays(applicable))
     outcomes: dict[UUID, Outcome] = {}
     for key in merged:
         task_id, user_id = key
-        if key in touched:
-            outcome = Outcome.APPLIED
-        elif task_id not in owners:
+        if task_id not in owners:
             outcome = Outcome.TASK_MISSING
         elif owners[task_id] != user_id:
             outcome = Outcome.FORBIDDEN
         else:
-            outcome = Outcome.APPLIED  # applied on the second pass, or stale (checked under lock)
+            outcome = Outcome.APPLIED  # took effect, or changed nothing because newer values won
         for command_id in members[key]:
             outcomes[command_id] = outcome
     return outcomes

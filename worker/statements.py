@@ -1,8 +1,9 @@
 """The SQL that applies commands: one multi-row statement per step, whatever the batch size.
 
 Each statement takes parallel arrays (one element per command or per task) and is prepared
-once per connection. Rows are visited in key order, so concurrent batches lock in the same
-order and do not deadlock each other.
+once per connection. Locks are taken in key order and in the same phases by every batch
+(commands, then new tasks, then the existing tasks a batch changes, all locked before any is
+updated), so concurrent batches wait for each other but never deadlock.
 """
 
 from __future__ import annotations
@@ -103,10 +104,9 @@ UPDATE_TASKS: Final[TextClause] = text(
     ) AS v
     WHERE t.id = v.task_id AND t.user_id = v.user_id
       AND ({_TITLE_NEWER} OR {_DESCRIPTION_NEWER} OR {_COMPLETION_EARLIER})
-    RETURNING t.id, t.user_id
     """
 )
-"""Apply merged updates/completions, one row per task; returns the tasks it changed."""
+"""Apply merged updates/completions, one row per task, to rows LOCK_TASKS has locked."""
 
 CLASSIFY_TASKS: Final[TextClause] = text("SELECT id, user_id FROM task WHERE id = ANY(CAST(:task_ids AS uuid[]))")
 """Who owns the tasks a statement did not touch (absent: not created yet)."""
@@ -114,7 +114,5 @@ CLASSIFY_TASKS: Final[TextClause] = text("SELECT id, user_id FROM task WHERE id 
 LOCK_TASKS: Final[TextClause] = text(
     "SELECT id, user_id FROM task WHERE id = ANY(CAST(:task_ids AS uuid[])) ORDER BY id FOR UPDATE"
 )
-"""Owners of tasks an UPDATE did not touch, locked and read at their latest committed version.
-
-An UPDATE skips a row that a concurrent transaction inserted but had not yet committed; once
-locked here, the row is current, and the UPDATE is run again for the rows it missed."""
+"""Lock the tasks a batch changes, in id order, and read their owners at the latest committed
+version. A task whose create has not committed yet is not found: its changes must wait."""

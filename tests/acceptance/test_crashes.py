@@ -8,6 +8,7 @@ valid commands had been applied once each in issued_at order.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import signal
 import time
@@ -229,7 +230,7 @@ async def test_a_worker_killed_mid_stream_loses_and_doubles_nothing(settings, re
 async def test_chaos_three_workers_killed_at_random_apply_everything_once(settings, redis, db, users, start_worker):
     """Three workers SIGKILLed at random for 8 s, with TASKLINE_JOB_TIMEOUT=2 (a dead worker's claims expire after 2 + 5 + 10 = 17 s, not ~25 s), apply ~2,700 jobs exactly once."""  # noqa: E501
     env = {"TASKLINE_JOB_TIMEOUT": "2"}
-    seed = random.randrange(2**32)
+    seed = int(os.environ.get("TASKLINE_CHAOS_SEED") or random.randrange(2**32))
     rng = random.Random(seed)
     valid = make_plan(rng, tasks=300, updates=(2, 9))
     # Each job gets a position in the stream: a task's commands follow one another from a random
@@ -328,8 +329,14 @@ async def test_chaos_three_workers_killed_at_random_apply_everything_once(settin
         missing = [c for c in valid if c.command_id not in applied]
         creates_missing = [str(c.command_id) for c in missing if isinstance(c, CreateTask)]
         report = await queue_report(redis, settings.queue, creates_missing or [str(c.command_id) for c in missing])
+        missing_letters = await db.fetch(
+            "SELECT job_id, function, reason, category, attempts FROM dead_letter WHERE job_id = ANY($1::text[])",
+            [str(c.command_id) for c in missing],
+        )
+        missing_kinds = [f"{c.function} {c.command_id}" for c in missing]
         raise AssertionError(
             f"seed {seed}: {done}/{len(valid_ids)} applied, {len(creates_missing)} creates missing\n{report}\n"
+            f"missing: {missing_kinds}\ntheir dead letters: {[dict(row) for row in missing_letters]}\n"
             f"{worker_problems(workers)}"
         ) from None
     await assert_applied_exactly_once(db, valid, settings.queue)
