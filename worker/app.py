@@ -40,11 +40,12 @@ ARQ_TIMEOUT_MARGIN_S = 5.0
 
 
 def arq_max_tries(policy: RetryPolicy) -> int:
-    """Enough arq tries for taskline's own retry budgets; beyond it arq gives up (a dead letter)."""
+    """Enough arq tries for taskline's own retry budgets, which can follow one another (not-yet
+    retries, then transient ones), plus ten crashed tries; beyond it arq gives up (a dead letter)."""
     attempt = 1
     while policy.should_retry(Kind.NOT_YET, attempt):
         attempt += 1
-    return max(attempt, policy.transient_tries) + 10
+    return attempt + policy.transient_tries + 10
 
 
 def retry_policy(settings: Settings) -> RetryPolicy:

@@ -16,7 +16,7 @@ from redis.exceptions import WatchError
 
 from producers.wire import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RESULT_KEY_PREFIX, RETRY_KEY_PREFIX, WAKE_KEY_SUFFIX
 from worker.claim import CLAIM_SCRIPT, parse_claimed
-from worker.context import Runtime
+from worker.context import TRANSIENT_KEY_PREFIX, Runtime
 
 __all__ = ["REDIS_LOST", "TasklineWorker"]
 
@@ -163,7 +163,7 @@ class TasklineWorker(Worker):
             if result_data:
                 expire = None if keep_result_forever else result_timeout_s
                 pipe.set(RESULT_KEY_PREFIX + job_id, result_data, px=int(expire * 1000) if expire else None)
-            delete_keys += [RETRY_KEY_PREFIX + job_id, JOB_KEY_PREFIX + job_id]
+            delete_keys += [RETRY_KEY_PREFIX + job_id, JOB_KEY_PREFIX + job_id, TRANSIENT_KEY_PREFIX + job_id]
             if self.allow_abort_jobs:
                 pipe.zrem(abort_jobs_ss, job_id)
             pipe.zrem(self.queue_name, job_id)
@@ -192,6 +192,7 @@ class TasklineWorker(Worker):
                 return
             runtime.log.warning("dead-lettered a job arq gave up on", job_id=job_id, reason=reason)
         await super().finish_failed_job(job_id, result_data)
+        await self.pool.delete(TRANSIENT_KEY_PREFIX + job_id)
 
 
 def _arq_reason(result_data: bytes | None) -> str:

@@ -6,9 +6,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypedDict, cast
+from typing import Any, Final, TypedDict, cast
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from producers.contract import Command
@@ -20,7 +21,13 @@ from worker.failures import RetryPolicy
 from worker.metrics import Metrics
 from worker.settings import Settings
 
-__all__ = ["JobContext", "Runtime"]
+__all__ = ["TRANSIENT_KEY_PREFIX", "JobContext", "Runtime"]
+
+TRANSIENT_KEY_PREFIX: Final = "taskline:transient:"
+"""`taskline:transient:<job id>`: how many transient failures the job has had, across workers.
+arq's try counter also counts not-yet retries and crashed tries, so it cannot be the transient
+budget. Deleted when the job finishes; expires like arq's own try counter otherwise."""
+TRANSIENT_KEY_TTL_S: Final = 88_400
 
 
 @dataclass
@@ -44,6 +51,19 @@ class Runtime:
             max_payload_bytes=self.settings.max_payload_bytes,
             **fields,
         )
+
+    async def count_transient_failure(self, job_id: str, *, fallback: int) -> int:
+        """Count one more transient failure of the job; returns its count so far. When Redis
+        cannot count (it is the thing that failed), `fallback` (the job's try number) is used."""
+        key = TRANSIENT_KEY_PREFIX + job_id
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, TRANSIENT_KEY_TTL_S)
+                count, _ = await pipe.execute()
+        except (RedisError, OSError):
+            return fallback
+        return int(count)
 
     async def requeue(self, commands: Sequence[Command], *, defer_s: float) -> None:
         """Enqueue commands as single-command jobs (job id = command id), after `defer_s`."""

@@ -136,12 +136,19 @@ def _single_job(command: Command) -> bytes:
 async def _fail(ctx: JobContext, log: Any, raw: bytes, function: str | None, kind: Kind, reason: str) -> str:
     runtime = ctx["runtime"]
     attempt = ctx["job_try"]
-    if runtime.policy.should_retry(kind, attempt):
+    # The transient budget counts transient failures only: arq's try number also counts the
+    # not-yet retries and crashed tries before, which must not use it up.
+    used = attempt
+    if kind is Kind.TRANSIENT:
+        used = await runtime.count_transient_failure(ctx["job_id"], fallback=attempt)
+    if runtime.policy.should_retry(kind, used):
         delay = runtime.policy.delay(attempt)
         log.info("command will be retried", kind=kind.value, reason=reason, retry_in_s=round(delay, 3))
         runtime.metrics.retried(function or "unknown", kind.value)
         raise Retry(defer=delay)
-    if kind is not Kind.PERMANENT:
+    if kind is Kind.TRANSIENT:
+        reason = f"gave up after {used} transient failures ({attempt} tries): {reason}"
+    elif kind is Kind.NOT_YET:
         reason = f"gave up after {attempt} tries: {reason}"
     return await _give_up(ctx, log, raw, function, kind, reason)
 

@@ -75,8 +75,33 @@ async def test_transient_failures_are_retried_then_dead_lettered(settings, redis
     assert letter is not None
     assert letter["attempts"] == 3
     assert letter["category"] == "transient"
-    assert "gave up after 3 tries" in letter["reason"]
+    assert "gave up after 3 transient failures (3 tries)" in letter["reason"]
     assert worker.jobs_retried == 2
+    assert await redis.exists(f"taskline:transient:{receipt.command_id}") == 0
+
+
+async def test_earlier_tries_do_not_use_up_the_transient_budget(settings, redis, db, users):
+    """A job that already had many tries (not-yet retries, crashed workers) still gets its full
+    transient budget: the budget counts transient failures, not arq's try number."""
+    settings = settings.model_copy(update={"transient_tries": 3})
+    producer = TaskProducer(redis, queue=settings.queue)
+    receipt = await producer.create_task(user_id=1, title="late and unlucky")
+    await redis.set(f"arq:retry:{receipt.command_id}", 15)  # tries 1–15 already happened
+
+    async def broken_apply(command: Any) -> Any:
+        raise ConnectionRefusedError("database is down (simulated)")
+
+    async def sabotage(ctx: dict[str, Any]) -> None:
+        ctx["runtime"].committer.apply = broken_apply
+
+    worker = await run_burst(settings, on_job_start=sabotage)
+
+    letter = await _dead_letter(db, str(receipt.command_id))
+    assert letter is not None
+    assert letter["attempts"] == 18
+    assert "gave up after 3 transient failures (18 tries)" in letter["reason"]
+    assert worker.jobs_retried == 2
+    assert await redis.exists(f"taskline:transient:{receipt.command_id}") == 0
 
 
 async def test_a_bulk_job_applies_its_valid_commands_and_sorts_out_the_rest(settings, redis, db, users):

@@ -130,4 +130,3 @@ async def test_a_change_that_waits_on_a_concurrent_create_sees_the_row_or_retrie
         assert updated == [Outcome.APPLIED]
     row = await db.fetchrow("SELECT title FROM task WHERE id = $1", task_id)
     assert row["title"] == "second"
-
