@@ -78,16 +78,22 @@ async def apply_commands(session: AsyncSession, commands: Sequence[Command]) -> 
     for command in commands:
         unique.setdefault(command.command_id, command)
 
-    fresh = await _record(session, list(unique.values()))
+    creates = [c for c in unique.values() if isinstance(c, CreateTask)]
+    first_round, later = _one_per_task(creates)
+    if first_round:
+        # The common case, one round trip: record the commands and create the tasks together.
+        fresh, created = await _record_and_create(session, list(unique.values()), first_round)
+    else:
+        fresh, created = await _record(session, list(unique.values())), set()
     for command_id in unique:
         if command_id not in fresh:
             outcomes[command_id] = Outcome.DUPLICATE
 
-    pending = [unique[c] for c in unique if c in fresh]
-    creates = [c for c in pending if isinstance(c, CreateTask)]
-    changes = [c for c in pending if isinstance(c, (UpdateTask, CompleteTask))]
-    if creates:
-        outcomes.update(await _create(session, creates))
+    if first_round:
+        outcomes.update(await _classify_creates(session, [c for c in first_round if c.command_id in fresh], created))
+    if later:
+        outcomes.update(await _create(session, [c for c in later if c.command_id in fresh]))
+    changes = [c for c in unique.values() if isinstance(c, (UpdateTask, CompleteTask)) and c.command_id in fresh]
     if changes:
         outcomes.update(await _change(session, changes))
 
@@ -108,55 +114,89 @@ async def apply_commands(session: AsyncSession, commands: Sequence[Command]) -> 
 
 
 async def _record(session: AsyncSession, commands: list[Command]) -> set[UUID]:
-    rows = await _run(
-        session,
-        statements.RECORD_COMMANDS,
-        {
-            "command_ids": [c.command_id for c in commands],
-            "functions": [c.function for c in commands],
-            "task_ids": [c.task_id for c in commands],
-            "issued_ats": [c.issued_at for c in commands],
-        },
-    )
+    rows = await _run(session, statements.RECORD_COMMANDS, _record_arrays(commands))
     return {row[0] for row in rows}
 
 
+def _one_per_task(creates: list[CreateTask]) -> tuple[list[CreateTask], list[CreateTask]]:
+    """Split creates into one per task id (in order) and the rest: one INSERT statement decides
+    who wins each id, so creates that share a task id go into separate statements."""
+    first: dict[UUID, CreateTask] = {}
+    rest: list[CreateTask] = []
+    for create in creates:
+        if create.task_id in first:
+            rest.append(create)
+        else:
+            first[create.task_id] = create
+    return list(first.values()), rest
+
+
+async def _record_and_create(
+    session: AsyncSession, commands: list[Command], creates: list[CreateTask]
+) -> tuple[set[UUID], set[UUID]]:
+    """Record the commands and insert the tasks of the fresh creates in one statement; returns
+    the fresh command ids and the created task ids."""
+    rows = await _run(
+        session,
+        statements.RECORD_AND_INSERT_TASKS,
+        {**_record_arrays(commands), **{f"create_{name}": values for name, values in _task_arrays(creates).items()}},
+    )
+    fresh: set[UUID] = set()
+    created: set[UUID] = set()
+    for command_id, task_id in rows:
+        if command_id is not None:
+            fresh.add(command_id)
+        else:
+            created.add(task_id)
+    return fresh, created
+
+
 async def _create(session: AsyncSession, creates: list[CreateTask]) -> dict[UUID, Outcome]:
+    """Insert the tasks of fresh creates, one create per task id per statement."""
     outcomes: dict[UUID, Outcome] = {}
     remaining = creates
     while remaining:
-        # One create per task id per statement, so the statement decides who won each id.
-        round_: dict[UUID, CreateTask] = {}
-        later: list[CreateTask] = []
-        for create in remaining:
-            if create.task_id in round_:
-                later.append(create)
-            else:
-                round_[create.task_id] = create
-        rows = await _run(
-            session,
-            statements.INSERT_TASKS,
-            {
-                "task_ids": [c.task_id for c in round_.values()],
-                "user_ids": [c.user_id for c in round_.values()],
-                "titles": [c.title for c in round_.values()],
-                "descriptions": [c.description for c in round_.values()],
-                "issued_ats": [c.issued_at for c in round_.values()],
-                "command_ids": [c.command_id for c in round_.values()],
-            },
-        )
-        created = {row[0] for row in rows}
-        not_created = [c for c in round_.values() if c.task_id not in created]
-        owners = await _owners(session, [c.task_id for c in not_created]) if not_created else {}
-        for create in round_.values():
-            if create.task_id in created:
-                outcomes[create.command_id] = Outcome.APPLIED
-            elif create.task_id in owners:
-                outcomes[create.command_id] = Outcome.CONFLICT
-            else:
-                outcomes[create.command_id] = Outcome.USER_MISSING
-        remaining = later
+        round_, remaining = _one_per_task(remaining)
+        rows = await _run(session, statements.INSERT_TASKS, _task_arrays(round_))
+        outcomes.update(await _classify_creates(session, round_, {row[0] for row in rows}))
     return outcomes
+
+
+async def _classify_creates(
+    session: AsyncSession, creates: list[CreateTask], created: set[UUID]
+) -> dict[UUID, Outcome]:
+    """Outcomes of fresh creates (one per task id) after their INSERT created `created`."""
+    not_created = [c.task_id for c in creates if c.task_id not in created]
+    owners = await _owners(session, not_created) if not_created else {}
+    outcomes: dict[UUID, Outcome] = {}
+    for create in creates:
+        if create.task_id in created:
+            outcomes[create.command_id] = Outcome.APPLIED
+        elif create.task_id in owners:
+            outcomes[create.command_id] = Outcome.CONFLICT
+        else:
+            outcomes[create.command_id] = Outcome.USER_MISSING
+    return outcomes
+
+
+def _record_arrays(commands: list[Command]) -> dict[str, list[Any]]:
+    return {
+        "command_ids": [c.command_id for c in commands],
+        "functions": [c.function for c in commands],
+        "task_ids": [c.task_id for c in commands],
+        "issued_ats": [c.issued_at for c in commands],
+    }
+
+
+def _task_arrays(creates: list[CreateTask]) -> dict[str, list[Any]]:
+    return {
+        "task_ids": [c.task_id for c in creates],
+        "user_ids": [c.user_id for c in creates],
+        "titles": [c.title for c in creates],
+        "descriptions": [c.description for c in creates],
+        "issued_ats": [c.issued_at for c in creates],
+        "command_ids": [c.command_id for c in creates],
+    }
 
 
 async def _change(session: AsyncSession, commands: Sequence[UpdateTask | CompleteTask]) -> dict[UUID, Outcome]:

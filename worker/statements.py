@@ -17,12 +17,12 @@ __all__ = [
     "FORGET_COMMANDS",
     "INSERT_TASKS",
     "LOCK_TASKS",
+    "RECORD_AND_INSERT_TASKS",
     "RECORD_COMMANDS",
     "UPDATE_TASKS",
 ]
 
-RECORD_COMMANDS: Final[TextClause] = text(
-    """
+_RECORD_SQL: Final = """
     INSERT INTO processed_command (command_id, function, task_id, issued_at, processed_at)
     SELECT c.command_id, c.function, c.task_id, c.issued_at, now()
     FROM unnest(
@@ -32,17 +32,11 @@ RECORD_COMMANDS: Final[TextClause] = text(
     ORDER BY c.command_id
     ON CONFLICT (command_id) DO NOTHING
     RETURNING command_id
-    """
-)
-"""Claim the commands as processed; the ids returned are the ones not processed before."""
+"""
 
-FORGET_COMMANDS: Final[TextClause] = text(
-    "DELETE FROM processed_command WHERE command_id = ANY(CAST(:command_ids AS uuid[]))"
-)
-"""Undo the claim of commands that were refused or must wait (same transaction)."""
 
-INSERT_TASKS: Final[TextClause] = text(
-    """
+def _insert_tasks_sql(prefix: str = "", only_if: str = "") -> str:
+    return f"""
     INSERT INTO task (
         id, user_id, title, description, completed, created_at, updated_at,
         title_issued_at, title_command_id, description_issued_at, description_command_id
@@ -50,17 +44,42 @@ INSERT_TASKS: Final[TextClause] = text(
     SELECT c.id, c.user_id, c.title, c.description, false, now(), now(),
            c.issued_at, c.command_id, c.issued_at, c.command_id
     FROM unnest(
-        CAST(:task_ids AS uuid[]), CAST(:user_ids AS integer[]), CAST(:titles AS text[]),
-        CAST(:descriptions AS text[]), CAST(:issued_ats AS timestamptz[]),
-        CAST(:command_ids AS uuid[])
+        CAST(:{prefix}task_ids AS uuid[]), CAST(:{prefix}user_ids AS integer[]),
+        CAST(:{prefix}titles AS text[]), CAST(:{prefix}descriptions AS text[]),
+        CAST(:{prefix}issued_ats AS timestamptz[]), CAST(:{prefix}command_ids AS uuid[])
     ) AS c(id, user_id, title, description, issued_at, command_id)
-    WHERE EXISTS (SELECT 1 FROM "user" AS u WHERE u.id = c.user_id)
+    WHERE EXISTS (SELECT 1 FROM "user" AS u WHERE u.id = c.user_id){only_if}
     ORDER BY c.id
     ON CONFLICT (id) DO NOTHING
     RETURNING id
+"""
+
+
+RECORD_COMMANDS: Final[TextClause] = text(_RECORD_SQL)
+"""Claim the commands as processed; the ids returned are the ones not processed before."""
+
+FORGET_COMMANDS: Final[TextClause] = text(
+    "DELETE FROM processed_command WHERE command_id = ANY(CAST(:command_ids AS uuid[]))"
+)
+"""Undo the claim of commands that were refused or must wait (same transaction)."""
+
+INSERT_TASKS: Final[TextClause] = text(_insert_tasks_sql())
+"""Create tasks whose user exists; an id already taken is skipped (the caller classifies it)."""
+
+RECORD_AND_INSERT_TASKS: Final[TextClause] = text(
+    f"""
+    WITH recorded AS ({_RECORD_SQL}),
+    created AS ({_insert_tasks_sql("create_", " AND c.command_id IN (SELECT r.command_id FROM recorded AS r)")})
+    SELECT r.command_id, NULL::uuid AS task_id FROM recorded AS r
+    UNION ALL
+    SELECT NULL::uuid, t.id FROM created AS t
     """
 )
-"""Create tasks whose user exists; an id already taken is skipped (the caller classifies it)."""
+"""RECORD_COMMANDS and INSERT_TASKS in one round trip, for a batch with creates (at most one per
+task id): records every command, and creates the tasks of the creates that were not processed
+before (`create_`-prefixed arrays). Returns (command_id, NULL) per newly recorded command and
+(NULL, task_id) per task created. Locks are taken in the same order as the two statements
+would take them: commands, then tasks."""
 
 # A field changes when the command's (issued_at, command_id) stamp is newer than the one that
 # set it last; a completion counts when it is earlier than the recorded one. Rows where nothing
