@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
 from producers.wire import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RESULT_KEY_PREFIX, RETRY_KEY_PREFIX, WAKE_KEY_SUFFIX
+from worker.arq_run import run_claimed_job
 from worker.claim import CLAIM_SCRIPT, parse_claimed
 from worker.context import TRANSIENT_KEY_PREFIX, Runtime
 
@@ -28,7 +29,8 @@ ConnectionError when the connection drops while arq WATCHes a key. Supervisors r
 class TasklineWorker(Worker):
     """arq's Worker with its per-job costs cut and its silent drops closed (arq 0.28 seams):
 
-    * jobs are claimed many per round trip (arq claims each with four, one after the other);
+    * jobs are claimed many per round trip, each fetched and its try counted in the same call
+      (arq claims each with four round trips, one after the other, and starts it with a fifth);
     * jobs finishing together share one MULTI/EXEC for arq's bookkeeping;
     * an idle worker blocks on the queue's wake-up list instead of sleeping `poll_delay`, and a
       saturated one polls again as soon as a slot frees;
@@ -54,17 +56,23 @@ class TasklineWorker(Worker):
             return 0
         if self._claim is None:
             self._claim = self.pool.register_script(CLAIM_SCRIPT)
+        # With aborts enabled, arq's run_job must do its own opening (it also reads the abort set).
+        fetch = not self.allow_abort_jobs
         reply = await self._claim(
             keys=[self.queue_name],
-            args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), free, self.queue_read_limit],
+            args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), free, self.queue_read_limit, int(fetch)],
         )
-        claimed = parse_claimed(reply)
-        for job_id, score in claimed:
+        claimed = parse_claimed(reply, fetched=fetch)
+        for job in claimed:
             await self.sem.acquire()
             self.job_counter += 1
-            task = self.loop.create_task(self.run_job(job_id, score))
+            if job.job_try is None:
+                run = self.run_job(job.job_id, job.score)
+            else:
+                run = run_claimed_job(self, job.job_id, job.score, job.payload, job.job_try)
+            task = self.loop.create_task(run)
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job_id] = task
+            self.tasks[job.job_id] = task
         return len(claimed)
 
     async def _poll_iteration(self) -> None:
