@@ -150,6 +150,7 @@ def build_worker(settings: Settings, **overrides: Any) -> TasklineWorker:
     values["poll_delay"] = 0
     worker = TasklineWorker(**values)
     worker.idle_wait_s = 0 if values.get("burst") else float(idle_wait)
+    worker.bulk_concurrency = settings.bulk_concurrency
     worker.ctx.setdefault("worker", worker)  # the heartbeat reports its job counts
     return worker
 

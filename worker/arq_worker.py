@@ -16,8 +16,9 @@ from redis.exceptions import WatchError
 
 from producers.wire import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RESULT_KEY_PREFIX, RETRY_KEY_PREFIX, WAKE_KEY_SUFFIX
 from worker.arq_run import run_claimed_job
-from worker.claim import CLAIM_SCRIPT, parse_claimed
+from worker.claim import CLAIM_SCRIPT, Claimed, parse_claimed
 from worker.context import TRANSIENT_KEY_PREFIX, Runtime
+from worker.envelope import BULK_PREFIX
 
 __all__ = ["REDIS_LOST", "TasklineWorker"]
 
@@ -32,6 +33,7 @@ class TasklineWorker(Worker):
     * jobs are claimed many per round trip, each fetched and its try counted in the same call
       (arq claims each with four round trips, one after the other, and starts it with a fifth);
     * jobs finishing together share one MULTI/EXEC for arq's bookkeeping;
+    * at most `bulk_concurrency` bulk jobs are decoded and applied at once (memory);
     * an idle worker blocks on the queue's wake-up list instead of sleeping `poll_delay`, and a
       saturated one polls again as soon as a slot frees;
     * every job arq itself gives up on becomes a dead letter.
@@ -41,8 +43,12 @@ class TasklineWorker(Worker):
     """How long an idle poll waits for a wake-up token before polling again (TASKLINE_POLL_DELAY);
     0 (burst mode in tests) polls without waiting."""
 
+    bulk_concurrency = 4
+    """How many apply_commands jobs are decoded and applied at once (TASKLINE_BULK_CONCURRENCY)."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._bulk_slots: asyncio.Semaphore | None = None
         self._slot_freed = asyncio.Event()
         self._claim: Any = None
         self._finishing: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
@@ -66,14 +72,22 @@ class TasklineWorker(Worker):
         for job in claimed:
             await self.sem.acquire()
             self.job_counter += 1
-            if job.job_try is None:
-                run = self.run_job(job.job_id, job.score)
-            else:
-                run = run_claimed_job(self, job.job_id, job.score, job.payload, job.job_try)
+            run = self.run_job(job.job_id, job.score) if job.job_try is None else self._run_claimed(job)
             task = self.loop.create_task(run)
             task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
             self.tasks[job.job_id] = task
         return len(claimed)
+
+    async def _run_claimed(self, job: Claimed) -> None:
+        assert job.job_try is not None
+        if job.payload is None or not job.payload.startswith(BULK_PREFIX):
+            return await run_claimed_job(self, job.job_id, job.score, job.payload, job.job_try)
+        # A bulk job holds up to a thousand commands once decoded: only `bulk_concurrency` of
+        # them are decoded and applied at once; the others wait here, before their timeout runs.
+        if self._bulk_slots is None:
+            self._bulk_slots = asyncio.Semaphore(self.bulk_concurrency)
+        async with self._bulk_slots:
+            return await run_claimed_job(self, job.job_id, job.score, job.payload, job.job_try)
 
     async def _poll_iteration(self) -> None:
         # arq's Worker._poll_iteration (arq 0.28), with its ZRANGEBYSCORE + per-job claims

@@ -27,13 +27,13 @@ from producers.contract import (
 )
 from producers.wire import envelope, epoch_ms
 
-__all__ = ["REJECT_JOB", "BulkDelivery", "Decoder", "Delivery", "Rejected", "describe_errors"]
+__all__ = ["BULK_PREFIX", "REJECT_JOB", "BulkDelivery", "Decoder", "Delivery", "Rejected", "describe_errors"]
 
 REJECT_JOB: Final = "taskline_reject"
 """Internal job function that dead-letters what the decoder refused. Naming it in a job does
 nothing more than that: the decoder routes only the command functions to real work."""
 
-_BULK_PREFIX: Final = b'{"f":"' + BULK_JOB.encode() + b'"'
+BULK_PREFIX: Final = b'{"f":"' + BULK_JOB.encode() + b'"'
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -187,7 +187,7 @@ class Decoder:
 
     def _decode(self, raw: bytes) -> dict[str, Any]:
         size = len(raw)
-        if size > self.max_payload_bytes and not (raw.startswith(_BULK_PREFIX) and size <= self.max_bulk_payload_bytes):
+        if size > self.max_payload_bytes and not (raw.startswith(BULK_PREFIX) and size <= self.max_bulk_payload_bytes):
             return self._too_large(raw)
         if raw[:1] == b"\x80":
             return self._reject(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -172,3 +173,56 @@ async def test_writing_a_dead_letter_is_retried_while_the_database_is_away(setti
         await engine.dispose()
     assert failures["left"] == 0
     assert (await _dead_letter(db, job_id))["reason"] == "test"
+
+
+async def test_bulk_jobs_are_decoded_and_applied_a_few_at_a_time(settings, redis, db, users):
+    """TASKLINE_BULK_CONCURRENCY bounds how many bulk jobs (and their commands) a worker holds
+    at once; single-command jobs are not held back, and every command still lands."""
+    settings = settings.model_copy(update={"bulk_concurrency": 2})
+    producer = TaskProducer(redis, queue=settings.queue)
+    now = datetime.now(UTC)
+    bulks = [
+        [
+            CreateTask(command_id=uuid4(), issued_at=now, task_id=uuid4(), user_id=1, title=f"b{j}-{i}")
+            for i in range(20)
+        ]
+        for j in range(8)
+    ]
+    for commands in bulks:
+        await producer.send_bulk(commands)
+    singles = [await producer.create_task(user_id=2, title=f"single {i}") for i in range(5)]
+    running = 0
+    most = 0
+    applied_singles = 0
+
+    async def on_start(ctx: dict[str, Any]) -> None:
+        runtime = ctx["runtime"]
+        if getattr(runtime.committer, "_watched", False):
+            return
+        runtime.committer._watched = True
+        apply_many, apply = runtime.committer.apply_many, runtime.committer.apply
+
+        async def counted_apply_many(commands: Any) -> Any:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            try:
+                await asyncio.sleep(0.05)  # long enough for the other claimed bulk jobs to pile up
+                return await apply_many(commands)
+            finally:
+                running -= 1
+
+        async def counted_apply(command: Any) -> Any:
+            nonlocal applied_singles
+            applied_singles += 1
+            return await apply(command)
+
+        runtime.committer.apply_many = counted_apply_many
+        runtime.committer.apply = counted_apply
+
+    await run_burst(settings, on_job_start=on_start)
+
+    assert most == 2
+    assert applied_singles == len(singles)
+    task_ids = [c.task_id for commands in bulks for c in commands] + [r.task_id for r in singles]
+    assert await db.fetchval("SELECT count(*) FROM task WHERE id = ANY($1::uuid[])", task_ids) == len(task_ids)
