@@ -31,7 +31,7 @@ from worker.logs import configure_logging, get_logger
 from worker.metrics import Metrics
 from worker.reconnect import run_until_stopped
 from worker.redis_url import arq_redis_settings
-from worker.settings import Settings, SettingsError, load_settings, redact_url
+from worker.settings import Settings, load_settings, redact_url
 
 __all__ = ["TasklineWorker", "build_worker", "run_worker", "supervise", "worker_settings"]
 
@@ -185,26 +185,12 @@ async def supervise(settings: Settings, stopping: asyncio.Event | None = None) -
 
     The process's Health (worker id, liveness pulse) and Metrics outlive the reconnects, and so
     does the HTTP server for /metrics, /healthz and /readyz on TASKLINE_METRICS_PORT (if set)."""
-    log = get_logger("taskline.worker")
+    from worker.ops_http import process_ops
+
     health = Health(interval=settings.heartbeat_interval)
     metrics = Metrics()
-    server = None
-    if settings.metrics_port:
-        from worker.ops_http import health_routes, serve
-
-        try:
-            server = await serve(health_routes(health, metrics), settings.metrics_port)
-        except OSError as exc:
-            raise SettingsError(f"TASKLINE_METRICS_PORT {settings.metrics_port}: cannot listen: {exc}") from None
-        log.info("serving /metrics, /healthz and /readyz", port=settings.metrics_port, worker_id=health.worker_id)
-    pulse = asyncio.create_task(health.run_pulse(), name="taskline-pulse")
-    try:
+    async with process_ops(health, metrics, settings.metrics_port, get_logger("taskline.worker")):
         await _run_workers(settings, stopping or asyncio.Event(), {"health": health, "metrics": metrics})
-    finally:
-        pulse.cancel()
-        if server is not None:
-            server.close()
-            await server.wait_closed()
 
 
 async def _run_workers(settings: Settings, stopping: asyncio.Event, shared: dict[str, Any]) -> None:

@@ -67,12 +67,14 @@ def render_fleet_metrics(
     workers: Iterable[dict[str, Any]],
     depth: tuple[int, int] | None,
     dead_letters: int | None,
+    schedulers: Iterable[dict[str, Any]] = (),
 ) -> bytes:
-    """Prometheus text: every live worker's snapshot (labelled `worker`), the queue depth, the
-    dead letters waiting, and how many workers are live."""
+    """Prometheus text: every live worker's and scheduler's snapshot (labelled `worker` with the
+    process's id; a scheduler's holds the purge metrics), the queue depth, the dead letters
+    waiting, and how many workers are live (schedulers not counted)."""
     workers = list(workers)
     families: dict[str, Metric] = {}
-    for document in workers:
+    for document in [*workers, *schedulers]:
         worker_id = str(document["worker_id"])
         for family in document.get("metrics") or []:
             name, kind = family.get("name"), family.get("type")

@@ -51,6 +51,7 @@ __all__ = [
     "metrics_snapshot",
     "new_worker_id",
     "queue_depth",
+    "scheduler_queue_name",
     "this_host",
     "workers_index_key",
 ]
@@ -71,6 +72,12 @@ FLEET_METRICS: Final = frozenset({"taskline_queue_depth", "taskline_dead_letters
 
 def heartbeat_key(queue: str, worker_id: str) -> str:
     return f"{HEARTBEAT_KEY_PREFIX}{queue}:{worker_id}"
+
+
+def scheduler_queue_name(queue: str) -> str:
+    """The scheduler's own arq queue for the command queue `queue`; its heartbeats are kept
+    under this name too, apart from the workers'."""
+    return f"{queue}:scheduler"
 
 
 def workers_index_key(queue: str) -> str:
@@ -247,8 +254,12 @@ class Monitor:
         log: Any,
         worker: Any = None,
         secrets_: Iterable[str] = (),
+        role: str = "worker",
+        gauges: bool = True,
     ) -> None:
         self.queue = queue
+        self.role = role
+        self.gauges = gauges
         self.health = health
         self.metrics = metrics
         self.redis = redis
@@ -265,10 +276,9 @@ class Monitor:
         return self.health.interval
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._every_interval(self.beat_once), name="taskline-heartbeat"),
-            asyncio.create_task(self._gauges(), name="taskline-gauges"),
-        ]
+        self._tasks = [asyncio.create_task(self._every_interval(self.beat_once), name="taskline-heartbeat")]
+        if self.gauges:
+            self._tasks.append(asyncio.create_task(self._gauges(), name="taskline-gauges"))
 
     async def stop(self, *, remove_key: bool = True) -> None:
         for task in self._tasks:
@@ -328,6 +338,7 @@ class Monitor:
             done, failed, retried = worker.jobs_complete, worker.jobs_failed, worker.jobs_retried
         return {
             "worker_id": health.worker_id,
+            "role": self.role,
             "queue": self.queue,
             "host": health.host,
             "pid": health.pid,

@@ -42,12 +42,12 @@ def _redis(settings: Settings) -> Any:
     return Redis.from_url(settings.redis_url, socket_connect_timeout=_REDIS_TIMEOUT_S, socket_timeout=_REDIS_TIMEOUT_S)
 
 
-async def _fetch_workers(settings: Settings) -> list[dict[str, Any]]:
+async def _fetch_workers(settings: Settings, queue: str) -> list[dict[str, Any]]:
     from worker.fleet import live_workers
 
     redis = _redis(settings)
     try:
-        return await live_workers(redis, settings.queue)
+        return await live_workers(redis, queue)
     finally:
         await redis.aclose()
 
@@ -71,22 +71,27 @@ def health(
     worker_id: Annotated[str | None, typer.Option("--worker-id", help="Check this worker (host:pid:random).")] = None,
     all_workers: Annotated[bool, typer.Option("--all", help="Every live worker of the queue, on any host.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of a table.")] = False,
+    scheduler: Annotated[
+        bool, typer.Option("--scheduler", help="Check `taskline scheduler` processes instead of workers.")
+    ] = False,
 ) -> None:
     """Exit 0 if the worker(s) beat recently (their heartbeat keys in Redis are fresh), else 1.
 
     Without --worker-id or --all: the workers on this host (a container's exec probe)."""
     from worker.fleet import summary
-    from worker.health import this_host
+    from worker.health import scheduler_queue_name, this_host
 
     settings = _load()
+    queue = scheduler_queue_name(settings.queue) if scheduler else settings.queue
+    kind = "scheduler" if scheduler else "worker"
     try:
-        workers = asyncio.run(_fetch_workers(settings))
+        workers = asyncio.run(_fetch_workers(settings, queue))
     except Exception as exc:
         message = f"cannot read heartbeats from Redis at {redact_url(settings.redis_url)}: {type(exc).__name__}: {exc}"
-        _report(as_json, settings.queue, False, message, [])
+        _report(as_json, queue, False, message, [])
         raise typer.Exit(1) from None
     if worker_id:
-        scope = f"worker {worker_id}"
+        scope = f"{kind} {worker_id}"
         selected = [w for w in workers if w.get("worker_id") == worker_id]
     elif all_workers:
         scope = f"queue {settings.queue}"
@@ -99,8 +104,8 @@ def health(
     if not summaries:
         ok = False
         message = (
-            f"no live worker for {scope} on queue {settings.queue}: no fresh heartbeat key"
-            f" taskline:worker:{settings.queue}:… (stopped, crashed, or cannot reach Redis)"
+            f"no live {kind} for {scope} on queue {settings.queue}: no fresh heartbeat key"
+            f" taskline:worker:{queue}:… (stopped, crashed, or cannot reach Redis)"
         )
     elif ready and not all(s["ready"] for s in summaries):
         ok = False
@@ -113,8 +118,8 @@ def health(
     else:
         ok = True
         state = "ready" if ready else "live"
-        message = f"{len(summaries)} {state} worker(s) for {scope}"
-    _report(as_json, settings.queue, ok, message, summaries, table=all_workers or bool(worker_id) or not ok)
+        message = f"{len(summaries)} {state} {kind}(s) for {scope}"
+    _report(as_json, queue, ok, message, summaries, table=all_workers or bool(worker_id) or not ok)
     if not ok:
         raise typer.Exit(1)
 
@@ -162,10 +167,11 @@ class _FleetReader:
 
     async def page(self) -> bytes:
         from worker.fleet import live_workers, render_fleet_metrics
-        from worker.health import count_dead_letters, queue_depth
+        from worker.health import count_dead_letters, queue_depth, scheduler_queue_name
 
         queue = self.settings.queue
         workers = await live_workers(self.redis, queue)
+        schedulers = await live_workers(self.redis, scheduler_queue_name(queue))
         depth = await queue_depth(self.redis, queue)
         dead_letters: int | None
         try:
@@ -174,7 +180,7 @@ class _FleetReader:
         except Exception as exc:
             err.print(f"dead letters not counted: {type(exc).__name__}", markup=False)
             dead_letters = None
-        return render_fleet_metrics(queue, workers, depth, dead_letters)
+        return render_fleet_metrics(queue, workers, depth, dead_letters, schedulers=schedulers)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -189,7 +195,8 @@ def metrics(
         typer.Option("--token", envvar="TASKLINE_METRICS_TOKEN", help="With --serve: require this bearer token."),
     ] = None,
 ) -> None:
-    """All live workers' metrics, the queue depth and the dead letters as one Prometheus page.
+    """All live workers' (and schedulers') metrics, the queue depth and the dead letters as one
+    Prometheus page.
 
     Printed once on stdout, or served at /metrics with --serve PORT (e.g. a Heroku
     `web: taskline metrics --serve $PORT` process)."""

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import hmac
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from worker.health import Health
 from worker.metrics import Metrics
 
-__all__ = ["Response", "health_routes", "json_response", "serve"]
+__all__ = ["Response", "health_routes", "json_response", "process_ops", "serve"]
 
 _REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 _HEAD_LIMIT = 16 * 1024
@@ -106,3 +106,26 @@ async def serve(handler: Handler, port: int, host: str | None = None, token: str
 def _authorised(header: str, token: str) -> bool:
     scheme, _, value = header.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+@contextlib.asynccontextmanager
+async def process_ops(health: Health, metrics: Metrics, port: int | None, log: Any) -> AsyncIterator[None]:
+    """What a long-running process (a worker, the scheduler) keeps for its whole life, across
+    Redis reconnects: the liveness pulse, and /metrics, /healthz and /readyz on `port` (if set)."""
+    from worker.settings import SettingsError
+
+    server = None
+    if port:
+        try:
+            server = await serve(health_routes(health, metrics), port)
+        except OSError as exc:
+            raise SettingsError(f"TASKLINE_METRICS_PORT {port}: cannot listen: {exc}") from None
+        log.info("serving /metrics, /healthz and /readyz", port=port, worker_id=health.worker_id)
+    pulse = asyncio.create_task(health.run_pulse(), name="taskline-pulse")
+    try:
+        yield
+    finally:
+        pulse.cancel()
+        if server is not None:
+            server.close()
+            await server.wait_closed()

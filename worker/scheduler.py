@@ -35,6 +35,7 @@ from arq import cron
 from arq.worker import Worker
 
 from producers.contract import dumps
+from worker.health import Health, Monitor, scheduler_queue_name
 from worker.logs import configure_logging, get_logger
 from worker.metrics import Metrics
 from worker.purge import PurgePlan, PurgeSummary, make_purge_engine, purge
@@ -65,7 +66,7 @@ PurgeObserver = Callable[[str, PurgeSummary | None], None]
 
 
 def scheduler_queue(settings: Settings) -> str:
-    return f"{settings.queue}:scheduler"
+    return scheduler_queue_name(settings.queue)
 
 
 def _decode(raw: bytes) -> dict[str, Any]:
@@ -98,10 +99,29 @@ async def purge_job(ctx: dict[str, Any]) -> dict[str, Any] | None:
 
 async def _startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
-    ctx["purge_engine"] = make_purge_engine(settings)
-    ctx.setdefault("metrics", Metrics())
-    get_logger("taskline.scheduler").info(
+    engine = ctx["purge_engine"] = make_purge_engine(settings)
+    metrics = ctx.setdefault("metrics", Metrics())
+    health: Health = ctx.setdefault("health", Health(interval=settings.heartbeat_interval))
+    log = get_logger("taskline.scheduler")
+    # A heartbeat of its own (kept apart from the workers', under the scheduler's queue name):
+    # `taskline health --scheduler` sees it, and `taskline metrics` shows its purge metrics.
+    monitor = Monitor(
+        queue=scheduler_queue(settings),
+        health=health,
+        metrics=metrics,
+        redis=ctx["redis"],
+        engine=engine,
+        log=log,
+        worker=ctx.get("worker"),
+        secrets_=[engine.url.password or "", ctx["redis"].connection_pool.connection_kwargs.get("password") or ""],
+        role="scheduler",
+        gauges=False,
+    )
+    ctx["monitor"] = monitor
+    monitor.start()
+    log.info(
         "scheduler started",
+        worker_id=health.worker_id,
         queue=scheduler_queue(settings),
         database=redact_url(settings.database_url),
         redis=redact_url(settings.redis_url),
@@ -111,6 +131,9 @@ async def _startup(ctx: dict[str, Any]) -> None:
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
+    monitor: Monitor | None = ctx.pop("monitor", None)
+    if monitor is not None:
+        await monitor.stop(remove_key=True)
     engine = ctx.pop("purge_engine", None)
     if engine is not None:
         await engine.dispose()
@@ -157,7 +180,9 @@ def scheduler_settings(
 
 
 def build_scheduler(settings: Settings, **overrides: Any) -> Worker:
-    return Worker(**scheduler_settings(settings, **overrides))
+    scheduler = Worker(**scheduler_settings(settings, **overrides))
+    scheduler.ctx.setdefault("worker", scheduler)  # the heartbeat reports its job counts
+    return scheduler
 
 
 def run_scheduler() -> None:
@@ -170,19 +195,31 @@ def run_scheduler() -> None:
 async def supervise_scheduler(settings: Settings, stopping: asyncio.Event | None = None) -> None:
     """Run the scheduler; reconnect with backoff when Redis goes away, until a signal stops it.
 
-    On SIGTERM a running purge is cancelled at once: its open batch rolls back, nothing is lost."""
-    await run_until_stopped(
-        build=lambda: build_scheduler(settings, handle_signals=False),
-        request_stop=_stop,
-        close=_close,
-        stopping=stopping or asyncio.Event(),
-        log=get_logger("taskline.scheduler"),
-    )
+    On SIGTERM a running purge is cancelled at once: its open batch rolls back, nothing is lost.
+    Like a worker, it serves /metrics, /healthz and /readyz on TASKLINE_METRICS_PORT (if set)."""
+    from worker.ops_http import process_ops
+
+    health = Health(interval=settings.heartbeat_interval)
+    metrics = Metrics()
+    log = get_logger("taskline.scheduler")
+    async with process_ops(health, metrics, settings.metrics_port, log):
+        await run_until_stopped(
+            build=lambda: build_scheduler(
+                settings, handle_signals=False, ctx={"settings": settings, "health": health, "metrics": metrics}
+            ),
+            request_stop=_stop,
+            close=_close,
+            stopping=stopping or asyncio.Event(),
+            log=log,
+        )
 
 
 def _stop(worker: Worker, stopping: asyncio.Event, sig: signal.Signals) -> None:
     if not stopping.is_set():
         stopping.set()
+        health: Health | None = worker.ctx.get("health")
+        if health is not None:
+            health.stopping = True  # not ready from now on; the heartbeat says so
         get_logger("taskline.scheduler").info("stopping", signal=sig.name)
         worker.handle_sig(sig)
 

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from producers import TaskProducer
 from producers.contract import CompleteTask, CreateTask
-from tests.conftest import run_burst, wait_for
+from tests.conftest import run_burst, wait_for, worker_env
+from worker.fleet import live_workers
+from worker.health import scheduler_queue_name, workers_index_key
 from worker.metrics import Metrics
 from worker.purge import (
     DEAD_LETTERS,
@@ -426,3 +432,71 @@ async def test_three_schedulers_run_each_tick_exactly_once(
     assert sum(done[0].rows["task"] for done in ran.values()) >= 300
     assert await db.fetchval("SELECT count(*) FROM task WHERE completed_at < '2001-01-01'") == 0
     assert metrics.registry.get_sample_value("taskline_purge_duration_seconds_count") == len(ran)
+
+
+async def test_a_scheduler_beats_and_its_purge_metrics_reach_the_fleet_page(
+    settings: Settings, db: asyncpg.Connection, users: list[int]
+) -> None:
+    """A scheduler writes a heartbeat of its own (role scheduler, under the scheduler's queue
+    name, not counted as a worker); after a tick, its purge metrics are on `taskline metrics`'
+    page, labelled with its id, and `taskline health --scheduler --all` passes."""
+    await seed_many_completed(db, 50, OLD)
+    settings = settings.model_copy(update={"heartbeat_interval": 0.2})
+    runs: list[PurgeSummary | None] = []
+    scheduler = build_scheduler(
+        settings,
+        schedule={"minute": None, "second": set(range(0, 60, 2))},
+        handle_signals=False,
+        poll_delay=0.05,
+        ctx={"settings": settings, "purge_observer": lambda _job, summary: runs.append(summary)},
+    )
+    main = asyncio.create_task(scheduler.async_run())
+    redis = Redis.from_url(settings.redis_url)
+    index = workers_index_key(scheduler_queue_name(settings.queue))
+    document: dict[str, Any] | None = None
+    try:
+        await wait_for(lambda: any(runs), timeout=20, interval=0.1)
+
+        async def snapshot_has_the_purge() -> dict[str, Any] | None:
+            documents = await live_workers(redis, scheduler_queue_name(settings.queue))
+            names = {family["name"] for doc in documents for family in doc["metrics"]}
+            return documents[0] if "taskline_purge_rows_deleted" in names else None
+
+        document = await wait_for(snapshot_has_the_purge, timeout=10, interval=0.1)
+        assert document["role"] == "scheduler"
+        assert await live_workers(redis, settings.queue) == []  # not a worker
+
+        env = worker_env(settings)
+        bindir = Path(sys.executable).parent
+        page = await asyncio.to_thread(
+            subprocess.run, [str(bindir / "taskline"), "metrics"], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert page.returncode == 0, page.stderr
+        deleted = {
+            (sample.labels["table"], sample.labels["worker"]): sample.value
+            for family in text_string_to_metric_families(page.stdout)
+            for sample in family.samples
+            if sample.name == "taskline_purge_rows_deleted_total"
+        }
+        assert deleted[("task", document["worker_id"])] >= 50
+        assert f'taskline_workers_live{{queue="{settings.queue}"}} 0.0' in page.stdout
+
+        health = await asyncio.to_thread(
+            subprocess.run,
+            [str(bindir / "taskline"), "health", "--scheduler", "--all", "--ready"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert health.returncode == 0, health.stdout + health.stderr
+        assert "1 ready scheduler(s)" in health.stdout
+    finally:
+        await scheduler.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await main
+        try:
+            if document is not None:  # a clean stop leaves no heartbeat behind
+                assert await redis.zscore(index, document["worker_id"]) is None
+        finally:
+            await redis.aclose()

@@ -205,6 +205,17 @@ def test_the_fleet_page_keeps_one_series_per_worker_and_adds_the_fleet_gauges() 
     assert families["taskline_workers_live"].samples[0].value == 2.0
 
 
+def test_a_schedulers_series_are_on_the_fleet_page_but_it_is_not_a_live_worker() -> None:
+    metrics = Metrics()
+    metrics.purge_rows.labels("task").inc(40)
+    scheduler = {"worker_id": "s:3:z", "role": "scheduler", "metrics": metrics_snapshot(metrics.registry)}
+    page = render_fleet_metrics("q", [_document("a:1:x", 5)], None, None, schedulers=[scheduler]).decode()
+    families = {family.name: family for family in text_string_to_metric_families(page)}
+    purged = [s for s in families["taskline_purge_rows_deleted"].samples if s.name.endswith("_total")]
+    assert [(s.labels, s.value) for s in purged] == [({"table": "task", "worker": "s:3:z"}, 40.0)]
+    assert families["taskline_workers_live"].samples[0].value == 1.0
+
+
 def test_a_summary_drops_the_snapshot_and_says_whether_the_worker_is_ready() -> None:
     document = _document("a:1:x", 1)
     assert summary(document) == {"worker_id": "a:1:x", "host": "h", "db_ok": True, "stopping": False, "ready": True}
