@@ -8,15 +8,18 @@ valid commands had been applied once each in issued_at order.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
 import redis as redis_sync
 from redis.asyncio import Redis
@@ -512,3 +515,115 @@ async def test_a_restarted_redis_server_does_not_stop_the_worker(settings, db, u
         await assert_applied_exactly_once(db, commands, settings.queue)
     finally:
         await client.aclose()
+
+
+def _postgres_bindir() -> Path | None:
+    import shutil
+    import subprocess
+
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        bindir = Path(subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip())
+        if (bindir / "initdb").exists():
+            return bindir
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture
+async def private_postgres() -> Any:
+    """A PostgreSQL server of this test's own (initdb in a temporary directory, trust auth, a free
+    port, fsync off), which the test may restart; migrated, with users 1–20."""
+    import pwd
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+
+    bindir = _postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL's server binaries (initdb, pg_ctl) are not installed")
+    # PostgreSQL refuses to run as root: run it as the postgres system user then.
+    prefix: list[str] = []
+    datadir = Path(tempfile.mkdtemp(prefix="taskline-pg-"))
+    if os.geteuid() == 0:
+        account = pwd.getpwnam("postgres")
+        os.chown(datadir, account.pw_uid, account.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def run(*argv: str) -> None:
+        subprocess.run([*prefix, *argv], check=True, capture_output=True, timeout=60)
+
+    await asyncio.to_thread(
+        run, str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"
+    )
+    options = f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=40"
+    pg_ctl = [str(bindir / "pg_ctl"), "-D", str(datadir), "-w", "-t", "30"]
+
+    def start() -> None:
+        run(*pg_ctl, "-o", options, "-l", str(datadir / "server.log"), "start")
+
+    def restart() -> None:
+        run(*pg_ctl, "-m", "fast", "-o", options, "-l", str(datadir / "server.log"), "restart")
+
+    await asyncio.to_thread(start)
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    try:
+        from worker.migrations import upgrade
+
+        await asyncio.to_thread(upgrade, url)
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.executemany(
+                'INSERT INTO "user" (id, email, hashed_password) VALUES ($1, $2, $3)',
+                [(i, f"user{i}@example.com", "!") for i in range(1, 21)],
+            )
+        finally:
+            await conn.close()
+        yield {"url": url, "restart": restart}
+    finally:
+        stop = [*prefix, *pg_ctl, "-m", "immediate", "stop"]
+        await asyncio.to_thread(subprocess.run, stop, capture_output=True, timeout=60, check=False)
+        shutil.rmtree(datadir, ignore_errors=True)
+
+
+async def test_a_restarted_postgresql_server_does_not_stop_the_worker(settings, redis, private_postgres, start_worker):
+    """PostgreSQL restarts (pg_ctl restart -m fast: every connection is cut, transactions in
+    flight roll back) while commands flow: the worker process stays up, its commands are retried
+    and every one is applied exactly once, with no dead letter."""
+    url = private_postgres["url"]
+    commands = make_plan(random.Random(17), tasks=120)
+    ids = [c.command_id for c in commands]
+    worker = start_worker(DATABASE_URL=url)
+    await started(worker)
+    began = datetime.now(UTC)
+    restarts = 0
+
+    async def restart(chunk: int) -> None:
+        nonlocal restarts
+        if chunk in (6, 14):
+            await asyncio.to_thread(private_postgres["restart"])
+            restarts += 1
+
+    producer = TaskProducer(redis, queue=settings.queue)
+    await send_in_chunks(producer, commands, chunk=25, pause=0.05, between=restart)
+    assert restarts == 2
+    db = await asyncpg.connect(url)
+    try:
+        await wait_for(lambda: _at_least(processed_count(db, ids), len(ids)), timeout=60, interval=0.2)
+        assert worker.proc.poll() is None, worker.log()
+        await assert_applied_exactly_once(db, commands, settings.queue)
+        assert await db.fetchval("SELECT count(*) FROM dead_letter") == 0
+        assert await db.fetchval("SELECT pg_postmaster_start_time()") > began  # it really restarted
+        # The worker felt it: commands failed on cut or refused connections and were retried.
+        reasons = {
+            json.loads(line).get("reason", "")
+            for line in worker.log().splitlines()
+            if line.startswith("{") and '"transient"' in line
+        }
+        assert any("database" in reason for reason in reasons), reasons
+    finally:
+        await db.close()
