@@ -142,7 +142,7 @@ async def _fail(ctx: JobContext, log: Any, raw: bytes, function: str | None, kin
     if kind is Kind.TRANSIENT:
         used = await runtime.count_transient_failure(ctx["job_id"], fallback=attempt)
     if runtime.policy.should_retry(kind, used):
-        delay = runtime.policy.delay(attempt)
+        delay = runtime.policy.delay(used)  # transient: backs off from its own first failure
         log.info("command will be retried", kind=kind.value, reason=reason, retry_in_s=round(delay, 3))
         runtime.metrics.retried(function or "unknown", kind.value)
         raise Retry(defer=delay)
