@@ -545,9 +545,14 @@ async def private_postgres() -> Any:
         pytest.skip("PostgreSQL's server binaries (initdb, pg_ctl) are not installed")
     # PostgreSQL refuses to run as root: run it as the postgres system user then.
     prefix: list[str] = []
-    datadir = Path(tempfile.mkdtemp(prefix="taskline-pg-"))
+    account = None
     if os.geteuid() == 0:
-        account = pwd.getpwnam("postgres")
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no postgres user to run a PostgreSQL server as")
+    datadir = Path(tempfile.mkdtemp(prefix="taskline-pg-"))
+    if account is not None:
         os.chown(datadir, account.pw_uid, account.pw_gid)
         prefix = ["runuser", "-u", "postgres", "--"]
     with socket.socket() as probe:
