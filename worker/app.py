@@ -83,7 +83,6 @@ async def startup(ctx: dict[str, Any]) -> None:
         engine=engine,
         log=log,
         worker=ctx.get("worker"),
-        secrets_=[engine.url.password or "", ctx["redis"].connection_pool.connection_kwargs.get("password") or ""],
     )
     ctx["monitor"] = monitor
     monitor.start()

@@ -29,9 +29,7 @@ logger = logging.getLogger("arq.worker")  # arq's own logger: the same lines, un
 _NO_RESULT = object()
 
 
-async def run_claimed_job(
-    worker: Worker, job_id: str, score: int, payload: bytes | None, job_try: int
-) -> None:
+async def run_claimed_job(worker: Worker, job_id: str, score: int, payload: bytes | None, job_try: int) -> None:
     """Run a job the claim script claimed, with the payload and try number it fetched."""
     self = worker
     start_ms = timestamp_ms()

@@ -253,7 +253,7 @@ class Monitor:
         engine: AsyncEngine,
         log: Any,
         worker: Any = None,
-        secrets_: Iterable[str] = (),
+        secrets_: Iterable[str] = (),  # beyond the engine's and Redis's passwords, always hidden
         role: str = "worker",
         gauges: bool = True,
     ) -> None:
@@ -266,7 +266,9 @@ class Monitor:
         self.engine = engine
         self.log = log
         self.worker = worker
-        self.secrets = tuple(s for s in secrets_ if s)
+        # Errors are reported without the passwords of the connections they came from.
+        own = [engine.url.password, redis.connection_pool.connection_kwargs.get("password")]
+        self.secrets = tuple(s for s in [*own, *secrets_] if s)
         self.key = heartbeat_key(queue, health.worker_id)
         self.index = workers_index_key(queue)
         self._tasks: list[asyncio.Task[None]] = []

@@ -113,7 +113,6 @@ async def _startup(ctx: dict[str, Any]) -> None:
         engine=engine,
         log=log,
         worker=ctx.get("worker"),
-        secrets_=[engine.url.password or "", ctx["redis"].connection_pool.connection_kwargs.get("password") or ""],
         role="scheduler",
         gauges=False,
     )
