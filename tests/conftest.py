@@ -117,6 +117,16 @@ async def users(db: asyncpg.Connection) -> list[int]:
     return list(range(1, 21))
 
 
+@pytest.fixture
+async def sessions(settings: Settings) -> AsyncIterator[Any]:
+    """The worker's own engine and session factory (pool of 10), disposed after the test."""
+    from worker.db import make_engine, make_sessions
+
+    engine = make_engine(settings)
+    yield make_sessions(engine)
+    await engine.dispose()
+
+
 async def run_burst(settings: Settings, **overrides: Any) -> Any:
     """Run an in-process worker until the queue is empty (arq burst mode); returns the worker."""
     from worker.app import build_worker

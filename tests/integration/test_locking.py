@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 from uuid import UUID, uuid4
 
 import pytest
@@ -21,18 +20,11 @@ from sqlalchemy.exc import DBAPIError
 
 from producers.contract import Command, CompleteTask, CreateTask, UpdateTask
 from worker.apply import Outcome, apply_commands
-from worker.db import Sessions, make_engine, make_sessions
+from worker.db import Sessions
 
 pytestmark = pytest.mark.integration
 
 BASE: Final = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def sessions(settings: Any) -> AsyncIterator[Sessions]:
-    engine = make_engine(settings)
-    yield make_sessions(engine)
-    await engine.dispose()
 
 
 def _sqlstate(exc: BaseException) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
@@ -33,7 +33,7 @@ from tests.oracle import compare_with_rows, expected_states
 from worker import statements
 from worker.apply import Outcome, apply_commands
 from worker.batching import GroupCommitter
-from worker.db import Sessions, make_engine, make_sessions
+from worker.db import Sessions
 from worker.failures import Kind, classify_exception
 
 pytestmark = pytest.mark.integration
@@ -151,14 +151,6 @@ def batches(draw: st.DrawFn, delivered: Sequence[Command]) -> list[list[Command]
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def sessions(settings: Any) -> AsyncIterator[Sessions]:
-    """The worker's own engine and session factory (pool of 10)."""
-    engine = make_engine(settings)
-    yield make_sessions(engine)
-    await engine.dispose()
 
 
 def is_transient(exc: BaseException) -> bool:
