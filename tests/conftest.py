@@ -127,6 +127,18 @@ async def sessions(settings: Settings) -> AsyncIterator[Any]:
     await engine.dispose()
 
 
+async def taskline(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `taskline` command of this venv against the test's services; output captured."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [str(Path(sys.executable).parent / "taskline"), *args],
+        env=worker_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 async def run_burst(settings: Settings, **overrides: Any) -> Any:
     """Run an in-process worker until the queue is empty (arq burst mode); returns the worker."""
     from worker.app import build_worker

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from producers import TaskProducer
 from producers.contract import CreateTask
-from tests.conftest import wait_for, worker_env
+from tests.conftest import taskline, wait_for, worker_env
 from tests.http_client import http_get
 
 pytestmark = pytest.mark.acceptance
@@ -31,17 +31,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def taskline(settings: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [str(BIN / "taskline"), *args],
-        env=worker_env(settings),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def processed(page: str, outcome: str | None = None) -> dict[str, float]:

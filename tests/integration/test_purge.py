@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -27,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from producers import TaskProducer
 from producers.contract import CompleteTask, CreateTask
-from tests.conftest import run_burst, wait_for, worker_env
+from tests.conftest import run_burst, taskline, wait_for
 from worker.fleet import live_workers
 from worker.health import scheduler_queue_name, workers_index_key
 from worker.metrics import Metrics
@@ -466,11 +463,7 @@ async def test_a_scheduler_beats_and_its_purge_metrics_reach_the_fleet_page(
         assert document["role"] == "scheduler"
         assert await live_workers(redis, settings.queue) == []  # not a worker
 
-        env = worker_env(settings)
-        bindir = Path(sys.executable).parent
-        page = await asyncio.to_thread(
-            subprocess.run, [str(bindir / "taskline"), "metrics"], env=env, capture_output=True, text=True, timeout=60
-        )
+        page = await taskline(settings, "metrics")
         assert page.returncode == 0, page.stderr
         deleted = {
             (sample.labels["table"], sample.labels["worker"]): sample.value
@@ -481,14 +474,7 @@ async def test_a_scheduler_beats_and_its_purge_metrics_reach_the_fleet_page(
         assert deleted[("task", document["worker_id"])] >= 50
         assert f'taskline_workers_live{{queue="{settings.queue}"}} 0.0' in page.stdout
 
-        health = await asyncio.to_thread(
-            subprocess.run,
-            [str(bindir / "taskline"), "health", "--scheduler", "--all", "--ready"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        health = await taskline(settings, "health", "--scheduler", "--all", "--ready")
         assert health.returncode == 0, health.stdout + health.stderr
         assert "1 ready scheduler(s)" in health.stdout
     finally:
