@@ -15,7 +15,7 @@ Modes:
 
 * `single`: one transaction per command, single-row statements (`--pop` ids per ZPOPMIN);
 * `bulk-commands`: ZPOPMIN 100 single-command jobs, MGET them, apply them in one transaction
-  with the worker's own multi-row (unnest) statements from `worker.statements`, DEL them;
+  with the worker's own multi-row (unnest) statements from `worker.pipeline.statements`, DEL them;
 * `bulk-jobs`: pop one `apply_commands` job (made by `TaskProducer.send_bulk`), validate its
   commands, apply them in one transaction with the same multi-row statements.
 
@@ -41,10 +41,10 @@ from typing import Any
 import asyncpg
 from redis.asyncio import Redis
 from sqlalchemy import TextClause
+from taskline_producer.contract import CreateTask
+from taskline_producer.wire import JOB_KEY_PREFIX
 
-from producers.contract import CreateTask
-from producers.wire import JOB_KEY_PREFIX
-from worker import statements
+from worker.pipeline import statements
 
 INSERT_COMMAND = """
 INSERT INTO processed_command (command_id, function, task_id, issued_at, processed_at)

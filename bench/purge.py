@@ -40,10 +40,10 @@ from uuid import uuid4
 
 import asyncpg
 from redis.asyncio import Redis
+from taskline_producer import TaskProducer
+from taskline_producer.contract import CreateTask
 
-from producers import TaskProducer
-from producers.contract import CreateTask
-from worker.purge import TASKS, PurgePlan, PurgeSummary, make_purge_engine, purge
+from worker.purge.batches import TASKS, PurgePlan, PurgeSummary, make_purge_engine, purge
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,7 +94,7 @@ def bench_database() -> Iterator[str]:
     asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
     try:
         url = _swap_database(ADMIN_DATABASE_URL, name)
-        from worker.migrations import upgrade
+        from worker.store.migrate import upgrade
 
         upgrade(url)
         yield url

@@ -38,10 +38,9 @@ from uuid import uuid4
 
 import asyncpg
 from redis.asyncio import Redis
-
-from producers.client import TaskProducer
-from producers.contract import CreateTask
-from producers.wire import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RESULT_KEY_PREFIX, RETRY_KEY_PREFIX
+from taskline_producer.client import TaskProducer
+from taskline_producer.contract import CreateTask
+from taskline_producer.wire import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RESULT_KEY_PREFIX, RETRY_KEY_PREFIX
 
 try:
     import psutil
@@ -112,7 +111,7 @@ async def setup() -> Env:
     admin = await asyncpg.connect(ADMIN_DATABASE_URL)
     await admin.execute(f'CREATE DATABASE "{db_name}"')
     database_url = _swap_database(ADMIN_DATABASE_URL, db_name)
-    from worker.migrations import upgrade
+    from worker.store.migrate import upgrade
 
     await asyncio.to_thread(upgrade, database_url)
     conn = await asyncpg.connect(database_url)

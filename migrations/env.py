@@ -9,8 +9,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from worker.models import metadata
 from worker.settings import normalise_database_url
+from worker.store.models import metadata
 
 config = context.config
 target_metadata = metadata

@@ -60,7 +60,7 @@ elif ! new_enough "$VENV/bin/python"; then
 fi
 
 # What the install depends on: the project's requirements and the interpreter.
-wanted="$(cat pyproject.toml "$VENV/pyvenv.cfg" | sha256sum | cut -d' ' -f1)"
+wanted="$(cat pyproject.toml producers/python/pyproject.toml "$VENV/pyvenv.cfg" | sha256sum | cut -d' ' -f1)"
 if [ "${TASKLINE_REINSTALL:-0}" != 1 ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ] \
     && [ -x "$VENV/bin/taskline" ]; then
     say ".venv is up to date (TASKLINE_REINSTALL=1 to install again)"
@@ -84,5 +84,8 @@ say "upgrading pip"
 pip_install --upgrade pip
 say "installing taskline and its dev tools (pip install -e '.[dev]'; log: ${PIP_LOG#"$ROOT"/})"
 pip_install -e '.[dev]'
+# The producer client is a distribution of its own that the worker depends on; made editable
+# here so that a change under producers/python is seen without reinstalling.
+pip_install --no-deps -e producers/python
 echo "$wanted" >"$STAMP"
 say "done: $("$VENV/bin/python" -V), taskline in $VENV/bin"

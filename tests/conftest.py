@@ -51,7 +51,7 @@ def database_url() -> Iterator[str]:
 
     asyncio.run(admin(f'CREATE DATABASE "{name}"'))
     url = _swap_database(ADMIN_DATABASE_URL, name)
-    from worker.migrations import upgrade
+    from worker.store.migrate import upgrade
 
     upgrade(url)
     yield url
@@ -120,7 +120,7 @@ async def users(db: asyncpg.Connection) -> list[int]:
 @pytest.fixture
 async def sessions(settings: Settings) -> AsyncIterator[Any]:
     """The worker's own engine and session factory (pool of 10), disposed after the test."""
-    from worker.db import make_engine, make_sessions
+    from worker.store.engine import make_engine, make_sessions
 
     engine = make_engine(settings)
     yield make_sessions(engine)
@@ -141,7 +141,7 @@ async def taskline(settings: Settings, *args: str) -> subprocess.CompletedProces
 
 async def run_burst(settings: Settings, **overrides: Any) -> Any:
     """Run an in-process worker until the queue is empty (arq burst mode); returns the worker."""
-    from worker.app import build_worker
+    from worker.arq_seam.wiring import build_worker
 
     worker = build_worker(settings, burst=True, poll_delay=0, handle_signals=False, **overrides)
     try:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from producers.contract import Command, CompleteTask, CreateTask, UpdateTask
+from taskline_producer.contract import Command, CompleteTask, CreateTask, UpdateTask
 
 __all__ = ["TaskState", "compare_with_rows", "expected_states", "final_state"]
 

@@ -11,10 +11,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from taskline_producer import cli as send_cli
+from taskline_producer.contract import command_json_schema
 
-from producers import cli as send_cli
-from producers.contract import command_json_schema
-from worker import ops_cli
+from worker.ops import cli as ops_cli
 from worker.settings import SettingsError, load_settings
 
 __all__ = ["app", "main", "parse_age"]
@@ -54,7 +54,7 @@ def _settings() -> Any:
 @app.command()
 def worker() -> None:
     """Run a worker (the Procfile's worker process). Stops cleanly on SIGTERM."""
-    from worker.app import run_worker
+    from worker.arq_seam.wiring import run_worker
 
     try:
         run_worker()
@@ -67,7 +67,7 @@ def worker() -> None:
 def scheduler() -> None:
     """Run the scheduler (the Procfile's scheduler process): the purge every
     TASKLINE_PURGE_EVERY_MINUTES, once per tick however many schedulers run."""
-    from worker.scheduler import run_scheduler
+    from worker.purge.scheduler import run_scheduler
 
     try:
         run_scheduler()
@@ -91,7 +91,7 @@ def purge(
 ) -> None:
     """Delete completed tasks past TASKLINE_PURGE_RETENTION (or --older-than), processed commands
     past TASKLINE_PROCESSED_RETENTION and dead letters past TASKLINE_DEAD_LETTER_RETENTION."""
-    from worker.purge_cli import run_purge_cli
+    from worker.purge.cli import run_purge_cli
 
     age = parse_age(older_than) if older_than is not None else None
     run_purge_cli(
@@ -109,7 +109,7 @@ def purge(
 @app.command()
 def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Bring the database schema up to date (alembic upgrade head); safe to run again."""
-    from worker.migrations import upgrade
+    from worker.store.migrate import upgrade
 
     settings = _settings()
     upgrade(settings.database_url, revision)
@@ -129,7 +129,7 @@ def _filter(
     newer_than: str | None,
     job_ids: list[str] | None = None,
 ) -> Any:
-    from worker.dead_letters import DeadLetterFilter
+    from worker.pipeline.dead_letters import DeadLetterFilter
 
     now = datetime.now(UTC)
     return DeadLetterFilter(
@@ -165,7 +165,7 @@ def _as_dict(letter: Any, with_payload: bool = False) -> dict[str, Any]:
 
 
 async def _with_session(work: Any) -> Any:
-    from worker.db import make_engine, make_sessions
+    from worker.store.engine import make_engine, make_sessions
 
     engine = make_engine(_settings())
     try:
@@ -185,7 +185,7 @@ def list_dead_letters(
     as_json: JsonOpt = False,
 ) -> None:
     """List dead letters, newest first."""
-    from worker.dead_letters import find_dead_letters
+    from worker.pipeline.dead_letters import find_dead_letters
 
     where = _filter(function, reason, older_than, newer_than)
     letters = asyncio.run(_with_session(lambda s: find_dead_letters(s, where, limit=limit)))
@@ -209,7 +209,7 @@ def list_dead_letters(
 @dead_letters_app.command("show")
 def show_dead_letter(job_id: str, as_json: JsonOpt = False) -> None:
     """Show one dead letter with its payload."""
-    from worker.dead_letters import find_dead_letters
+    from worker.pipeline.dead_letters import find_dead_letters
 
     letters = asyncio.run(_with_session(lambda s: find_dead_letters(s, _filter(None, None, None, None, [job_id]))))
     if not letters:
@@ -233,7 +233,7 @@ def replay(
     as_json: JsonOpt = False,
 ) -> None:
     """Re-enqueue dead letters' original payloads under the same job id, then remove them."""
-    from worker.replay import replay_dead_letters
+    from worker.ops.replay import replay_dead_letters
 
     where = _filter(function, reason, older_than, newer_than, job_ids)
     settings = _settings()
@@ -257,7 +257,7 @@ def discard(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete dead letters for good."""
-    from worker.dead_letters import delete_dead_letters, find_dead_letters
+    from worker.pipeline.dead_letters import delete_dead_letters, find_dead_letters
 
     where = _filter(function, reason, older_than, newer_than, job_ids)
     if not job_ids and not any((function, reason, older_than, newer_than)) and not yes:
@@ -277,7 +277,7 @@ def demo(
     wait: Annotated[float, typer.Option(help="Seconds to wait for the worker.")] = 30.0,
 ) -> None:
     """Send a small demo stream (with a duplicate and an invalid command) and show what the worker did."""
-    from worker.demo import run_demo
+    from worker.ops.demo import run_demo
 
     asyncio.run(run_demo(_settings(), users=users, wait_s=wait, console=out))
 

@@ -15,13 +15,13 @@ __all__ = ["main"]
 
 
 def _worker() -> None:
-    from worker.app import run_worker
+    from worker.arq_seam.wiring import run_worker
 
     run_worker()
 
 
 def _scheduler() -> None:
-    from worker.scheduler import run_scheduler
+    from worker.purge.scheduler import run_scheduler
 
     run_scheduler()
 

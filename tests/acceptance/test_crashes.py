@@ -23,10 +23,10 @@ import asyncpg
 import pytest
 import redis as redis_sync
 from redis.asyncio import Redis
+from taskline_producer import TaskProducer
+from taskline_producer.contract import Command, CompleteTask, CreateTask, UpdateTask, dumps
+from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms
 
-from producers import TaskProducer
-from producers.contract import Command, CompleteTask, CreateTask, UpdateTask, dumps
-from producers.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.acceptance
@@ -577,7 +577,7 @@ async def private_postgres() -> Any:
     await asyncio.to_thread(start)
     url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
     try:
-        from worker.migrations import upgrade
+        from worker.store.migrate import upgrade
 
         await asyncio.to_thread(upgrade, url)
         conn = await asyncpg.connect(url)

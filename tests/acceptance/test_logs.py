@@ -11,9 +11,9 @@ from urllib.parse import urlsplit, urlunsplit
 from uuid import uuid4
 
 import pytest
+from taskline_producer import TaskProducer
+from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms
 
-from producers import TaskProducer
-from producers.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.acceptance

@@ -15,9 +15,9 @@ from uuid import uuid4
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from taskline_producer import TaskProducer
+from taskline_producer.contract import CreateTask
 
-from producers import TaskProducer
-from producers.contract import CreateTask
 from tests.conftest import taskline, wait_for, worker_env
 from tests.http_client import http_get
 

@@ -15,10 +15,10 @@ from uuid import UUID, uuid4
 
 import pytest
 import redis as redis_sync
+from taskline_producer import TaskProducer
+from taskline_producer.contract import CompleteTask, CreateTask, UpdateTask, dumps
+from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms
 
-from producers import TaskProducer
-from producers.contract import CompleteTask, CreateTask, UpdateTask, dumps
-from producers.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms
 from tests.conftest import wait_for, worker_env
 
 pytestmark = pytest.mark.acceptance

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from taskline_producer.wire import epoch_ms
 
-from producers.wire import epoch_ms
-from worker.claim import CLAIM_SCRIPT, Claimed, parse_claimed
+from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, parse_claimed
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from taskline_producer import CompleteTask, CreateTask, TaskProducer, UpdateTask
+from taskline_producer.wire import envelope, epoch_ms
 
-from producers import CompleteTask, CreateTask, TaskProducer, UpdateTask
-from producers.wire import envelope, epoch_ms
 from tests.conftest import run_burst
-from worker.dead_letters import record_dead_letter
+from worker.pipeline.dead_letters import record_dead_letter
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ async def test_a_job_whose_key_expired_becomes_a_dead_letter(settings, redis, db
 
 async def test_a_job_past_arqs_tries_becomes_a_dead_letter_with_its_payload(settings, redis, db, users):
     """A job that used up arq's tries (say, by crashing workers) is dead-lettered with its payload."""
-    from worker.app import arq_max_tries, retry_policy
+    from worker.arq_seam.wiring import arq_max_tries, retry_policy
 
     command = CreateTask(command_id=uuid4(), issued_at=datetime.now(UTC), task_id=uuid4(), user_id=1, title="x")
     job_id = str(command.command_id)
@@ -144,7 +144,7 @@ async def test_a_bulk_job_applies_its_valid_commands_and_sorts_out_the_rest(sett
 
 async def test_writing_a_dead_letter_is_retried_while_the_database_is_away(settings, db):
     """record_dead_letter tries again after failures and writes the row once the database answers."""
-    from worker.db import make_engine, make_sessions
+    from worker.store.engine import make_engine, make_sessions
 
     engine = make_engine(settings)
     real = make_sessions(engine)

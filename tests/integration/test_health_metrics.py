@@ -14,18 +14,18 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from taskline_producer import TaskProducer
+from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms
 
-from producers import TaskProducer
-from producers.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms
 from tests.conftest import wait_for
 from tests.http_client import http_get
-from worker.app import supervise
-from worker.db import make_engine
-from worker.fleet import live_workers
-from worker.health import Health, Monitor, check_database, heartbeat_key, workers_index_key
+from worker.arq_seam.wiring import supervise
 from worker.logs import get_logger
-from worker.metrics import Metrics
-from worker.ops_http import health_routes, serve
+from worker.ops.fleet import live_workers
+from worker.ops.health import Health, Monitor, check_database, heartbeat_key, workers_index_key
+from worker.ops.http_server import health_routes, serve
+from worker.ops.metrics import Metrics
+from worker.store.engine import make_engine
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,10 @@ from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy.exc import DBAPIError
+from taskline_producer.contract import Command, CompleteTask, CreateTask, UpdateTask
 
-from producers.contract import Command, CompleteTask, CreateTask, UpdateTask
-from worker.apply import Outcome, apply_commands
-from worker.db import Sessions
+from worker.pipeline.apply import Outcome, apply_commands
+from worker.store.engine import Sessions
 
 pytestmark = pytest.mark.integration
 

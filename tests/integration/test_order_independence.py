@@ -25,16 +25,16 @@ from hypothesis import HealthCheck, event, given, note
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy.exc import DBAPIError
+from taskline_producer import TaskProducer
+from taskline_producer.contract import Command, CompleteTask, CreateTask, UpdateTask
 
-from producers import TaskProducer
-from producers.contract import Command, CompleteTask, CreateTask, UpdateTask
 from tests.conftest import run_burst
 from tests.oracle import compare_with_rows, expected_states
-from worker import statements
-from worker.apply import Outcome, apply_commands
-from worker.batching import GroupCommitter
-from worker.db import Sessions
-from worker.failures import Kind, classify_exception
+from worker.pipeline import statements
+from worker.pipeline.apply import Outcome, apply_commands
+from worker.pipeline.failures import Kind, classify_exception
+from worker.pipeline.group_commit import GroupCommitter
+from worker.store.engine import Sessions
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+from taskline_producer import TaskProducer
 
-from producers import TaskProducer
 from tests.conftest import run_burst
 
 pytestmark = pytest.mark.integration
@@ -18,8 +18,9 @@ async def test_commands_from_the_producer_client_are_applied(settings, redis, db
     producer = TaskProducer(redis, queue=settings.queue)
     now = datetime.now(UTC)
     created = await producer.create_task(user_id=1, title="Write tests", issued_at=now)
-    await producer.update_task(task_id=created.task_id, user_id=1, description="today",
-                               issued_at=now + timedelta(seconds=1))
+    await producer.update_task(
+        task_id=created.task_id, user_id=1, description="today", issued_at=now + timedelta(seconds=1)
+    )
     await producer.complete_task(task_id=created.task_id, user_id=1, issued_at=now + timedelta(seconds=2))
 
     await run_burst(settings)

@@ -21,14 +21,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
+from taskline_producer import TaskProducer
+from taskline_producer.contract import CompleteTask, CreateTask
 
-from producers import TaskProducer
-from producers.contract import CompleteTask, CreateTask
 from tests.conftest import run_burst, taskline, wait_for
-from worker.fleet import live_workers
-from worker.health import scheduler_queue_name, workers_index_key
-from worker.metrics import Metrics
-from worker.purge import (
+from worker.ops.fleet import live_workers
+from worker.ops.health import scheduler_queue_name, workers_index_key
+from worker.ops.metrics import Metrics
+from worker.purge.batches import (
     DEAD_LETTERS,
     PROCESSED_COMMANDS,
     TASKS,
@@ -38,7 +38,7 @@ from worker.purge import (
     make_purge_engine,
     purge,
 )
-from worker.scheduler import PURGE_JOB, build_scheduler
+from worker.purge.scheduler import PURGE_JOB, build_scheduler
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,5 @@
 """`rediss://` with a self-signed certificate (as Heroku's Redis presents): `?ssl_cert_reqs=none`
-reaches both arq (through worker/redis_url.py) and redis-py, and a worker applies commands over it.
+reaches both arq (through worker/arq_seam/redis_settings.py) and redis-py, and a worker applies commands over it.
 
 Starts a TLS-only redis-server of its own with a throwaway certificate; skipped where redis-server
 or openssl is missing or redis-server was built without TLS."""
@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import redis as redis_sync
 from arq.connections import RedisSettings, create_pool
+from taskline_producer import TaskProducer
 
-from producers import TaskProducer
 from tests.conftest import run_burst
-from worker.redis_url import arq_redis_settings
+from worker.arq_seam.redis_settings import arq_redis_settings
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import pytest
 from alembic import command
 
 from tests.conftest import ADMIN_DATABASE_URL, _swap_database
-from worker.migrations import alembic_config, upgrade
+from worker.store.migrate import alembic_config, upgrade
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,7 @@ from uuid import UUID, uuid4
 
 import pytest
 from pydantic import ValidationError
-
-from producers.contract import CompleteTask, CreateTask, UpdateTask, command_from_json, is_in_future
+from taskline_producer.contract import CompleteTask, CreateTask, UpdateTask, command_from_json, is_in_future
 
 CREATED_AT = "2026-11-25T09:30:00Z"
 

@@ -9,10 +9,10 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
+from taskline_producer.contract import CompleteTask, CreateTask, UpdateTask
 
-import worker.envelope as envelope_module
-from producers.contract import CompleteTask, CreateTask, UpdateTask
-from worker.envelope import REJECT_JOB, BulkDelivery, Decoder, Delivery, Rejected
+import worker.pipeline.decode as envelope_module
+from worker.pipeline.decode import REJECT_JOB, BulkDelivery, Decoder, Delivery, Rejected
 
 MAX_PAYLOAD = 4096
 MAX_BULK_PAYLOAD = 256 * 1024

@@ -10,8 +10,8 @@ import redis.exceptions
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import asyncpg as sa_asyncpg
 
-from worker.apply import Outcome
-from worker.failures import Kind, RetryPolicy, classify_exception, classify_outcome
+from worker.pipeline.apply import Outcome
+from worker.pipeline.failures import Kind, RetryPolicy, classify_exception, classify_outcome
 
 DEFAULTS = RetryPolicy(transient_tries=8, not_yet_window=120.0, base_delay=0.2, max_delay=15.0)
 

@@ -11,11 +11,11 @@ from uuid import UUID, uuid4
 import pytest
 from fakeredis import FakeServer
 from fakeredis.aioredis import FakeRedis
+from taskline_producer import CompleteTask, CreateTask, TaskProducer, UpdateTask
+from taskline_producer.contract import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE
+from taskline_producer.wire import DEFAULT_JOB_TTL_MS
 
-from producers import CompleteTask, CreateTask, TaskProducer, UpdateTask
-from producers.contract import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE
-from producers.wire import DEFAULT_JOB_TTL_MS
-from worker.envelope import BulkDelivery, Decoder, Delivery
+from worker.pipeline.decode import BulkDelivery, Decoder, Delivery
 
 QUEUE = "taskline:unit"
 ISSUED = datetime(2026, 11, 25, 9, 30, 0, 123456, tzinfo=UTC)

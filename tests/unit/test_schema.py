@@ -10,12 +10,11 @@ from uuid import uuid4
 import pytest
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError
-
-from producers.contract import command_from_json, command_json_schema
+from taskline_producer.contract import command_from_json, command_json_schema
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "commands.schema.json"
 REGENERATE = (
-    'regenerate it: python -c "import json, pathlib; from producers.contract import command_json_schema; '
+    'regenerate it: python -c "import json, pathlib; from taskline_producer.contract import command_json_schema; '
     "pathlib.Path('docs/commands.schema.json').write_text(json.dumps(command_json_schema(), indent=2, "
     "sort_keys=True) + '\\n')\""
 )

@@ -1,0 +1,31 @@
+"""taskline producers: publish task commands onto Redis for taskline workers.
+
+Imports only pydantic, redis and the standard library: no database code.
+"""
+
+from taskline_producer.client import BulkReceipt, Receipt, SendReport, TaskProducer
+from taskline_producer.contract import (
+    BULK_JOB,
+    COMMAND_JOBS,
+    DEFAULT_QUEUE,
+    Command,
+    CompleteTask,
+    CreateTask,
+    UpdateTask,
+    command_json_schema,
+)
+
+__all__ = [
+    "BULK_JOB",
+    "COMMAND_JOBS",
+    "DEFAULT_QUEUE",
+    "BulkReceipt",
+    "Command",
+    "CompleteTask",
+    "CreateTask",
+    "Receipt",
+    "SendReport",
+    "TaskProducer",
+    "UpdateTask",
+    "command_json_schema",
+]

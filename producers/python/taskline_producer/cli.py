@@ -1,0 +1,206 @@
+"""`taskline-send` (also `taskline send`): publish commands from flags or from JSON lines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TextIO
+from uuid import UUID, uuid4
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from taskline_producer.client import Receipt, TaskProducer
+from taskline_producer.contract import COMMAND_MODELS, DEFAULT_QUEUE, Command
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="taskline-send",
+    help="Publish task commands onto a taskline queue in Redis.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+RedisUrl = Annotated[
+    str, typer.Option("--redis-url", envvar="REDIS_URL", help="redis:// or rediss:// URL of the queue's Redis.")
+]
+Queue = Annotated[str, typer.Option("--queue", envvar="TASKLINE_QUEUE", help="The arq queue name.")]
+UserId = Annotated[int, typer.Option("--user-id", help="Owner of the task (a user.id).")]
+TaskId = Annotated[UUID, typer.Option("--task-id", help="The task's UUID.")]
+CommandId = Annotated[UUID | None, typer.Option("--command-id", help="Default: a new UUID.")]
+
+_DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def _print_receipt(receipt: Receipt) -> None:
+    status = "queued" if receipt.queued else "refused: duplicate command_id"
+    out.print_json(data={"command_id": str(receipt.command_id), "task_id": str(receipt.task_id), "status": status})
+    if not receipt.queued:
+        raise typer.Exit(3)
+
+
+async def _one(redis_url: str, queue: str, action: str, fields: dict[str, Any]) -> Receipt:
+    async with TaskProducer.connect(redis_url, queue=queue) as producer:
+        method = getattr(producer, action)
+        result: Receipt = await method(**fields)
+        return result
+
+
+def _run_one(redis_url: str, queue: str, action: str, fields: dict[str, Any]) -> None:
+    try:
+        receipt = asyncio.run(_one(redis_url, queue, action, fields))
+    except ValidationError as exc:
+        err.print(f"invalid command: {_describe(exc)}", markup=False)
+        raise typer.Exit(2) from None
+    _print_receipt(receipt)
+
+
+@app.command()
+def create(
+    user_id: UserId,
+    title: Annotated[str, typer.Option("--title", help="1–200 characters.")],
+    description: Annotated[str | None, typer.Option("--description", help="0–1000 characters.")] = None,
+    task_id: Annotated[UUID | None, typer.Option("--task-id", help="Default: a new UUID.")] = None,
+    command_id: CommandId = None,
+    redis_url: RedisUrl = _DEFAULT_REDIS,
+    queue: Queue = DEFAULT_QUEUE,
+) -> None:
+    """Send one create_task."""
+    fields = {
+        "user_id": user_id,
+        "title": title,
+        "description": description,
+        "task_id": task_id,
+        "command_id": command_id,
+    }
+    _run_one(redis_url, queue, "create_task", fields)
+
+
+@app.command()
+def update(
+    task_id: TaskId,
+    user_id: UserId,
+    title: Annotated[str | None, typer.Option("--title")] = None,
+    description: Annotated[str | None, typer.Option("--description")] = None,
+    clear_description: Annotated[bool, typer.Option("--clear-description", help="Set description to null.")] = False,
+    command_id: CommandId = None,
+    redis_url: RedisUrl = _DEFAULT_REDIS,
+    queue: Queue = DEFAULT_QUEUE,
+) -> None:
+    """Send one update_task (give --title and/or --description or --clear-description)."""
+    fields: dict[str, Any] = {"task_id": task_id, "user_id": user_id, "command_id": command_id}
+    if title is not None:
+        fields["title"] = title
+    if clear_description:
+        fields["description"] = None
+    elif description is not None:
+        fields["description"] = description
+    _run_one(redis_url, queue, "update_task", fields)
+
+
+@app.command()
+def complete(
+    task_id: TaskId,
+    user_id: UserId,
+    command_id: CommandId = None,
+    redis_url: RedisUrl = _DEFAULT_REDIS,
+    queue: Queue = DEFAULT_QUEUE,
+) -> None:
+    """Send one complete_task."""
+    _run_one(redis_url, queue, "complete_task", {"task_id": task_id, "user_id": user_id, "command_id": command_id})
+
+
+def parse_line(line: str) -> Command:
+    """One JSON line: {"function": "create_task", "command": {...}}. A missing command_id or
+    issued_at is filled in (give them to make re-sending the file idempotent)."""
+    item = json.loads(line)
+    if (
+        not isinstance(item, dict)
+        or item.get("function") not in COMMAND_MODELS
+        or not isinstance(item.get("command"), dict)
+    ):
+        raise ValueError('expected {"function": "create_task|update_task|complete_task", "command": {...}}')
+    command = dict(item["command"])
+    command.setdefault("command_id", str(uuid4()))
+    command.setdefault("issued_at", datetime.now(UTC).isoformat())
+    return COMMAND_MODELS[item["function"]].model_validate(command)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'command'}: {e['msg']}" for e in exc.errors(include_url=False)
+        )
+    return str(exc)
+
+
+def _lines(source: TextIO) -> Iterator[tuple[int, str]]:
+    for number, line in enumerate(source, start=1):
+        if line.strip():
+            yield number, line
+
+
+@app.command()
+def stream(
+    source: Annotated[str, typer.Argument(help="A file of JSON lines, or - for standard input.")] = "-",
+    redis_url: RedisUrl = _DEFAULT_REDIS,
+    queue: Queue = DEFAULT_QUEUE,
+    batch: Annotated[int, typer.Option(help="Commands pipelined per round trip.")] = 1000,
+) -> None:
+    """Send a stream of JSON lines, each {"function": ..., "command": {...}}, with a progress bar."""
+    if source == "-":
+        summary = asyncio.run(_stream(sys.stdin, None, redis_url, queue, batch))
+    else:
+        path = Path(source)
+        if not path.is_file():
+            err.print(f"{source}: no such file")
+            raise typer.Exit(2)
+        total = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+        with path.open(encoding="utf-8") as handle:
+            summary = asyncio.run(_stream(handle, total, redis_url, queue, batch))
+    out.print(f"sent {summary['queued']}, refused as duplicates {summary['duplicates']}, invalid {summary['invalid']}")
+    if summary["invalid"]:
+        raise typer.Exit(2)
+
+
+async def _stream(handle: TextIO, total: int | None, redis_url: str, queue: str, batch: int) -> dict[str, int]:
+    summary = {"queued": 0, "duplicates": 0, "invalid": 0}
+    pending: list[Command] = []
+    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    async with TaskProducer.connect(redis_url, queue=queue) as producer:
+        with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as progress:
+            task = progress.add_task("sending", total=total)
+
+            async def flush() -> None:
+                report = await producer.send_many(pending)
+                summary["queued"] += report.queued
+                summary["duplicates"] += len(report.duplicates)
+                progress.advance(task, len(pending))
+                pending.clear()
+
+            for number, line in _lines(handle):
+                try:
+                    pending.append(parse_line(line))
+                except (ValueError, ValidationError) as exc:
+                    summary["invalid"] += 1
+                    progress.advance(task)
+                    err.print(f"line {number}: invalid: {_describe(exc)}", markup=False)
+                    continue
+                if len(pending) >= batch:
+                    await flush()
+            if pending:
+                await flush()
+    return summary
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,232 @@
+"""The async client other services embed to publish task commands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final
+from uuid import UUID, uuid4
+
+from redis.asyncio import Redis
+
+from taskline_producer.contract import (
+    BULK_JOB,
+    DEFAULT_MAX_BULK_COMMANDS,
+    DEFAULT_QUEUE,
+    Command,
+    CompleteTask,
+    CreateTask,
+    UpdateTask,
+)
+from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms, job_of_command, wire_argument
+
+__all__ = ["BulkReceipt", "Receipt", "SendReport", "TaskProducer"]
+
+_UNSET: Final[Any] = object()
+_SCRIPT_CHUNK = 500  # commands per EVALSHA: bounds how long one script blocks Redis (~1 ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What sending one command did: its ids, and whether Redis took it or refused a duplicate."""
+
+    command_id: UUID
+    task_id: UUID
+    queued: bool
+
+
+@dataclass(slots=True)
+class SendReport:
+    """What `send_many` did."""
+
+    queued: int = 0
+    duplicates: list[UUID] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkReceipt:
+    """One `apply_commands` job: its id and whether it was queued."""
+
+    job_id: str
+    commands: int
+    queued: bool
+
+
+def _as_uuid(value: UUID | str | None) -> UUID:
+    if value is None:
+        return uuid4()
+    return value if isinstance(value, UUID) else UUID(value)
+
+
+class TaskProducer:
+    """Publishes commands onto a taskline queue.
+
+    Use `TaskProducer.connect(url)` (and `await producer.close()`, or `async with`), or hand it
+    an existing `redis.asyncio.Redis` client, which it then leaves open.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        queue: str = DEFAULT_QUEUE,
+        job_ttl_ms: int = DEFAULT_JOB_TTL_MS,
+        owns_client: bool = False,
+    ) -> None:
+        self.redis = redis
+        self.queue = queue
+        self.job_ttl_ms = job_ttl_ms
+        self._owns_client = owns_client
+        self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
+
+    @classmethod
+    def connect(cls, redis_url: str, *, queue: str = DEFAULT_QUEUE, **kwargs: Any) -> TaskProducer:
+        """A producer with its own connection pool to `redis_url` (redis:// or rediss://)."""
+        return cls(Redis.from_url(redis_url), queue=queue, owns_client=True, **kwargs)
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self.redis.aclose()
+
+    async def __aenter__(self) -> TaskProducer:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- one command at a time -------------------------------------------------------------
+
+    async def create_task(
+        self,
+        *,
+        user_id: int,
+        title: str,
+        description: str | None = None,
+        task_id: UUID | str | None = None,
+        command_id: UUID | str | None = None,
+        issued_at: datetime | None = None,
+    ) -> Receipt:
+        """Queue a create_task; `task_id` and `command_id` are generated when not given."""
+        command = CreateTask(
+            command_id=_as_uuid(command_id),
+            issued_at=issued_at or datetime.now(UTC),
+            task_id=_as_uuid(task_id),
+            user_id=user_id,
+            title=title,
+            description=description,
+        )
+        return await self.send(command)
+
+    async def update_task(
+        self,
+        *,
+        task_id: UUID | str,
+        user_id: int,
+        title: str = _UNSET,
+        description: str | None = _UNSET,
+        command_id: UUID | str | None = None,
+        issued_at: datetime | None = None,
+    ) -> Receipt:
+        """Queue an update_task; leave `title` or `description` out to keep it, pass
+        `description=None` to clear it."""
+        changes: dict[str, Any] = {}
+        if title is not _UNSET:
+            changes["title"] = title
+        if description is not _UNSET:
+            changes["description"] = description
+        command = UpdateTask(
+            command_id=_as_uuid(command_id),
+            issued_at=issued_at or datetime.now(UTC),
+            task_id=_as_uuid(task_id),
+            user_id=user_id,
+            **changes,
+        )
+        return await self.send(command)
+
+    async def complete_task(
+        self,
+        *,
+        task_id: UUID | str,
+        user_id: int,
+        command_id: UUID | str | None = None,
+        issued_at: datetime | None = None,
+    ) -> Receipt:
+        """Queue a complete_task."""
+        command = CompleteTask(
+            command_id=_as_uuid(command_id),
+            issued_at=issued_at or datetime.now(UTC),
+            task_id=_as_uuid(task_id),
+            user_id=user_id,
+        )
+        return await self.send(command)
+
+    async def send(self, command: Command) -> Receipt:
+        """Queue one already-built command as its own job (job id = command id)."""
+        now = epoch_ms()
+        job = job_of_command(command, now)
+        (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, str(command.command_id), job])
+        return Receipt(command.command_id, command.task_id, bool(queued))
+
+    # -- many commands ---------------------------------------------------------------------
+
+    async def send_many(self, commands: Iterable[Command]) -> SendReport:
+        """Queue many commands, one job each, pipelining hundreds per round trip.
+
+        Each command is still its own job, deduplicated by its command id."""
+        report = SendReport()
+        batch: list[Command] = []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            chunks: list[list[Command]] = []
+            for command in commands:
+                batch.append(command)
+                if len(batch) == _SCRIPT_CHUNK:
+                    self._queue_chunk(pipe, batch)
+                    chunks.append(batch)
+                    batch = []
+                    if len(chunks) == 20:
+                        self._account(report, chunks, await pipe.execute())
+                        chunks = []
+            if batch:
+                self._queue_chunk(pipe, batch)
+                chunks.append(batch)
+            if chunks:
+                self._account(report, chunks, await pipe.execute())
+        return report
+
+    async def send_bulk(self, commands: Sequence[Command], *, job_id: str | None = None) -> BulkReceipt:
+        """Queue up to 1,000 commands as one `apply_commands` job, applied in few transactions.
+
+        Each command keeps its own exactly-once and dead-letter semantics; the job id only
+        deduplicates the job itself (default: a fresh UUID)."""
+        if not 0 < len(commands) <= DEFAULT_MAX_BULK_COMMANDS:
+            raise ValueError(f"send_bulk takes 1 to {DEFAULT_MAX_BULK_COMMANDS} commands, got {len(commands)}")
+        now = epoch_ms()
+        items = [{"function": c.function, "command": wire_argument(c)} for c in commands]
+        bulk_id = job_id or str(uuid4())
+        (queued,) = await self._enqueue(
+            keys=[self.queue], args=[now, self.job_ttl_ms, bulk_id, envelope(BULK_JOB, items, now)]
+        )
+        return BulkReceipt(bulk_id, len(commands), bool(queued))
+
+    def _queue_chunk(self, pipe: Any, chunk: list[Command]) -> None:
+        now = epoch_ms()
+        args: list[Any] = [now, self.job_ttl_ms]
+        for command in chunk:
+            args.append(str(command.command_id))
+            args.append(job_of_command(command, now))
+        # EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and the script text is
+        # small next to 500 commands.
+        pipe.eval(ENQUEUE_SCRIPT, 1, self.queue, *args)
+
+    @staticmethod
+    def _account(report: SendReport, chunks: list[list[Command]], results: list[list[int]]) -> None:
+        for chunk, flags in zip(chunks, results, strict=True):
+            for command, queued in zip(chunk, flags, strict=True):
+                if queued:
+                    report.queued += 1
+                else:
+                    report.duplicates.append(command.command_id)

@@ -1,0 +1,131 @@
+"""A tiny HTTP server on the worker's own event loop: /metrics, /healthz, /readyz.
+
+Why not prometheus_client's `start_http_server`: it serves the registry from a thread and knows
+nothing about health. This server runs in the same asyncio loop as the jobs, so a stuck loop
+stops answering (and its liveness pulse stops), which is exactly what a liveness probe should
+see; it needs no new dependency, and a scrape costs one `generate_latest` call (a few hundred
+microseconds) in the loop. It speaks just enough HTTP/1.1 for probes and Prometheus: GET and
+HEAD, one request per connection, a 5 s deadline to send the request head.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from worker.ops.health import Health
+from worker.ops.metrics import Metrics
+
+__all__ = ["Response", "health_routes", "json_response", "process_ops", "serve"]
+
+_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+_HEAD_LIMIT = 16 * 1024
+_REQUEST_DEADLINE_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+
+
+Handler = Callable[[str], Awaitable[Response]]
+
+
+def json_response(status: int, data: Any) -> Response:
+    return Response(status, json.dumps(data).encode() + b"\n")
+
+
+def health_routes(health: Health, metrics: Metrics) -> Handler:
+    """The worker's routes: /metrics (its own registry), /healthz (liveness), /readyz (readiness)."""
+
+    async def handle(path: str) -> Response:
+        if path == "/metrics":
+            return Response(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+        if path in ("/healthz", "/livez"):
+            alive, detail = health.liveness()
+            return json_response(200 if alive else 503, detail)
+        if path == "/readyz":
+            ready, detail = health.readiness()
+            return json_response(200 if ready else 503, detail)
+        return json_response(404, {"error": "not found", "paths": ["/metrics", "/healthz", "/readyz"]})
+
+    return handle
+
+
+async def serve(handler: Handler, port: int, host: str | None = None, token: str | None = None) -> asyncio.Server:
+    """Start serving `handler` on host:port (all interfaces by default). With `token`, /metrics
+    needs `Authorization: Bearer <token>`; the health paths never do."""
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(_REQUEST_DEADLINE_S):
+                head = await reader.readuntil(b"\r\n\r\n")
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            method, target, _version = request_line.split(" ", 2)
+            path = urlsplit(target).path or "/"
+            headers = {}
+            for line in header_lines:
+                name, sep, value = line.partition(":")
+                if sep:
+                    headers[name.strip().lower()] = value.strip()
+            if method not in ("GET", "HEAD"):
+                response = json_response(405, {"error": "only GET and HEAD"})
+            elif token and path == "/metrics" and not _authorised(headers.get("authorization", ""), token):
+                response = json_response(401, {"error": "send Authorization: Bearer <TASKLINE_METRICS_TOKEN>"})
+            else:
+                response = await handler(path)
+            status_line = f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Error')}\r\n"
+            head_out = (
+                f"{status_line}Content-Type: {response.content_type}\r\n"
+                f"Content-Length: {len(response.body)}\r\nConnection: close\r\n"
+                + ("WWW-Authenticate: Bearer\r\n" if response.status == 401 else "")
+                + "\r\n"
+            )
+            writer.write(head_out.encode("latin-1") + (response.body if method == "GET" else b""))
+            await writer.drain()
+        except (TimeoutError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+            pass  # a client that sends nonsense or goes away gets nothing
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    return await asyncio.start_server(on_connection, host=host, port=port, limit=_HEAD_LIMIT, reuse_address=True)
+
+
+def _authorised(header: str, token: str) -> bool:
+    scheme, _, value = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+@contextlib.asynccontextmanager
+async def process_ops(health: Health, metrics: Metrics, port: int | None, log: Any) -> AsyncIterator[None]:
+    """What a long-running process (a worker, the scheduler) keeps for its whole life, across
+    Redis reconnects: the liveness pulse, and /metrics, /healthz and /readyz on `port` (if set)."""
+    from worker.settings import SettingsError
+
+    server = None
+    if port:
+        try:
+            server = await serve(health_routes(health, metrics), port)
+        except OSError as exc:
+            raise SettingsError(f"TASKLINE_METRICS_PORT {port}: cannot listen: {exc}") from None
+        log.info("serving /metrics, /healthz and /readyz", port=port, worker_id=health.worker_id)
+    pulse = asyncio.create_task(health.run_pulse(), name="taskline-pulse")
+    try:
+        yield
+    finally:
+        pulse.cancel()
+        if server is not None:
+            server.close()
+            await server.wait_closed()

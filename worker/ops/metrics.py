@@ -1,0 +1,145 @@
+"""Prometheus metrics, named the way queue exporters name them.
+
+Each worker owns a registry (nothing is created at import time) and serves it on
+`TASKLINE_METRICS_PORT` when that is set.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics"]
+
+_DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    3600.0,
+)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self._processed_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        r = self.registry
+        self.commands = Counter(
+            "taskline_commands_processed",
+            "Commands that took effect or were duplicates.",
+            ["function", "outcome"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "taskline_commands_retried",
+            "Command attempts that will be retried, by failure kind.",
+            ["function", "kind"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "taskline_commands_dead_lettered",
+            "Jobs or commands written to the dead_letter table.",
+            ["function", "kind"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "taskline_command_duration_seconds",
+            "Time from job start to commit.",
+            ["function"],
+            buckets=_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "taskline_command_latency_seconds",
+            "End-to-end latency: from issued_at to commit.",
+            ["function"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.jobs_in_progress = Gauge(
+            "taskline_jobs_in_progress", "Jobs running in this worker.", ["function"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "taskline_queue_depth",
+            "Jobs in the queue: ready to run now, or deferred (retries).",
+            ["queue", "state"],
+            registry=r,
+        )
+        self.dead_letters_waiting = Gauge("taskline_dead_letters_waiting", "Rows in the dead_letter table.", registry=r)
+        # the purge (worker/purge/batches.py)
+        self.purge_rows = Counter(
+            "taskline_purge_rows_deleted", "Rows the purge deleted, by table.", ["table"], registry=r
+        )
+        self.purge_duration = Histogram(
+            "taskline_purge_duration_seconds",
+            "Duration of one purge run.",
+            buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0),
+            registry=r,
+        )
+
+    @contextmanager
+    def in_progress(self, function: str) -> Iterator[None]:
+        gauge = self.jobs_in_progress.labels(function)
+        gauge.inc()
+        try:
+            yield
+        finally:
+            gauge.dec()
+
+    def processed(self, function: str, outcome: str, seconds: float, issued_at: datetime) -> None:
+        """One command of a single-command job: counted, its duration and latency observed."""
+        commands, duration, latency = self._children(function, outcome)
+        commands.inc()
+        duration.observe(seconds)
+        latency.observe(max(0.0, time.time() - issued_at.timestamp()))
+
+    def processed_in_bulk(self, function: str, outcome: str, issued_at: datetime) -> None:
+        """One command of an apply_commands job: counted, and its end-to-end latency observed
+        (the job's duration is observed once, by bulk_applied)."""
+        commands, _, latency = self._children(function, outcome)
+        commands.inc()
+        latency.observe(max(0.0, time.time() - issued_at.timestamp()))
+
+    def _children(self, function: str, outcome: str) -> tuple[Any, Any, Any]:
+        # Labelled children are looked up once per (function, outcome): this runs per command.
+        children = self._processed_children.get((function, outcome))
+        if children is None:
+            children = (
+                self.commands.labels(function, outcome),
+                self.duration.labels(function),
+                self.latency.labels(function),
+            )
+            self._processed_children[(function, outcome)] = children
+        return children
+
+    def bulk_applied(self, seconds: float) -> None:
+        self.duration.labels("apply_commands").observe(seconds)
+
+    def retried(self, function: str, kind: str, count: int = 1) -> None:
+        self.retries.labels(function, kind).inc(count)
+
+    def dead_lettered(self, function: str, kind: str) -> None:
+        self.dead_letters.labels(function, kind).inc()
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

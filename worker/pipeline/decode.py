@@ -1,0 +1,258 @@
+"""Decode a job as it arrives from Redis, before anything else sees it.
+
+This is arq's `job_deserializer`. It never raises and never unpickles: whatever the bytes are,
+it returns an arq job dict. A job that follows the contract becomes a call of its command
+function with a `Delivery`; anything else (oversized, not JSON, a pickle, a malformed envelope,
+an unknown function, an invalid command) becomes a call of the internal `REJECT_JOB` function
+with a `Rejected`, which dead-letters it. arq itself would log and drop such jobs silently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from taskline_producer.contract import (
+    BULK_JOB,
+    COMMAND_JOBS,
+    COMMAND_MODELS,
+    DEFAULT_MAX_BULK_COMMANDS,
+    Command,
+    CompleteTask,
+    CreateTask,
+    UpdateTask,
+)
+from taskline_producer.wire import envelope, epoch_ms
+
+__all__ = ["BULK_PREFIX", "REJECT_JOB", "BulkDelivery", "Decoder", "Delivery", "Rejected", "describe_errors"]
+
+REJECT_JOB: Final = "taskline_reject"
+"""Internal job function that dead-letters what the decoder refused. Naming it in a job does
+nothing more than that: the decoder routes only the command functions to real work."""
+
+BULK_PREFIX: Final = b'{"f":"' + BULK_JOB.encode() + b'"'
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Delivery:
+    """A job that follows the contract: one validated command and the bytes it came in."""
+
+    raw: bytes
+    command: Command
+
+    def __repr__(self) -> str:  # arq formats job arguments for its logs: never the payload
+        return f"<{self.command.function} {self.command.command_id}>"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class Rejected:
+    """A job, or one item of a bulk job, that breaks the contract, and why."""
+
+    raw: bytes
+    function: str | None
+    reason: str
+    command_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<rejected {len(self.raw)} bytes>"
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class BulkDelivery:
+    """An apply_commands job: its valid commands and its rejected items, each with its index."""
+
+    raw: bytes
+    commands: list[tuple[int, Command]]
+    rejected: list[tuple[int, Rejected]]
+
+    def __repr__(self) -> str:
+        return f"<apply_commands {len(self.commands) + len(self.rejected)} commands>"
+
+
+class _Envelope(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    k: Annotated[dict[str, Any], Field(max_length=0)]
+    t: Annotated[int, Field(ge=1)] | None
+    et: Annotated[int, Field(ge=0)]
+
+
+class _CreateJob(_Envelope):
+    f: Literal["create_task"]
+    a: tuple[CreateTask]
+
+
+class _UpdateJob(_Envelope):
+    f: Literal["update_task"]
+    a: tuple[UpdateTask]
+
+
+class _CompleteJob(_Envelope):
+    f: Literal["complete_task"]
+    a: tuple[CompleteTask]
+
+
+class _LaxBulkJob(_Envelope):
+    """An apply_commands envelope whose items are checked one by one (when one is invalid)."""
+
+    f: Literal["apply_commands"]
+    a: tuple[Annotated[list[Any], Field(min_length=1, max_length=DEFAULT_MAX_BULK_COMMANDS)]]
+
+
+class _BulkItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    function: Literal["create_task", "update_task", "complete_task"]
+    command: dict[str, Any]
+
+
+class _CreateItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    function: Literal["create_task"]
+    command: CreateTask
+
+
+class _UpdateItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    function: Literal["update_task"]
+    command: UpdateTask
+
+
+class _CompleteItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    function: Literal["complete_task"]
+    command: CompleteTask
+
+
+_Item = Annotated[_CreateItem | _UpdateItem | _CompleteItem, Field(discriminator="function")]
+
+
+class _BulkJob(_Envelope):
+    """An apply_commands envelope whose items are all valid: validated in one pass."""
+
+    f: Literal["apply_commands"]
+    a: tuple[Annotated[list[_Item], Field(min_length=1, max_length=DEFAULT_MAX_BULK_COMMANDS)]]
+
+
+_LAX_BULK_JOB: Final = TypeAdapter(_LaxBulkJob)
+
+_JOB: Final = TypeAdapter[Union[_CreateJob, _UpdateJob, _CompleteJob, _BulkJob]](
+    Annotated[_CreateJob | _UpdateJob | _CompleteJob | _BulkJob, Field(discriminator="f")]
+)
+
+
+def describe_errors(error: ValidationError, drop: int = 0) -> str:
+    """One line per problem: where it is in the job JSON and what is wrong with it."""
+    parts = []
+    for item in error.errors(include_url=False):
+        loc = item["loc"][drop:]
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "union_tag_invalid":
+            message = (
+                f"function {item['input'].get('f')!r} is not a taskline command; the queue runs only "
+                + ", ".join(sorted([*COMMAND_JOBS, BULK_JOB]))
+            )
+        elif item["type"] == "union_tag_not_found":
+            message = 'the job has no "f" (function name) member'
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)
+
+
+def _function_of(raw: bytes) -> str | None:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    if isinstance(value, dict) and value.get("f") in COMMAND_JOBS | {BULK_JOB}:
+        return str(value["f"])
+    return None
+
+
+class Decoder:
+    """arq's job_deserializer: bytes in, an arq job dict out, for every possible input."""
+
+    def __init__(self, max_payload_bytes: int, max_bulk_payload_bytes: int) -> None:
+        self.max_payload_bytes = max_payload_bytes
+        self.max_bulk_payload_bytes = max_bulk_payload_bytes
+
+    def __call__(self, raw: bytes) -> dict[str, Any]:
+        try:
+            return self._decode(raw)
+        except Exception as exc:  # the decoder must never fail: arq would drop the job silently
+            return self._reject(raw, None, f"could not decode the job: {type(exc).__name__}: {exc}")
+
+    def _decode(self, raw: bytes) -> dict[str, Any]:
+        size = len(raw)
+        if size > self.max_payload_bytes and not (raw.startswith(BULK_PREFIX) and size <= self.max_bulk_payload_bytes):
+            return self._too_large(raw)
+        if raw[:1] == b"\x80":
+            return self._reject(
+                raw, None, "the job is a Python pickle, not JSON; taskline never unpickles: send JSON jobs"
+            )
+        try:
+            job = _JOB.validate_json(raw)
+        except ValidationError as exc:
+            function = _function_of(raw)
+            if function == BULK_JOB:
+                return self._lax_bulk(raw, exc)
+            return self._reject(raw, function, describe_errors(exc, drop=1))
+        if isinstance(job, _BulkJob):
+            commands: list[tuple[int, Command]] = [(index, item.command) for index, item in enumerate(job.a[0])]
+            argument: Delivery | BulkDelivery = BulkDelivery(raw, commands, [])
+        elif size > self.max_payload_bytes:  # the bulk prefix, but a repeated "f" made it a command job
+            return self._too_large(raw)
+        else:
+            argument = Delivery(raw, job.a[0])
+        return {"f": job.f, "a": (argument,), "k": {}, "t": job.t, "et": job.et}
+
+    def _too_large(self, raw: bytes) -> dict[str, Any]:
+        return self._reject(
+            raw,
+            None,
+            f"the job is {len(raw)} bytes; the limit is {self.max_payload_bytes} bytes for a command job"
+            f" and {self.max_bulk_payload_bytes} for an apply_commands job (whose JSON must start"
+            ' with {"f":"apply_commands"). Split it into smaller jobs.',
+        )
+
+    def _lax_bulk(self, raw: bytes, strict_error: ValidationError) -> dict[str, Any]:
+        """Some item of an apply_commands job is invalid (or its envelope is): keep the valid
+        items and reject the others one by one."""
+        try:
+            job = _LAX_BULK_JOB.validate_json(raw)
+        except ValidationError:
+            return self._reject(raw, BULK_JOB, describe_errors(strict_error, drop=1))
+        bulk = self._bulk(raw, job.a[0])
+        return {"f": job.f, "a": (bulk,), "k": {}, "t": job.t, "et": job.et}
+
+    @staticmethod
+    def _bulk(raw: bytes, items: list[Any]) -> BulkDelivery:
+        commands: list[tuple[int, Command]] = []
+        rejected: list[tuple[int, Rejected]] = []
+        for index, item in enumerate(items):
+            function = item.get("function") if isinstance(item, dict) else None
+            function = function if function in COMMAND_JOBS else None
+            command_id = None
+            if isinstance(item, dict) and isinstance(item.get("command"), dict):
+                command_id = item["command"].get("command_id")
+                command_id = command_id if isinstance(command_id, str) else None
+            try:
+                tagged = _BulkItem.model_validate(item)
+                command = COMMAND_MODELS[tagged.function].model_validate(tagged.command)
+            except ValidationError as exc:
+                # Kept as the single-command job it would have been, so a replay can enqueue it.
+                if function and isinstance(item, dict) and isinstance(item.get("command"), dict):
+                    item_raw = envelope(function, item["command"], epoch_ms())
+                else:
+                    item_raw = json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
+                reason = f"a[0][{index}]: " + describe_errors(exc)
+                rejected.append((index, Rejected(item_raw, function, reason, command_id)))
+            else:
+                commands.append((index, command))
+        return BulkDelivery(raw, commands, rejected)
+
+    @staticmethod
+    def _reject(raw: bytes, function: str | None, reason: str) -> dict[str, Any]:
+        return {"f": REJECT_JOB, "a": (Rejected(raw, function, reason),), "k": {}, "t": None, "et": 0}

@@ -1,0 +1,188 @@
+"""The arq job functions: validate (already done by the decoder) → apply → classify the result.
+
+Each job ends in one of three ways: the command took effect (or was a duplicate), arq is asked
+to run it again later (`Retry`, for transient and not-yet failures within their budgets), or
+it becomes a dead letter. Nothing else: no exception escapes to arq, which would drop the job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from arq.worker import Retry
+from taskline_producer.contract import Command, is_in_future
+from taskline_producer.wire import epoch_ms, job_of_command
+
+from worker.pipeline.decode import BulkDelivery, Delivery, Rejected
+from worker.pipeline.failures import Kind, classify_exception, classify_outcome
+from worker.pipeline.runtime import JobContext, Runtime
+
+__all__ = ["apply_commands_job", "command_job", "reject_job"]
+
+
+async def command_job(ctx: JobContext, delivery: Delivery) -> str:
+    """create_task, update_task and complete_task: one command, applied with group commit."""
+    runtime = ctx["runtime"]
+    command = delivery.command
+    started = runtime.clock()
+    with runtime.metrics.in_progress(command.function):
+        future_reason = _future_reason(runtime, command)
+        if future_reason:
+            log = _command_log(ctx, command)
+            return await _give_up(ctx, log, delivery.raw, command.function, Kind.PERMANENT, future_reason)
+        try:
+            async with asyncio.timeout(runtime.settings.job_timeout):
+                outcome = await runtime.committer.apply(command)
+        except Exception as exc:
+            kind, reason = classify_exception(exc)
+            return await _fail(ctx, _command_log(ctx, command), delivery.raw, command.function, kind, reason)
+        failure = classify_outcome(outcome)
+        if failure is not None:
+            return await _fail(ctx, _command_log(ctx, command), delivery.raw, command.function, *failure)
+    runtime.metrics.processed(command.function, outcome.value, runtime.clock() - started, command.issued_at)
+    if runtime.log_each_command:
+        _command_log(ctx, command).debug("command applied", outcome=outcome.value)
+    return outcome.value
+
+
+def _command_log(ctx: JobContext, command: Command) -> Any:
+    """The job's logger, bound to its command; built only when something is logged (not per job)."""
+    return ctx["runtime"].log.bind(
+        job_id=ctx["job_id"],
+        command_id=str(command.command_id),
+        task_id=str(command.task_id),
+        function=command.function,
+        **{"try": ctx["job_try"]},
+    )
+
+
+async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
+    """apply_commands: many commands in few transactions; each keeps its own fate.
+
+    Invalid items and refused commands are dead-lettered one by one; commands that must wait
+    (not yet) or hit a transient error are re-enqueued as their own single-command jobs, so
+    they retry on their own schedule without holding back the rest."""
+    runtime = ctx["runtime"]
+    log = runtime.log.bind(job_id=ctx["job_id"], function="apply_commands", **{"try": ctx["job_try"]})
+    for index, rejected in bulk.rejected:
+        await _dead_letter_item(
+            ctx, log, index, rejected.command_id, rejected.function, rejected.raw, Kind.PERMANENT, rejected.reason
+        )
+    commands: list[tuple[int, Command]] = []
+    now = datetime.now(UTC)
+    for index, command in bulk.commands:
+        reason = _future_reason(runtime, command, now)
+        if reason:
+            await _dead_letter_item(
+                ctx, log, index, str(command.command_id), command.function, _single_job(command), Kind.PERMANENT, reason
+            )
+        else:
+            commands.append((index, command))
+    if not commands:
+        return "dead-lettered"
+    started = runtime.clock()
+    with runtime.metrics.in_progress("apply_commands"):
+        results = await runtime.committer.apply_many([command for _, command in commands])
+    if all(isinstance(result, BaseException) for result in results):
+        # Nothing was applied (the database is away): retry the whole job, or dead-letter it.
+        kind, reason = classify_exception(results[0])  # type: ignore[arg-type]
+        return await _fail(ctx, log, bulk.raw, "apply_commands", kind, reason)
+    requeue: list[Command] = []
+    runtime.metrics.bulk_applied(runtime.clock() - started)
+    for (index, command), result in zip(commands, results, strict=True):
+        if isinstance(result, BaseException):
+            kind, reason = classify_exception(result)
+        else:
+            failure = classify_outcome(result)
+            if failure is None:
+                runtime.metrics.processed_in_bulk(command.function, result.value, command.issued_at)
+                continue
+            kind, reason = failure
+        if kind is Kind.PERMANENT:
+            await _dead_letter_item(
+                ctx, log, index, str(command.command_id), command.function, _single_job(command), kind, reason
+            )
+        else:
+            requeue.append(command)
+    if requeue:
+        await runtime.requeue(requeue, defer_s=runtime.policy.delay(1))
+        runtime.metrics.retried("apply_commands", "requeued", len(requeue))
+    return f"applied {len(commands) - len(requeue)}, requeued {len(requeue)}"
+
+
+async def reject_job(ctx: JobContext, rejected: Rejected) -> str:
+    """Jobs the decoder refused: dead-lettered on the first attempt, never retried."""
+    runtime = ctx["runtime"]
+    log = runtime.log.bind(job_id=ctx["job_id"], function=rejected.function, **{"try": ctx["job_try"]})
+    return await _give_up(ctx, log, rejected.raw, rejected.function, Kind.PERMANENT, rejected.reason)
+
+
+def _future_reason(runtime: Runtime, command: Command, now: datetime | None = None) -> str | None:
+    tolerance = timedelta(seconds=runtime.settings.future_tolerance)
+    if is_in_future(command, now or datetime.now(UTC), tolerance):
+        return (
+            f"issued_at {command.issued_at.isoformat()} is more than {tolerance} ahead of the worker's"
+            " clock; check the producer's clock (or raise TASKLINE_FUTURE_TOLERANCE)"
+        )
+    return None
+
+
+def _single_job(command: Command) -> bytes:
+    return job_of_command(command, epoch_ms())
+
+
+async def _fail(ctx: JobContext, log: Any, raw: bytes, function: str | None, kind: Kind, reason: str) -> str:
+    runtime = ctx["runtime"]
+    attempt = ctx["job_try"]
+    # The transient budget counts transient failures only: arq's try number also counts the
+    # not-yet retries and crashed tries before, which must not use it up.
+    used = attempt
+    if kind is Kind.TRANSIENT:
+        used = await runtime.count_transient_failure(ctx["job_id"], fallback=attempt)
+    if runtime.policy.should_retry(kind, used):
+        delay = runtime.policy.delay(used)  # transient: backs off from its own first failure
+        log.info("command will be retried", kind=kind.value, reason=reason, retry_in_s=round(delay, 3))
+        runtime.metrics.retried(function or "unknown", kind.value)
+        raise Retry(defer=delay)
+    if kind is Kind.TRANSIENT:
+        reason = f"gave up after {used} transient failures ({attempt} tries): {reason}"
+    elif kind is Kind.NOT_YET:
+        reason = f"gave up after {attempt} tries: {reason}"
+    return await _give_up(ctx, log, raw, function, kind, reason)
+
+
+async def _give_up(ctx: JobContext, log: Any, raw: bytes | None, function: str | None, kind: Kind, reason: str) -> str:
+    await _dead_letter_item(ctx, log, None, None, function, raw, kind, reason)
+    return "dead-lettered"
+
+
+async def _dead_letter_item(
+    ctx: JobContext,
+    log: Any,
+    index: int | None,
+    command_id: str | None,
+    function: str | None,
+    raw: bytes | None,
+    kind: Kind,
+    reason: str,
+) -> None:
+    runtime = ctx["runtime"]
+    job_id = ctx["job_id"] if index is None else (command_id or f"{ctx['job_id']}#{index}")
+    try:
+        await runtime.dead_letter(
+            job_id=job_id,
+            function=function,
+            payload=raw,
+            reason=reason,
+            category=kind.value,
+            attempts=ctx["job_try"],
+        )
+    except Exception as exc:
+        # The database is away: leave the job in Redis and try again later; never drop it.
+        log.warning("could not write the dead letter yet", error=type(exc).__name__)
+        raise Retry(defer=runtime.policy.delay(ctx["job_try"])) from exc
+    item = {} if index is None else {"item": index, "command_id": command_id, "function": function}
+    log.warning("dead-lettered", dead_letter=job_id, kind=kind.value, reason=reason, **item)
+    runtime.metrics.dead_lettered(function or "unknown", kind.value)

@@ -1,0 +1,86 @@
+"""What a running worker holds, built at startup and handed to every job through arq's ctx."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, TypedDict, cast
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from taskline_producer.contract import Command
+from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms, job_of_command
+
+from worker.ops.metrics import Metrics
+from worker.pipeline.dead_letters import record_dead_letter
+from worker.pipeline.failures import RetryPolicy
+from worker.pipeline.group_commit import GroupCommitter
+from worker.settings import Settings
+from worker.store.engine import Sessions
+
+__all__ = ["TRANSIENT_KEY_PREFIX", "JobContext", "Runtime"]
+
+TRANSIENT_KEY_PREFIX: Final = "taskline:transient:"
+"""`taskline:transient:<job id>`: how many transient failures the job has had, across workers.
+arq's try counter also counts not-yet retries and crashed tries, so it cannot be the transient
+budget. Deleted when the job finishes; expires like arq's own try counter otherwise."""
+TRANSIENT_KEY_TTL_S: Final = 88_400
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: Sessions
+    committer: GroupCommitter
+    policy: RetryPolicy
+    metrics: Metrics
+    redis: Redis
+    log: Any
+    clock: Callable[[], float] = field(default=time.perf_counter)
+    log_each_command: bool = False
+    """Log a line per applied command (TASKLINE_LOG_LEVEL=DEBUG); decided once, not per job."""
+
+    async def dead_letter(self, **fields: Any) -> None:
+        await record_dead_letter(
+            self.sessions,
+            queue=self.settings.queue,
+            max_payload_bytes=self.settings.max_payload_bytes,
+            **fields,
+        )
+
+    async def count_transient_failure(self, job_id: str, *, fallback: int) -> int:
+        """Count one more transient failure of the job; returns its count so far. When Redis
+        cannot count (it is the thing that failed), `fallback` (the job's try number) is used."""
+        key = TRANSIENT_KEY_PREFIX + job_id
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.incr(key)
+                pipe.expire(key, TRANSIENT_KEY_TTL_S)
+                count, _ = await pipe.execute()
+        except (RedisError, OSError):
+            return fallback
+        return int(count)
+
+    async def requeue(self, commands: Sequence[Command], *, defer_s: float) -> None:
+        """Enqueue commands as single-command jobs (job id = command id), after `defer_s`."""
+        now = epoch_ms()
+        args: list[Any] = [now + int(defer_s * 1000), DEFAULT_JOB_TTL_MS]
+        for command in commands:
+            args.append(str(command.command_id))
+            args.append(job_of_command(command, now))
+        await cast(Awaitable[Any], self.redis.eval(ENQUEUE_SCRIPT, 1, self.settings.queue, *args))
+
+
+class JobContext(TypedDict):
+    """arq's ctx as taskline's jobs see it."""
+
+    redis: Redis
+    job_id: str
+    job_try: int
+    enqueue_time: datetime
+    score: int
+    runtime: Runtime

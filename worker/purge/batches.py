@@ -1,0 +1,347 @@
+"""The purge: delete completed tasks past their retention, and taskline's bookkeeping past its own.
+
+One run removes, in this order:
+
+1. completed tasks whose `completed_at` is older than `TASKLINE_PURGE_RETENTION` (30 days);
+2. `processed_command` rows older than `TASKLINE_PROCESSED_RETENTION` (2 days), which must
+   outlive the redelivery horizon (job TTL + not-yet window + retries + arq timeout; the formula
+   is in `worker/purge/retention.py` and a shorter setting is refused at startup);
+3. dead letters older than `TASKLINE_DEAD_LETTER_RETENTION` (30 days).
+
+Open tasks are never touched. Every table is purged in bounded batches, each its own short
+transaction::
+
+    DELETE FROM task WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM task WHERE completed AND completed_at < :cutoff
+        ORDER BY completed_at LIMIT :batch FOR UPDATE SKIP LOCKED))
+
+* The subquery walks the partial index `ix_task_completed_at_completed`, oldest first (tests
+  check the plan), and locks the rows it returns. `SKIP LOCKED`: the purge never waits for a row
+  a worker is writing; that row is left for the next run. No batch holds locks for long, so the
+  workers see no lock waits either.
+* The outer DELETE finds the rows by their physical address (a TID scan), which costs nothing,
+  where `WHERE id IN (subquery)` got a hash semi join over a sequential scan of the whole table
+  and `WHERE id = ANY(ARRAY(subquery))` one primary-key descent per row (1.6 times slower). The
+  address is safe to use: it comes from the same statement, which holds the row's lock, so the
+  row cannot be updated, moved or removed in between; a row updated after the statement's
+  snapshot is not visible to the DELETE and simply stays until the next run.
+* Each batch commits with `synchronous_commit = off`: a commit lost in a crash only means its rows
+  go next time, and the purge never waits on the WAL flush the workers' commits need.
+
+Back-off: after each batch the purge sleeps in proportion to the time the batch took:
+`pause_ratio` × that time (1: the purge works at most half the time), plus `contention_backoff`
+× the time × how far beyond 1.5 times its best pace the purge has slowed (per row, smoothed over
+a few batches). A purge running twice as slow as its best (the workers, or anything else, want
+the CPU or the disk) therefore pauses twice as long as each batch took, a third of the time at
+work. A batch slower than `slow_batch_s` also halves the batch (and pauses at least as long as it
+took); fast batches grow it back to `TASKLINE_PURGE_BATCH`.
+
+A run stops inside its time budget (`TASKLINE_PURGE_TIME_BUDGET`, 50 s): no batch starts without
+time left, and each batch runs under a `statement_timeout` of the time that remains. What is left
+waits for the next run; a backlog of any size drains over several runs. Completed tasks may use
+80 % of the budget when the bookkeeping tables follow, so a large task backlog never starves them.
+
+`purge()` returns a `PurgeSummary` (rows per table, batches, seconds, whether everything due
+was removed), logs one structured line per run and counts `taskline_purge_rows_deleted_total`
+and `taskline_purge_duration_seconds`. With `dry_run=True` it only counts what would go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from worker.logs import get_logger
+from worker.ops.metrics import Metrics
+from worker.settings import Settings
+
+__all__ = [
+    "DEAD_LETTERS",
+    "PROCESSED_COMMANDS",
+    "TARGETS",
+    "TASKS",
+    "PurgePlan",
+    "PurgeSummary",
+    "Target",
+    "count_due",
+    "make_purge_engine",
+    "purge",
+]
+
+_QUERY_CANCELED: Final = "57014"
+_TASK_SHARE: Final = 0.8
+"""Share of the time budget completed tasks may use when the bookkeeping tables follow."""
+_MIN_BATCH: Final = 100
+_SLOWDOWN_FREE: Final = 1.5
+"""Slowing down this much (per row, against the run's best pace) is noise, not contention."""
+_SMOOTHING: Final = 0.3
+"""Weight of the newest batch in the smoothed pace."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """One table the purge deletes from: rows whose `stamp` is older than the cutoff."""
+
+    table: str
+    stamp: str
+    only: str = ""  # an extra condition, ANDed in (it must match a partial index's predicate)
+
+    @property
+    def _where(self) -> str:
+        return f"{self.only} AND {self.stamp} < :cutoff" if self.only else f"{self.stamp} < :cutoff"
+
+    @property
+    def delete_sql(self) -> sa.TextClause:
+        return sa.text(
+            f"DELETE FROM {self.table} WHERE ctid = ANY(ARRAY("
+            f"SELECT ctid FROM {self.table} WHERE {self._where}"
+            f" ORDER BY {self.stamp} LIMIT :batch FOR UPDATE SKIP LOCKED))"
+        )
+
+    @property
+    def count_sql(self) -> sa.TextClause:
+        return sa.text(f"SELECT count(*) FROM {self.table} WHERE {self._where}")
+
+
+TASKS: Final = Target("task", "completed_at", only="completed")
+PROCESSED_COMMANDS: Final = Target("processed_command", "processed_at")
+DEAD_LETTERS: Final = Target("dead_letter", "failed_at")
+TARGETS: Final = (TASKS, PROCESSED_COMMANDS, DEAD_LETTERS)
+
+
+@dataclass(frozen=True)
+class PurgePlan:
+    """What to purge and how hard to push. A retention of None leaves that table alone."""
+
+    task_retention: timedelta | None
+    processed_retention: timedelta | None
+    dead_letter_retention: timedelta | None
+    batch: int = 5000
+    time_budget: float | None = 50.0  # seconds; None: until done
+    slow_batch_s: float = 1.0
+    pause_ratio: float = 1.0
+    contention_backoff: float = 2.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **changes: Any) -> PurgePlan:
+        plan = cls(
+            task_retention=timedelta(seconds=settings.purge_retention),
+            processed_retention=timedelta(seconds=settings.processed_retention),
+            dead_letter_retention=timedelta(seconds=settings.dead_letter_retention),
+            batch=settings.purge_batch,
+            time_budget=settings.purge_time_budget,
+        )
+        return cls(**{**plan.__dict__, **changes})
+
+    def retention(self, target: Target) -> timedelta | None:
+        return {
+            TASKS.table: self.task_retention,
+            PROCESSED_COMMANDS.table: self.processed_retention,
+            DEAD_LETTERS.table: self.dead_letter_retention,
+        }[target.table]
+
+    def cutoffs(self, now: datetime) -> dict[str, datetime]:
+        """Per table, the time before which rows go."""
+        cutoffs = {}
+        for target in TARGETS:
+            retention = self.retention(target)
+            if retention is not None:
+                cutoffs[target.table] = now - retention
+        return cutoffs
+
+
+@dataclass
+class PurgeSummary:
+    """What one run did (or, for a dry run, would do)."""
+
+    now: datetime
+    dry_run: bool
+    cutoffs: dict[str, datetime]
+    rows: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    seconds: float = 0.0
+    complete: bool = True  # False: stopped by the time budget (or an error) with rows still due
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.total / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": self.dry_run,
+            "now": self.now.isoformat(),
+            "cutoffs": {table: cutoff.isoformat() for table, cutoff in self.cutoffs.items()},
+            "rows": dict(self.rows),
+            "total": self.total,
+            "batches": self.batches,
+            "seconds": round(self.seconds, 3),
+            "complete": self.complete,
+        }
+
+
+Progress = Callable[[str, int], None]
+"""Called after every batch with the table and the rows the batch deleted."""
+
+
+def make_purge_engine(settings: Settings) -> AsyncEngine:
+    """A small engine of the purge's own: one connection is all it uses."""
+    return create_async_engine(
+        settings.database_url,
+        pool_size=1,
+        max_overflow=1,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": "taskline-purge"}},
+    )
+
+
+async def count_due(engine: AsyncEngine, plan: PurgePlan, now: datetime) -> dict[str, int]:
+    """How many rows of each table the plan would delete at `now`."""
+    counts = {}
+    async with engine.connect() as conn:
+        for target in TARGETS:
+            retention = plan.retention(target)
+            if retention is not None:
+                result = await conn.execute(target.count_sql, {"cutoff": now - retention})
+                counts[target.table] = int(result.scalar_one())
+    return counts
+
+
+async def purge(
+    engine: AsyncEngine,
+    plan: PurgePlan,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    metrics: Metrics | None = None,
+    log: Any = None,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> PurgeSummary:
+    """Run the purge once (see the module docstring); `now` defaults to the current time."""
+    log = log or get_logger("taskline.purge")
+    now = now or datetime.now(UTC)
+    summary = PurgeSummary(now=now, dry_run=dry_run, cutoffs=plan.cutoffs(now))
+    started = clock()
+    outcome = "error"
+    try:
+        if dry_run:
+            summary.rows = await count_due(engine, plan, now)
+        else:
+            targets = [t for t in TARGETS if t.table in summary.cutoffs]
+            for index, target in enumerate(targets):
+                deadline = None
+                if plan.time_budget is not None:
+                    share = _TASK_SHARE if target is TASKS and index < len(targets) - 1 else 1.0
+                    deadline = started + plan.time_budget * share
+                done = await _purge_table(
+                    engine,
+                    target,
+                    summary,
+                    plan,
+                    deadline,
+                    progress=progress,
+                    metrics=metrics,
+                    sleep=sleep,
+                    clock=clock,
+                )
+                summary.complete = summary.complete and done
+        outcome = "finished"
+    except asyncio.CancelledError:
+        outcome = "cancelled"  # a SIGTERM: the open batch rolled back
+        raise
+    finally:
+        summary.seconds = clock() - started
+        if metrics is not None and not dry_run:
+            metrics.purge_duration.observe(summary.seconds)
+        line = {"finished": log.info, "cancelled": log.warning}.get(outcome, log.error)
+        line(
+            "purge dry run" if dry_run else f"purge {outcome}",
+            tasks=summary.rows.get(TASKS.table, 0),
+            processed_commands=summary.rows.get(PROCESSED_COMMANDS.table, 0),
+            dead_letters=summary.rows.get(DEAD_LETTERS.table, 0),
+            batches=summary.batches,
+            duration_s=round(summary.seconds, 3),
+            complete=summary.complete if outcome == "finished" else False,
+            rows_per_s=round(summary.rows_per_second),
+        )
+    return summary
+
+
+async def _purge_table(
+    engine: AsyncEngine,
+    target: Target,
+    summary: PurgeSummary,
+    plan: PurgePlan,
+    deadline: float | None,
+    *,
+    progress: Progress | None,
+    metrics: Metrics | None,
+    sleep: Callable[[float], Awaitable[Any]],
+    clock: Callable[[], float],
+) -> bool:
+    """Delete batch after batch; True when nothing due is left (rows locked by writers aside)."""
+    cutoff = summary.cutoffs[target.table]
+    summary.rows.setdefault(target.table, 0)
+    batch = plan.batch
+    pace: float | None = None  # seconds per row, smoothed over the last few batches
+    best_pace: float | None = None  # the run's best smoothed pace: the uncontended one
+    while True:
+        remaining = None if deadline is None else deadline - clock()
+        if remaining is not None and remaining < 0.05:
+            return False
+        began = clock()
+        try:
+            async with engine.begin() as conn:
+                deleted = await _delete_batch(conn, target, cutoff, batch, remaining)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) == _QUERY_CANCELED:
+                return False  # the statement hit the time left in the budget; rolled back
+            raise
+        took = clock() - began
+        summary.batches += 1
+        summary.rows[target.table] += deleted
+        if metrics is not None and deleted:
+            metrics.purge_rows.labels(target.table).inc(deleted)
+        if progress is not None:
+            progress(target.table, deleted)
+        if deleted < batch:
+            return True
+        per_row = took / deleted
+        pace = per_row if pace is None else (1 - _SMOOTHING) * pace + _SMOOTHING * per_row
+        best_pace = pace if best_pace is None else min(best_pace, pace)
+        slowdown = pace / best_pace if best_pace > 0 else 1.0
+        pause = took * (plan.pause_ratio + plan.contention_backoff * max(0.0, slowdown - _SLOWDOWN_FREE))
+        if took > plan.slow_batch_s:
+            batch = min(plan.batch, max(_MIN_BATCH, batch // 2))
+            pause = max(pause, took)
+        elif took < plan.slow_batch_s / 4:
+            batch = min(plan.batch, batch * 2)
+        if deadline is not None and clock() + pause >= deadline:
+            return False
+        await sleep(pause)
+
+
+async def _delete_batch(
+    conn: AsyncConnection, target: Target, cutoff: datetime, batch: int, remaining: float | None
+) -> int:
+    # A lost purge commit only means the rows go next time: no need to wait for the WAL flush.
+    await conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
+    if remaining is not None:
+        await conn.execute(
+            sa.text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(max(1, int(remaining * 1000)))}
+        )
+    result = await conn.execute(target.delete_sql, {"cutoff": cutoff, "batch": batch})
+    return int(result.rowcount or 0)
