@@ -13,15 +13,17 @@ from __future__ import annotations
 
 from typing import Any, Final, NamedTuple
 
+from taskline_producer.keys import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RETRY_KEY_PREFIX, RETRY_KEY_TTL_S
+
 __all__ = ["CLAIM_SCRIPT", "Claimed", "parse_claimed"]
 
-CLAIM_SCRIPT: Final = """
+CLAIM_SCRIPT: Final = f"""
 -- KEYS[1]: the queue; ARGV[1]: now (epoch ms); ARGV[2]: in-progress expiry (ms);
 -- ARGV[3]: most jobs to claim; ARGV[4]: how many due jobs to look at (arq's queue_read_limit);
 -- ARGV[5]: '1' to fetch each claimed job and count its try (arq's run_job opening), else '0'.
 -- Returns, per job claimed in queue order: job id, score, and when fetching, the job's payload
 -- (false when its key expired) and its try number.
-local claimed = {}
+local claimed = {{}}
 local limit = tonumber(ARGV[3])
 local fetch = ARGV[5] == '1'
 local width = fetch and 4 or 2
@@ -29,13 +31,13 @@ local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 
 for i = 1, #due, 2 do
   if #claimed >= width * limit then break end
   local id = due[i]
-  if redis.call('SET', 'arq:in-progress:' .. id, '1', 'NX', 'PX', ARGV[2]) then
+  if redis.call('SET', '{IN_PROGRESS_KEY_PREFIX}' .. id, '1', 'NX', 'PX', ARGV[2]) then
     claimed[#claimed + 1] = id
     claimed[#claimed + 1] = due[i + 1]
     if fetch then
-      claimed[#claimed + 1] = redis.call('GET', 'arq:job:' .. id)
-      claimed[#claimed + 1] = redis.call('INCR', 'arq:retry:' .. id)
-      redis.call('EXPIRE', 'arq:retry:' .. id, 88400)
+      claimed[#claimed + 1] = redis.call('GET', '{JOB_KEY_PREFIX}' .. id)
+      claimed[#claimed + 1] = redis.call('INCR', '{RETRY_KEY_PREFIX}' .. id)
+      redis.call('EXPIRE', '{RETRY_KEY_PREFIX}' .. id, {RETRY_KEY_TTL_S})
     end
   end
 end

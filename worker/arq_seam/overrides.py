@@ -13,18 +13,19 @@ from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
-from taskline_producer.wire import (
+from taskline_producer.keys import (
     IN_PROGRESS_KEY_PREFIX,
     JOB_KEY_PREFIX,
     RESULT_KEY_PREFIX,
     RETRY_KEY_PREFIX,
+    TRANSIENT_KEY_PREFIX,
     WAKE_KEY_SUFFIX,
 )
 
 from worker.arq_seam.arq_run import run_claimed_job
 from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, parse_claimed
 from worker.pipeline.decode import BULK_PREFIX
-from worker.pipeline.runtime import TRANSIENT_KEY_PREFIX, Runtime
+from worker.pipeline.runtime import Runtime
 
 __all__ = ["REDIS_LOST", "TasklineWorker"]
 
@@ -212,7 +213,7 @@ class TasklineWorker(Worker):
                     payload=raw,
                     reason=reason,
                     category="arq",
-                    attempts=int(await self.pool.get(f"arq:retry:{job_id}") or 1),
+                    attempts=int(await self.pool.get(RETRY_KEY_PREFIX + job_id) or 1),
                 )
             except Exception:
                 # Keep the job in Redis: its in-progress key expires and arq tries again.

@@ -17,7 +17,7 @@ from arq import func
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from taskline_producer.contract import BULK_JOB, COMMAND_JOBS, dumps
-from taskline_producer.wire import IN_PROGRESS_KEY_PREFIX
+from taskline_producer.keys import IN_PROGRESS_KEY_PREFIX
 
 from worker.arq_seam.overrides import TasklineWorker
 from worker.arq_seam.redis_settings import arq_redis_settings

@@ -11,9 +11,10 @@ from uuid import uuid4
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
+from taskline_producer import keys
 from taskline_producer.client import TaskProducer
 from taskline_producer.contract import Command, CompleteTask, CreateTask, UpdateTask
-from taskline_producer.wire import envelope, epoch_ms
+from taskline_producer.wire import DEFAULT_JOB_TTL_MS, envelope, epoch_ms
 
 from worker.settings import Settings
 from worker.store.engine import make_engine, make_sessions
@@ -59,7 +60,7 @@ async def run_demo(settings: Settings, *, users: int, wait_s: float, console: Co
         invalid_id = str(uuid4())
         bad = envelope("create_task", {"command_id": invalid_id, "user_id": "1", "title": ""}, epoch_ms())
         async with producer.redis.pipeline(transaction=True) as pipe:  # invalid, as another service might send it
-            pipe.set(f"arq:job:{invalid_id}", bad, px=86_400_000)
+            pipe.set(keys.job_key(invalid_id), bad, px=DEFAULT_JOB_TTL_MS)
             pipe.zadd(settings.queue, {invalid_id: epoch_ms()})
             await pipe.execute()
         console.print(f"sent {report.queued} commands, {len(report.duplicates)} refused as duplicate, 1 invalid")

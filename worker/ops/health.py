@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from taskline_producer import keys
 from taskline_producer.wire import epoch_ms
 
 if TYPE_CHECKING:  # kept out of the import of `taskline health`, an exec probe that should start fast
@@ -56,8 +57,6 @@ __all__ = [
     "workers_index_key",
 ]
 
-HEARTBEAT_KEY_PREFIX: Final = "taskline:worker:"
-WORKERS_INDEX_PREFIX: Final = "taskline:workers:"
 BEATS_PER_TTL: Final = 3
 """A heartbeat key lives this many intervals; liveness and readiness allow the same age."""
 DEAD_LETTERS_EVERY: Final = 3
@@ -70,18 +69,11 @@ FLEET_METRICS: Final = frozenset({"taskline_queue_depth", "taskline_dead_letters
 """Gauges that describe the queue and the table, not one worker: not part of a worker's snapshot."""
 
 
-def heartbeat_key(queue: str, worker_id: str) -> str:
-    return f"{HEARTBEAT_KEY_PREFIX}{queue}:{worker_id}"
-
-
-def scheduler_queue_name(queue: str) -> str:
-    """The scheduler's own arq queue for the command queue `queue`; its heartbeats are kept
-    under this name too, apart from the workers'."""
-    return f"{queue}:scheduler"
-
-
-def workers_index_key(queue: str) -> str:
-    return f"{WORKERS_INDEX_PREFIX}{queue}"
+scheduler_queue_name = keys.scheduler_queue
+"""The scheduler's own arq queue for the command queue `queue`; its heartbeats are kept under
+this name too, apart from the workers'."""
+heartbeat_key = keys.heartbeat_key
+workers_index_key = keys.workers_index_key
 
 
 def this_host() -> str:

@@ -6,11 +6,12 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final, TypedDict, cast
+from typing import Any, TypedDict, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from taskline_producer import keys
 from taskline_producer.contract import Command
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms, job_of_command
 
@@ -21,13 +22,11 @@ from worker.pipeline.group_commit import GroupCommitter
 from worker.settings import Settings
 from worker.store.engine import Sessions
 
-__all__ = ["TRANSIENT_KEY_PREFIX", "JobContext", "Runtime"]
+__all__ = ["JobContext", "Runtime"]
 
-TRANSIENT_KEY_PREFIX: Final = "taskline:transient:"
-"""`taskline:transient:<job id>`: how many transient failures the job has had, across workers.
-arq's try counter also counts not-yet retries and crashed tries, so it cannot be the transient
-budget. Deleted when the job finishes; expires like arq's own try counter otherwise."""
-TRANSIENT_KEY_TTL_S: Final = 88_400
+# A job's transient failures are counted in Redis (keys.transient_key): arq's try counter also
+# counts not-yet retries and crashed tries, so it cannot be the transient budget. Deleted when the
+# job finishes; expires like arq's own try counter otherwise.
 
 
 @dataclass
@@ -55,11 +54,11 @@ class Runtime:
     async def count_transient_failure(self, job_id: str, *, fallback: int) -> int:
         """Count one more transient failure of the job; returns its count so far. When Redis
         cannot count (it is the thing that failed), `fallback` (the job's try number) is used."""
-        key = TRANSIENT_KEY_PREFIX + job_id
+        key = keys.transient_key(job_id)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.incr(key)
-                pipe.expire(key, TRANSIENT_KEY_TTL_S)
+                pipe.expire(key, keys.RETRY_KEY_TTL_S)
                 count, _ = await pipe.execute()
         except (RedisError, OSError):
             return fallback

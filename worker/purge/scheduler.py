@@ -33,6 +33,7 @@ from typing import Any, Final, cast
 
 from arq import cron
 from arq.worker import Worker
+from taskline_producer import keys
 from taskline_producer.contract import dumps
 
 from worker.arq_seam.redis_settings import arq_redis_settings
@@ -85,7 +86,7 @@ async def purge_job(ctx: dict[str, Any]) -> dict[str, Any] | None:
     job_id: str = ctx["job_id"]
     log = get_logger("taskline.purge").bind(job_id=job_id)
     observer: PurgeObserver | None = ctx.get("purge_observer")
-    claim = f"{scheduler_queue(settings)}:ran:{job_id}"
+    claim = keys.scheduler_tick_key(scheduler_queue(settings), job_id)
     if not await ctx["redis"].set(claim, b"1", nx=True, ex=_TICK_CLAIM_TTL_S):
         log.info("purge skipped: this tick already ran")
         if observer is not None:

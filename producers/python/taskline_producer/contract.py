@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from taskline_producer import keys
+
 __all__ = [
     "BULK_JOB",
     "COMMAND_JOBS",
@@ -44,7 +46,7 @@ __all__ = [
     "job_function_of",
 ]
 
-DEFAULT_QUEUE: Final = "taskline:queue"
+DEFAULT_QUEUE: Final = keys.DEFAULT_QUEUE
 """The arq queue (a Redis sorted set) commands are enqueued on; `TASKLINE_QUEUE` overrides it."""
 
 DEFAULT_MAX_PAYLOAD_BYTES: Final = 64 * 1024

@@ -19,43 +19,29 @@ import time
 from typing import Any, Final
 
 from taskline_producer.contract import Command, dumps
+from taskline_producer.keys import JOB_KEY_PREFIX, RESULT_KEY_PREFIX, WAKE_KEY_SUFFIX
 
 __all__ = [
     "DEFAULT_JOB_TTL_MS",
     "ENQUEUE_SCRIPT",
-    "IN_PROGRESS_KEY_PREFIX",
-    "JOB_KEY_PREFIX",
-    "RESULT_KEY_PREFIX",
-    "RETRY_KEY_PREFIX",
-    "WAKE_KEY_SUFFIX",
     "envelope",
     "epoch_ms",
     "job_of_command",
     "wire_argument",
 ]
 
-JOB_KEY_PREFIX: Final = "arq:job:"
-IN_PROGRESS_KEY_PREFIX: Final = "arq:in-progress:"
-RESULT_KEY_PREFIX: Final = "arq:result:"
-RETRY_KEY_PREFIX: Final = "arq:retry:"
-
-WAKE_KEY_SUFFIX: Final = ":wake"
-"""`<queue>:wake` is a short list the enqueue script pushes a token onto; idle workers block on
-it, so a new job starts within a millisecond instead of at the next poll. Optional for other
-producers: without it a job waits at most TASKLINE_POLL_DELAY."""
-
 DEFAULT_JOB_TTL_MS: Final = 86_400_000
 """How long a queued job may wait before it expires unrun (arq's default: one day)."""
 
-ENQUEUE_SCRIPT: Final = """
+ENQUEUE_SCRIPT: Final = f"""
 -- KEYS[1]: the queue; ARGV[1]: score (epoch ms); ARGV[2]: job TTL in ms;
 -- ARGV[3..]: job id, job JSON, job id, job JSON, ...
 -- Returns one integer per job: 1 = queued, 0 = refused as a duplicate.
-local queued = {}
+local queued = {{}}
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
-  if redis.call('EXISTS', 'arq:job:' .. id, 'arq:result:' .. id) == 0 then
-    redis.call('SET', 'arq:job:' .. id, ARGV[i + 1], 'PX', ARGV[2])
+  if redis.call('EXISTS', '{JOB_KEY_PREFIX}' .. id, '{RESULT_KEY_PREFIX}' .. id) == 0 then
+    redis.call('SET', '{JOB_KEY_PREFIX}' .. id, ARGV[i + 1], 'PX', ARGV[2])
     redis.call('ZADD', KEYS[1], ARGV[1], id)
     queued[#queued + 1] = 1
   else
@@ -64,8 +50,8 @@ for i = 3, #ARGV, 2 do
 end
 if #queued > 0 then
   -- Wake one idle worker now rather than at its next poll (bounded: a few tokens at most).
-  redis.call('LPUSH', KEYS[1] .. ':wake', 1)
-  redis.call('LTRIM', KEYS[1] .. ':wake', 0, 15)
+  redis.call('LPUSH', KEYS[1] .. '{WAKE_KEY_SUFFIX}', 1)
+  redis.call('LTRIM', KEYS[1] .. '{WAKE_KEY_SUFFIX}', 0, 15)
 end
 return queued
 """

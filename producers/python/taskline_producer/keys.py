@@ -1,0 +1,110 @@
+"""Every Redis key taskline reads or writes, in one place.
+
+Producers, workers, the scheduler and the operations tools all build key names here, and the Lua
+scripts (`taskline_producer.wire`, `worker.arq_seam.claim`) are assembled from these constants,
+so no key literal appears anywhere else.
+
+arq's keys (`arq:job:`, `arq:in-progress:`, `arq:retry:`, `arq:result:`) are fixed by arq, whose
+wire format is taskline's: a test (`tests/unit/test_arq_seam.py`) fails if arq ever changes them.
+Everything taskline adds lives under `taskline:` or under the queue's own name.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "DEFAULT_QUEUE",
+    "HEARTBEAT_KEY_PREFIX",
+    "IN_PROGRESS_KEY_PREFIX",
+    "JOB_KEY_PREFIX",
+    "RESULT_KEY_PREFIX",
+    "RETRY_KEY_PREFIX",
+    "RETRY_KEY_TTL_S",
+    "TRANSIENT_KEY_PREFIX",
+    "WAKE_KEY_SUFFIX",
+    "WORKERS_INDEX_PREFIX",
+    "heartbeat_key",
+    "in_progress_key",
+    "job_key",
+    "result_key",
+    "retry_key",
+    "scheduler_queue",
+    "scheduler_tick_key",
+    "transient_key",
+    "wake_key",
+    "workers_index_key",
+]
+
+# --- arq's keys (arq.constants): the queue's wire format -------------------------------------
+
+DEFAULT_QUEUE: Final = "taskline:queue"
+"""The queue: a sorted set of job ids scored by the epoch ms at which each may run."""
+
+JOB_KEY_PREFIX: Final = "arq:job:"
+"""`arq:job:<job id>`: the job's JSON envelope, with the job TTL."""
+IN_PROGRESS_KEY_PREFIX: Final = "arq:in-progress:"
+"""`arq:in-progress:<job id>`: a worker's claim on the job; it expires if the worker dies."""
+RETRY_KEY_PREFIX: Final = "arq:retry:"
+"""`arq:retry:<job id>`: how many times the job has been started (arq's try counter)."""
+RESULT_KEY_PREFIX: Final = "arq:result:"
+"""`arq:result:<job id>`: arq's result; taskline keeps none (keep_result=0), but a job id whose
+result key exists is still refused as a duplicate at enqueue, as arq does."""
+RETRY_KEY_TTL_S: Final = 88_400
+"""How long a try counter lives after its last increment (arq's value)."""
+
+# --- taskline's own keys ------------------------------------------------------------------------
+
+WAKE_KEY_SUFFIX: Final = ":wake"
+"""`<queue>:wake`: a short list the enqueue script pushes a token onto; idle workers block on it,
+so a new job starts at once instead of at the next poll."""
+TRANSIENT_KEY_PREFIX: Final = "taskline:transient:"
+"""`taskline:transient:<job id>`: the job's transient failures so far, across workers."""
+HEARTBEAT_KEY_PREFIX: Final = "taskline:worker:"
+"""`taskline:worker:<queue>:<worker id>`: a live worker's heartbeat document."""
+WORKERS_INDEX_PREFIX: Final = "taskline:workers:"
+"""`taskline:workers:<queue>`: sorted set of worker ids by last heartbeat."""
+SCHEDULER_QUEUE_SUFFIX: Final = ":scheduler"
+"""`<queue>:scheduler`: the scheduler's own arq queue (its cron job)."""
+SCHEDULER_TICK_INFIX: Final = ":ran:"
+"""`<queue>:scheduler:ran:<job id>`: a purge tick that already ran."""
+
+
+def job_key(job_id: str) -> str:
+    return JOB_KEY_PREFIX + job_id
+
+
+def in_progress_key(job_id: str) -> str:
+    return IN_PROGRESS_KEY_PREFIX + job_id
+
+
+def retry_key(job_id: str) -> str:
+    return RETRY_KEY_PREFIX + job_id
+
+
+def result_key(job_id: str) -> str:
+    return RESULT_KEY_PREFIX + job_id
+
+
+def transient_key(job_id: str) -> str:
+    return TRANSIENT_KEY_PREFIX + job_id
+
+
+def wake_key(queue: str) -> str:
+    return queue + WAKE_KEY_SUFFIX
+
+
+def heartbeat_key(queue: str, worker_id: str) -> str:
+    return f"{HEARTBEAT_KEY_PREFIX}{queue}:{worker_id}"
+
+
+def workers_index_key(queue: str) -> str:
+    return WORKERS_INDEX_PREFIX + queue
+
+
+def scheduler_queue(queue: str) -> str:
+    return queue + SCHEDULER_QUEUE_SUFFIX
+
+
+def scheduler_tick_key(scheduler_queue_name: str, job_id: str) -> str:
+    return scheduler_queue_name + SCHEDULER_TICK_INFIX + job_id
