@@ -287,5 +287,17 @@ app.command("health")(ops_cli.health)
 app.command("metrics")(ops_cli.metrics)
 
 
+@app.command()
+def status(
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh in place until Ctrl-C.")] = False,
+    every: Annotated[float, typer.Option("--every", min=0.2, help="Seconds between refreshes with --watch.")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (one per refresh with --watch).")] = False,
+) -> None:
+    """Queue depth, claims waiting to expire, rates and latency, workers, the last purge, dead letters."""
+    from worker.ops.status_cli import status as run_status
+
+    run_status(watch=watch, every=every, as_json=as_json)
+
+
 def main() -> None:
     app()
