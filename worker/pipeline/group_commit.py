@@ -58,7 +58,11 @@ class GroupCommitter:
             await asyncio.gather(*self._running, return_exceptions=True)
 
     def _start_flusher(self) -> None:
-        if len(self._running) < self._flushers and self._waiting:
+        # A flusher that has finished is done at once, but leaves `_running` only when its done
+        # callback runs (a loop iteration later): count the unfinished ones, or a command added
+        # in between would wait for the next command to start a flusher.
+        running = sum(not task.done() for task in self._running)
+        if running < self._flushers and self._waiting:
             task = asyncio.create_task(self._drain())
             self._running.add(task)
             task.add_done_callback(self._running.discard)
