@@ -299,5 +299,16 @@ def status(
     run_status(watch=watch, every=every, as_json=as_json)
 
 
+@app.command("trace")
+def trace_command(
+    ident: Annotated[str, typer.Argument(metavar="ID", help="A command id (= its job id) or a task id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """The story of a command (queued, running, retrying, applied, dead-lettered) or of a task."""
+    from worker.ops.trace_cli import trace
+
+    trace(ident, as_json=as_json)
+
+
 def main() -> None:
     app()

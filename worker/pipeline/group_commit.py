@@ -27,8 +27,11 @@ _Waiter = tuple[Command, "asyncio.Future[Outcome]"]
 
 
 class GroupCommitter:
-    def __init__(self, sessions: Sessions, *, max_batch: int = 100, flushers: int = 1) -> None:
+    def __init__(
+        self, sessions: Sessions, *, max_batch: int = 100, flushers: int = 1, worker_id: str | None = None
+    ) -> None:
         self._sessions = sessions
+        self._worker_id = worker_id  # recorded with every processed command (`taskline trace`)
         self._max_batch = max_batch
         self._flushers = flushers
         self._waiting: list[_Waiter] = []
@@ -100,4 +103,4 @@ class GroupCommitter:
     async def _transaction(self, commands: list[Command]) -> list[Outcome]:
         self.batches += 1
         async with self._sessions() as session, session.begin():
-            return await apply_commands(session, commands)
+            return await apply_commands(session, commands, worker_id=self._worker_id)
