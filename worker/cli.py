@@ -299,6 +299,22 @@ def status(
     run_status(watch=watch, every=every, as_json=as_json)
 
 
+@app.command()
+def web(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Interface (default TASKLINE_WEB_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port (default TASKLINE_WEB_PORT, else PORT, else 8000).")
+    ] = None,
+) -> None:
+    """Serve the fleet's page (the Procfile's web process): overview with plots, workers, queue,
+    dead letters, trace. Read-only unless TASKLINE_WEB_PASSWORD is set."""
+    from worker.web.server import run_web
+
+    run_web(_settings(), host=host, port=port)
+
+
 @app.command("trace")
 def trace_command(
     ident: Annotated[str, typer.Argument(metavar="ID", help="A command id (= its job id) or a task id.")],

@@ -32,7 +32,9 @@ def _n(value: Any, digits: int = 0) -> str:
 def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value * 1000:.1f} ms" if value < 1 else f"{value:.2f} s"
+    if value < 0.01:
+        return f"{value * 1000:.1f} ms"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
 def render_status(data: dict[str, Any]) -> Group:
