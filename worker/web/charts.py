@@ -41,10 +41,10 @@ def _format(value: float, unit: str) -> str:
 def line_chart(title: str, series: Sequence[Series], *, unit: str = "", span_s: float = 3600, now: float) -> str:
     """An SVG line chart of `series` over the last `span_s` seconds up to `now`."""
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
-    values = [v for s in series for _, v in s.points if v is not None]
+    start = now - span_s
+    values = [v for s in series for t, v in s.points if v is not None and t >= start]
     top = max(values) if values else 0.0
     top = top * 1.1 if top > 0 else 1.0
-    start = now - span_s
 
     def x(t: float) -> float:
         return _LEFT + plot_w * min(1.0, max(0.0, (t - start) / span_s))
