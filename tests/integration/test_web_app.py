@@ -70,3 +70,18 @@ def test_the_plots_history_survives_a_restart_of_the_web_process(settings, redis
         again = client.get("/api/status").json()
     assert again["rates"]["last_hour"]["applied"] >= 30.0
     assert len(again["history"]) >= 1
+
+
+def test_with_a_password_every_page_but_healthz_needs_it(settings):
+    """Payloads are data too: with TASKLINE_WEB_PASSWORD set, reading needs the password as well."""
+    from pydantic import SecretStr
+
+    settings = settings.model_copy(update={"web_password": SecretStr("pw")})
+    with TestClient(create_app(settings, watch=False)) as client:
+        assert client.get("/healthz").status_code == 200
+        for path in ("/", "/api/status", "/dead-letters", "/trace?id=x"):
+            refused = client.get(path)
+            assert refused.status_code == 401, path
+            assert refused.headers["www-authenticate"].startswith("Basic")
+        assert client.get("/api/status", auth=("admin", "pw")).status_code == 200
+        assert client.get("/api/status", auth=("admin", "guess")).status_code == 401

@@ -1,6 +1,8 @@
 """`taskline web`: the Starlette application, its state, and how it starts and stops.
 
-Read-only by default (worker/web/auth.py). The process also runs the fleet watch (claims waiting
+Without TASKLINE_WEB_PASSWORD the page is open and read-only (for 127.0.0.1, a private network,
+or behind a proxy that authenticates); with it, every page needs the password and replay and
+discard are offered (worker/web/auth.py). The process also runs the fleet watch (claims waiting
 to expire, the history samples; worker/ops/fleet_watch.py), so the plots have data with or
 without a scheduler.
 """
@@ -61,6 +63,23 @@ class _SecurityHeaders(BaseHTTPMiddleware):
         return response
 
 
+class _SignInRequired(BaseHTTPMiddleware):
+    """With TASKLINE_WEB_PASSWORD set, every page needs it (payloads are data too); /healthz and
+    the static files do not."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        access: Access = request.app.state.web.access
+        open_path = request.url.path == "/healthz" or request.url.path.startswith("/static/")
+        if access.enabled and not open_path and not access.authenticated(request):
+            return Response(
+                "Sign in with TASKLINE_WEB_USER and TASKLINE_WEB_PASSWORD.\n",
+                status_code=401,
+                headers={"www-authenticate": 'Basic realm="taskline", charset="UTF-8"'},
+                media_type="text/plain",
+            )
+        return await call_next(request)
+
+
 def create_app(settings: Settings, *, watch: bool = True) -> Starlette:
     """The application; `watch=False` leaves the fleet watch off (tests of the pages alone)."""
     log = get_logger("taskline.web")
@@ -114,7 +133,9 @@ def create_app(settings: Settings, *, watch: bool = True) -> Starlette:
         Route("/favicon.ico", views.favicon),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(_SecurityHeaders)])
+    return Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(_SecurityHeaders), Middleware(_SignInRequired)]
+    )
 
 
 def _templates() -> Jinja2Templates:

@@ -29,6 +29,12 @@ def run_web(settings: Settings, *, host: str | None = None, port: int | None = N
         database=redact_url(settings.database_url),
         changes="replay and discard behind a password" if settings.web_password else "read-only",
     )
+    if not settings.web_password and host not in ("127.0.0.1", "localhost", "::1"):
+        get_logger("taskline.web").warning(
+            "the page is open to anyone who can reach it, payloads included: set TASKLINE_WEB_PASSWORD,"
+            " or keep TASKLINE_WEB_HOST at 127.0.0.1 behind an authenticating proxy",
+            host=host,
+        )
     config = uvicorn.Config(
         create_app(settings),
         host=host,

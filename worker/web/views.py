@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -67,17 +68,25 @@ async def _status(request: Request) -> dict[str, Any]:
     return data
 
 
+def _span_s(history: list[dict[str, Any]], now: float) -> float:
+    """The plots' time span: the history there is, in whole 10 minutes, from 10 minutes to an hour."""
+    oldest = min((h["t"] for h in history), default=now)
+    return float(min(3600, max(600, math.ceil((now - oldest) / 600) * 600)))
+
+
 def _charts(data: dict[str, Any]) -> list[str]:
     now = time.time()
     history = data["history"]
+    span = _span_s(history, now)
+    last = f"last {span / 60:.0f} min" if span < 3600 else "last hour"
     rate = Series("commands/s", [(h["t"], h["per_s"]) for h in history])
     latency = Series("p95", [(h["t"], h["p95"]) for h in history])
     ready = Series("ready", [(h["t"], h["ready"]) for h in history])
     deferred = Series("deferred", [(h["t"], h["deferred"]) for h in history])
     return [
-        line_chart("Commands per second, last hour", [rate], now=now),
-        line_chart("Latency p95 (issued → committed), last hour", [latency], unit="s", now=now),
-        line_chart("Queue depth, last hour", [ready, deferred], now=now),
+        line_chart(f"Commands per second, {last}", [rate], span_s=span, now=now),
+        line_chart(f"Latency p95 (issued → committed), {last}", [latency], unit="s", span_s=span, now=now),
+        line_chart(f"Queue depth, {last}", [ready, deferred], span_s=span, now=now),
     ]
 
 
