@@ -123,7 +123,7 @@ def render_status(data: dict[str, Any]) -> Group:
                 group["category"],
                 str(group["count"]),
                 group["last_at"][:19].replace("T", " "),
-                group["latest_reason"][:100],
+                group["latest_reason"][:70],
             )
         table.title = f"dead letters: {letters['total']} in all; the last {letters['since']} by function and kind"
         parts.append(table)
