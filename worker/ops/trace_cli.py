@@ -113,7 +113,7 @@ async def run_trace(settings: Settings, ident: str) -> dict[str, Any] | None:
         pool_size=1,
         max_overflow=0,
         hide_parameters=True,
-        connect_args={"server_settings": {"application_name": "taskline-trace"}, "timeout": 5},
+        connect_args={"server_settings": {"application_name": "taskline-trace"}, "timeout": 5, "command_timeout": 30},
     )
     try:
         async with engine.connect() as conn:
