@@ -41,7 +41,15 @@ def test_read_only_pages_answer_with_strict_headers_and_refuse_changes(settings)
     """Every page answers 200 with the security headers; without TASKLINE_WEB_PASSWORD a replay
     is refused with a message naming the setting, and /login says the page is read-only."""
     with TestClient(create_app(settings, watch=False)) as client:
-        for path in ("/", "/fragment/overview", "/api/status", "/dead-letters", "/trace", "/trace?id=nothing"):
+        for path in (
+            "/",
+            "/fragment/overview",
+            "/api/status",
+            "/queue",
+            "/dead-letters",
+            "/trace",
+            "/trace?id=nothing",
+        ):
             response = client.get(path)
             assert response.status_code == 200, path
             for name, value in SECURITY_HEADERS.items():

@@ -123,6 +123,7 @@ def create_app(settings: Settings, *, watch: bool = True) -> Starlette:
         Route("/", views.overview),
         Route("/fragment/overview", views.overview_fragment),
         Route("/api/status", views.status_json),
+        Route("/queue", views.queue_page),
         Route("/dead-letters", views.dead_letters),
         Route("/dead-letters/{job_id:path}", views.dead_letter),
         Route("/actions/replay", views.replay, methods=["POST"]),

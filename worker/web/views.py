@@ -29,6 +29,7 @@ __all__ = [
     "login",
     "overview",
     "overview_fragment",
+    "queue_page",
     "replay",
     "status_json",
     "trace_page",
@@ -185,6 +186,14 @@ async def discard(request: Request) -> Response:
         count = await delete_dead_letters(session, [job_id])
     message = f"discarded {job_id}" if count else f"no dead letter {job_id} to discard"
     return RedirectResponse(f"/dead-letters?message={quote(message)}", status_code=303)
+
+
+async def queue_page(request: Request) -> Response:
+    from worker.ops.queue_view import SHOWN, queue_jobs
+
+    web = _state(request)
+    jobs = await queue_jobs(web.redis, web.settings.queue)
+    return _render(request, "queue.html", {"jobs": jobs, "shown": SHOWN})
 
 
 async def trace_page(request: Request) -> Response:
