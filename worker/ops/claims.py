@@ -25,7 +25,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from taskline_producer import keys
 
-from worker.ops.fleet import read_heartbeats
+from worker.ops.fleet import Heartbeats, read_heartbeats
 
 __all__ = ["LEGACY_CLAIM_VALUE", "ClaimWatch", "StrandedClaim", "stranded_claims"]
 
@@ -98,8 +98,11 @@ class ClaimWatch:
         self.gauge = gauge
         self.waiting: dict[str, StrandedClaim] = {}
 
-    async def check(self) -> list[StrandedClaim]:
-        heartbeats = await read_heartbeats(self.redis, self.queue)
+    async def check(self, heartbeats: Heartbeats | None = None) -> list[StrandedClaim]:
+        """Log what changed since the last check; returns the claims waiting now. `heartbeats`
+        saves a read when the caller has them already."""
+        if heartbeats is None:
+            heartbeats = await read_heartbeats(self.redis, self.queue)
         claims = await stranded_claims(self.redis, heartbeats.gone)
         now = {claim.job_id: claim for claim in claims}
         new = [claim for job_id, claim in now.items() if job_id not in self.waiting]

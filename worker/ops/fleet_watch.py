@@ -19,7 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from worker.ops.claims import ClaimWatch, StrandedClaim
-from worker.ops.fleet import read_heartbeats
+from worker.ops.fleet import Heartbeats, read_heartbeats
 from worker.ops.health import describe_error, queue_depth
 from worker.ops.history import take_sample
 
@@ -27,10 +27,15 @@ __all__ = ["FleetWatch", "sample_now"]
 
 
 async def sample_now(
-    redis: Redis, queue: str, every_s: float, claims: list[StrandedClaim] | None = None
+    redis: Redis,
+    queue: str,
+    every_s: float,
+    claims: list[StrandedClaim] | None = None,
+    heartbeats: Heartbeats | None = None,
 ) -> dict[str, Any] | None:
     """Take this period's history sample (unless another process did), with the queue's gauges."""
-    heartbeats = await read_heartbeats(redis, queue)
+    if heartbeats is None:
+        heartbeats = await read_heartbeats(redis, queue)
     ready, deferred = await queue_depth(redis, queue)
     gauges = {
         "ready": ready,
@@ -71,10 +76,11 @@ class FleetWatch:
             started = time.monotonic()
             try:
                 async with asyncio.timeout(max(self.interval_s, 1.0)):
-                    claims = await self.claims.check()
+                    heartbeats = await read_heartbeats(self.redis, self.queue)
+                    claims = await self.claims.check(heartbeats)
                     slot = int(time.time() // self.sample_every_s)
                     if slot != last_sample_slot:
-                        await sample_now(self.redis, self.queue, self.sample_every_s, claims)
+                        await sample_now(self.redis, self.queue, self.sample_every_s, claims, heartbeats)
                         last_sample_slot = slot
                 if self._failing:
                     self.log.info("fleet watch reading Redis again")

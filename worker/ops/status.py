@@ -96,7 +96,7 @@ async def collect_status(
     claims = await stranded_claims(redis, heartbeats.gone)
     ready, deferred = await queue_depth(redis, queue)
     schedulers = await read_heartbeats(redis, scheduler_queue_name(queue))
-    await sample_now(redis, queue, sample_every_s, claims)
+    await sample_now(redis, queue, sample_every_s, claims, heartbeats)
     hour = await read_history(redis, queue, since_s=3600)
     newest = hour[-1]["t"] if hour else 0.0
     minute = [sample for sample in hour if sample["t"] > newest - 60]
