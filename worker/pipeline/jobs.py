@@ -19,7 +19,7 @@ from worker.pipeline.decode import BulkDelivery, Delivery, Rejected
 from worker.pipeline.failures import Kind, classify_exception, classify_outcome
 from worker.pipeline.runtime import JobContext, Runtime
 
-__all__ = ["apply_commands_job", "command_job", "reject_job"]
+__all__ = ["apply_commands_job", "command_job", "give_up_on_job", "reject_job", "settle_escaped_error"]
 
 
 async def command_job(ctx: JobContext, delivery: Delivery) -> str:
@@ -117,6 +117,23 @@ async def reject_job(ctx: JobContext, rejected: Rejected) -> str:
     runtime = ctx["runtime"]
     log = runtime.log.bind(job_id=ctx["job_id"], function=rejected.function, **{"try": ctx["job_try"]})
     return await _give_up(ctx, log, rejected.raw, rejected.function, Kind.PERMANENT, rejected.reason)
+
+
+async def settle_escaped_error(ctx: JobContext, raw: bytes, function: str | None, exc: BaseException) -> str:
+    """An exception that escaped a job function (a bug, or a timeout around it): classified by
+    what it is, then retried within its budget (raises `Retry`) or dead-lettered; never dropped."""
+    runtime = ctx["runtime"]
+    kind, reason = classify_exception(exc)
+    log = runtime.log.bind(job_id=ctx["job_id"], function=function, **{"try": ctx["job_try"]})
+    return await _fail(ctx, log, raw, function, kind, reason)
+
+
+async def give_up_on_job(ctx: JobContext, raw: bytes | None, function: str | None, reason: str) -> str:
+    """Dead-letter a job that can never run (its key expired, or it used up its tries); raises
+    `Retry` when the dead letter cannot be written yet."""
+    runtime = ctx["runtime"]
+    log = runtime.log.bind(job_id=ctx["job_id"], function=function, **{"try": ctx["job_try"]})
+    return await _give_up(ctx, log, raw, function, Kind.PERMANENT, reason)
 
 
 def _future_reason(runtime: Runtime, command: Command, now: datetime | None = None) -> str | None:

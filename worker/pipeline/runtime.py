@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypedDict, cast
 
 from redis.asyncio import Redis
@@ -80,6 +79,5 @@ class JobContext(TypedDict):
     redis: Redis
     job_id: str
     job_try: int
-    enqueue_time: datetime
     score: int
     runtime: Runtime
