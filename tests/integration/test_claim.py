@@ -28,7 +28,8 @@ async def test_claims_due_unclaimed_jobs_fetches_them_and_counts_their_tries(red
 
     claimed = await _claim(redis, queue, ["held", "a", "b", "gone", "later"], limit=10, worker_id="w-7")
 
-    assert [(job.job_id, job.payload, job.job_try) for job in claimed] == [("a", b"payload-a", 1), ("b", b"payload-b", 3)]
+    expected = [("a", b"payload-a", 1), ("b", b"payload-b", 3)]
+    assert [(job.job_id, job.payload, job.job_try) for job in claimed] == expected
     assert [job.score for job in claimed] == [now - 2, now - 1]
     for job_id in ("a", "b"):
         assert await redis.get(keys.in_progress_key(job_id)) == b"w-7"
