@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from arq import func
 from redis.exceptions import RedisError
+from sqlalchemy import text
 from taskline_producer import keys
 from taskline_producer.contract import BULK_JOB, COMMAND_JOBS, dumps
 
@@ -24,6 +25,7 @@ from worker.arq_seam.supervisor import connector_for, run_until_stopped
 from worker.logs import configure_logging, get_logger
 from worker.ops.health import Health, Monitor
 from worker.ops.metrics import Metrics
+from worker.ops.outages import OutageLog
 from worker.pipeline.decode import REJECT_JOB, Decoder
 from worker.pipeline.failures import Kind, RetryPolicy
 from worker.pipeline.group_commit import GroupCommitter
@@ -71,7 +73,11 @@ async def startup(ctx: dict[str, Any]) -> None:
         redis=ctx["redis"],
         log=log,
         log_each_command=settings.log_level == "DEBUG",
+        database=OutageLog(
+            log, service="PostgreSQL", setting="DATABASE_URL", url=settings.database_url, advice=DATABASE_ADVICE
+        ),
     )
+    await _check_database(ctx["runtime"])
     # Health: process-wide when supervise() made it (it outlives reconnects), else this worker's.
     health: Health = ctx.setdefault("health", Health(interval=settings.heartbeat_interval))
     monitor = Monitor(
@@ -105,6 +111,25 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     await runtime.committer.wait_idle()
     await runtime.engine.dispose()
     runtime.log.info("worker stopped")
+
+
+DATABASE_ADVICE = (
+    "check that PostgreSQL runs, that DATABASE_URL points at it (host, port, user, password, database),"
+    " and that its max_connections has room for this worker's pool"
+)
+
+
+async def _check_database(runtime: Runtime) -> None:
+    """At start-up, say at once (and only once) when PostgreSQL cannot be reached; the worker
+    starts anyway and its jobs wait, retried, until the database answers."""
+    try:
+        async with asyncio.timeout(5), runtime.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        if runtime.database is not None:
+            runtime.database.down(exc, what="commands wait and are retried; ")
+    else:
+        runtime.database_answered()
 
 
 def worker_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:

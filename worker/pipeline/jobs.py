@@ -37,7 +37,10 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
                 outcome = await runtime.committer.apply(command)
         except Exception as exc:
             kind, reason = classify_exception(exc)
-            return await _fail(ctx, _command_log(ctx, command), delivery.raw, command.function, kind, reason)
+            outage = runtime.database_failed(exc)
+            log = _command_log(ctx, command)
+            return await _fail(ctx, log, delivery.raw, command.function, kind, reason, quiet=outage)
+        runtime.database_answered()
         failure = classify_outcome(outcome)
         if failure is not None:
             return await _fail(ctx, _command_log(ctx, command), delivery.raw, command.function, *failure)
@@ -87,8 +90,10 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
         results = await runtime.committer.apply_many([command for _, command in commands])
     if all(isinstance(result, BaseException) for result in results):
         # Nothing was applied (the database is away): retry the whole job, or dead-letter it.
-        kind, reason = classify_exception(results[0])  # type: ignore[arg-type]
-        return await _fail(ctx, log, bulk.raw, "apply_commands", kind, reason)
+        error: BaseException = results[0]  # type: ignore[assignment]
+        kind, reason = classify_exception(error)
+        return await _fail(ctx, log, bulk.raw, "apply_commands", kind, reason, quiet=runtime.database_failed(error))
+    runtime.database_answered()
     requeue: list[Command] = []
     runtime.metrics.bulk_applied(runtime.clock() - started)
     for (index, command), result in zip(commands, results, strict=True):
@@ -150,7 +155,11 @@ def _single_job(command: Command) -> bytes:
     return job_of_command(command, epoch_ms())
 
 
-async def _fail(ctx: JobContext, log: Any, raw: bytes, function: str | None, kind: Kind, reason: str) -> str:
+async def _fail(
+    ctx: JobContext, log: Any, raw: bytes, function: str | None, kind: Kind, reason: str, *, quiet: bool = False
+) -> str:
+    """Retry within the budget of its kind (raises `Retry`), else dead-letter. `quiet`: the
+    failure is part of an outage already reported once, so each retry is logged at DEBUG."""
     runtime = ctx["runtime"]
     attempt = ctx["job_try"]
     # The transient budget counts transient failures only: arq's try number also counts the
@@ -160,7 +169,9 @@ async def _fail(ctx: JobContext, log: Any, raw: bytes, function: str | None, kin
         used = await runtime.count_transient_failure(ctx["job_id"], fallback=attempt)
     if runtime.policy.should_retry(kind, used):
         delay = runtime.policy.delay(used)  # transient: backs off from its own first failure
-        log.info("command will be retried", kind=kind.value, reason=reason, retry_in_s=round(delay, 3))
+        (log.debug if quiet else log.info)(
+            "command will be retried", kind=kind.value, reason=reason, retry_in_s=round(delay, 3)
+        )
         runtime.metrics.retried(function or "unknown", kind.value)
         raise Retry(defer=delay)
     if kind is Kind.TRANSIENT:
