@@ -93,17 +93,17 @@ export class TaskProducer {
   // -- one command at a time ---------------------------------------------------------------
 
   /** Queue a create_task; `taskId`, `commandId` and `issuedAt` are generated when not given. */
-  createTask(input: CreateTaskInput, options: SendOptions = {}): Promise<Receipt> {
+  async createTask(input: CreateTaskInput, options: SendOptions = {}): Promise<Receipt> {
     return this.send(createTaskCommand(input), options);
   }
 
   /** Queue an update_task; leave `title` or `description` out to keep it, `description: null` clears it. */
-  updateTask(input: UpdateTaskInput, options: SendOptions = {}): Promise<Receipt> {
+  async updateTask(input: UpdateTaskInput, options: SendOptions = {}): Promise<Receipt> {
     return this.send(updateTaskCommand(input), options);
   }
 
   /** Queue a complete_task. */
-  completeTask(input: CompleteTaskInput, options: SendOptions = {}): Promise<Receipt> {
+  async completeTask(input: CompleteTaskInput, options: SendOptions = {}): Promise<Receipt> {
     return this.send(completeTaskCommand(input), options);
   }
 

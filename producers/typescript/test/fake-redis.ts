@@ -28,8 +28,11 @@ export class FakeRedis implements ProducerRedis {
   }
 
   async evalSha(sha1: string, options: EvalArguments): Promise<unknown> {
+    if (this.scripts.size === 0) {
+      this.calls.push({ command: "EVALSHA (NOSCRIPT)", args: [sha1, options] });
+      throw new Error("NOSCRIPT No matching script. Please use EVAL.");
+    }
     this.calls.push({ command: "EVALSHA", args: [sha1, options] });
-    if (this.scripts.size === 0) throw new Error("NOSCRIPT No matching script. Please use EVAL.");
     return this.onEnqueue(options);
   }
 
