@@ -76,15 +76,18 @@ export async function readOutcome(redis: ProducerRedis, commandId: string, jobId
   };
 }
 
-/** The longest one BLMOVE blocks before the job's own keys are looked at again (see below). */
-const LOOK_AGAIN_MS = 2_000;
+/**
+ * The longest one BLMOVE blocks before the keys are read again: a wait never depends on one
+ * long-blocked connection, and a state that is not final (retrying, running) is seen fresh.
+ */
+const LONGEST_BLOCK_MS = 2_000;
+/** The pause after a token that came without a final outcome (a race with a retrying write). */
+const DEFENSIVE_PAUSE_MS = 100;
 
 /**
- * Wait until the command's outcome is final or `timeoutMs` has passed; returns the last state
- * seen (`timedOut: true` when it is not final). Stops early at `unknown`: no outcome and no job
- * means none is coming (the job was sent without outcomeTtl and is gone, or its outcome expired).
- * Blocks at most LOOK_AGAIN_MS at a time, so that a job an older worker applied without
- * recording an outcome is seen as `unknown` within seconds rather than at the timeout.
+ * Wait until the command's outcome is final or `timeoutMs` has passed, and return the last
+ * state seen (`timedOut: true` when it is not final). `unknown` is waited on like any other
+ * state that is not final: the outcome may still be written.
  */
 export async function waitForOutcome(
   redis: ProducerRedis,
@@ -94,15 +97,22 @@ export async function waitForOutcome(
   timeoutMs: number,
 ): Promise<Outcome> {
   const deadline = Date.now() + timeoutMs;
+  const done = outcomeDoneKey(commandId);
   let last = await readOutcome(redis, commandId, jobId);
-  while (!last.final && last.state !== "unknown") {
+  while (!last.final) {
     const remaining = deadline - Date.now();
-    if (remaining <= 0) break;
-    const wait = Math.max(1, Math.min(remaining, LOOK_AGAIN_MS));
-    const done = outcomeDoneKey(commandId);
-    // BLMOVE's timeout is in seconds, decimals allowed; 0 would mean "forever", hence max(1 ms).
-    await (await blocking()).blMove(done, done, "LEFT", "LEFT", wait / 1000);
+    if (remaining <= 0) return { ...last, timedOut: true };
+    // BLMOVE's timeout is in seconds, decimals allowed; 0 would mean "forever", hence >= 1 ms.
+    const seconds = Math.max(1, Math.min(remaining, LONGEST_BLOCK_MS)) / 1000;
+    const token = await (await blocking()).blMove(done, done, "LEFT", "LEFT", seconds);
     last = await readOutcome(redis, commandId, jobId);
+    if (token !== null && token !== undefined && !last.final) {
+      await sleep(Math.min(DEFENSIVE_PAUSE_MS, Math.max(0, deadline - Date.now())));
+    }
   }
-  return { ...last, timedOut: !last.final && last.state !== "unknown" };
+  return last;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

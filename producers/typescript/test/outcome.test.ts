@@ -93,11 +93,27 @@ describe("waiting", () => {
     assert.deepEqual([running.state, running.timedOut], ["running", true]);
   });
 
-  test("no outcome and no job: unknown, at once (nothing is coming)", async () => {
+  test("no outcome and no job: unknown, still waited on until the timeout (the outcome may come)", async () => {
     const redis = new FakeRedis();
-    const outcome = await (await sent(redis)).outcome({ timeoutMs: 10_000 });
-    assert.deepEqual([outcome.state, outcome.final, outcome.timedOut], ["unknown", false, false]);
-    assert.equal(redis.duplicates.length, 0);
+    const receipt = await sent(redis);
+    const unknown = await receipt.outcome({ timeoutMs: 30 });
+    assert.deepEqual([unknown.state, unknown.final, unknown.timedOut], ["unknown", false, true]);
+    redis.onBlock = () => {
+      redis.store.set(`taskline:outcome:${COMMAND}`, recorded("applied"));
+      return "1";
+    };
+    assert.equal((await receipt.outcome({ timeoutMs: 10_000 })).state, "applied");
+  });
+
+  test("a token without a final outcome (racing a retrying write) does not make it spin", async () => {
+    const redis = new FakeRedis();
+    const receipt = await sent(redis);
+    redis.onBlock = () => "1";
+    const started = Date.now();
+    const outcome = await receipt.outcome({ timeoutMs: 250 });
+    assert.equal(outcome.timedOut, true);
+    assert.ok(Date.now() - started >= 250);
+    assert.ok(redis.duplicates[0]!.timeouts.length <= 4, `blocked ${redis.duplicates[0]!.timeouts.length} times`);
   });
 
   test("the job of a bulk command is the bulk job: its keys decide queued or running", async () => {
