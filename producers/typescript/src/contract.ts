@@ -103,8 +103,9 @@ class Checker {
 
   issuedAt(field: string, value: unknown): string {
     if (value instanceof Date) {
-      if (Number.isNaN(value.getTime())) this.fail(field, "is an invalid Date");
-      return value.toISOString();
+      const text = Number.isNaN(value.getTime()) ? "Invalid Date" : value.toISOString();
+      if (!isRfc3339(text)) this.fail(field, `must be a Date from year 1 to 9999, got ${text}`);
+      return text;
     }
     if (typeof value !== "string" || !isRfc3339(value)) {
       this.fail(

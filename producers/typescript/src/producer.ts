@@ -1,6 +1,5 @@
 /** The client other services embed to publish task commands onto a taskline queue. */
-import { createHash } from "node:crypto";
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 
 import {
   completeTaskCommand,
@@ -23,7 +22,13 @@ import { envelope, jobKwargs, type JobOptions } from "./envelope.js";
 import { InvalidSendError } from "./errors.js";
 import { DEFAULT_QUEUE } from "./keys.js";
 import { waitForOutcome, type Outcome } from "./outcome.js";
-import { Receipt, type BulkReceipt, type OutcomeOptions, type SendReport } from "./receipts.js";
+import {
+  DEFAULT_OUTCOME_TIMEOUT_MS,
+  Receipt,
+  type BulkReceipt,
+  type OutcomeOptions,
+  type SendReport,
+} from "./receipts.js";
 import type { BlockingRedis, DuplicableRedis, ProducerRedis } from "./redis-client.js";
 
 /** How long a queued job may wait before it expires unrun (arq's default: one day). */
@@ -111,7 +116,7 @@ export class TaskProducer {
   async send(item: Command, options: SendOptions = {}): Promise<Receipt> {
     const { function: fn, command } = checkItem(item);
     const now = Date.now();
-    const job = this.sized(envelope(fn, command, this.kwargs(options), now), this.maxPayloadBytes);
+    const job = this.sized(envelope(fn, command, this.kwargs(options), now), this.maxPayloadBytes, "PAYLOAD");
     const args = [String(now), String(this.jobTtlMs), command.command_id, job];
     const [queued] = (await this.enqueue(args)) as unknown[];
     return this.receipt(command.command_id, command.command_id, command.task_id, Number(queued) === 1);
@@ -136,7 +141,8 @@ export class TaskProducer {
       for (let i = 0; i < slice.length; i += SCRIPT_CHUNK) {
         const args = [String(now), String(this.jobTtlMs)];
         for (const { function: fn, command } of slice.slice(i, i + SCRIPT_CHUNK)) {
-          args.push(command.command_id, this.sized(envelope(fn, command, kwargs, now), this.maxPayloadBytes));
+          const job = this.sized(envelope(fn, command, kwargs, now), this.maxPayloadBytes, "PAYLOAD");
+          args.push(command.command_id, job);
         }
         // EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and the script is small
         // next to 500 commands.
@@ -166,7 +172,7 @@ export class TaskProducer {
     const jobId = options.jobId ?? randomUUID();
     if (jobId.length === 0) throw new InvalidSendError("jobId must not be empty");
     const now = Date.now();
-    const job = this.sized(envelope(BULK_JOB, commands, this.kwargs(options), now), this.maxBulkPayloadBytes);
+    const job = this.sized(envelope(BULK_JOB, commands, this.kwargs(options), now), this.maxBulkPayloadBytes, "BULK");
     const [queued] = (await this.enqueue([String(now), String(this.jobTtlMs), jobId, job])) as unknown[];
     const wasQueued = Number(queued) === 1;
     return {
@@ -184,7 +190,7 @@ export class TaskProducer {
    */
   outcome(commandId: string, options: OutcomeOptions & { jobId?: string } = {}): Promise<Outcome> {
     const id = commandId.toLowerCase();
-    return this.receipt(id, options.jobId ?? id, "", false).outcome(options);
+    return this.waitFor(id, options.jobId ?? id, options.timeoutMs ?? DEFAULT_OUTCOME_TIMEOUT_MS);
   }
 
   private receipt(commandId: string, jobId: string, taskId: string, queued: boolean): Receipt {
@@ -222,12 +228,16 @@ export class TaskProducer {
     return jobKwargs({ outcomeTtl: ttl });
   }
 
-  private sized(job: string, limit: number): string {
+  /** The job, unless it is over the workers' size limit (they would dead-letter it unread). */
+  private sized(job: string, limit: number, kind: "PAYLOAD" | "BULK"): string {
     const bytes = Buffer.byteLength(job, "utf8");
     if (bytes > limit) {
+      const remedy =
+        kind === "BULK"
+          ? "send fewer commands per sendBulk, or raise TASKLINE_MAX_BULK_PAYLOAD_BYTES and maxBulkPayloadBytes together"
+          : "raise TASKLINE_MAX_PAYLOAD_BYTES and maxPayloadBytes together";
       throw new InvalidSendError(
-        `the job is ${bytes} bytes, over the workers' limit of ${limit}: the worker would dead-letter it unread. ` +
-          "Send fewer commands per sendBulk (or raise TASKLINE_MAX_BULK_PAYLOAD_BYTES and maxBulkPayloadBytes together)",
+        `the job is ${bytes} bytes, over the workers' limit of ${limit}: a worker would dead-letter it unread; ${remedy}`,
       );
     }
     return job;

@@ -110,6 +110,12 @@ describe("refused commands name the member and the rule", () => {
     });
   }
 
+  test("a Date that is invalid, or outside years 1 to 9999, is refused", () => {
+    for (const date of [new Date(Number.NaN), new Date(8.64e15), new Date(Date.UTC(-1, 0, 1))]) {
+      assert.equal(refusal(() => completeTaskCommand({ taskId: TASK, userId: 1, issuedAt: date })).field, "issuedAt");
+    }
+  });
+
   test("29 February of a leap year is a date", () => {
     checkCommand("complete_task", base({ issued_at: "2028-02-29T09:30:00Z" }));
   });
