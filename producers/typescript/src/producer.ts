@@ -48,7 +48,8 @@ export interface ProducerOptions {
   outcomeTtl?: number;
   /**
    * A connection `receipt.outcome()` blocks on while it waits (a client pool is a good choice).
-   * Default: a copy of `client` (`client.duplicate()`) opened for each wait and closed after.
+   * Default: a copy of `client` (`client.duplicate()`) opened for each wait and closed after;
+   * when `client` is itself a pool (`createClientPool()`), the pool.
    */
   blockingClient?: BlockingRedis;
   /** The workers' TASKLINE_MAX_PAYLOAD_BYTES, if not the default 65536. */
@@ -81,7 +82,7 @@ export class TaskProducer {
   private readonly maxBulkPayloadBytes: number;
 
   constructor(
-    readonly client: ProducerRedis & Partial<DuplicableRedis>,
+    readonly client: ProducerRedis & Partial<DuplicableRedis> & Partial<BlockingRedis>,
     private readonly options: ProducerOptions = {},
   ) {
     this.queue = options.queue ?? DEFAULT_QUEUE;
@@ -206,6 +207,8 @@ export class TaskProducer {
       if (this.options.blockingClient) return this.options.blockingClient;
       if (own) return own;
       if (typeof this.client.duplicate !== "function") {
+        // A client pool: each command, BLMOVE included, runs on a connection of its own.
+        if (typeof this.client.blMove === "function") return this.client as BlockingRedis;
         throw new InvalidSendError("waiting for an outcome needs options.blockingClient or a client with duplicate()");
       }
       const copy = this.client.duplicate();

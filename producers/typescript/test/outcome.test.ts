@@ -154,6 +154,17 @@ describe("waiting", () => {
     assert.equal(redis.duplicates.length, 0);
   });
 
+  test("a client pool (no duplicate(), its own blMove) is blocked on itself", async () => {
+    const redis = new FakeRedis();
+    const connection = redis.duplicate();
+    await connection.connect();
+    const pool = Object.assign(redis, { duplicate: undefined, blMove: connection.blMove.bind(connection) });
+    const receipt = await sent(pool as unknown as FakeRedis, new TaskProducer(pool));
+    redis.store.set(`arq:job:${COMMAND}`, "{}");
+    await receipt.outcome({ timeoutMs: 20 });
+    assert.ok(connection.timeouts.length >= 1);
+  });
+
   test("a negative timeout is refused", async () => {
     const redis = new FakeRedis();
     await assert.rejects((await sent(redis)).outcome({ timeoutMs: -1 }), /timeoutMs/);
