@@ -21,27 +21,27 @@ import { InvalidCommandError } from "./errors.js";
 /** Members every command may be given; generated when left out. */
 export interface CommandStamp {
   /** A UUID; the job id of a single send, and what deduplicates the command. Default: random. */
-  commandId?: string;
+  commandId?: string | undefined;
   /** When the command was issued; orders commands per field. Default: now. */
-  issuedAt?: Date | string;
+  issuedAt?: Date | string | undefined;
 }
 
 export interface CreateTaskInput extends CommandStamp {
   userId: number;
   title: string;
   /** Absent or `null`: no description. */
-  description?: string | null;
+  description?: string | null | undefined;
   /** The new task's id, a UUID. Default: random (read it back from the receipt). */
-  taskId?: string;
+  taskId?: string | undefined;
 }
 
 export interface UpdateTaskInput extends CommandStamp {
   taskId: string;
   userId: number;
   /** Leave out to keep the title. */
-  title?: string;
+  title?: string | undefined;
   /** Leave out to keep the description; `null` clears it. */
-  description?: string | null;
+  description?: string | null | undefined;
 }
 
 export interface CompleteTaskInput extends CommandStamp {

@@ -41,31 +41,31 @@ const ENQUEUE_SHA1 = createHash("sha1").update(ENQUEUE_SCRIPT).digest("hex");
 
 export interface ProducerOptions {
   /** The queue (TASKLINE_QUEUE of the workers). Default `taskline:queue`. */
-  queue?: string;
+  queue?: string | undefined;
   /** How long a job may wait unrun before it expires (and becomes a dead letter). Default: a day. */
-  jobTtlMs?: number;
+  jobTtlMs?: number | undefined;
   /** `outcomeTtl` for every send that does not say otherwise (see `JobOptions`). Default: none. */
-  outcomeTtl?: number;
+  outcomeTtl?: number | undefined;
   /**
    * A connection `receipt.outcome()` blocks on while it waits (a client pool is a good choice).
    * Default: a copy of `client` (`client.duplicate()`) opened for each wait and closed after;
    * when `client` is itself a pool (`createClientPool()`), the pool.
    */
-  blockingClient?: BlockingRedis;
+  blockingClient?: BlockingRedis | undefined;
   /** The workers' TASKLINE_MAX_PAYLOAD_BYTES, if not the default 65536. */
-  maxPayloadBytes?: number;
+  maxPayloadBytes?: number | undefined;
   /** The workers' TASKLINE_MAX_BULK_PAYLOAD_BYTES, if not the default 1048576. */
-  maxBulkPayloadBytes?: number;
+  maxBulkPayloadBytes?: number | undefined;
 }
 
 /** Per-send options; `outcomeTtl: null` sends without outcomes whatever the producer's default. */
 export interface SendOptions {
-  outcomeTtl?: number | null;
+  outcomeTtl?: number | null | undefined;
 }
 
 export interface BulkOptions extends SendOptions {
   /** The bulk job's id (deduplicates the job itself). Default: a random UUID. */
-  jobId?: string;
+  jobId?: string | undefined;
 }
 
 /**

@@ -3,7 +3,7 @@ import type { Outcome } from "./outcome.js";
 
 export interface OutcomeOptions {
   /** How long to wait for a final outcome, in ms. Default 30000; 0 looks once without waiting. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
 }
 
 type Waiter = (commandId: string, jobId: string, timeoutMs: number) => Promise<Outcome>;
