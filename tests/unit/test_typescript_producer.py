@@ -4,6 +4,7 @@ options and contract checks. The TypeScript side is read from its built package 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from typing import Any
 from uuid import uuid4
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from taskline_producer import keys, wire
 from taskline_producer.contract import command_from_json
 
-from tests.node_producer import node_json
+from tests.node_producer import built_package, node_json
 
 WIRE = """
 import * as wire from "./dist/wire.js";
@@ -210,3 +211,17 @@ def test_both_clients_accept_and_refuse_the_same_commands() -> None:
     assert disagreements == {}
     refused = sum(verdict is not None for verdict in verdicts)
     assert 0 < refused < len(SAMPLES)  # both kinds are really exercised
+
+
+def test_the_typescript_types_are_generated_from_the_current_schema() -> None:
+    """src/commands.generated.ts is what docs/commands.schema.json generates (else: npm run gen)."""
+    package = built_package()
+    result = subprocess.run(
+        ["node", "scripts/generate-types.mjs", "--check"],
+        cwd=package,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
