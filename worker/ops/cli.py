@@ -18,7 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from worker.settings import Settings, SettingsError, load_settings, redact_url
+from worker.cli_errors import describe
+from worker.settings import Settings, SettingsError, load_settings
 
 __all__ = ["health", "metrics"]
 
@@ -87,7 +88,7 @@ def health(
     try:
         workers = asyncio.run(_fetch_workers(settings, queue))
     except Exception as exc:
-        message = f"cannot read heartbeats from Redis at {redact_url(settings.redis_url)}: {type(exc).__name__}: {exc}"
+        message = f"cannot read heartbeats: {describe(exc)}"
         _report(as_json, queue, False, message, [])
         raise typer.Exit(1) from None
     if worker_id:
@@ -156,6 +157,8 @@ class _FleetReader:
         from sqlalchemy.ext.asyncio import create_async_engine
 
         self.settings = settings
+        self.database_problem: str | None = None
+        """Why the last page has no dead-letter count (the database could not be used), if so."""
         self.redis = _redis(settings)
         self.engine = create_async_engine(
             settings.database_url,
@@ -178,8 +181,10 @@ class _FleetReader:
             async with asyncio.timeout(_REDIS_TIMEOUT_S), self.engine.connect() as conn:
                 dead_letters = await count_dead_letters(conn)
         except Exception as exc:
-            err.print(f"dead letters not counted: {type(exc).__name__}", markup=False)
+            self.database_problem = describe(exc)
             dead_letters = None
+        else:
+            self.database_problem = None
         return render_fleet_metrics(queue, workers, depth, dead_letters, schedulers=schedulers)
 
     async def close(self) -> None:
@@ -203,22 +208,22 @@ def metrics(
     settings = _load()
     if serve is None:
         try:
-            page = asyncio.run(_once(settings))
+            page, database_problem = asyncio.run(_once(settings))
         except Exception as exc:
-            err.print(
-                f"cannot read the fleet from Redis at {redact_url(settings.redis_url)}: {type(exc).__name__}",
-                markup=False,
-            )
+            err.print(f"error: cannot read the fleet: {describe(exc)}", markup=False, highlight=False)
             raise typer.Exit(1) from None
         print(page.decode(), end="")
+        if database_problem:  # the page is printed all the same, without taskline_dead_letters
+            err.print(f"error: dead letters not counted: {database_problem}", markup=False, highlight=False)
+            raise typer.Exit(1)
         return
     asyncio.run(_serve(settings, serve, host, token))
 
 
-async def _once(settings: Settings) -> bytes:
+async def _once(settings: Settings) -> tuple[bytes, str | None]:
     reader = _FleetReader(settings)
     try:
-        return await reader.page()
+        return await reader.page(), reader.database_problem
     finally:
         await reader.close()
 

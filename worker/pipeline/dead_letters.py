@@ -25,7 +25,11 @@ __all__ = [
     "PAYLOAD_KEEP_BYTES",
     "DeadLetterFilter",
     "delete_dead_letters",
+    "discard_dead_letters",
     "find_dead_letters",
+    "find_job_ids",
+    "lock_dead_letters",
+    "match_job_ids",
     "record_dead_letter",
     "upsert_dead_letter",
 ]
@@ -116,6 +120,44 @@ async def find_dead_letters(
     return list((await session.exec(query)).all())
 
 
+async def find_job_ids(session: AsyncSession, where: DeadLetterFilter) -> list[str]:
+    """The job ids of the matching dead letters, oldest first (a fixed list to work through)."""
+    query = select(DeadLetter.job_id).where(*where.where()).order_by(col(DeadLetter.failed_at), col(DeadLetter.job_id))
+    return [str(job_id) for job_id in (await session.exec(query)).all()]
+
+
+async def lock_dead_letters(session: AsyncSession, job_ids: Sequence[str], where: DeadLetterFilter) -> list[DeadLetter]:
+    """The dead letters of these job ids that still match, locked (FOR UPDATE) until the
+    transaction ends: a worker writing one of them waits until then (worker/ops/replay.py)."""
+    query = (
+        select(DeadLetter)
+        .where(col(DeadLetter.job_id).in_(list(job_ids)), *where.where())
+        .order_by(col(DeadLetter.job_id))
+        .with_for_update()
+    )
+    return list((await session.exec(query)).all())
+
+
+async def match_job_ids(session: AsyncSession, prefix: str, *, limit: int = 10) -> list[str]:
+    """The job id equal to `prefix` if there is one, else up to `limit` job ids starting with it."""
+    exact = await session.exec(select(DeadLetter.job_id).where(col(DeadLetter.job_id) == prefix))
+    if exact.first() is not None:
+        return [prefix]
+    query = (
+        select(DeadLetter.job_id)
+        .where(col(DeadLetter.job_id).startswith(prefix, autoescape=True))
+        .order_by(col(DeadLetter.job_id))
+        .limit(limit)
+    )
+    return [str(job_id) for job_id in (await session.exec(query)).all()]
+
+
 async def delete_dead_letters(session: AsyncSession, job_ids: Sequence[str]) -> int:
     result = await session.exec(sa.delete(DeadLetter).where(col(DeadLetter.job_id).in_(list(job_ids))))
     return int(result.rowcount or 0)
+
+
+async def discard_dead_letters(session: AsyncSession, where: DeadLetterFilter) -> list[str]:
+    """Delete the matching dead letters in one statement; returns their job ids."""
+    statement = sa.delete(DeadLetter).where(*where.where()).returning(col(DeadLetter.job_id))
+    return sorted(str(job_id) for job_id in (await session.exec(statement)).scalars())
