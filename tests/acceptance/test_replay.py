@@ -55,7 +55,7 @@ async def test_replaying_fast_failing_jobs_round_after_round_loses_no_dead_lette
         report = json.loads(replayed.stdout)
         assert sorted(report["replayed"]) == sorted(job_ids), (round_number, report)
         try:
-            await wait_for(lambda: _round_done(db, redis, settings.queue, job_ids, since), timeout=20)
+            await wait_for(lambda since=since: _round_done(db, redis, settings.queue, job_ids, since), timeout=20)
         except AssertionError:
             left = await dead_letters(db, job_ids)
             raise AssertionError(f"round {round_number}: {len(left)} of {JOBS} dead letters are left") from None
@@ -89,12 +89,14 @@ async def test_ids_can_be_given_by_a_unique_prefix_and_an_ambiguous_one_lists_th
     for command in ("show", "replay", "discard"):
         ambiguous = run_cli(settings, "taskline", "dead-letters", command, f"{stem}-be")
         assert ambiguous.returncode == 2, (command, ambiguous.stdout, ambiguous.stderr)
-        assert ids[1] in ambiguous.stderr and ids[2] in ambiguous.stderr, ambiguous.stderr
+        assert ids[1] in ambiguous.stderr, ambiguous.stderr
+        assert ids[2] in ambiguous.stderr, ambiguous.stderr
         assert "Traceback" not in ambiguous.stderr
     assert set(await dead_letters(db, ids)) == set(ids)
 
     unknown = run_cli(settings, "taskline", "dead-letters", "replay", f"{stem}-gamma")
-    assert unknown.returncode == 1 and "no dead letter" in unknown.stderr
+    assert unknown.returncode == 1
+    assert "no dead letter" in unknown.stderr
 
     replayed = run_cli(settings, "taskline", "dead-letters", "replay", f"{stem}-al", "--json")
     assert json.loads(replayed.stdout) == {"replayed": [ids[0]], "skipped": {}}
@@ -118,10 +120,12 @@ async def test_replay_and_discard_of_everything_ask_first_and_refuse_without_a_t
     dry = run_cli(settings, "taskline", "dead-letters", "replay", "--dry-run", "--json")
     assert dry.returncode == 0, dry.stderr
     preview = json.loads(dry.stdout)
-    assert preview["dry_run"] is True and set(ids) <= set(preview["would_replay"])
+    assert preview["dry_run"] is True
+    assert set(ids) <= set(preview["would_replay"])
     dry = run_cli(settings, "taskline", "dead-letters", "discard", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "dry run: would discard" in dry.stdout and all(job_id in dry.stdout for job_id in ids)
+    assert "dry run: would discard" in dry.stdout
+    assert all(job_id in dry.stdout for job_id in ids)
     assert set(await dead_letters(db, ids)) == set(ids)
     assert not await redis.exists(*[keys.job_key(job_id) for job_id in ids])
 
