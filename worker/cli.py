@@ -132,9 +132,15 @@ def demo(
     wait: Annotated[float, typer.Option(help="Seconds to wait for the worker.")] = 30.0,
 ) -> None:
     """Send a small demo stream (with a duplicate and an invalid command) and show what the worker did."""
-    from worker.ops.demo import run_demo
+    from worker.ops.demo import NoWorker, run_demo
 
-    asyncio.run(run_demo(load_cli_settings(), users=users, wait_s=wait, console=out))
+    try:
+        done = asyncio.run(run_demo(load_cli_settings(), users=users, wait_s=wait, console=out))
+    except NoWorker as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if not done:
+        raise typer.Exit(1)
 
 
 # `taskline health` (exit 0/1 for probes) and `taskline metrics` (the fleet's Prometheus page)

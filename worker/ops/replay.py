@@ -89,6 +89,7 @@ async def replay_dead_letters(settings: Settings, where: DeadLetterFilter, *, dr
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=_REDIS_TIMEOUT_S, socket_timeout=_REDIS_TIMEOUT_S)
     report = ReplayReport(dry_run=dry_run)
     try:
+        await redis.ping()  # a Redis that cannot be used is said before anything is read or locked
         sessions = make_sessions(engine)
         async with sessions() as session, session.begin():
             job_ids = await find_job_ids(session, where)

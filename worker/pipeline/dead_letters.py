@@ -23,7 +23,9 @@ from worker.store.models import DeadLetter
 
 __all__ = [
     "PAYLOAD_KEEP_BYTES",
+    "REASON_MAX_CHARS",
     "DeadLetterFilter",
+    "cap_reason",
     "delete_dead_letters",
     "discard_dead_letters",
     "find_dead_letters",
@@ -36,6 +38,19 @@ __all__ = [
 
 PAYLOAD_KEEP_BYTES: Final = 64 * 1024
 """Payloads above the size limit are kept truncated to this many bytes (their size is kept)."""
+
+
+REASON_MAX_CHARS: Final = 2000
+"""A dead letter's reason (and its log line's) is cut to this many characters: a reason quotes
+what it refuses (a function name, a value), which a producer can make as long as a whole payload."""
+
+
+def cap_reason(reason: str) -> str:
+    """The reason, cut to REASON_MAX_CHARS with a note saying so."""
+    if len(reason) <= REASON_MAX_CHARS:
+        return reason
+    note = f"… ({len(reason)} characters, cut)"
+    return reason[: REASON_MAX_CHARS - len(note)] + note
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +96,7 @@ async def upsert_dead_letter(
         "function": function,
         "payload": kept,
         "payload_size": size,
-        "reason": reason,
+        "reason": cap_reason(reason),
         "category": category,
         "attempts": max(1, attempts),
         "queue": queue,
