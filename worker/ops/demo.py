@@ -108,29 +108,32 @@ async def _demo(settings: Settings, engine: AsyncEngine, *, users: int, wait_s: 
             pipe.zadd(settings.queue, {invalid_id: epoch_ms()})
             await pipe.execute()
         console.print(f"sent {report.queued} commands, {len(report.duplicates)} refused as duplicate, 1 invalid")
-        deadline = time.monotonic() + wait_s
-        with console.status(f"waiting up to {wait_s:g} s for the worker to take them from the queue"):
-            while await producer.redis.zcard(settings.queue) and time.monotonic() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.1)
-    await asyncio.sleep(0.3)
+    deadline = time.monotonic() + wait_s
+    with console.status(f"waiting up to {wait_s:g} s for the worker to apply them"):
+        while True:
+            tasks, letters = await _results(sessions, [task_a, task_b], invalid_id)
+            done = len(tasks) == 2 and all(row.completed or row.description for row in tasks) and bool(letters)
+            if done or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.1)
+    return _show(console, tasks, letters)
+
+
+async def _results(sessions: Any, task_ids: list[Any], invalid_id: str) -> tuple[list[Any], list[Any]]:
     async with sessions() as session:
         tasks = (
             await session.exec(
-                sa.text(  # type: ignore[call-overload]
-                    "SELECT id, user_id, title, description, completed FROM task WHERE id = ANY(:ids)"
-                ),
-                params={"ids": [task_a, task_b]},
+                sa.text("SELECT id, user_id, title, description, completed FROM task WHERE id = ANY(:ids)"),
+                params={"ids": task_ids},
             )
         ).all()
         letters = (
             await session.exec(
-                sa.text(  # type: ignore[call-overload]
-                    "SELECT job_id, reason FROM dead_letter WHERE job_id = :id"
-                ),
+                sa.text("SELECT job_id, reason FROM dead_letter WHERE job_id = :id"),
                 params={"id": invalid_id},
             )
         ).all()
-    return _show(console, tasks, letters)
+    return list(tasks), list(letters)
 
 
 def _show(console: Console, tasks: list[Any], letters: list[Any]) -> bool:

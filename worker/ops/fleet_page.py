@@ -137,6 +137,12 @@ async def serve_fleet(settings: Settings, port: int, host: str, token: str | Non
         highlight=False,
     )
     try:
+        await cached.get()
+    except Exception as exc:  # served all the same: /metrics answers 503 until the fleet can be read
+        log.print(f"warning: cannot read the fleet yet: {describe(exc)}", markup=False, highlight=False)
+    if reader.database_problem:
+        log.print(f"warning: dead letters not counted: {reader.database_problem}", markup=False, highlight=False)
+    try:
         await stop.wait()
     finally:
         server.close()
