@@ -17,10 +17,10 @@ def test_a_database_that_is_not_empty_is_left_exactly_as_it_was(redis_url):
     client = redis_sync.Redis.from_url(redis_url)
     try:
         client.set("someone-elses-key", "data")
-        before = {key: client.get(key) for key in client.keys("*")}
+        before = {key: client.dump(key) for key in client.keys("*")}
         claimed = claim_redis_database(REDIS_BASE_URL, "another-run", candidates=[db], key="taskline-test:other-run")
         assert claimed is None
-        after = {key: client.get(key) for key in client.keys("*")}
+        after = {key: client.dump(key) for key in client.keys("*")}
         assert after == before
         assert client.get(CLAIM_KEY) == RUN_ID.encode()
     finally:
