@@ -26,7 +26,10 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="taskline-send",
-    help="Publish task commands onto a taskline queue in Redis.",
+    help=(
+        "Publish task commands onto a taskline queue in Redis."
+        " Add --debug anywhere for a full traceback when Redis cannot be used."
+    ),
     no_args_is_help=True,
     add_completion=False,
 )
