@@ -109,7 +109,8 @@ async def _demo(settings: Settings, engine: AsyncEngine, *, users: int, wait_s: 
             await pipe.execute()
         console.print(f"sent {report.queued} commands, {len(report.duplicates)} refused as duplicate, 1 invalid")
     deadline = time.monotonic() + wait_s
-    with console.status(f"waiting up to {wait_s:g} s for the worker to apply them"):
+    console.print(f"waiting up to {wait_s:g} s for the worker to apply them", highlight=False)
+    with console.status("waiting"):
         while True:
             tasks, letters = await _results(sessions, [task_a, task_b], invalid_id)
             done = len(tasks) == 2 and all(row.completed or row.description for row in tasks) and bool(letters)
