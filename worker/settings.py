@@ -115,6 +115,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = Field(default="127.0.0.1", min_length=1)  # 0.0.0.0 for Kubernetes (README)
     heartbeat_interval: float = Field(default=5.0, ge=0.1, le=60)
 
     @field_validator("database_url")

@@ -225,7 +225,8 @@ async def supervise(settings: Settings, stopping: asyncio.Event | None = None) -
 
     health = Health(interval=settings.heartbeat_interval)
     metrics = Metrics()
-    async with process_ops(health, metrics, settings.metrics_port, get_logger("taskline.worker")):
+    log = get_logger("taskline.worker")
+    async with process_ops(health, metrics, settings.metrics_port, log, host=settings.metrics_host):
         await _run_workers(settings, stopping or asyncio.Event(), {"health": health, "metrics": metrics})
 
 

@@ -10,6 +10,8 @@ with a `Rejected`, which dead-letters it. arq itself would log and drop such job
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, Union
 from uuid import UUID
@@ -149,20 +151,58 @@ _JOB: Final = TypeAdapter[Union[_CreateJob, _UpdateJob, _CompleteJob, _BulkJob]]
 )
 
 
-def describe_errors(error: ValidationError, drop: int = 0) -> str:
-    """One line per problem: where it is in the job JSON and what is wrong with it."""
+_FUNCTION_SHOWN_CHARS: Final = 80
+_INTERNAL_NAME: Final = re.compile(r" or instance of _\w+")
+
+
+def _dotted(root: str, path: Sequence[str | int]) -> str:
+    return root + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+
+
+def _place(loc: Sequence[str | int], bulk: bool) -> str:
+    """Where a problem is, in the command's own terms: `command.issued_at` in a command job,
+    `commands[3].title` in an apply_commands job; the envelope's own members (f, a, k, t, et)
+    by their names."""
+    if not loc:
+        return ""
+    head, *rest = loc
+    if head != "a" or not rest or rest[0] != 0:  # the envelope's own members keep their names
+        return _dotted(str(head), rest)
+    rest = rest[1:]
+    if not bulk:
+        return _dotted("command", rest)
+    if not rest:
+        return "commands"
+    index, *item = rest
+    if item and item[0] in COMMAND_JOBS:  # the discriminator's tag
+        item = item[1:]
+    if item[:1] == ["command"] and len(item) > 1:
+        item = item[1:]
+    return _dotted(f"commands[{index}]", item)
+
+
+def describe_errors(error: ValidationError, drop: int = 0, *, bulk: bool = False, root: str | None = None) -> str:
+    """One line per problem: where it is, named as the command's fields (or under `root`, for
+    one item of a bulk job), and what is wrong with it."""
     parts = []
     for item in error.errors(include_url=False):
         loc = item["loc"][drop:]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-        message = item["msg"].removeprefix("Value error, ")
+        where = _dotted(root, loc) if root is not None else _place(loc, bulk)
+        message = _INTERNAL_NAME.sub("", item["msg"].removeprefix("Value error, "))
         if item["type"] == "union_tag_invalid":
+            function = str(item["input"].get("f"))
+            shown = function if len(function) <= _FUNCTION_SHOWN_CHARS else function[:_FUNCTION_SHOWN_CHARS] + "…"
             message = (
-                f"function {item['input'].get('f')!r} is not a taskline command; the queue runs only "
-                + ", ".join(sorted([*COMMAND_JOBS, BULK_JOB]))
-            )
+                f"function {shown!r} ({len(function)} characters) is not a taskline command; the queue runs only "
+                if len(function) > _FUNCTION_SHOWN_CHARS
+                else f"function {shown!r} is not a taskline command; the queue runs only "
+            ) + ", ".join(sorted([*COMMAND_JOBS, BULK_JOB]))
+            where = ""
+        elif item["type"] == "missing" and tuple(loc) == ("a", 0):
+            where, message = "a", "the job has no argument; it must have exactly one, the command"
         elif item["type"] == "union_tag_not_found":
             message = 'the job has no "f" (function name) member'
+            where = ""
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
@@ -213,7 +253,7 @@ class Decoder:
             function = _function_of(raw)
             if function == BULK_JOB:
                 return self._lax_bulk(raw, exc)
-            return self._reject(raw, function, describe_errors(exc, drop=1))
+            return self._reject(raw, function, describe_errors(exc, drop=1, bulk=function == BULK_JOB))
         if isinstance(job, _BulkJob):
             commands: list[tuple[int, Command]] = [(index, item.command) for index, item in enumerate(job.a[0])]
             argument: Delivery | BulkDelivery = BulkDelivery(raw, commands, [])
@@ -238,7 +278,7 @@ class Decoder:
         try:
             job = _LAX_BULK_JOB.validate_json(raw)
         except ValidationError:
-            return self._reject(raw, BULK_JOB, describe_errors(strict_error, drop=1))
+            return self._reject(raw, BULK_JOB, describe_errors(strict_error, drop=1, bulk=True))
         bulk = self._bulk(raw, job.a[0])
         return {"f": job.f, "a": (bulk,), "k": {}, "t": job.t, "et": job.et}
 
@@ -261,7 +301,7 @@ class Decoder:
                     item_raw = envelope(function, item["command"], epoch_ms())
                 else:
                     item_raw = json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
-                reason = f"a[0][{index}]: " + describe_errors(exc)
+                reason = describe_errors(exc, root=f"commands[{index}]")
                 rejected.append((index, Rejected(item_raw, function, reason, command_id)))
             else:
                 commands.append((index, command))

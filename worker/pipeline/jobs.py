@@ -15,6 +15,7 @@ from arq.worker import Retry
 from taskline_producer.contract import Command, is_in_future
 from taskline_producer.wire import epoch_ms, job_of_command
 
+from worker.pipeline.dead_letters import cap_reason
 from worker.pipeline.decode import BulkDelivery, Delivery, Rejected
 from worker.pipeline.failures import Kind, classify_exception, classify_outcome
 from worker.pipeline.runtime import JobContext, Runtime
@@ -28,10 +29,10 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
     command = delivery.command
     started = runtime.clock()
     with runtime.metrics.in_progress(command.function):
-        future_reason = _future_reason(runtime, command)
-        if future_reason:
+        refusal = _job_id_reason(ctx["job_id"], command) or _future_reason(runtime, command)
+        if refusal:
             log = _command_log(ctx, command)
-            return await _give_up(ctx, log, delivery.raw, command.function, Kind.PERMANENT, future_reason)
+            return await _give_up(ctx, log, delivery.raw, command.function, Kind.PERMANENT, refusal)
         try:
             async with asyncio.timeout(runtime.settings.job_timeout):
                 outcome = await runtime.committer.apply(command)
@@ -141,6 +142,18 @@ async def give_up_on_job(ctx: JobContext, raw: bytes | None, function: str | Non
     return await _give_up(ctx, log, raw, function, Kind.PERMANENT, reason)
 
 
+def _job_id_reason(job_id: str, command: Command) -> str | None:
+    """A command job must be enqueued under its command_id: that is what makes the duplicate
+    check at enqueue (EXISTS arq:job:<id>) refuse a second copy of the same command."""
+    command_id = str(command.command_id)
+    if job_id == command_id:
+        return None
+    return (
+        f"the job id {job_id!r} is not the command's command_id {command_id}: enqueue each command"
+        " under its command_id (docs/contract.md), or a second copy is not refused at enqueue"
+    )
+
+
 def _future_reason(runtime: Runtime, command: Command, now: datetime | None = None) -> str | None:
     tolerance = timedelta(seconds=runtime.settings.future_tolerance)
     if is_in_future(command, now or datetime.now(UTC), tolerance):
@@ -198,6 +211,7 @@ async def _dead_letter_item(
 ) -> None:
     runtime = ctx["runtime"]
     job_id = ctx["job_id"] if index is None else (command_id or f"{ctx['job_id']}#{index}")
+    reason = cap_reason(reason)  # the row's and the log line's
     try:
         await runtime.dead_letter(
             job_id=job_id,

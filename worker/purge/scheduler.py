@@ -202,7 +202,7 @@ async def supervise_scheduler(settings: Settings, stopping: asyncio.Event | None
     health = Health(interval=settings.heartbeat_interval)
     metrics = Metrics()
     log = get_logger("taskline.scheduler")
-    async with process_ops(health, metrics, settings.metrics_port, log):
+    async with process_ops(health, metrics, settings.metrics_port, log, host=settings.metrics_host):
         await run_until_stopped(
             connect=connector_for(scheduler_settings(settings)),
             build=lambda pool: build_scheduler(

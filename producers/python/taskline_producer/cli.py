@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -16,6 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from taskline_producer.cli_errors import ServiceUnavailable, redis_problem, run_cli
 from taskline_producer.client import Receipt, TaskProducer
 from taskline_producer.contract import COMMAND_MODELS, DEFAULT_QUEUE, Command
 
@@ -23,7 +26,10 @@ __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="taskline-send",
-    help="Publish task commands onto a taskline queue in Redis.",
+    help=(
+        "Publish task commands onto a taskline queue in Redis."
+        " Add --debug anywhere for a full traceback when Redis cannot be used."
+    ),
     no_args_is_help=True,
     add_completion=False,
 )
@@ -48,8 +54,22 @@ def _print_receipt(receipt: Receipt) -> None:
         raise typer.Exit(3)
 
 
+@asynccontextmanager
+async def _connect(redis_url: str, queue: str) -> AsyncIterator[TaskProducer]:
+    """The producer of every command; a Redis that cannot be used becomes a ServiceUnavailable
+    naming the URL actually used (--redis-url or REDIS_URL)."""
+    try:
+        async with TaskProducer.connect(redis_url, queue=queue) as producer:
+            yield producer
+    except Exception as exc:
+        problem = redis_problem(exc, redis_url, setting="REDIS_URL or --redis-url")
+        if problem is None:
+            raise
+        raise ServiceUnavailable(problem) from exc
+
+
 async def _one(redis_url: str, queue: str, action: str, fields: dict[str, Any]) -> Receipt:
-    async with TaskProducer.connect(redis_url, queue=queue) as producer:
+    async with _connect(redis_url, queue) as producer:
         method = getattr(producer, action)
         result: Receipt = await method(**fields)
         return result
@@ -176,7 +196,7 @@ async def _stream(handle: TextIO, total: int | None, redis_url: str, queue: str,
     summary = {"queued": 0, "duplicates": 0, "invalid": 0}
     pending: list[Command] = []
     columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    async with TaskProducer.connect(redis_url, queue=queue) as producer:
+    async with _connect(redis_url, queue) as producer:
         with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as progress:
             task = progress.add_task("sending", total=total)
 
@@ -203,4 +223,4 @@ async def _stream(handle: TextIO, total: int | None, redis_url: str, queue: str,
 
 
 def main() -> None:
-    app()
+    run_cli(app, lambda exc: redis_problem(exc, os.environ.get("REDIS_URL", _DEFAULT_REDIS)))
