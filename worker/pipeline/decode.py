@@ -5,6 +5,12 @@ it returns an arq job dict. A job that follows the contract becomes a call of it
 function with a `Delivery`; anything else (oversized, not JSON, a pickle, a malformed envelope,
 an unknown function, an invalid command) becomes a call of the internal `REJECT_JOB` function
 with a `Rejected`, which dead-letters it. arq itself would log and drop such jobs silently.
+
+The envelope's `k` holds taskline's job options (`JobOptions`): the contract version the job was
+written to and, from version 2, `outcome_ttl`. A version newer than this code knows is rejected
+here, before its command is read (it may use what this code cannot parse); a version this code
+knows but `TASKLINE_CONTRACT_VERSION` holds the worker below is dead-lettered by the job
+function, which has the settings (`worker.pipeline.jobs`).
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from taskline_producer.contract import (
     BULK_JOB,
     COMMAND_JOBS,
     COMMAND_MODELS,
+    CONTRACT_VERSION,
     DEFAULT_MAX_BULK_COMMANDS,
+    OUTCOME_TTL_MAX_S,
+    OUTCOME_VERSION,
     Command,
     CompleteTask,
     CreateTask,
@@ -26,7 +35,19 @@ from taskline_producer.contract import (
 )
 from taskline_producer.wire import envelope, epoch_ms
 
-__all__ = ["BULK_PREFIX", "REJECT_JOB", "BulkDelivery", "Decoder", "Delivery", "Rejected", "describe_errors"]
+__all__ = [
+    "BULK_PREFIX",
+    "NO_OPTIONS",
+    "REJECT_JOB",
+    "BulkDelivery",
+    "Decoder",
+    "Delivery",
+    "JobOptions",
+    "Rejected",
+    "contract_too_new",
+    "describe_errors",
+    "job_options_of",
+]
 
 REJECT_JOB: Final = "taskline_reject"
 """Internal job function that dead-letters what the decoder refused. Naming it in a job does
@@ -35,12 +56,83 @@ nothing more than that: the decoder routes only the command functions to real wo
 BULK_PREFIX: Final = b'{"f":"' + BULK_JOB.encode() + b'"'
 
 
+_OPTION_NAMES: Final = ("contract", "outcome_ttl")
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """The envelope's `k`: the contract version the job was written to, and how long its
+    outcomes are to be kept in Redis (None: not recorded)."""
+
+    contract: int = 1
+    outcome_ttl: int | None = None
+
+    def as_k(self) -> dict[str, int]:
+        """The `k` of a job re-enqueued with the same options (a bulk item retried on its own)."""
+        k = {"contract": self.contract} if self.contract > 1 else {}
+        if self.outcome_ttl is not None:
+            k["outcome_ttl"] = self.outcome_ttl
+        return k
+
+
+NO_OPTIONS: Final = JobOptions()
+"""The options of a job whose `k` is empty (contract version 1): shared, nothing allocated."""
+
+
+def contract_too_new(version: int, accepted: int) -> str:
+    """The dead-letter reason for a job written to a contract version the worker does not accept."""
+    return (
+        f"contract version {version} is newer than this worker accepts (1..{accepted}): upgrade the"
+        " workers, then replay this dead letter (taskline dead-letters replay <job id>)"
+    )
+
+
+def job_options_of(k: dict[str, Any]) -> JobOptions | str:
+    """The job options in `k`, or the reason they break the contract."""
+    if not k:
+        return NO_OPTIONS
+    contract = k.get("contract", 1)
+    if type(contract) is not int or contract < 1:
+        return 'k: "contract" must be a whole number from 1: the contract version the job was written to'
+    if contract > CONTRACT_VERSION:
+        return contract_too_new(contract, CONTRACT_VERSION)
+    unknown = sorted(name for name in k if name not in _OPTION_NAMES)
+    if unknown:
+        return (
+            f"k: {unknown[0]!r} is not a taskline job option; contract version {contract} knows"
+            f" {', '.join(_OPTION_NAMES)} (send other data inside the command)"
+        )
+    if "outcome_ttl" not in k:
+        return JobOptions(contract)
+    ttl = k["outcome_ttl"]
+    if type(ttl) is not int or not 0 < ttl <= OUTCOME_TTL_MAX_S:
+        return f'k: "outcome_ttl" must be a whole number of seconds from 1 to {OUTCOME_TTL_MAX_S}'
+    if contract < OUTCOME_VERSION:
+        return f'k: "outcome_ttl" is new in contract version {OUTCOME_VERSION}: the job must carry "contract": 2'
+    return JobOptions(contract, ttl)
+
+
+def _too_new_in(raw: bytes) -> str | None:
+    """The too-new reason when the job declares a contract version above this code's, whatever
+    else it holds (its command may follow rules this code does not know)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    k = value.get("k") if isinstance(value, dict) else None
+    contract = k.get("contract") if isinstance(k, dict) else None
+    if type(contract) is int and contract > CONTRACT_VERSION:
+        return contract_too_new(contract, CONTRACT_VERSION)
+    return None
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class Delivery:
-    """A job that follows the contract: one validated command and the bytes it came in."""
+    """A job that follows the contract: one validated command, the bytes it came in and its options."""
 
     raw: bytes
     command: Command
+    options: JobOptions = NO_OPTIONS
 
     def __repr__(self) -> str:  # arq formats job arguments for its logs: never the payload
         return f"<{self.command.function} {self.command.command_id}>"
@@ -66,6 +158,7 @@ class BulkDelivery:
     raw: bytes
     commands: list[tuple[int, Command]]
     rejected: list[tuple[int, Rejected]]
+    options: JobOptions = NO_OPTIONS
 
     def __repr__(self) -> str:
         return f"<apply_commands {len(self.commands) + len(self.rejected)} commands>"
@@ -74,7 +167,7 @@ class BulkDelivery:
 class _Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    k: Annotated[dict[str, Any], Field(max_length=0)]
+    k: dict[str, Any]  # the job options: read by job_options_of
     t: Annotated[int, Field(ge=1)] | None
     et: Annotated[int, Field(ge=0)]
 
@@ -196,16 +289,22 @@ class Decoder:
             job = _JOB.validate_json(raw)
         except ValidationError as exc:
             function = _function_of(raw)
+            too_new = _too_new_in(raw)
+            if too_new:
+                return self._reject(raw, function, too_new)
             if function == BULK_JOB:
                 return self._lax_bulk(raw, exc)
             return self._reject(raw, function, describe_errors(exc, drop=1))
+        options = job_options_of(job.k)
+        if isinstance(options, str):
+            return self._reject(raw, job.f, options)
         if isinstance(job, _BulkJob):
             commands: list[tuple[int, Command]] = [(index, item.command) for index, item in enumerate(job.a[0])]
-            argument: Delivery | BulkDelivery = BulkDelivery(raw, commands, [])
+            argument: Delivery | BulkDelivery = BulkDelivery(raw, commands, [], options)
         elif size > self.max_payload_bytes:  # the bulk prefix, but a repeated "f" made it a command job
             return self._too_large(raw)
         else:
-            argument = Delivery(raw, job.a[0])
+            argument = Delivery(raw, job.a[0], options)
         return {"f": job.f, "a": (argument,), "k": {}, "t": job.t, "et": job.et}
 
     def _too_large(self, raw: bytes) -> dict[str, Any]:
@@ -224,11 +323,14 @@ class Decoder:
             job = _LAX_BULK_JOB.validate_json(raw)
         except ValidationError:
             return self._reject(raw, BULK_JOB, describe_errors(strict_error, drop=1))
-        bulk = self._bulk(raw, job.a[0])
+        options = job_options_of(job.k)
+        if isinstance(options, str):
+            return self._reject(raw, BULK_JOB, options)
+        bulk = self._bulk(raw, job.a[0], options)
         return {"f": job.f, "a": (bulk,), "k": {}, "t": job.t, "et": job.et}
 
     @staticmethod
-    def _bulk(raw: bytes, items: list[Any]) -> BulkDelivery:
+    def _bulk(raw: bytes, items: list[Any], options: JobOptions) -> BulkDelivery:
         commands: list[tuple[int, Command]] = []
         rejected: list[tuple[int, Rejected]] = []
         for index, item in enumerate(items):
@@ -244,14 +346,14 @@ class Decoder:
             except ValidationError as exc:
                 # Kept as the single-command job it would have been, so a replay can enqueue it.
                 if function and isinstance(item, dict) and isinstance(item.get("command"), dict):
-                    item_raw = envelope(function, item["command"], epoch_ms())
+                    item_raw = envelope(function, item["command"], epoch_ms(), options.as_k())
                 else:
                     item_raw = json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
                 reason = f"a[0][{index}]: " + describe_errors(exc)
                 rejected.append((index, Rejected(item_raw, function, reason, command_id)))
             else:
                 commands.append((index, command))
-        return BulkDelivery(raw, commands, rejected)
+        return BulkDelivery(raw, commands, rejected, options)
 
     @staticmethod
     def _reject(raw: bytes, function: str | None, reason: str) -> dict[str, Any]:

@@ -64,13 +64,16 @@ class Runtime:
             return fallback
         return int(count)
 
-    async def requeue(self, commands: Sequence[Command], *, defer_s: float) -> None:
-        """Enqueue commands as single-command jobs (job id = command id), after `defer_s`."""
+    async def requeue(
+        self, commands: Sequence[Command], *, defer_s: float, options: dict[str, int] | None = None
+    ) -> None:
+        """Enqueue commands as single-command jobs (job id = command id), after `defer_s`, with the
+        job options (`k`) of the job they came in."""
         now = epoch_ms()
         args: list[Any] = [now + int(defer_s * 1000), DEFAULT_JOB_TTL_MS]
         for command in commands:
             args.append(str(command.command_id))
-            args.append(job_of_command(command, now))
+            args.append(job_of_command(command, now, options))
         await cast(Awaitable[Any], self.redis.eval(ENQUEUE_SCRIPT, 1, self.settings.queue, *args))
 
 
