@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
@@ -288,4 +289,4 @@ app.command("metrics")(ops_cli.metrics)
 
 
 def main() -> None:
-    app()
+    app(args=send_cli.expand_bare_wait(sys.argv[1:]))  # `taskline send … --wait` with no number
