@@ -164,8 +164,9 @@ async def test_jobs_that_did_not_ask_leave_no_outcome(settings, redis, db, users
 
 
 async def test_a_worker_held_at_version_1_dead_letters_a_version_2_job(settings, redis, db, users):
-    """TASKLINE_CONTRACT_VERSION=1: a job that asked for outcomes is dead-lettered, saying why and what to do;
-    a version-1 job is applied as before. Replayed to a version-2 worker, the dead letter is applied."""
+    """TASKLINE_CONTRACT_VERSION=1: a job that asked for outcomes is dead-lettered, saying why and what
+    to do; a version-1 job is applied as before. Replayed to a version-2 worker, the dead letter is
+    applied, and a producer waiting after the replay sees that, not the old dead letter."""
     held = settings.model_copy(update={"contract_version": 1})
     producer = TaskProducer(redis, queue=settings.queue)
     old_style = await producer.create_task(user_id=1, title="version 1")
@@ -178,6 +179,8 @@ async def test_a_worker_held_at_version_1_dead_letters_a_version_2_job(settings,
     assert await db.fetchval("SELECT count(*) FROM task WHERE id = $1", new_style.task_id) == 0
     replayed = await taskline(settings, "dead-letters", "replay", str(new_style.command_id))
     assert replayed.returncode == 0, replayed.stderr
+    assert (await new_style.status()).state == "queued"  # the replay cleared the dead-letter outcome
+    waiter = asyncio.create_task(new_style.outcome(timeout=60))
     await run_burst(settings)
-    assert (await new_style.outcome(timeout=5)).state == "applied"
+    assert (await waiter).state == "applied"
     assert await db.fetchval("SELECT count(*) FROM task WHERE id = $1", new_style.task_id) == 1

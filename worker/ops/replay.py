@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import Redis
+from taskline_producer import keys
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms
 
 from worker.pipeline.dead_letters import DeadLetterFilter, delete_dead_letters, find_dead_letters
@@ -37,6 +38,8 @@ async def replay_dead_letters(settings: Settings, where: DeadLetterFilter) -> di
                 if not queued:
                     skipped[letter.job_id] = "a job with this id is still in Redis (queued or running)"
                     continue
+                # Its recorded outcome (if it asked for one) was the dead letter: it is queued again.
+                await redis.delete(keys.outcome_key(letter.job_id), keys.outcome_done_key(letter.job_id))
                 replayed.append(letter.job_id)
             if replayed:
                 await delete_dead_letters(session, replayed)

@@ -85,10 +85,10 @@ def _print_result(receipt: Receipt, outcome: Outcome | OutcomeTimeout | None) ->
     if not receipt.queued:
         raise typer.Exit(3)
     if isinstance(outcome, OutcomeTimeout):
-        err.print(str(outcome), markup=False)
+        err.print(str(outcome), markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_TIMEOUT)
     if outcome is not None and outcome.state == "dead_letter":
-        err.print(f"dead-lettered: {outcome.reason}", markup=False)
+        err.print(f"dead-lettered: {outcome.reason}", markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_DEAD_LETTER)
 
 
