@@ -219,3 +219,27 @@ async def test_an_outcome_redis_cannot_take_is_logged_never_raised() -> None:
     assert log.warnings
     assert log.warnings[0][0] == "could not record outcomes"
     await client.aclose()
+
+
+async def test_the_heartbeat_reports_the_newest_contract_version_the_worker_applies(fake_redis: FakeRedis) -> None:
+    """A worker's heartbeat document carries its TASKLINE_CONTRACT_VERSION, so `taskline health --all`
+    shows which workers still hold the fleet at an older version."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from worker.ops.health import Health, Monitor
+    from worker.ops.metrics import Metrics
+
+    engine = create_async_engine("postgresql+asyncpg://u@127.0.0.1/db")  # never connected
+    try:
+        monitor = Monitor(
+            queue="q",
+            health=Health(interval=5),
+            metrics=Metrics(),
+            redis=fake_redis,
+            engine=engine,
+            log=_Log(),
+            contract_version=1,
+        )
+        assert monitor.document()["contract_version"] == 1
+    finally:
+        await engine.dispose()
