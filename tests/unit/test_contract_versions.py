@@ -3,6 +3,7 @@ outcome writer (read back by the producer's reader, so both sides agree on the k
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import AsyncIterator
@@ -17,7 +18,7 @@ from taskline_producer.contract import CONTRACT_VERSION
 from taskline_producer.outcomes import read_outcome
 
 from worker.pipeline.decode import NO_OPTIONS, REJECT_JOB, BulkDelivery, Decoder, Delivery, JobOptions, Rejected
-from worker.pipeline.outcomes import OutcomeReport
+from worker.pipeline.outcomes import OutcomeReport, OutcomeWriter
 from worker.settings import SettingsError, load_settings
 
 decode = Decoder(max_payload_bytes=4096, max_bulk_payload_bytes=256 * 1024)
@@ -181,7 +182,7 @@ async def test_the_workers_outcomes_are_what_the_producer_reads(fake_redis: Fake
     report = OutcomeReport(600, "job-1")
     report.add(applied, "applied")
     report.add(dead, "dead_letter", "conflict: another command already created this task id")
-    await report.write(fake_redis, _Log())
+    await OutcomeWriter(fake_redis, _Log()).write(report)
     assert report.pending == []
     outcome = await read_outcome(fake_redis, UUID(applied), "job-1")
     assert (outcome.state, outcome.job_id, outcome.final) == ("applied", "job-1", True)
@@ -193,14 +194,34 @@ async def test_the_workers_outcomes_are_what_the_producer_reads(fake_redis: Fake
         assert await fake_redis.llen(keys.outcome_done_key(command_id)) == 1
 
 
+async def test_outcomes_of_jobs_ending_together_share_one_round_trip(fake_redis: FakeRedis) -> None:
+    """Many jobs that end in the same moment (one group commit) write their outcomes in one MULTI."""
+    writer = OutcomeWriter(fake_redis, _Log())
+    reports = [OutcomeReport(60, f"job-{n}", (str(uuid4()),)) for n in range(20)]
+    for report in reports:
+        report.add_job("applied")
+    executed: list[int] = []
+    real_pipeline = fake_redis.pipeline
+
+    def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+        executed.append(1)
+        return real_pipeline(*args, **kwargs)
+
+    fake_redis.pipeline = counting_pipeline  # type: ignore[method-assign]
+    await asyncio.gather(*(writer.write(report) for report in reports))
+    assert len(executed) == 1
+    for report in reports:
+        assert (await read_outcome(fake_redis, UUID(report.command_ids[0]), report.job_id)).state == "applied"
+
+
 async def test_a_state_that_is_not_final_clears_the_done_list(fake_redis: FakeRedis) -> None:
     """A replayed dead letter goes back to retrying: its old done token must not wake waiters early."""
     command_id = str(uuid4())
     report = OutcomeReport(600, "job-1", (command_id,))
     report.add_job("dead_letter", "too new")
-    await report.write(fake_redis, _Log())
+    await OutcomeWriter(fake_redis, _Log()).write(report)
     report.add_job("retrying", "the task does not exist yet", retry_in_s=2.0)
-    await report.write(fake_redis, _Log())
+    await OutcomeWriter(fake_redis, _Log()).write(report)
     assert await fake_redis.exists(keys.outcome_done_key(command_id)) == 0
     document = json.loads(await fake_redis.get(keys.outcome_key(command_id)))
     assert (document["state"], document["reason"]) == ("retrying", "the task does not exist yet")
@@ -215,7 +236,7 @@ async def test_an_outcome_redis_cannot_take_is_logged_never_raised() -> None:
     log = _Log()
     report = OutcomeReport(600, "job-1", (str(uuid4()),))
     report.add_job("applied")
-    await report.write(client, log)
+    await OutcomeWriter(client, log).write(report)
     assert log.warnings
     assert log.warnings[0][0] == "could not record outcomes"
     await client.aclose()

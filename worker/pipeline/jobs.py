@@ -58,7 +58,7 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
         _command_log(ctx, command).debug("command applied", outcome=outcome.value)
     if report is not None:
         report.add_job(cast(OutcomeState, outcome.value))  # applied or duplicate: what took effect
-        await report.write(runtime.redis, runtime.log)
+        await runtime.outcome_writer.write(report)
     return outcome.value
 
 
@@ -111,7 +111,7 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
         report.command_ids = [str(command.command_id) for _, command in commands]
     if not commands:
         if report is not None:
-            await report.write(runtime.redis, log)
+            await runtime.outcome_writer.write(report)
         return "dead-lettered"
     started = runtime.clock()
     with runtime.metrics.in_progress("apply_commands"):
@@ -145,7 +145,7 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
                 report.add(str(command.command_id), "retrying", reason, requeue_in_s)
     if report is not None:
         # Before the requeue: a requeued command's own job must not finish before its `retrying`.
-        await report.write(runtime.redis, log)
+        await runtime.outcome_writer.write(report)
     if requeue:
         await runtime.requeue(requeue, defer_s=requeue_in_s, options=options.as_k())
         runtime.metrics.retried("apply_commands", "requeued", len(requeue))
@@ -219,7 +219,7 @@ async def _fail(
         runtime.metrics.retried(function or "unknown", kind.value)
         if report is not None:
             report.add_job("retrying", reason, delay)
-            await report.write(runtime.redis, log)
+            await runtime.outcome_writer.write(report)
         raise Retry(defer=delay)
     if kind is Kind.TRANSIENT:
         reason = f"gave up after {used} transient failures ({attempt} tries): {reason}"
@@ -240,7 +240,7 @@ async def _give_up(
     await _dead_letter_item(ctx, log, None, None, function, raw, kind, reason)
     if report is not None:
         report.add_job("dead_letter", reason)
-        await report.write(ctx["runtime"].redis, log)
+        await ctx["runtime"].outcome_writer.write(report)
     return "dead-lettered"
 
 

@@ -3,7 +3,7 @@
 A job whose `k.outcome_ttl` is set has each of its commands' states written to
 `taskline:outcome:<command id>` (JSON, `EX outcome_ttl`) as it reaches them: `applied`,
 `duplicate` and `dead_letter` are final, and push a token onto `taskline:outcome:<command id>:done`
-(then `EXPIRE`) in the same MULTI, which wakes every waiting producer; `retrying` is not, and
+(then `EXPIRE`) in the same MULTI as the SET, which wakes every waiting producer; `retrying` is not, and
 clears that list, so a waiter never wakes to a state that is not final (a replayed dead letter
 goes back to retrying). Jobs without `outcome_ttl` never reach this module: the job functions
 build an `OutcomeReport` only for jobs that asked, so the others pay one attribute test.
@@ -14,6 +14,7 @@ outcome only makes a waiting producer time out (with the last state it saw).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,21 +25,23 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from taskline_producer import keys
 
-__all__ = ["FINAL_STATES", "OutcomeReport", "OutcomeState"]
+__all__ = ["FINAL_STATES", "OutcomeReport", "OutcomeState", "OutcomeWriter"]
 
 OutcomeState = Literal["applied", "duplicate", "dead_letter", "retrying"]
 FINAL_STATES: Final[frozenset[str]] = frozenset({"applied", "duplicate", "dead_letter"})
 
+_Pending = tuple[str, OutcomeState, str | None, datetime | None]  # command id, state, reason, next try
+
 
 @dataclass(slots=True)
 class OutcomeReport:
-    """The outcomes one job owes: collected with `add`, written in one MULTI by `write`."""
+    """The outcomes one job owes: gathered with `add`, written by the worker's `OutcomeWriter`."""
 
     ttl: int
     job_id: str
     command_ids: Sequence[str] = ()
     """The commands whose fate is the job's own (a retry or dead letter of the whole job)."""
-    pending: list[tuple[str, OutcomeState, str | None, datetime | None]] = field(default_factory=list)
+    pending: list[_Pending] = field(default_factory=list)
 
     def add(
         self, command_id: str, state: OutcomeState, reason: str | None = None, retry_in_s: float | None = None
@@ -51,33 +54,66 @@ class OutcomeReport:
         for command_id in self.command_ids:
             self.add(command_id, state, reason, retry_in_s)
 
-    async def write(self, redis: Redis, log: Any) -> None:
-        """Write what was added (and forget it). Logs, never raises, when Redis cannot take it."""
-        if not self.pending:
+
+class OutcomeWriter:
+    """Writes the outcomes of all the jobs that end together in one MULTI (one round trip).
+
+    Group commit makes many jobs end in the same moment; each awaits `write`, which adds its
+    outcomes to the batch being gathered and waits until that batch is in Redis. The first job
+    of a batch starts its flush as a task, which runs once the event loop has let the others add
+    theirs. One worker holds one writer (`Runtime.outcome_writer`)."""
+
+    def __init__(self, redis: Redis, log: Any) -> None:
+        self.redis = redis
+        self.log = log
+        self._batch: list[tuple[OutcomeReport, list[_Pending]]] = []
+        self._written: asyncio.Future[None] | None = None
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    async def write(self, report: OutcomeReport) -> None:
+        """Write what the report gathered (and clear it). Logs, never raises, when Redis cannot take it."""
+        if not report.pending:
             return
+        self._batch.append((report, report.pending))
+        report.pending = []
+        if self._written is None:
+            self._written = asyncio.get_running_loop().create_future()
+            flush = asyncio.create_task(self._flush(), name="taskline-outcomes")
+            self._flushes.add(flush)
+            flush.add_done_callback(self._flushes.discard)
+        await asyncio.shield(self._written)
+
+    async def _flush(self) -> None:
+        batch, written = self._batch, self._written
+        self._batch, self._written = [], None
+        assert written is not None
         at = datetime.now(UTC).isoformat()
         try:
-            async with redis.pipeline(transaction=True) as pipe:
-                for command_id, state, reason, next_try_at in self.pending:
-                    document = {
-                        "command_id": command_id,
-                        "job_id": self.job_id,
-                        "state": state,
-                        "reason": reason,
-                        "at": at,
-                        "next_try_at": next_try_at.isoformat() if next_try_at else None,
-                    }
-                    pipe.set(keys.outcome_key(command_id), json.dumps(document, ensure_ascii=False), ex=self.ttl)
-                    done = keys.outcome_done_key(command_id)
-                    if state in FINAL_STATES:
-                        pipe.rpush(done, state)
-                        pipe.expire(done, self.ttl)
-                    else:
-                        pipe.delete(done)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for report, pending in batch:
+                    for command_id, state, reason, next_try_at in pending:
+                        document = {
+                            "command_id": command_id,
+                            "job_id": report.job_id,
+                            "state": state,
+                            "reason": reason,
+                            "at": at,
+                            "next_try_at": next_try_at.isoformat() if next_try_at else None,
+                        }
+                        pipe.set(keys.outcome_key(command_id), json.dumps(document, ensure_ascii=False), ex=report.ttl)
+                        done = keys.outcome_done_key(command_id)
+                        if state in FINAL_STATES:
+                            pipe.rpush(done, state)
+                            pipe.expire(done, report.ttl)
+                        else:
+                            pipe.delete(done)
                 await pipe.execute()
         except (RedisError, OSError) as exc:
-            log.warning(
-                "could not record outcomes", job_id=self.job_id, outcomes=len(self.pending), error=type(exc).__name__
+            self.log.warning(
+                "could not record outcomes",
+                jobs=[report.job_id for report, _ in batch][:10],
+                outcomes=sum(len(pending) for _, pending in batch),
+                error=type(exc).__name__,
             )
         finally:
-            self.pending.clear()
+            written.set_result(None)

@@ -19,6 +19,7 @@ from worker.ops.metrics import Metrics
 from worker.pipeline.dead_letters import record_dead_letter
 from worker.pipeline.failures import RetryPolicy
 from worker.pipeline.group_commit import GroupCommitter
+from worker.pipeline.outcomes import OutcomeWriter
 from worker.settings import Settings
 from worker.store.engine import Sessions
 
@@ -42,6 +43,11 @@ class Runtime:
     clock: Callable[[], float] = field(default=time.perf_counter)
     log_each_command: bool = False
     """Log a line per applied command (TASKLINE_LOG_LEVEL=DEBUG); decided once, not per job."""
+    outcome_writer: OutcomeWriter = field(init=False)
+    """Writes the outcomes of jobs that asked for them, batched across the jobs that end together."""
+
+    def __post_init__(self) -> None:
+        self.outcome_writer = OutcomeWriter(self.redis, self.log)
 
     async def dead_letter(self, **fields: Any) -> None:
         await record_dead_letter(
