@@ -79,7 +79,8 @@ def test_the_producer_installs_alone_without_the_worker_stack(tmp_path: Path) ->
 
 def test_the_client_works_with_the_newest_redis_py(tmp_path: Path) -> None:
     """The producer's unit tests (fakeredis) pass in a venv with the newest redis-py from PyPI (the
-    project's own venv has the worker's redis-py 5, which covers the oldest end of the range)."""
+    project's own venv has the worker's redis-py 5, which covers the oldest end of the range), and
+    with the [cli] extra `taskline-send` runs."""
     python = fresh_venv(tmp_path / "venv")
     pip_install(python, f"{PRODUCER}[cli]", "redis>=7", "pytest", "pytest-asyncio", "fakeredis[lua]")
     redis_version = installed(python)["redis"]
@@ -111,3 +112,7 @@ def test_the_client_works_with_the_newest_redis_py(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, f"redis-py {redis_version}:\n{result.stdout[-4000:]}{result.stderr[-2000:]}"
     assert " passed" in result.stdout
+    program = tmp_path / "venv" / "bin" / "taskline-send"
+    send = subprocess.run([str(program), "create", "--help"], capture_output=True, text=True, timeout=60)
+    assert send.returncode == 0, send.stderr
+    assert "--wait" in send.stdout
