@@ -27,7 +27,7 @@ from worker.pipeline.failures import Kind, classify_exception, classify_outcome
 from worker.pipeline.outcomes import OutcomeReport, OutcomeState
 from worker.pipeline.runtime import JobContext, Runtime
 
-__all__ = ["apply_commands_job", "command_job", "reject_job"]
+__all__ = ["apply_commands_job", "command_job", "give_up_on_job", "reject_job", "settle_escaped_error"]
 
 
 async def command_job(ctx: JobContext, delivery: Delivery) -> str:
@@ -49,7 +49,10 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
                 outcome = await runtime.committer.apply(command)
         except Exception as exc:
             kind, reason = classify_exception(exc)
-            return await _fail(ctx, _command_log(ctx, command), delivery.raw, command.function, kind, reason, report)
+            outage = runtime.database_failed(exc)
+            log = _command_log(ctx, command)
+            return await _fail(ctx, log, delivery.raw, command.function, kind, reason, report, quiet=outage)
+        runtime.database_answered()
         failure = classify_outcome(outcome)
         if failure is not None:
             return await _fail(ctx, _command_log(ctx, command), delivery.raw, command.function, *failure, report)
@@ -118,8 +121,11 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
         results = await runtime.committer.apply_many([command for _, command in commands])
     if all(isinstance(result, BaseException) for result in results):
         # Nothing was applied (the database is away): retry the whole job, or dead-letter it.
-        kind, reason = classify_exception(results[0])  # type: ignore[arg-type]
-        return await _fail(ctx, log, bulk.raw, "apply_commands", kind, reason, report)
+        error: BaseException = results[0]  # type: ignore[assignment]
+        kind, reason = classify_exception(error)
+        outage = runtime.database_failed(error)
+        return await _fail(ctx, log, bulk.raw, "apply_commands", kind, reason, report, quiet=outage)
+    runtime.database_answered()
     requeue: list[Command] = []
     requeue_in_s = runtime.policy.delay(1)
     runtime.metrics.bulk_applied(runtime.clock() - started)
@@ -176,6 +182,23 @@ async def reject_job(ctx: JobContext, rejected: Rejected) -> str:
     return await _give_up(ctx, log, rejected.raw, rejected.function, Kind.PERMANENT, rejected.reason)
 
 
+async def settle_escaped_error(ctx: JobContext, raw: bytes, function: str | None, exc: BaseException) -> str:
+    """An exception that escaped a job function (a bug, or a timeout around it): classified by
+    what it is, then retried within its budget (raises `Retry`) or dead-lettered; never dropped."""
+    runtime = ctx["runtime"]
+    kind, reason = classify_exception(exc)
+    log = runtime.log.bind(job_id=ctx["job_id"], function=function, **{"try": ctx["job_try"]})
+    return await _fail(ctx, log, raw, function, kind, reason)
+
+
+async def give_up_on_job(ctx: JobContext, raw: bytes | None, function: str | None, reason: str) -> str:
+    """Dead-letter a job that can never run (its key expired, or it used up its tries); raises
+    `Retry` when the dead letter cannot be written yet."""
+    runtime = ctx["runtime"]
+    log = runtime.log.bind(job_id=ctx["job_id"], function=function, **{"try": ctx["job_try"]})
+    return await _give_up(ctx, log, raw, function, Kind.PERMANENT, reason)
+
+
 def _version_reason(runtime: Runtime, options: JobOptions) -> str | None:
     """Why the job's contract version is refused (held back by TASKLINE_CONTRACT_VERSION), if it is."""
     accepted = runtime.settings.contract_version
@@ -205,7 +228,12 @@ async def _fail(
     kind: Kind,
     reason: str,
     report: OutcomeReport | None = None,
+    *,
+    quiet: bool = False,
 ) -> str:
+    """Retry within the budget of its kind (raises `Retry`), else dead-letter. `quiet`: the
+    failure is part of an outage already reported once, so each retry is logged at DEBUG.
+    `report`: the job asked for outcomes; `retrying` or `dead_letter` is recorded."""
     runtime = ctx["runtime"]
     attempt = ctx["job_try"]
     # The transient budget counts transient failures only: arq's try number also counts the
@@ -215,7 +243,9 @@ async def _fail(
         used = await runtime.count_transient_failure(ctx["job_id"], fallback=attempt)
     if runtime.policy.should_retry(kind, used):
         delay = runtime.policy.delay(used)  # transient: backs off from its own first failure
-        log.info("command will be retried", kind=kind.value, reason=reason, retry_in_s=round(delay, 3))
+        (log.debug if quiet else log.info)(
+            "command will be retried", kind=kind.value, reason=reason, retry_in_s=round(delay, 3)
+        )
         runtime.metrics.retried(function or "unknown", kind.value)
         if report is not None:
             report.add_job("retrying", reason, delay)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypedDict, cast
 
 from redis.asyncio import Redis
@@ -16,8 +15,9 @@ from taskline_producer.contract import Command
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms, job_of_command
 
 from worker.ops.metrics import Metrics
+from worker.ops.outages import OutageLog
 from worker.pipeline.dead_letters import record_dead_letter
-from worker.pipeline.failures import RetryPolicy
+from worker.pipeline.failures import RetryPolicy, is_database_unreachable
 from worker.pipeline.group_commit import GroupCommitter
 from worker.pipeline.outcomes import OutcomeWriter
 from worker.settings import Settings
@@ -43,11 +43,24 @@ class Runtime:
     clock: Callable[[], float] = field(default=time.perf_counter)
     log_each_command: bool = False
     """Log a line per applied command (TASKLINE_LOG_LEVEL=DEBUG); decided once, not per job."""
+    database: OutageLog | None = None
+    """Says once when PostgreSQL goes away and once when it is back (worker/ops/outages.py)."""
     outcome_writer: OutcomeWriter = field(init=False)
     """Writes the outcomes of jobs that asked for them, batched across the jobs that end together."""
 
     def __post_init__(self) -> None:
         self.outcome_writer = OutcomeWriter(self.redis, self.log)
+
+    def database_failed(self, exc: BaseException) -> bool:
+        """Note a failed apply; True when it means the database is unreachable (an outage)."""
+        if self.database is None or not is_database_unreachable(exc):
+            return False
+        self.database.down(exc, what="commands wait and are retried; ")
+        return True
+
+    def database_answered(self) -> None:
+        if self.database is not None and self.database.is_down:
+            self.database.up()
 
     async def dead_letter(self, **fields: Any) -> None:
         await record_dead_letter(
@@ -89,6 +102,5 @@ class JobContext(TypedDict):
     redis: Redis
     job_id: str
     job_try: int
-    enqueue_time: datetime
     score: int
     runtime: Runtime
