@@ -12,6 +12,7 @@ from uuid import uuid4
 
 import pytest
 from taskline_producer import CreateTask, TaskProducer, UpdateTask, keys
+from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms
 
 from tests.conftest import run_burst, taskline, wait_for
 
@@ -184,3 +185,26 @@ async def test_a_worker_held_at_version_1_dead_letters_a_version_2_job(settings,
     await run_burst(settings)
     assert (await waiter).state == "applied"
     assert await db.fetchval("SELECT count(*) FROM task WHERE id = $1", new_style.task_id) == 1
+
+
+async def test_a_command_refused_by_the_decoder_reports_why_when_it_asked(settings, redis, db):
+    """A job written by hand (no client-side validation) with an invalid command and outcome_ttl:
+    its outcome is the dead letter, with the decoder's reason naming the member."""
+    command = created().model_dump(mode="json")
+    command["title"] = "x" * 201
+    (queued,) = await redis.eval(
+        ENQUEUE_SCRIPT,
+        1,
+        settings.queue,
+        epoch_ms(),
+        DEFAULT_JOB_TTL_MS,
+        command["command_id"],
+        envelope("create_task", command, epoch_ms(), {"contract": 2, "outcome_ttl": TTL}),
+    )
+    assert queued == 1
+    await run_burst(settings)
+    outcome = await TaskProducer(redis, queue=settings.queue).outcome(command["command_id"], timeout=5)
+    letter = await db.fetchrow("SELECT reason FROM dead_letter WHERE job_id = $1", command["command_id"])
+    assert outcome.state == "dead_letter"
+    assert outcome.reason == letter["reason"]
+    assert "title" in outcome.reason

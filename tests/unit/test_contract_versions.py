@@ -128,6 +128,38 @@ def test_a_bulk_job_carries_its_options_to_every_command_and_to_replayable_items
     assert json.loads(rejected.raw)["k"] == k
 
 
+def rejected_of(raw: bytes) -> Rejected:
+    result = decode(raw)
+    assert result["f"] == REJECT_JOB, result
+    (rejected,) = result["a"]
+    assert isinstance(rejected, Rejected)
+    return rejected
+
+
+def test_an_invalid_command_that_asked_for_outcomes_gets_its_dead_letter_as_outcome() -> None:
+    """A producer that does not validate (plain Redis, any language) learns why its command was
+    refused: the Rejected carries the command id and outcome_ttl for the dead letter's outcome."""
+    invalid = command(title="")
+    rejected = rejected_of(job("create_task", invalid, {"contract": 2, "outcome_ttl": 60}))
+    assert (rejected.command_id, rejected.outcome_ttl) == (invalid["command_id"], 60)
+    assert "title" in rejected.reason
+
+
+@pytest.mark.parametrize(
+    ("argument", "k"),
+    [
+        (command(title=""), {}),  # did not ask
+        (command(title=""), {"contract": 2, "outcome_ttl": 0}),  # asked, but k itself is invalid
+        (command(title="", command_id="not-a-uuid"), {"contract": 2, "outcome_ttl": 60}),
+        ("not a command", {"contract": 2, "outcome_ttl": 60}),
+    ],
+)
+def test_a_refused_job_records_no_outcome_unless_it_validly_asked(argument: Any, k: dict[str, Any]) -> None:
+    """No valid outcome_ttl or no UUID command_id: nothing to record an outcome under, or for how long."""
+    rejected = rejected_of(job("create_task", argument, k))
+    assert rejected.outcome_ttl is None
+
+
 def test_job_options_round_trip_through_as_k() -> None:
     """A requeued bulk item gets the k its bulk job had; a version-1 job's k stays empty."""
     assert NO_OPTIONS.as_k() == {}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, Union
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from taskline_producer.contract import (
@@ -126,6 +127,26 @@ def _too_new_in(raw: bytes) -> str | None:
     return None
 
 
+def _outcome_asked_by(raw: bytes) -> tuple[str, int] | tuple[()]:
+    """(command id, outcome_ttl) of a refused command job whose `k` is valid and asks for
+    outcomes and whose command has a UUID command_id; () otherwise. Read only on the refusal path."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return ()
+    k = value.get("k") if isinstance(value, dict) else None
+    options = job_options_of(k) if isinstance(k, dict) else None
+    if not isinstance(options, JobOptions) or options.outcome_ttl is None:
+        return ()
+    arguments = value.get("a")
+    command = arguments[0] if isinstance(arguments, list) and len(arguments) == 1 else None
+    command_id = command.get("command_id") if isinstance(command, dict) else None
+    try:
+        return str(UUID(command_id)), options.outcome_ttl
+    except (TypeError, ValueError, AttributeError):
+        return ()
+
+
 @dataclass(frozen=True, slots=True, repr=False)
 class Delivery:
     """A job that follows the contract: one validated command, the bytes it came in and its options."""
@@ -146,6 +167,9 @@ class Rejected:
     function: str | None
     reason: str
     command_id: str | None = None
+    outcome_ttl: int | None = None
+    """Set when a refused single-command job asked for outcomes (valid `k`, a UUID command_id):
+    its dead letter is then recorded as its outcome, reason included."""
 
     def __repr__(self) -> str:
         return f"<rejected {len(self.raw)} bytes>"
@@ -294,7 +318,7 @@ class Decoder:
                 return self._reject(raw, function, too_new)
             if function == BULK_JOB:
                 return self._lax_bulk(raw, exc)
-            return self._reject(raw, function, describe_errors(exc, drop=1))
+            return self._reject(raw, function, describe_errors(exc, drop=1), *_outcome_asked_by(raw))
         options = job_options_of(job.k)
         if isinstance(options, str):
             return self._reject(raw, job.f, options)
@@ -356,5 +380,8 @@ class Decoder:
         return BulkDelivery(raw, commands, rejected, options)
 
     @staticmethod
-    def _reject(raw: bytes, function: str | None, reason: str) -> dict[str, Any]:
-        return {"f": REJECT_JOB, "a": (Rejected(raw, function, reason),), "k": {}, "t": None, "et": 0}
+    def _reject(
+        raw: bytes, function: str | None, reason: str, command_id: str | None = None, outcome_ttl: int | None = None
+    ) -> dict[str, Any]:
+        rejected = Rejected(raw, function, reason, command_id, outcome_ttl)
+        return {"f": REJECT_JOB, "a": (rejected,), "k": {}, "t": None, "et": 0}

@@ -179,7 +179,10 @@ async def reject_job(ctx: JobContext, rejected: Rejected) -> str:
     """Jobs the decoder refused: dead-lettered on the first attempt, never retried."""
     runtime = ctx["runtime"]
     log = runtime.log.bind(job_id=ctx["job_id"], function=rejected.function, **{"try": ctx["job_try"]})
-    return await _give_up(ctx, log, rejected.raw, rejected.function, Kind.PERMANENT, rejected.reason)
+    report = None
+    if rejected.outcome_ttl is not None and rejected.command_id is not None:
+        report = OutcomeReport(rejected.outcome_ttl, ctx["job_id"], (rejected.command_id,))
+    return await _give_up(ctx, log, rejected.raw, rejected.function, Kind.PERMANENT, rejected.reason, report)
 
 
 async def settle_escaped_error(ctx: JobContext, raw: bytes, function: str | None, exc: BaseException) -> str:
