@@ -17,7 +17,8 @@ from taskline_producer import keys
 from taskline_producer.contract import CONTRACT_VERSION
 from taskline_producer.outcomes import read_outcome
 
-from worker.pipeline.decode import NO_OPTIONS, REJECT_JOB, BulkDelivery, Decoder, Delivery, JobOptions, Rejected
+from worker.pipeline.decode import REJECT_JOB, BulkDelivery, Decoder, Delivery, Rejected
+from worker.pipeline.job_options import NO_OPTIONS, JobOptions
 from worker.pipeline.outcomes import WRITE_SCRIPT, OutcomeReport, OutcomeWriter
 from worker.settings import SettingsError, load_settings
 

@@ -22,8 +22,9 @@ from arq.worker import Retry
 from taskline_producer.contract import Command, is_in_future
 from taskline_producer.wire import epoch_ms, job_of_command
 
-from worker.pipeline.decode import BulkDelivery, Delivery, JobOptions, Rejected, contract_too_new
+from worker.pipeline.decode import BulkDelivery, Delivery, Rejected
 from worker.pipeline.failures import Kind, classify_exception, classify_outcome
+from worker.pipeline.job_options import JobOptions, contract_too_new
 from worker.pipeline.outcomes import OutcomeReport, OutcomeState
 from worker.pipeline.runtime import JobContext, Runtime
 
