@@ -345,6 +345,14 @@ def test_an_invalid_bulk_item_is_kept_as_the_single_job_it_would_have_been() -> 
     assert rejected(item.raw).function == "create_task"
 
 
+def test_a_bulk_item_whose_command_id_is_not_a_uuid_is_filed_under_no_command_id() -> None:
+    """A blank or arbitrary command_id is no id to file a dead letter under (two items would collide):
+    the item's command_id is None, so its dead letter takes the job id and index."""
+    items = [{"function": "create_task", "command": command(command_id=value, user_id=0)} for value in (" ", "x")]
+    (bulk,) = decode(job("apply_commands", items))["a"]
+    assert [item.command_id for _, item in bulk.rejected] == [None, None]
+
+
 @pytest.mark.parametrize("items", [[], {}, "x"], ids=["empty-list", "object", "string"])
 def test_a_bulk_job_whose_argument_is_not_a_non_empty_list_is_rejected(items: Any) -> None:
     """apply_commands needs a list of 1 to 1,000 items."""

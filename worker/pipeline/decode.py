@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, Union
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from taskline_producer.contract import (
@@ -39,6 +40,11 @@ __all__ = ["BULK_PREFIX", "REJECT_JOB", "BulkDelivery", "Decoder", "Delivery", "
 REJECT_JOB: Final = "taskline_reject"
 """Internal job function that dead-letters what the decoder refused. Naming it in a job does
 nothing more than that: the decoder routes only the command functions to real work."""
+
+MAX_START_TRY: Final = 10_000
+"""`t`, the try a job starts at, is at most this (a dead letter records its tries in an int column)."""
+MAX_ENQUEUE_TIME_MS: Final = 253_402_300_799_999
+"""`et`, the enqueue time in epoch ms, is at most the last millisecond of year 9999."""
 
 BULK_PREFIX: Final = b'{"f":"' + BULK_JOB.encode() + b'"'
 
@@ -88,8 +94,8 @@ class _Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     k: dict[str, Any]  # the job options: read by job_options_of
-    t: Annotated[int, Field(ge=1)] | None
-    et: Annotated[int, Field(ge=0)]
+    t: Annotated[int, Field(ge=1, le=MAX_START_TRY)] | None
+    et: Annotated[int, Field(ge=0, le=MAX_ENQUEUE_TIME_MS)]
 
 
 class _CreateJob(_Envelope):
@@ -184,6 +190,15 @@ def _function_of(raw: bytes) -> str | None:
     return None
 
 
+def _canonical_uuid(value: Any) -> str | None:
+    """A bulk item's command_id, when it is a UUID: its dead letter is filed under it. Anything
+    else (a blank, an arbitrary string) is not an id to file under; the job id and index are."""
+    try:
+        return str(UUID(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 class Decoder:
     """arq's job_deserializer: bytes in, an arq job dict out, for every possible input."""
 
@@ -258,8 +273,7 @@ class Decoder:
             function = function if function in COMMAND_JOBS else None
             command_id = None
             if isinstance(item, dict) and isinstance(item.get("command"), dict):
-                command_id = item["command"].get("command_id")
-                command_id = command_id if isinstance(command_id, str) else None
+                command_id = _canonical_uuid(item["command"].get("command_id"))
             try:
                 tagged = _BulkItem.model_validate(item)
                 command = COMMAND_MODELS[tagged.function].model_validate(tagged.command)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
-from uuid import UUID
 
 from arq.worker import Retry
 from taskline_producer.contract import Command, is_in_future
@@ -96,8 +95,8 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
         await _dead_letter_item(
             ctx, log, index, rejected.command_id, rejected.function, rejected.raw, Kind.PERMANENT, rejected.reason
         )
-        if report is not None and (command_id := _canonical_uuid(rejected.command_id)):
-            report.add(command_id, "dead_letter", rejected.reason)
+        if report is not None and rejected.command_id is not None:  # a UUID, or None (decode.py)
+            report.add(rejected.command_id, "dead_letter", rejected.reason)
     commands: list[tuple[int, Command]] = []
     now = datetime.now(UTC)
     for index, command in bulk.commands:
@@ -162,18 +161,8 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
 def _bulk_command_ids(bulk: BulkDelivery) -> list[str]:
     """Every command id of a bulk job that outcomes can be recorded under."""
     ids = [str(command.command_id) for _, command in bulk.commands]
-    ids.extend(command_id for _, rejected in bulk.rejected if (command_id := _canonical_uuid(rejected.command_id)))
+    ids.extend(rejected.command_id for _, rejected in bulk.rejected if rejected.command_id is not None)
     return ids
-
-
-def _canonical_uuid(value: str | None) -> str | None:
-    """The command id of a rejected item in the form producers look it up by, if it is a UUID."""
-    if value is None:
-        return None
-    try:
-        return str(UUID(value))
-    except ValueError:
-        return None
 
 
 async def reject_job(ctx: JobContext, rejected: Rejected) -> str:
