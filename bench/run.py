@@ -466,7 +466,7 @@ async def leftovers(env: Env, queue: str, job_ids: list[str]) -> dict[str, int]:
             for name, found in zip(counts, await pipe.execute(), strict=True):
                 counts[name] += int(found)
     arq_keys = 0
-    async for _ in env.redis.scan_iter(match="arq:*", count=1000):
+    async for _ in env.redis.scan_iter(match=JOB_KEY_PREFIX.split(":")[0] + ":*", count=1000):
         arq_keys += 1
     counts["queue_members"] = int(await env.redis.zcard(queue))
     counts["arq_keys_in_db"] = arq_keys
@@ -616,17 +616,25 @@ def steady_rate(timeline: list[tuple[float, int]], n: int) -> float | None:
 
 
 async def steady_latency(
-    env: Env, name: str, rate: float, duration: float, start: Starter, kind: str
+    env: Env,
+    name: str,
+    rate: float,
+    duration: float,
+    start: Starter,
+    kind: str,
+    sender: Callable[[Redis, str], Callable[[CreateTask], Awaitable[Any]]] | None = None,
 ) -> dict[str, Any]:
-    """Send single create_task commands at a fixed rate; latency = task.created_at - issued_at."""
+    """Send single create_task commands at a fixed rate; latency = task.created_at - issued_at.
+    `sender(redis, queue)` makes the send function (default: TaskProducer.send, which pushes the
+    wake-up token)."""
     await reset_tables(env)
     queue = f"taskline:bench:{env.run_id}:{name}"
     procs = await start(queue)
     try:
         if kind == "worker":
             await wait_workers_ready(env, queue, procs)
-        producer = TaskProducer(env.redis, queue=queue)
-        await producer.send(make_commands(1)[0])  # loads the script; also warms the consumer up
+        send = sender(env.redis, queue) if sender is not None else TaskProducer(env.redis, queue=queue).send
+        await send(make_commands(1)[0])  # loads the script; also warms the consumer up
         monitor = await env.bench_conn()
         await wait_count(monitor, 1, 30)
         await monitor.execute("TRUNCATE task, processed_command")
@@ -654,7 +662,7 @@ async def steady_latency(
                 description="created by the taskline benchmark",
             )
             before = time.perf_counter()
-            await producer.send(command)
+            await send(command)
             send_times.append(time.perf_counter() - before)
             sent += 1
         actual = sent / (time.perf_counter() - t_start)

@@ -11,14 +11,14 @@ from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, claim_arguments, parse_
 pytestmark = pytest.mark.integration
 
 
-async def _claim(redis, queue: str, ids: list[str], *, limit: int, worker_id: str = "w-1") -> list[Claimed]:
-    reply = await redis.eval(CLAIM_SCRIPT, 1, queue, *claim_arguments(epoch_ms(), 60_000, worker_id, limit, ids))
+async def _claim(redis, queue: str, *, limit: int, scan: int = 50, worker_id: str = "w-1") -> list[Claimed]:
+    reply = await redis.eval(CLAIM_SCRIPT, 1, queue, *claim_arguments(epoch_ms(), 60_000, worker_id, limit, scan))
     return parse_claimed(reply)
 
 
 async def test_claims_due_unclaimed_jobs_fetches_them_and_counts_their_tries(redis, queue):
-    """Of the candidates, only queued, due and unclaimed jobs are claimed, in the order given;
-    each comes with its payload and its try number, and its claim names the worker."""
+    """Only due and unclaimed jobs are claimed, in queue order; each comes with its payload and
+    its try number, and its claim names the worker."""
     now = epoch_ms()
     await redis.zadd(queue, {"a": now - 2, "b": now - 1, "later": now + 60_000, "held": now - 3})
     await redis.set(keys.job_key("a"), b"payload-a")
@@ -26,7 +26,7 @@ async def test_claims_due_unclaimed_jobs_fetches_them_and_counts_their_tries(red
     await redis.set(keys.retry_key("b"), 2)  # b ran twice before
     await redis.set(keys.in_progress_key("held"), "another-worker")
 
-    claimed = await _claim(redis, queue, ["held", "a", "b", "gone", "later"], limit=10, worker_id="w-7")
+    claimed = await _claim(redis, queue, limit=10, worker_id="w-7")
 
     expected = [("a", b"payload-a", 1), ("b", b"payload-b", 3)]
     assert [(job.job_id, job.payload, job.job_try) for job in claimed] == expected
@@ -36,7 +36,7 @@ async def test_claims_due_unclaimed_jobs_fetches_them_and_counts_their_tries(red
         assert 0 < await redis.pttl(keys.in_progress_key(job_id)) <= 60_000
         assert 88_000 < await redis.ttl(keys.retry_key(job_id)) <= keys.RETRY_KEY_TTL_S
     assert await redis.get(keys.in_progress_key("held")) == b"another-worker"
-    assert await redis.exists(keys.retry_key("held"), keys.retry_key("later"), keys.in_progress_key("gone")) == 0
+    assert await redis.exists(keys.retry_key("held"), keys.retry_key("later"), keys.in_progress_key("later")) == 0
 
 
 async def test_claims_at_most_the_free_slots_and_reports_an_expired_payload(redis, queue):
@@ -46,7 +46,18 @@ async def test_claims_at_most_the_free_slots_and_reports_an_expired_payload(redi
     await redis.zadd(queue, {"x": now - 3, "y": now - 2, "z": now - 1})
     await redis.set(keys.job_key("y"), b"payload-y")
 
-    claimed = await _claim(redis, queue, ["x", "y", "z"], limit=2)
+    claimed = await _claim(redis, queue, limit=2)
 
     assert [(job.job_id, job.payload) for job in claimed] == [("x", None), ("y", b"payload-y")]
     assert await redis.exists(keys.in_progress_key("z")) == 0
+
+
+async def test_looks_at_no_more_due_jobs_than_the_scan_limit(redis, queue):
+    """With the first two due jobs held elsewhere and a scan of two, nothing is claimed."""
+    now = epoch_ms()
+    await redis.zadd(queue, {"p": now - 3, "q": now - 2, "r": now - 1})
+    await redis.set(keys.in_progress_key("p"), "w-2")
+    await redis.set(keys.in_progress_key("q"), "w-2")
+
+    assert await _claim(redis, queue, limit=5, scan=2) == []
+    assert [job.job_id for job in await _claim(redis, queue, limit=5, scan=3)] == ["r"]

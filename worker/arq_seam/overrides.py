@@ -9,12 +9,14 @@ that changes it fails them.
 `start_jobs(job_ids)`: arq's poll reads the due job ids and calls this. arq's version claims
 each id with five or more round trips, then `run_job` fetches it, logs and drops what it cannot
 deserialize or has no function for, and drops jobs whose key expired or whose tries ran out.
-taskline's claims all of them in one round trip (worker/arq_seam/claim.py) and runs each with
-its own runner (worker/arq_seam/job_runner.py), where every job ends applied, a duplicate,
-deferred with a reason, or a dead letter. Relies on: arq calling it from each poll iteration
-with the due ids while `job_counter < max_jobs` and `allow_pick_jobs`; arq waiting for
-`self.tasks` in burst mode and on a graceful stop; arq reading `jobs_complete`, `jobs_failed`,
-`jobs_retried` for its shutdown lines (we keep them up to date).
+taskline sets `queue_read_limit=1`, so arq's read only tells whether any job is due, and claims
+every due job it has room for in one round trip (worker/arq_seam/claim.py); each runs in
+taskline's own runner (worker/arq_seam/job_runner.py), where every job ends applied, a
+duplicate, deferred with a reason, or a dead letter. Relies on: arq calling it from each poll
+iteration with the due ids while `job_counter < max_jobs` and `allow_pick_jobs`; arq waiting
+for `self.tasks` in burst mode and on a graceful stop; arq reading `jobs_complete`,
+`jobs_failed` and `jobs_retried` for its shutdown lines (kept up to date here). arq's
+`after_job_end` hook is not called (taskline sets none); `on_job_start` and `on_job_end` are.
 
 `heart_beat()`: arq calls it at the end of each poll iteration, then sleeps `poll_delay`. Its
 own work (arq's health key, cron) still runs; then, since taskline gives arq a `poll_delay` of
@@ -50,12 +52,14 @@ __all__ = ["SeamOptions", "TasklineWorker"]
 class SeamOptions:
     """taskline's own settings of the loop (arq's constructor has no room for them)."""
 
-    def __init__(self, *, idle_wait_s: float, bulk_concurrency: int) -> None:
+    def __init__(self, *, idle_wait_s: float, bulk_concurrency: int, scan_limit: int) -> None:
         self.idle_wait_s = idle_wait_s
         """How long an idle worker waits for a wake-up token before polling again; 0 (burst mode
         in tests) polls again at once."""
         self.bulk_concurrency = bulk_concurrency
         """How many apply_commands jobs are decoded and applied at once (memory)."""
+        self.scan_limit = scan_limit
+        """How many due jobs one claim looks at (running jobs stay at the head of the queue)."""
 
 
 class TasklineWorker(Worker):
@@ -122,7 +126,7 @@ class _SeamState:
             return
         self._ready()
         expiry_ms = int(w.in_progress_timeout_s * 1000)
-        args = claim_arguments(_now_ms(), expiry_ms, self.worker_id, free, job_ids)
+        args = claim_arguments(_now_ms(), expiry_ms, self.worker_id, free, self.options.scan_limit)
         claimed = parse_claimed(await self.claim_script(keys=[w.queue_name], args=args))
         self.claimed = len(claimed)
         for job in claimed:

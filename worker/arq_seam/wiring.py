@@ -171,7 +171,14 @@ def build_worker(settings: Settings, **overrides: Any) -> TasklineWorker:
     # a wake-up token (TasklineWorker.heart_beat), so arq's own sleep is zero.
     idle_wait = 0.0 if values.get("burst") else float(values["poll_delay"])
     values["poll_delay"] = 0
-    seam = SeamOptions(idle_wait_s=idle_wait, bulk_concurrency=settings.bulk_concurrency)
+    # arq's read of the queue only needs to say whether a job is due: the claim script reads the
+    # due jobs itself (up to five times the slots, arq's own default), without sending ids twice.
+    values["queue_read_limit"] = 1
+    seam = SeamOptions(
+        idle_wait_s=idle_wait,
+        bulk_concurrency=settings.bulk_concurrency,
+        scan_limit=max(values["max_jobs"] * 5, 100),
+    )
     worker = TasklineWorker(**values, seam=seam)
     worker.ctx.setdefault("worker", worker)  # the heartbeat reports its job counts
     return worker
