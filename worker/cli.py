@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sys
 from datetime import timedelta
 from typing import Annotated
 
@@ -149,4 +150,5 @@ app.command("metrics")(ops_cli.metrics)
 
 
 def main() -> None:
+    sys.argv[1:] = send_cli.expand_bare_wait(sys.argv[1:])  # `taskline send … --wait` with no number
     run_cli(app, explain)

@@ -48,7 +48,7 @@ async def test_commands_enqueued_with_arqs_enqueue_job_are_applied_by_a_real_wor
 
         await wait_for(drained, timeout=30)
         assert await db.fetchval("SELECT count(*) FROM task WHERE id = $1", create.task_id) == 1
-        assert await db.fetchval("SELECT count(*) FROM dead_letter") == 0
+        assert await db.fetchval("SELECT count(*) FROM dead_letter WHERE queue = $1", settings.queue) == 0
         ids = [create.command_id, complete.command_id]
         assert await db.fetchval("SELECT count(*) FROM processed_command WHERE command_id = ANY($1)", ids) == 2
     finally:

@@ -88,6 +88,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         engine=engine,
         log=log,
         worker=ctx.get("worker"),
+        contract_version=settings.contract_version,
     )
     ctx["monitor"] = monitor
     monitor.start()

@@ -6,7 +6,8 @@ task (started by the worker's startup hook, cancelled by its shutdown hook) that
 
 * runs `SELECT 1` on the database (readiness),
 * writes `taskline:worker:<queue>:<worker id>` = a JSON document (ids, job counts, database
-  state and a snapshot of the worker's metrics) with a time to live of three intervals, and
+  state, the newest contract version it applies and a snapshot of the worker's metrics) with a
+  time to live of three intervals, and
   adds the id to the index `taskline:workers:<queue>` (a sorted set), so that `taskline health`
   and `taskline metrics` find the live workers without scanning the keyspace;
 
@@ -248,8 +249,10 @@ class Monitor:
         secrets_: Iterable[str] = (),  # beyond the engine's and Redis's passwords, always hidden
         role: str = "worker",
         gauges: bool = True,
+        contract_version: int | None = None,  # a worker's TASKLINE_CONTRACT_VERSION
     ) -> None:
         self.queue = queue
+        self.contract_version = contract_version
         self.role = role
         self.gauges = gauges
         self.health = health
@@ -339,6 +342,7 @@ class Monitor:
             "started_at": health.started_at.isoformat(),
             "last_beat": _now().isoformat(),
             "interval_s": health.interval,
+            "contract_version": self.contract_version,  # the newest contract version it applies
             "jobs_running": running,
             "jobs_done": done,
             "jobs_failed": failed,

@@ -127,6 +127,16 @@ async def _replay_batch(
             args: list[Any] = [epoch_ms(), DEFAULT_JOB_TTL_MS]
             for letter in group:
                 args += [letter.job_id, letter.payload]
+            # An outcome recorded for it (if it asked for one) was this dead letter; it is about to
+            # be queued again, so the old outcome goes first (after the enqueue a fast failure's
+            # fresh outcome could already be there).
+            await redis.delete(
+                *(
+                    key
+                    for letter in group
+                    for key in (keys.outcome_key(letter.job_id), keys.outcome_done_key(letter.job_id))
+                )
+            )
             results = await cast(Awaitable[list[int]], redis.eval(ENQUEUE_SCRIPT, 1, queue, *args))
             for letter, result in zip(group, results, strict=True):
                 if result:
@@ -137,6 +147,10 @@ async def _replay_batch(
             await delete_dead_letters(session, queued)  # 3. the rows locked in 1
         # 4. the commit, on leaving the block; a worker waiting to re-write one of them goes on
     report.replayed += queued
+
+
+def _outcome_keys(job_id: str) -> tuple[str, str]:
+    return keys.outcome_key(job_id), keys.outcome_done_key(job_id)
 
 
 async def _preview_batch(

@@ -5,6 +5,12 @@ it returns an arq job dict. A job that follows the contract becomes a call of it
 function with a `Delivery`; anything else (oversized, not JSON, a pickle, a malformed envelope,
 an unknown function, an invalid command) becomes a call of the internal `REJECT_JOB` function
 with a `Rejected`, which dead-letters it. arq itself would log and drop such jobs silently.
+
+The envelope's `k` holds taskline's job options (`worker.pipeline.job_options`), carried on the
+`Delivery`. A contract version newer than this code knows is rejected here, before its command
+is read (it may use what this code cannot parse); a version this code knows but
+`TASKLINE_CONTRACT_VERSION` holds the worker below is dead-lettered by the job function, which
+has the settings (`worker.pipeline.jobs`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ from taskline_producer.contract import (
 )
 from taskline_producer.wire import envelope, epoch_ms
 
+from worker.pipeline.job_options import NO_OPTIONS, JobOptions, job_options_of, outcome_asked_by, too_new_in
+
 __all__ = ["BULK_PREFIX", "REJECT_JOB", "BulkDelivery", "Decoder", "Delivery", "Rejected", "describe_errors"]
 
 REJECT_JOB: Final = "taskline_reject"
@@ -45,10 +53,11 @@ BULK_PREFIX: Final = b'{"f":"' + BULK_JOB.encode() + b'"'
 
 @dataclass(frozen=True, slots=True, repr=False)
 class Delivery:
-    """A job that follows the contract: one validated command and the bytes it came in."""
+    """A job that follows the contract: one validated command, the bytes it came in and its options."""
 
     raw: bytes
     command: Command
+    options: JobOptions = NO_OPTIONS
 
     def __repr__(self) -> str:  # arq formats job arguments for its logs: never the payload
         return f"<{self.command.function} {self.command.command_id}>"
@@ -62,6 +71,9 @@ class Rejected:
     function: str | None
     reason: str
     command_id: str | None = None
+    outcome_ttl: int | None = None
+    """Set when a refused single-command job asked for outcomes (valid `k`, a UUID command_id):
+    its dead letter is then recorded as its outcome, reason included."""
 
     def __repr__(self) -> str:
         return f"<rejected {len(self.raw)} bytes>"
@@ -74,6 +86,7 @@ class BulkDelivery:
     raw: bytes
     commands: list[tuple[int, Command]]
     rejected: list[tuple[int, Rejected]]
+    options: JobOptions = NO_OPTIONS
 
     def __repr__(self) -> str:
         return f"<apply_commands {len(self.commands) + len(self.rejected)} commands>"
@@ -82,7 +95,7 @@ class BulkDelivery:
 class _Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    k: Annotated[dict[str, Any], Field(max_length=0)]
+    k: dict[str, Any]  # the job options: read by job_options_of
     t: Annotated[int, Field(ge=1, le=MAX_START_TRY)] | None
     et: Annotated[int, Field(ge=0, le=MAX_ENQUEUE_TIME_MS)]
 
@@ -251,16 +264,24 @@ class Decoder:
             job = _JOB.validate_json(raw)
         except ValidationError as exc:
             function = _function_of(raw)
+            too_new = too_new_in(raw)
+            if too_new:
+                return self._reject(raw, function, too_new)
             if function == BULK_JOB:
                 return self._lax_bulk(raw, exc)
-            return self._reject(raw, function, describe_errors(exc, drop=1, bulk=function == BULK_JOB))
+            return self._reject(
+                raw, function, describe_errors(exc, drop=1, bulk=function == BULK_JOB), *outcome_asked_by(raw)
+            )
+        options = job_options_of(job.k)
+        if isinstance(options, str):
+            return self._reject(raw, job.f, options)
         if isinstance(job, _BulkJob):
             commands: list[tuple[int, Command]] = [(index, item.command) for index, item in enumerate(job.a[0])]
-            argument: Delivery | BulkDelivery = BulkDelivery(raw, commands, [])
+            argument: Delivery | BulkDelivery = BulkDelivery(raw, commands, [], options)
         elif size > self.max_payload_bytes:  # the bulk prefix, but a repeated "f" made it a command job
             return self._too_large(raw)
         else:
-            argument = Delivery(raw, job.a[0])
+            argument = Delivery(raw, job.a[0], options)
         return {"f": job.f, "a": (argument,), "k": {}, "t": job.t, "et": job.et}
 
     def _too_large(self, raw: bytes) -> dict[str, Any]:
@@ -279,11 +300,14 @@ class Decoder:
             job = _LAX_BULK_JOB.validate_json(raw)
         except ValidationError:
             return self._reject(raw, BULK_JOB, describe_errors(strict_error, drop=1, bulk=True))
-        bulk = self._bulk(raw, job.a[0])
+        options = job_options_of(job.k)
+        if isinstance(options, str):
+            return self._reject(raw, BULK_JOB, options)
+        bulk = self._bulk(raw, job.a[0], options)
         return {"f": job.f, "a": (bulk,), "k": {}, "t": job.t, "et": job.et}
 
     @staticmethod
-    def _bulk(raw: bytes, items: list[Any]) -> BulkDelivery:
+    def _bulk(raw: bytes, items: list[Any], options: JobOptions) -> BulkDelivery:
         commands: list[tuple[int, Command]] = []
         rejected: list[tuple[int, Rejected]] = []
         for index, item in enumerate(items):
@@ -298,15 +322,18 @@ class Decoder:
             except ValidationError as exc:
                 # Kept as the single-command job it would have been, so a replay can enqueue it.
                 if function and isinstance(item, dict) and isinstance(item.get("command"), dict):
-                    item_raw = envelope(function, item["command"], epoch_ms())
+                    item_raw = envelope(function, item["command"], epoch_ms(), options.as_k())
                 else:
                     item_raw = json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
                 reason = describe_errors(exc, root=f"commands[{index}]")
                 rejected.append((index, Rejected(item_raw, function, reason, command_id)))
             else:
                 commands.append((index, command))
-        return BulkDelivery(raw, commands, rejected)
+        return BulkDelivery(raw, commands, rejected, options)
 
     @staticmethod
-    def _reject(raw: bytes, function: str | None, reason: str) -> dict[str, Any]:
-        return {"f": REJECT_JOB, "a": (Rejected(raw, function, reason),), "k": {}, "t": None, "et": 0}
+    def _reject(
+        raw: bytes, function: str | None, reason: str, command_id: str | None = None, outcome_ttl: int | None = None
+    ) -> dict[str, Any]:
+        rejected = Rejected(raw, function, reason, command_id, outcome_ttl)
+        return {"f": REJECT_JOB, "a": (rejected,), "k": {}, "t": None, "et": 0}

@@ -19,6 +19,7 @@ from worker.ops.outages import OutageLog
 from worker.pipeline.dead_letters import record_dead_letter
 from worker.pipeline.failures import RetryPolicy, is_database_unreachable
 from worker.pipeline.group_commit import GroupCommitter
+from worker.pipeline.outcomes import OutcomeWriter
 from worker.settings import Settings
 from worker.store.engine import Sessions
 
@@ -44,6 +45,11 @@ class Runtime:
     """Log a line per applied command (TASKLINE_LOG_LEVEL=DEBUG); decided once, not per job."""
     database: OutageLog | None = None
     """Says once when PostgreSQL goes away and once when it is back (worker/ops/outages.py)."""
+    outcome_writer: OutcomeWriter = field(init=False)
+    """Writes the outcomes of jobs that asked for them, batched across the jobs that end together."""
+
+    def __post_init__(self) -> None:
+        self.outcome_writer = OutcomeWriter(self.redis, self.log)
 
     def database_failed(self, exc: BaseException) -> bool:
         """Note a failed apply; True when it means the database is unreachable (an outage)."""
@@ -77,13 +83,16 @@ class Runtime:
             return fallback
         return int(count)
 
-    async def requeue(self, commands: Sequence[Command], *, defer_s: float) -> None:
-        """Enqueue commands as single-command jobs (job id = command id), after `defer_s`."""
+    async def requeue(
+        self, commands: Sequence[Command], *, defer_s: float, options: dict[str, int] | None = None
+    ) -> None:
+        """Enqueue commands as single-command jobs (job id = command id), after `defer_s`, with the
+        job options (`k`) of the job they came in."""
         now = epoch_ms()
         args: list[Any] = [now + int(defer_s * 1000), DEFAULT_JOB_TTL_MS]
         for command in commands:
             args.append(str(command.command_id))
-            args.append(job_of_command(command, now))
+            args.append(job_of_command(command, now, options))
         await cast(Awaitable[Any], self.redis.eval(ENQUEUE_SCRIPT, 1, self.settings.queue, *args))
 
 

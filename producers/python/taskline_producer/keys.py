@@ -18,6 +18,8 @@ __all__ = [
     "HEARTBEAT_KEY_PREFIX",
     "IN_PROGRESS_KEY_PREFIX",
     "JOB_KEY_PREFIX",
+    "OUTCOME_DONE_SUFFIX",
+    "OUTCOME_KEY_PREFIX",
     "RESULT_KEY_PREFIX",
     "RETRY_KEY_PREFIX",
     "RETRY_KEY_TTL_S",
@@ -27,6 +29,8 @@ __all__ = [
     "heartbeat_key",
     "in_progress_key",
     "job_key",
+    "outcome_done_key",
+    "outcome_key",
     "result_key",
     "retry_key",
     "scheduler_queue",
@@ -64,6 +68,12 @@ HEARTBEAT_KEY_PREFIX: Final = "taskline:worker:"
 """`taskline:worker:<queue>:<worker id>`: a live worker's heartbeat document."""
 WORKERS_INDEX_PREFIX: Final = "taskline:workers:"
 """`taskline:workers:<queue>`: sorted set of worker ids by last heartbeat."""
+OUTCOME_KEY_PREFIX: Final = "taskline:outcome:"
+"""`taskline:outcome:<command id>`: the command's latest outcome (JSON), written by the worker with
+the `outcome_ttl` its job asked for; only for jobs that asked."""
+OUTCOME_DONE_SUFFIX: Final = ":done"
+"""`taskline:outcome:<command id>:done`: a list the worker pushes one token onto when the command
+reaches a final state; waiting producers block on it (BLMOVE onto itself, so any number can)."""
 SCHEDULER_QUEUE_SUFFIX: Final = ":scheduler"
 """`<queue>:scheduler`: the scheduler's own arq queue (its cron job)."""
 SCHEDULER_TICK_INFIX: Final = ":ran:"
@@ -88,6 +98,14 @@ def result_key(job_id: str) -> str:
 
 def transient_key(job_id: str) -> str:
     return TRANSIENT_KEY_PREFIX + job_id
+
+
+def outcome_key(command_id: str) -> str:
+    return OUTCOME_KEY_PREFIX + command_id
+
+
+def outcome_done_key(command_id: str) -> str:
+    return OUTCOME_KEY_PREFIX + command_id + OUTCOME_DONE_SUFFIX
 
 
 def wake_key(queue: str) -> str:
