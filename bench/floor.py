@@ -42,7 +42,7 @@ import asyncpg
 from redis.asyncio import Redis
 from sqlalchemy import TextClause
 from taskline_producer.contract import CreateTask
-from taskline_producer.wire import JOB_KEY_PREFIX
+from taskline_producer.keys import JOB_KEY_PREFIX
 
 from worker.pipeline import statements
 

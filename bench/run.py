@@ -40,7 +40,7 @@ import asyncpg
 from redis.asyncio import Redis
 from taskline_producer.client import TaskProducer
 from taskline_producer.contract import CreateTask
-from taskline_producer.wire import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RESULT_KEY_PREFIX, RETRY_KEY_PREFIX
+from taskline_producer.keys import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RESULT_KEY_PREFIX, RETRY_KEY_PREFIX
 
 try:
     import psutil
@@ -61,7 +61,9 @@ USERS = 100
 BULK_SIZE = 100
 POLL_S = 0.05
 STALL_S = 60.0
-SCENARIOS = ("enqueue", "floor", "bulk-floor", "drain", "drain-bulk", "latency")
+SCENARIOS = ("enqueue", "floor", "bulk-floor", "drain", "drain-bulk", "latency", "outcomes")
+OUTCOME_TTL_S = 600
+"""Scenario 7: how long the drained commands' outcomes are kept (they are left to expire)."""
 
 
 def log(message: str) -> None:
@@ -430,16 +432,18 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-async def enqueue_staged(env: Env, staging: str, commands: list[CreateTask], bulk: bool) -> list[str]:
+async def enqueue_staged(
+    env: Env, staging: str, commands: list[CreateTask], bulk: bool, outcome_ttl: int | None = None
+) -> list[str]:
     """Queue the commands on a staging key (renamed to the real queue when the clock starts)."""
     producer = TaskProducer(env.redis, queue=staging)
     if bulk:
         ids = []
         for start in range(0, len(commands), BULK_SIZE):
-            receipt = await producer.send_bulk(commands[start : start + BULK_SIZE])
+            receipt = await producer.send_bulk(commands[start : start + BULK_SIZE], outcome_ttl=outcome_ttl)
             ids.append(receipt.job_id)
         return ids
-    report = await producer.send_many(commands)
+    report = await producer.send_many(commands, outcome_ttl=outcome_ttl)
     if report.duplicates:
         raise RuntimeError(f"{len(report.duplicates)} duplicates while queueing")
     return [str(c.command_id) for c in commands]
@@ -462,7 +466,7 @@ async def leftovers(env: Env, queue: str, job_ids: list[str]) -> dict[str, int]:
             for name, found in zip(counts, await pipe.execute(), strict=True):
                 counts[name] += int(found)
     arq_keys = 0
-    async for _ in env.redis.scan_iter(match="arq:*", count=1000):
+    async for _ in env.redis.scan_iter(match=JOB_KEY_PREFIX.split(":")[0] + ":*", count=1000):
         arq_keys += 1
     counts["queue_members"] = int(await env.redis.zcard(queue))
     counts["arq_keys_in_db"] = arq_keys
@@ -487,13 +491,15 @@ async def drain(
     start: Starter,
     kind: str,
     during: Side | None = None,
+    outcome_ttl: int | None = None,
 ) -> dict[str, Any]:
-    """Queue n commands, start the consumers, release the queue, time until n tasks exist."""
+    """Queue n commands (asking for outcomes if `outcome_ttl`), start the consumers, release the
+    queue, time until n tasks exist."""
     await reset_tables(env)
     queue = f"taskline:bench:{env.run_id}:{name}"
     staging = f"{queue}:staging"
     commands = make_commands(n)
-    job_ids = await enqueue_staged(env, staging, commands, bulk)
+    job_ids = await enqueue_staged(env, staging, commands, bulk, outcome_ttl)
     del commands
     procs = await start(queue)
     side_task: asyncio.Task[Any] | None = None
@@ -610,17 +616,25 @@ def steady_rate(timeline: list[tuple[float, int]], n: int) -> float | None:
 
 
 async def steady_latency(
-    env: Env, name: str, rate: float, duration: float, start: Starter, kind: str
+    env: Env,
+    name: str,
+    rate: float,
+    duration: float,
+    start: Starter,
+    kind: str,
+    sender: Callable[[Redis, str], Callable[[CreateTask], Awaitable[Any]]] | None = None,
 ) -> dict[str, Any]:
-    """Send single create_task commands at a fixed rate; latency = task.created_at - issued_at."""
+    """Send single create_task commands at a fixed rate; latency = task.created_at - issued_at.
+    `sender(redis, queue)` makes the send function (default: TaskProducer.send, which pushes the
+    wake-up token)."""
     await reset_tables(env)
     queue = f"taskline:bench:{env.run_id}:{name}"
     procs = await start(queue)
     try:
         if kind == "worker":
             await wait_workers_ready(env, queue, procs)
-        producer = TaskProducer(env.redis, queue=queue)
-        await producer.send(make_commands(1)[0])  # loads the script; also warms the consumer up
+        send = sender(env.redis, queue) if sender is not None else TaskProducer(env.redis, queue=queue).send
+        await send(make_commands(1)[0])  # loads the script; also warms the consumer up
         monitor = await env.bench_conn()
         await wait_count(monitor, 1, 30)
         await monitor.execute("TRUNCATE task, processed_command")
@@ -648,7 +662,7 @@ async def steady_latency(
                 description="created by the taskline benchmark",
             )
             before = time.perf_counter()
-            await producer.send(command)
+            await send(command)
             send_times.append(time.perf_counter() - before)
             sent += 1
         actual = sent / (time.perf_counter() - t_start)
@@ -1013,6 +1027,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if "drain-bulk" in only:
             await attempt("4 taskline bulk K=1", drain(env, "bulk1", n, True, workers(1), "worker"))
             await attempt("4 taskline bulk K=2", drain(env, "bulk2", n, True, workers(2), "worker"))
+        if "outcomes" in only:
+            # Outcomes off and on, twice each, alternating: the difference is what asking costs.
+            for round_ in (1, 2):
+                for label, ttl in (("off", None), ("on", OUTCOME_TTL_S)):
+                    await attempt(
+                        f"7 taskline K=1 outcomes {label} #{round_}",
+                        drain(env, f"out{label}{round_}", n, False, workers(1), "worker", outcome_ttl=ttl),
+                    )
+            for label, ttl in (("off", None), ("on", OUTCOME_TTL_S)):
+                await attempt(
+                    f"7 taskline bulk K=1 outcomes {label}",
+                    drain(env, f"bout{label}", n, True, workers(1), "worker", outcome_ttl=ttl),
+                )
         if "latency" in only:
             measured = scenarios.get("3 taskline K=1", {}).get("commands_per_s")
             rate = args.rate or min(1000.0, 0.5 * measured) if measured else (args.rate or 200.0)
@@ -1102,6 +1129,12 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         "4 taskline bulk K=2",
         "x floor P=1 uvloop",
         "x taskline K=1 uvloop",
+        "7 taskline K=1 outcomes off #1",
+        "7 taskline K=1 outcomes on #1",
+        "7 taskline K=1 outcomes off #2",
+        "7 taskline K=1 outcomes on #2",
+        "7 taskline bulk K=1 outcomes off",
+        "7 taskline bulk K=1 outcomes on",
     ):
         if key not in s:
             continue

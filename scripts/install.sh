@@ -59,11 +59,38 @@ elif ! new_enough "$VENV/bin/python"; then
     make_venv
 fi
 
+# The TypeScript producer (producers/typescript): `npm ci` when its lock file or node changed,
+# then `npm run build` (under a second). Its tests need both; without node they are skipped.
+install_typescript_producer() {
+    local package="$ROOT/producers/typescript" log="$ROOT/.run/install-npm.log" wanted_npm stamp_npm
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        say "node or npm not found: the TypeScript producer is not built (its tests will be skipped)"
+        return 0
+    fi
+    mkdir -p "$ROOT/.run"
+    : >"$log"
+    wanted_npm="$({ cat "$package/package-lock.json"; node --version; } | sha256sum | cut -d' ' -f1)"
+    stamp_npm="$package/node_modules/.taskline-installed"
+    if [ "${TASKLINE_REINSTALL:-0}" = 1 ] || [ ! -f "$stamp_npm" ] || [ "$(cat "$stamp_npm")" != "$wanted_npm" ]; then
+        say "installing the TypeScript producer's packages (npm ci in producers/typescript; log: ${log#"$ROOT"/})"
+        if ! (cd "$package" && npm ci --no-audit --no-fund) >>"$log" 2>&1; then
+            tail -n 30 "$log" >&2
+            die "npm ci failed in producers/typescript; the end of its output is above"
+        fi
+        echo "$wanted_npm" >"$stamp_npm"
+    fi
+    if ! (cd "$package" && npm run build) >>"$log" 2>&1; then
+        tail -n 30 "$log" >&2
+        die "npm run build failed in producers/typescript; the end of its output is above"
+    fi
+}
+
 # What the install depends on: the project's requirements and the interpreter.
 wanted="$(cat pyproject.toml producers/python/pyproject.toml "$VENV/pyvenv.cfg" | sha256sum | cut -d' ' -f1)"
 if [ "${TASKLINE_REINSTALL:-0}" != 1 ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ] \
     && [ -x "$VENV/bin/taskline" ]; then
     say ".venv is up to date (TASKLINE_REINSTALL=1 to install again)"
+    install_typescript_producer
     exit 0
 fi
 
@@ -88,4 +115,5 @@ pip_install -e '.[dev]'
 # here so that a change under producers/python is seen without reinstalling.
 pip_install --no-deps -e producers/python
 echo "$wanted" >"$STAMP"
+install_typescript_producer
 say "done: $("$VENV/bin/python" -V), taskline in $VENV/bin"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Everything CI checks: install, make sure PostgreSQL and Redis run, then ruff, mypy, pytest.
+# Everything CI checks: install, make sure PostgreSQL and Redis run, then ruff, mypy, pytest, and
+# the TypeScript producer's own tests (npm test) when Node.js is installed.
 #
 #   scripts/test.sh                      # the whole suite
 #   scripts/test.sh -q -x tests/unit     # arguments go to pytest
@@ -25,6 +26,9 @@ step() {  # NAME COMMAND...
 step "ruff check ." .venv/bin/ruff check .
 step "mypy" .venv/bin/mypy
 step "pytest $*" .venv/bin/pytest "$@"
+if command -v npm >/dev/null 2>&1; then
+    step "npm test (producers/typescript)" npm --prefix producers/typescript test
+fi
 
 if [ "${#failed[@]}" -gt 0 ]; then
     message="${failed[0]}"

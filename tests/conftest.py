@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,17 +58,39 @@ def database_url() -> Iterator[str]:
     asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+CLAIM_KEY = "taskline-test:claimed-by"
+# Claims an empty database in one atomic step: a database that holds anything (another run's,
+# or someone's data) is left exactly as it was, without even a claim key written into it.
+_CLAIM_IF_EMPTY = """
+if redis.call('DBSIZE') ~= 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+
+
+def claim_redis_database(
+    base_url: str, run_id: str, candidates: Iterable[int] = range(1, 16), key: str = CLAIM_KEY
+) -> int | None:
+    """The first empty database number among `candidates`, claimed for `run_id` (in `key`);
+    None if none is empty."""
+    for db in candidates:
+        client = redis_sync.Redis.from_url(f"{base_url}/{db}")
+        try:
+            if client.eval(_CLAIM_IF_EMPTY, 1, key, run_id, 3600):
+                return db
+        finally:
+            client.close()
+    return None
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A Redis database number claimed by this run (flushed at the end)."""
-    for db in range(1, 16):
-        client = redis_sync.Redis.from_url(f"{REDIS_BASE_URL}/{db}")
-        if client.set("taskline-test:claimed-by", RUN_ID, nx=True, ex=3600) and client.dbsize() == 1:
-            break
-        client.close()
-    else:
-        pytest.fail("no free Redis database (1–15) to claim for this test run")
+    db = claim_redis_database(REDIS_BASE_URL, RUN_ID)
+    if db is None:
+        pytest.fail("no empty Redis database (1–15) to claim for this test run")
     yield f"{REDIS_BASE_URL}/{db}"
+    client = redis_sync.Redis.from_url(f"{REDIS_BASE_URL}/{db}")
     client.flushdb()
     client.close()
 

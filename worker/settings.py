@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from taskline_producer.contract import DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE
+from taskline_producer.contract import CONTRACT_VERSION, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE
 
 from worker.purge.retention import parse_duration, redelivery_horizon, schedule_for
 
@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1024)
     max_bulk_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
     future_tolerance: float = Field(default=3600.0, ge=0)
+    contract_version: int = Field(default=CONTRACT_VERSION, ge=1, le=CONTRACT_VERSION)
+    """The newest contract version this worker applies (1..it); newer jobs become dead letters.
+    Hold a fleet at the older version while some workers still run the previous release."""
 
     # failures
     transient_tries: int = Field(default=8, ge=1, le=100)
@@ -115,6 +118,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = Field(default="127.0.0.1", min_length=1)  # 0.0.0.0 for Kubernetes (README)
     heartbeat_interval: float = Field(default=5.0, ge=0.1, le=60)
     history_sample_s: float = Field(default=10.0, ge=0.5, le=300)
 

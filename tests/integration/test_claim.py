@@ -1,51 +1,63 @@
-"""The claim script against real Redis: what arq's claim and run_job opening did, in one call."""
+"""The claim script against a real Redis: what it claims, fetches and counts."""
 
 from __future__ import annotations
 
 import pytest
+from taskline_producer import keys
 from taskline_producer.wire import epoch_ms
 
-from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, parse_claimed
+from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, claim_arguments, parse_claimed
 
 pytestmark = pytest.mark.integration
 
 
-async def _claim(redis, queue: str, *, limit: int, fetch: bool) -> list[Claimed]:
-    reply = await redis.eval(CLAIM_SCRIPT, 1, queue, epoch_ms(), 60_000, limit, 50, int(fetch))
-    return parse_claimed(reply, fetched=fetch)
+async def _claim(redis, queue: str, *, limit: int, scan: int = 50, worker_id: str = "w-1") -> list[Claimed]:
+    reply = await redis.eval(CLAIM_SCRIPT, 1, queue, *claim_arguments(epoch_ms(), 60_000, worker_id, limit, scan))
+    return parse_claimed(reply)
 
 
-async def test_claims_due_jobs_in_order_fetches_them_and_counts_their_tries(redis, queue):
+async def test_claims_due_unclaimed_jobs_fetches_them_and_counts_their_tries(redis, queue):
+    """Only due and unclaimed jobs are claimed, in queue order; each comes with its payload and
+    its try number, and its claim names the worker."""
     now = epoch_ms()
-    await redis.zadd(queue, {"a": now - 2, "b": now - 1, "gone": now, "later": now + 60_000})
-    await redis.set("arq:job:a", b"payload-a")
-    await redis.set("arq:job:b", b"payload-b")
-    await redis.set("arq:retry:b", 2)  # b ran twice before
-    await redis.set("arq:in-progress:held", 1)
-    await redis.zadd(queue, {"held": now - 3})
+    await redis.zadd(queue, {"a": now - 2, "b": now - 1, "later": now + 60_000, "held": now - 3})
+    await redis.set(keys.job_key("a"), b"payload-a")
+    await redis.set(keys.job_key("b"), b"payload-b")
+    await redis.set(keys.retry_key("b"), 2)  # b ran twice before
+    await redis.set(keys.in_progress_key("held"), "another-worker")
 
-    claimed = await _claim(redis, queue, limit=10, fetch=True)
+    claimed = await _claim(redis, queue, limit=10, worker_id="w-7")
 
-    assert claimed == [
-        Claimed("a", now - 2, b"payload-a", 1),
-        Claimed("b", now - 1, b"payload-b", 3),
-        Claimed("gone", now, None, 1),  # its key expired: arq's run_job dead-letters it
-    ]
-    for job_id in ("a", "b", "gone"):
-        assert 0 < await redis.pttl(f"arq:in-progress:{job_id}") <= 60_000
-        assert 88_000 < await redis.ttl(f"arq:retry:{job_id}") <= 88_400
-    assert await redis.exists("arq:retry:held", "arq:retry:later") == 0
-    # Claimed jobs are not claimed again while their in-progress key lives.
-    assert await _claim(redis, queue, limit=10, fetch=True) == []
+    expected = [("a", b"payload-a", 1), ("b", b"payload-b", 3)]
+    assert [(job.job_id, job.payload, job.job_try) for job in claimed] == expected
+    assert [job.score for job in claimed] == [now - 2, now - 1]
+    for job_id in ("a", "b"):
+        assert await redis.get(keys.in_progress_key(job_id)) == b"w-7"
+        assert 0 < await redis.pttl(keys.in_progress_key(job_id)) <= 60_000
+        assert 88_000 < await redis.ttl(keys.retry_key(job_id)) <= keys.RETRY_KEY_TTL_S
+    assert await redis.get(keys.in_progress_key("held")) == b"another-worker"
+    assert await redis.exists(keys.retry_key("held"), keys.retry_key("later"), keys.in_progress_key("later")) == 0
 
 
-async def test_claims_no_more_than_the_free_slots(redis, queue):
+async def test_claims_at_most_the_free_slots_and_reports_an_expired_payload(redis, queue):
+    """With two free slots only two jobs are claimed; a job whose key expired comes back with no
+    payload (the runner dead-letters it) rather than being skipped."""
     now = epoch_ms()
-    await redis.zadd(queue, {f"job{n}": now - 10 + n for n in range(5)})
+    await redis.zadd(queue, {"x": now - 3, "y": now - 2, "z": now - 1})
+    await redis.set(keys.job_key("y"), b"payload-y")
 
-    first = await _claim(redis, queue, limit=2, fetch=True)
-    second = await _claim(redis, queue, limit=2, fetch=False)
+    claimed = await _claim(redis, queue, limit=2)
 
-    assert [job.job_id for job in first] == ["job0", "job1"]
-    assert second == [Claimed("job2", now - 8, None, None), Claimed("job3", now - 7, None, None)]
-    assert await redis.exists("arq:retry:job2") == 0  # without fetching, arq's run_job counts the try
+    assert [(job.job_id, job.payload) for job in claimed] == [("x", None), ("y", b"payload-y")]
+    assert await redis.exists(keys.in_progress_key("z")) == 0
+
+
+async def test_looks_at_no_more_due_jobs_than_the_scan_limit(redis, queue):
+    """With the first two due jobs held elsewhere and a scan of two, nothing is claimed."""
+    now = epoch_ms()
+    await redis.zadd(queue, {"p": now - 3, "q": now - 2, "r": now - 1})
+    await redis.set(keys.in_progress_key("p"), "w-2")
+    await redis.set(keys.in_progress_key("q"), "w-2")
+
+    assert await _claim(redis, queue, limit=5, scan=2) == []
+    assert [job.job_id for job in await _claim(redis, queue, limit=5, scan=3)] == ["r"]

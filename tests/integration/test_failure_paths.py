@@ -50,7 +50,8 @@ async def test_a_job_past_arqs_tries_becomes_a_dead_letter_with_its_payload(sett
 
     letter = await _dead_letter(db, job_id)
     assert letter is not None
-    assert "retries exceeded" in letter["reason"]
+    assert "gave up after" in letter["reason"]
+    assert "tries" in letter["reason"]
     assert bytes(letter["payload"]) == raw
     assert await db.fetchval("SELECT count(*) FROM task WHERE id = $1", command.task_id) == 0
 

@@ -19,11 +19,14 @@ FORBIDDEN_IN_PRODUCERS = ("sqlmodel", "sqlalchemy", "asyncpg", "alembic", "arq",
 PUBLIC_API = {
     "BULK_JOB",
     "COMMAND_JOBS",
+    "CONTRACT_VERSION",
     "DEFAULT_QUEUE",
     "BulkReceipt",
     "Command",
     "CompleteTask",
     "CreateTask",
+    "Outcome",
+    "OutcomeTimeout",
     "Receipt",
     "SendReport",
     "TaskProducer",
@@ -61,7 +64,16 @@ def test_importing_producers_loads_no_database_queue_or_worker_code() -> None:
     assert offenders == []
 
 
-@pytest.mark.parametrize("module", ["taskline_producer.contract", "taskline_producer.wire", "taskline_producer.client"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "taskline_producer.contract",
+        "taskline_producer.wire",
+        "taskline_producer.client",
+        "taskline_producer.cli_errors",
+        "taskline_producer.cli",
+    ],
+)
 def test_producer_library_modules_load_no_database_queue_or_worker_code(module: str) -> None:
     """Each producer library module, imported alone, stays free of database, arq and worker code."""
     result = run_python(f"import json, sys, {module}; print(json.dumps(sorted(sys.modules)))")

@@ -269,13 +269,13 @@ def test_an_invalid_command_keeps_its_function_name() -> None:
     """A valid envelope with an invalid command is rejected with Rejected.function = its job function."""
     result = rejected(job("create_task", command(title="t", user_id=0)))
     assert result.function == "create_task"
-    assert result.reason == "a[0].user_id: Input should be greater than or equal to 1"
+    assert result.reason == "command.user_id: Input should be greater than or equal to 1"
 
 
 def test_a_command_valid_for_another_function_is_rejected() -> None:
     """A complete_task command sent as create_task (no title) is refused: the function picks the model."""
     result = rejected(job("create_task", command()))
-    assert (result.function, result.reason) == ("create_task", "a[0].title: Field required")
+    assert (result.function, result.reason) == ("create_task", "command.title: Field required")
 
 
 def test_a_deeply_nested_payload_is_rejected_not_raised() -> None:
@@ -328,7 +328,7 @@ def test_a_bulk_job_splits_valid_and_invalid_items_by_index() -> None:
     assert [i for i, _ in bulk.rejected] == [1, 3, 4, 5]
     by_index = dict(bulk.rejected)
     assert (by_index[1].function, by_index[1].command_id) == ("create_task", bad1["command_id"])
-    assert by_index[1].reason == "a[0][1]: user_id: Input should be greater than or equal to 1"
+    assert by_index[1].reason == "commands[1].user_id: Input should be greater than or equal to 1"
     assert by_index[3].function is None
     assert by_index[4].function is None
     assert by_index[4].command_id is None
@@ -343,6 +343,14 @@ def test_an_invalid_bulk_item_is_kept_as_the_single_job_it_would_have_been() -> 
     replayable = json.loads(item.raw)
     assert (index, replayable["f"], replayable["a"], replayable["k"]) == (0, "create_task", [bad], {})
     assert rejected(item.raw).function == "create_task"
+
+
+def test_a_bulk_item_whose_command_id_is_not_a_uuid_is_filed_under_no_command_id() -> None:
+    """A blank or arbitrary command_id is no id to file a dead letter under (two items would collide):
+    the item's command_id is None, so its dead letter takes the job id and index."""
+    items = [{"function": "create_task", "command": command(command_id=value, user_id=0)} for value in (" ", "x")]
+    (bulk,) = decode(job("apply_commands", items))["a"]
+    assert [item.command_id for _, item in bulk.rejected] == [None, None]
 
 
 @pytest.mark.parametrize("items", [[], {}, "x"], ids=["empty-list", "object", "string"])

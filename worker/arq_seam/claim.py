@@ -1,12 +1,14 @@
-"""Claiming jobs: one Redis round trip per poll instead of one plus five per job.
+"""Claiming jobs: every due job a worker has room for, claimed, fetched and counted in one round trip.
 
-arq reads the due job ids (ZRANGEBYSCORE), then claims each job with WATCH in-progress key →
-EXISTS → ZSCORE → MULTI/SET/EXEC, four round trips per job, one job after the other, and starts
-each job with one more (GET the job, INCR and EXPIRE its try counter). The script below does
-the same atomically in one call: it reads the due jobs in queue order, claims each one nobody
-holds by setting its in-progress key with arq's expiry, exactly as arq does, up to the
-worker's free slots, and (when asked) fetches each claimed job's payload and counts its try
-the way arq's `run_job` would (`worker.arq_seam.arq_run`).
+arq's poll reads the due job ids (ZRANGEBYSCORE) and hands them to `Worker.start_jobs`, which
+claims each with WATCH/EXISTS/ZSCORE/MULTI/SET/EXEC and then starts it with one more MULTI
+(GET the job, INCR its try counter): five or more round trips per job, one job after the other.
+taskline gives arq a `queue_read_limit` of 1, so arq's read only says whether anything is due,
+and its `start_jobs` (worker/arq_seam/overrides.py) runs the script below, which does the rest
+atomically inside Redis: it reads the due jobs in queue order, claims each one nobody holds, up
+to the worker's free slots, with arq's in-progress key holding the claiming worker's id (so
+operators can tell whose claim a key is) and expiring like arq's, and returns each claimed job
+with its payload and its try number. The ids never cross the network twice.
 """
 
 from __future__ import annotations
@@ -15,30 +17,25 @@ from typing import Any, Final, NamedTuple
 
 from taskline_producer.keys import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RETRY_KEY_PREFIX, RETRY_KEY_TTL_S
 
-__all__ = ["CLAIM_SCRIPT", "Claimed", "parse_claimed"]
+__all__ = ["CLAIM_SCRIPT", "Claimed", "claim_arguments", "parse_claimed"]
 
 CLAIM_SCRIPT: Final = f"""
--- KEYS[1]: the queue; ARGV[1]: now (epoch ms); ARGV[2]: in-progress expiry (ms);
--- ARGV[3]: most jobs to claim; ARGV[4]: how many due jobs to look at (arq's queue_read_limit);
--- ARGV[5]: '1' to fetch each claimed job and count its try (arq's run_job opening), else '0'.
--- Returns, per job claimed in queue order: job id, score, and when fetching, the job's payload
--- (false when its key expired) and its try number.
+-- KEYS[1]: the queue; ARGV[1]: now (epoch ms); ARGV[2]: claim expiry (ms); ARGV[3]: the
+-- claiming worker's id; ARGV[4]: most jobs to claim; ARGV[5]: how many due jobs to look at.
+-- Returns, per job claimed in queue order: job id, score, payload (false when its key
+-- expired), try number.
 local claimed = {{}}
-local limit = tonumber(ARGV[3])
-local fetch = ARGV[5] == '1'
-local width = fetch and 4 or 2
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[4]))
+local limit = tonumber(ARGV[4])
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[5]))
 for i = 1, #due, 2 do
-  if #claimed >= width * limit then break end
+  if #claimed >= 4 * limit then break end
   local id = due[i]
-  if redis.call('SET', '{IN_PROGRESS_KEY_PREFIX}' .. id, '1', 'NX', 'PX', ARGV[2]) then
+  if redis.call('SET', '{IN_PROGRESS_KEY_PREFIX}' .. id, ARGV[3], 'NX', 'PX', ARGV[2]) then
     claimed[#claimed + 1] = id
     claimed[#claimed + 1] = due[i + 1]
-    if fetch then
-      claimed[#claimed + 1] = redis.call('GET', '{JOB_KEY_PREFIX}' .. id)
-      claimed[#claimed + 1] = redis.call('INCR', '{RETRY_KEY_PREFIX}' .. id)
-      redis.call('EXPIRE', '{RETRY_KEY_PREFIX}' .. id, {RETRY_KEY_TTL_S})
-    end
+    claimed[#claimed + 1] = redis.call('GET', '{JOB_KEY_PREFIX}' .. id)
+    claimed[#claimed + 1] = redis.call('INCR', '{RETRY_KEY_PREFIX}' .. id)
+    redis.call('EXPIRE', '{RETRY_KEY_PREFIX}' .. id, {RETRY_KEY_TTL_S})
   end
 end
 return claimed
@@ -49,21 +46,20 @@ class Claimed(NamedTuple):
     job_id: str
     score: int
     payload: bytes | None
-    """None when not fetched, or when the job's key had expired."""
-    job_try: int | None
-    """None when not fetched."""
+    """None when the job's key had expired (the job TTL passed before it ran)."""
+    job_try: int
 
 
-def parse_claimed(reply: list[Any], *, fetched: bool) -> list[Claimed]:
-    """The script's flat reply → one `Claimed` per job."""
-    width = 4 if fetched else 2
+def claim_arguments(now_ms: int, expiry_ms: int, worker_id: str, limit: int, scan: int) -> list[Any]:
+    """ARGV for CLAIM_SCRIPT: claim up to `limit` of the first `scan` due jobs."""
+    return [now_ms, expiry_ms, worker_id, limit, scan]
+
+
+def parse_claimed(reply: list[Any]) -> list[Claimed]:
+    """The script's flat reply → one `Claimed` per job, in queue order."""
     jobs = []
-    for index in range(0, len(reply), width):
+    for index in range(0, len(reply), 4):
         job_id = reply[index]
         job_id = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
-        score = int(float(reply[index + 1]))
-        if fetched:
-            jobs.append(Claimed(job_id, score, reply[index + 2] or None, int(reply[index + 3])))
-        else:
-            jobs.append(Claimed(job_id, score, None, None))
+        jobs.append(Claimed(job_id, int(float(reply[index + 1])), reply[index + 2] or None, int(reply[index + 3])))
     return jobs

@@ -1,237 +1,207 @@
-"""taskline's arq Worker: arq 0.28's loop with its per-job costs cut and its silent drops closed."""
+"""Where taskline's worker departs from arq's: the one module that overrides arq's `Worker`.
+
+taskline runs arq's own loop (`Worker.main`: start-up hook, the poll loop, burst mode, signals
+and graceful shutdown) with arq's public settings, job functions (`arq.func`) and `Retry`. It
+overrides two public methods, each for a reason arq's behaviour cannot serve; the tests in
+tests/unit/test_arq_seam.py pin the arq behaviour each override relies on, so an arq upgrade
+that changes it fails them.
+
+`start_jobs(job_ids)`: arq's poll reads the due job ids and calls this. arq's version claims
+each id with five or more round trips, then `run_job` fetches it, logs and drops what it cannot
+deserialize or has no function for, and drops jobs whose key expired or whose tries ran out.
+taskline sets `queue_read_limit=1`, so arq's read only tells whether any job is due, and claims
+every due job it has room for in one round trip (worker/arq_seam/claim.py); each runs in
+taskline's own runner (worker/arq_seam/job_runner.py), where every job ends applied, a
+duplicate, deferred with a reason, or a dead letter. Relies on: arq calling it from each poll
+iteration with the due ids while `job_counter < max_jobs` and `allow_pick_jobs`; arq waiting
+for `self.tasks` in burst mode and on a graceful stop; arq reading `jobs_complete`,
+`jobs_failed` and `jobs_retried` for its shutdown lines (kept up to date here). arq's
+`after_job_end` hook is not called (taskline sets none); `on_job_start` and `on_job_end` are.
+
+`heart_beat()`: arq calls it at the end of each poll iteration, then sleeps `poll_delay`. Its
+own work (arq's health key, cron) still runs; then, since taskline gives arq a `poll_delay` of
+0, this is where the worker waits for work: an idle worker blocks on the queue's wake-up list
+(keys.wake_key) for up to TASKLINE_POLL_DELAY, or less when one of its own deferred jobs falls
+due sooner; a busy one waits for a free slot without asking Redis anything. So an idle worker
+sends two commands per poll delay, and a job whose producer pushed the wake-up token starts at
+once. Relies on: arq calling `heart_beat` once per poll iteration, after `start_jobs`.
+
+Nothing else of arq's is replaced, and no underscore name of arq's is read or written.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import heapq
+import time
 from typing import Any
 
-from arq.constants import abort_jobs_ss
-from arq.utils import timestamp_ms
 from arq.worker import Worker
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
-from taskline_producer.keys import (
-    IN_PROGRESS_KEY_PREFIX,
-    JOB_KEY_PREFIX,
-    RESULT_KEY_PREFIX,
-    RETRY_KEY_PREFIX,
-    TRANSIENT_KEY_PREFIX,
-    WAKE_KEY_SUFFIX,
-)
+from taskline_producer import keys
 
-from worker.arq_seam.arq_run import run_claimed_job
-from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, parse_claimed
+from worker.arq_seam.bookkeeping import Bookkeeper
+from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, claim_arguments, parse_claimed
+from worker.arq_seam.job_runner import Ending, JobEnd, JobRunner
+from worker.logs import get_logger
 from worker.pipeline.decode import BULK_PREFIX
-from worker.pipeline.runtime import Runtime
 
-__all__ = ["REDIS_LOST", "TasklineWorker"]
+__all__ = ["SeamOptions", "TasklineWorker"]
 
-REDIS_LOST: tuple[type[BaseException], ...] = (OSError, RedisConnectionError, RedisTimeoutError, WatchError)
-"""What arq's loop raises when Redis goes away. WatchError too: redis-py raises it instead of a
-ConnectionError when the connection drops while arq WATCHes a key. Supervisors reconnect on these."""
+
+class SeamOptions:
+    """taskline's own settings of the loop (arq's constructor has no room for them)."""
+
+    def __init__(self, *, idle_wait_s: float, bulk_concurrency: int, scan_limit: int) -> None:
+        self.idle_wait_s = idle_wait_s
+        """How long an idle worker waits for a wake-up token before polling again; 0 (burst mode
+        in tests) polls again at once."""
+        self.bulk_concurrency = bulk_concurrency
+        """How many apply_commands jobs are decoded and applied at once (memory)."""
+        self.scan_limit = scan_limit
+        """How many due jobs one claim looks at (running jobs stay at the head of the queue)."""
 
 
 class TasklineWorker(Worker):
-    """arq's Worker with its per-job costs cut and its silent drops closed (arq 0.28 seams):
+    """arq's Worker with `start_jobs` and `heart_beat` overridden (see the module docstring)."""
 
-    * jobs are claimed many per round trip, each fetched and its try counted in the same call
-      (arq claims each with four round trips, one after the other, and starts it with a fifth);
-    * jobs finishing together share one MULTI/EXEC for arq's bookkeeping;
-    * at most `bulk_concurrency` bulk jobs are decoded and applied at once (memory);
-    * an idle worker blocks on the queue's wake-up list instead of sleeping `poll_delay`, and a
-      saturated one polls again as soon as a slot frees;
-    * every job arq itself gives up on becomes a dead letter.
-    """
-
-    idle_wait_s = 0.0
-    """How long an idle poll waits for a wake-up token before polling again (TASKLINE_POLL_DELAY);
-    0 (burst mode in tests) polls without waiting."""
-
-    bulk_concurrency = 4
-    """How many apply_commands jobs are decoded and applied at once (TASKLINE_BULK_CONCURRENCY)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, seam: SeamOptions, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._bulk_slots: asyncio.Semaphore | None = None
-        self._slot_freed = asyncio.Event()
-        self._claim: Any = None
-        self._finishing: list[tuple[tuple[Any, ...], asyncio.Future[None]]] = []
-        self._finisher: asyncio.Task[None] | None = None
+        self.seam = _SeamState(self, seam)
 
-    async def _claim_due(self, count: int) -> int:
-        """Claim up to the free slots among the first `count` due jobs, in one round trip, and
-        start them; returns how many were claimed."""
-        free = min(self.max_jobs - self.job_counter, count)
-        if free <= 0:
-            return 0
-        if self._claim is None:
-            self._claim = self.pool.register_script(CLAIM_SCRIPT)
-        # With aborts enabled, arq's run_job must do its own opening (it also reads the abort set).
-        fetch = not self.allow_abort_jobs
-        reply = await self._claim(
-            keys=[self.queue_name],
-            args=[timestamp_ms(), int(self.in_progress_timeout_s * 1000), free, self.queue_read_limit, int(fetch)],
-        )
-        claimed = parse_claimed(reply, fetched=fetch)
-        for job in claimed:
-            await self.sem.acquire()
-            self.job_counter += 1
-            run = self.run_job(job.job_id, job.score) if job.job_try is None else self._run_claimed(job)
-            task = self.loop.create_task(run)
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job.job_id] = task
-        return len(claimed)
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        await self.seam.claim_and_start(job_ids)
 
-    async def _run_claimed(self, job: Claimed) -> None:
-        assert job.job_try is not None
-        if job.payload is None or not job.payload.startswith(BULK_PREFIX):
-            return await run_claimed_job(self, job.job_id, job.score, job.payload, job.job_try)
-        # A bulk job holds up to a thousand commands once decoded: only `bulk_concurrency` of
-        # them are decoded and applied at once; the others wait here, before their timeout runs.
-        if self._bulk_slots is None:
-            self._bulk_slots = asyncio.Semaphore(self.bulk_concurrency)
-        async with self._bulk_slots:
-            return await run_claimed_job(self, job.job_id, job.score, job.payload, job.job_try)
+    async def heart_beat(self) -> None:
+        await super().heart_beat()
+        await self.seam.wait_for_work()
 
-    async def _poll_iteration(self) -> None:
-        # arq's Worker._poll_iteration (arq 0.28), with its ZRANGEBYSCORE + per-job claims
-        # replaced by one claim script, and its blind sleep by a wait for work.
-        count = self.queue_read_limit
-        if self.burst and self.max_burst_jobs >= 0:
-            remaining = self.max_burst_jobs - self._jobs_started()
-            if remaining < 1:
-                return
-            count = min(remaining, count)
-        claimed = 0
-        if self.allow_pick_jobs and self.job_counter < self.max_jobs:
-            claimed = await self._claim_due(count)
-        if self.allow_abort_jobs:
-            await self._cancel_aborted_jobs()
-        for job_id, task in list(self.tasks.items()):
-            if task.done():
-                del self.tasks[job_id]
-                task.result()  # arq does this too: an error in run_job surfaces here
-        await self.heart_beat()
-        if not self.idle_wait_s:
-            return
-        if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
-            # Stopping, or every slot busy: poll again when a job ends (arq's poll loop itself
-            # no longer sleeps, so this wait is what keeps a stopping worker from spinning).
-            self._slot_freed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._slot_freed.wait(), self.idle_wait_s)
-        elif claimed == 0:
-            # Nothing claimable: wait for the enqueue script's wake-up token (or the poll delay,
-            # which also bounds how late a deferred retry starts) instead of sleeping blind.
-            await self.pool.execute_command(  # type: ignore[no-untyped-call]
-                "BLPOP", self.queue_name + WAKE_KEY_SUFFIX, self.idle_wait_s
+
+class _SeamState:
+    """Everything taskline keeps beside arq's Worker, in one attribute so no name can collide."""
+
+    def __init__(self, worker: TasklineWorker, options: SeamOptions) -> None:
+        self.worker = worker
+        self.options = options
+        self.log = get_logger("taskline.worker")
+        self.polled = False
+        self.claimed = 0
+        self.slot_freed = asyncio.Event()
+        self.own_due_ms: list[int] = []
+        """When this worker's deferred jobs fall due (a heap): an idle wait ends then."""
+        self.bulk_slots = asyncio.Semaphore(options.bulk_concurrency)
+        self.claim_script: Any = None
+        self.runner: JobRunner | None = None
+        self.bookkeeper: Bookkeeper | None = None
+
+    def _ready(self) -> tuple[JobRunner, Bookkeeper]:
+        """Built on the first claim: the startup hook has filled ctx and the pool exists by then."""
+        if self.runner is None or self.bookkeeper is None:
+            w = self.worker
+            self.claim_script = w.pool.register_script(CLAIM_SCRIPT)
+            self.runner = JobRunner(
+                functions=w.functions,  # type: ignore[arg-type]
+                decode=w.job_deserializer,  # type: ignore[arg-type]
+                ctx=w.ctx,
+                max_tries=w.max_tries,
+                timeout_s=w.job_timeout_s,
+                log=self.log,
+                on_job_start=w.on_job_start,
+                on_job_end=w.on_job_end,
             )
+            self.bookkeeper = Bookkeeper(w.pool, w.queue_name)
+        return self.runner, self.bookkeeper
 
-    def _release_sem_dec_counter_on_complete(self) -> None:
-        super()._release_sem_dec_counter_on_complete()
-        self._slot_freed.set()
+    @property
+    def worker_id(self) -> str:
+        health = self.worker.ctx.get("health")
+        return str(health.worker_id) if health is not None else "unknown"
 
-    async def finish_job(
-        self,
-        job_id: str,
-        finish: bool,
-        result_data: bytes | None,
-        result_timeout_s: float | None,
-        keep_result_forever: bool,
-        incr_score: int | None,
-        keep_in_progress: float | None,
-    ) -> None:
-        """arq's bookkeeping after a job, for all jobs finishing together in one MULTI/EXEC."""
-        future: asyncio.Future[None] = self.loop.create_future()
-        self._finishing.append(
-            ((job_id, finish, result_data, result_timeout_s, keep_result_forever, incr_score, keep_in_progress), future)
-        )
-        if self._finisher is None or self._finisher.done():
-            self._finisher = self.loop.create_task(self._flush_finished())
-        await future
+    async def claim_and_start(self, job_ids: list[bytes]) -> None:
+        w = self.worker
+        self.polled = True
+        self.claimed = 0
+        free = w.max_jobs - w.job_counter
+        if not job_ids or free <= 0:
+            return
+        self._ready()
+        expiry_ms = int(w.in_progress_timeout_s * 1000)
+        args = claim_arguments(_now_ms(), expiry_ms, self.worker_id, free, self.options.scan_limit)
+        claimed = parse_claimed(await self.claim_script(keys=[w.queue_name], args=args))
+        self.claimed = len(claimed)
+        for job in claimed:
+            w.job_counter += 1
+            task = asyncio.create_task(self.run(job))
+            task.add_done_callback(self._job_done)
+            w.tasks[job.job_id] = task
 
-    async def _flush_finished(self) -> None:
-        while self._finishing:
-            batch, self._finishing = self._finishing, []
-            try:
-                async with self.pool.pipeline(transaction=True) as pipe:
-                    for args, _ in batch:
-                        self._finish_in(pipe, *args)
-                    await pipe.execute()
-            except Exception as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
+    def _job_done(self, _: asyncio.Task[None]) -> None:
+        self.worker.job_counter -= 1
+        self.slot_freed.set()
+
+    async def run(self, job: Claimed) -> None:
+        """One claimed job, to its end; never raises (arq's loop re-raises what a job task raised)."""
+        runner, bookkeeper = self._ready()
+        try:
+            if job.payload is not None and job.payload.startswith(BULK_PREFIX):
+                # A bulk job holds up to a thousand commands once decoded: only a few are decoded
+                # and applied at once; the others wait here, claimed, before their timeout runs.
+                async with self.bulk_slots:
+                    end = await runner.run(job)
             else:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
+                end = await runner.run(job)
+        except asyncio.CancelledError:
+            # A stopping worker or a lost connection: the transaction rolled back; drop the
+            # claim so that another try runs the job now rather than when the claim expires.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(bookkeeper.record(job.job_id, JobEnd(Ending.RELEASE)))
+            return
+        self._count(end)
+        try:
+            await bookkeeper.record(job.job_id, end)
+        except Exception as exc:
+            # Redis went away between the job's end and its bookkeeping: the claim expires and
+            # another try finds the command already recorded (a duplicate, nothing applied twice).
+            self.log.info("could not record a job's end in Redis; its claim will expire", error=type(exc).__name__)
 
-    def _finish_in(
-        self,
-        pipe: Any,
-        job_id: str,
-        finish: bool,
-        result_data: bytes | None,
-        result_timeout_s: float | None,
-        keep_result_forever: bool,
-        incr_score: int | None,
-        keep_in_progress: float | None,
-    ) -> None:
-        # The same writes as arq's Worker.finish_job (arq 0.28), queued on a shared pipeline.
-        delete_keys = []
-        in_progress_key = IN_PROGRESS_KEY_PREFIX + job_id
-        if keep_in_progress is None:
-            delete_keys.append(in_progress_key)
-        else:
-            pipe.pexpire(in_progress_key, int(keep_in_progress * 1000))
-        if finish:
-            if result_data:
-                expire = None if keep_result_forever else result_timeout_s
-                pipe.set(RESULT_KEY_PREFIX + job_id, result_data, px=int(expire * 1000) if expire else None)
-            delete_keys += [RETRY_KEY_PREFIX + job_id, JOB_KEY_PREFIX + job_id, TRANSIENT_KEY_PREFIX + job_id]
-            if self.allow_abort_jobs:
-                pipe.zrem(abort_jobs_ss, job_id)
-            pipe.zrem(self.queue_name, job_id)
-        elif incr_score:
-            pipe.zincrby(self.queue_name, incr_score, job_id)
-        if delete_keys:
-            pipe.delete(*delete_keys)
+    def _count(self, end: JobEnd) -> None:
+        w = self.worker
+        if end.ending is Ending.DEFER:
+            w.jobs_retried += 1
+            if len(self.own_due_ms) < 10_000:
+                heapq.heappush(self.own_due_ms, _now_ms() + end.defer_ms)
+        elif end.ending is Ending.FINISH:
+            if end.failed:
+                w.jobs_failed += 1
+            else:
+                w.jobs_complete += 1
 
-    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
-        runtime: Runtime | None = self.ctx.get("runtime")
-        if runtime is not None:
-            raw = await self.pool.get(JOB_KEY_PREFIX + job_id)
-            reason = _arq_reason(result_data)
-            try:
-                await runtime.dead_letter(
-                    job_id=job_id,
-                    function=None,
-                    payload=raw,
-                    reason=reason,
-                    category="arq",
-                    attempts=int(await self.pool.get(RETRY_KEY_PREFIX + job_id) or 1),
-                )
-            except Exception:
-                # Keep the job in Redis: its in-progress key expires and arq tries again.
-                runtime.log.exception("could not dead-letter a job arq gave up on", job_id=job_id)
-                return
-            runtime.log.warning("dead-lettered a job arq gave up on", job_id=job_id, reason=reason)
-        await super().finish_failed_job(job_id, result_data)
-        await self.pool.delete(TRANSIENT_KEY_PREFIX + job_id)
+    async def wait_for_work(self) -> None:
+        w = self.worker
+        polled, claimed = self.polled, self.claimed
+        self.polled = False
+        wait_s = self.options.idle_wait_s
+        if wait_s <= 0:
+            return
+        if not w.allow_pick_jobs or w.job_counter >= w.max_jobs:
+            # Stopping, or every slot busy: look again when a job ends (no Redis command).
+            self.slot_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.slot_freed.wait(), wait_s)
+            return
+        if polled and claimed:
+            return  # more may be due right now
+        now = _now_ms()
+        if self.own_due_ms and self.own_due_ms[0] <= now:
+            while self.own_due_ms and self.own_due_ms[0] <= now:
+                heapq.heappop(self.own_due_ms)
+            return  # one of ours fell due since the poll: poll again now
+        if self.own_due_ms:
+            wait_s = min(wait_s, (self.own_due_ms[0] - now) / 1000)
+        if wait_s < 0.001:
+            return
+        await w.pool.execute_command("BLPOP", keys.wake_key(w.queue_name), wait_s)  # type: ignore[no-untyped-call]
 
 
-def _arq_reason(result_data: bytes | None) -> str:
-    try:
-        result = json.loads(result_data) if result_data else {}
-        detail = str(result.get("r", "")) or "no detail"
-    except ValueError:
-        detail = "no detail"
-    if "expired" in detail:
-        return "the job's key expired in Redis before a worker ran it (job TTL); the payload is gone"
-    if "retries exceeded" in detail:
-        return f"arq gave up: {detail} (the job kept crashing or timing out its worker)"
-    return f"arq gave up: {detail}"
+def _now_ms() -> int:
+    return int(time.time() * 1000)

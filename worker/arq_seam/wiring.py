@@ -1,30 +1,31 @@
 """Wiring: the arq worker that runs taskline's jobs, and its startup and shutdown.
 
-`worker_settings()` returns what arq's `WorkerSettings` holds (a plain dict, since arq does
-not read inherited class attributes); `WorkerSettings` is the same as a class for
-`arq worker.app.WorkerSettings`. `run_worker()` is what `taskline worker` runs: it keeps the
-process up across Redis outages, which stock arq does not.
+`worker_settings()` returns the arq Worker options for taskline's settings (arq's public
+options only); `build_worker()` makes the worker from them; `run_worker()` is what
+`taskline worker` runs: it keeps the process up across Redis outages, which stock arq does not.
+arq's own CLI cannot start this worker (it always builds a stock arq Worker), so
+`arq worker.arq_seam.wiring.WorkerSettings` refuses and says what to run instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 from typing import Any, cast
 
 from arq import func
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from taskline_producer import keys
 from taskline_producer.contract import BULK_JOB, COMMAND_JOBS, dumps
-from taskline_producer.keys import IN_PROGRESS_KEY_PREFIX
 
-from worker.arq_seam.overrides import TasklineWorker
+from worker.arq_seam.overrides import SeamOptions, TasklineWorker
 from worker.arq_seam.redis_settings import arq_redis_settings
-from worker.arq_seam.supervisor import run_until_stopped
+from worker.arq_seam.supervisor import connector_for, run_until_stopped
 from worker.logs import configure_logging, get_logger
 from worker.ops.health import Health, Monitor
 from worker.ops.metrics import Metrics
+from worker.ops.outages import OutageLog
 from worker.pipeline.decode import REJECT_JOB, Decoder
 from worker.pipeline.failures import Kind, RetryPolicy
 from worker.pipeline.group_commit import GroupCommitter
@@ -72,7 +73,11 @@ async def startup(ctx: dict[str, Any]) -> None:
         redis=ctx["redis"],
         log=log,
         log_each_command=settings.log_level == "DEBUG",
+        database=OutageLog(
+            log, service="PostgreSQL", setting="DATABASE_URL", url=settings.database_url, advice=DATABASE_ADVICE
+        ),
     )
+    await _check_database(ctx["runtime"])
     # Health: process-wide when supervise() made it (it outlives reconnects), else this worker's.
     health: Health = ctx.setdefault("health", Health(interval=settings.heartbeat_interval))
     monitor = Monitor(
@@ -83,6 +88,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         engine=engine,
         log=log,
         worker=ctx.get("worker"),
+        contract_version=settings.contract_version,
     )
     ctx["monitor"] = monitor
     monitor.start()
@@ -108,8 +114,27 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     runtime.log.info("worker stopped")
 
 
+DATABASE_ADVICE = (
+    "check that PostgreSQL runs, that DATABASE_URL points at it (host, port, user, password, database),"
+    " and that its max_connections has room for this worker's pool"
+)
+
+
+async def _check_database(runtime: Runtime) -> None:
+    """At start-up, say at once (and only once) when PostgreSQL cannot be reached; the worker
+    starts anyway and its jobs wait, retried, until the database answers."""
+    try:
+        async with asyncio.timeout(5), runtime.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        if runtime.database is not None:
+            runtime.database.down(exc, what="commands wait and are retried; ")
+    else:
+        runtime.database_answered()
+
+
 def worker_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
-    """arq worker keyword arguments for these settings."""
+    """arq Worker keyword arguments for these settings: only arq's public options."""
     policy = retry_policy(settings)
     arq_timeout = settings.job_timeout + ARQ_TIMEOUT_MARGIN_S
     tries = arq_max_tries(policy)
@@ -131,7 +156,7 @@ def worker_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "keep_result": 0,  # outcomes live in PostgreSQL; nothing is left in Redis per job
         "max_tries": tries,
         "job_completion_wait": int(settings.shutdown_grace),
-        "health_check_interval": 60,
+        "health_check_interval": 3600,  # arq's shared health key; taskline's heartbeats replace it
         "log_results": False,
         "on_startup": startup,
         "on_shutdown": shutdown,
@@ -143,21 +168,34 @@ def worker_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
 
 def build_worker(settings: Settings, **overrides: Any) -> TasklineWorker:
     values = worker_settings(settings, **overrides)
-    # arq sleeps poll_delay between polls; taskline's worker instead waits up to that long for
-    # a wake-up from the enqueue script, so arq's own sleep is zero (see TasklineWorker).
-    idle_wait = values["poll_delay"]
+    # arq sleeps poll_delay after every poll; taskline's worker instead waits up to that long for
+    # a wake-up token (TasklineWorker.heart_beat), so arq's own sleep is zero.
+    idle_wait = 0.0 if values.get("burst") else float(values["poll_delay"])
     values["poll_delay"] = 0
-    worker = TasklineWorker(**values)
-    worker.idle_wait_s = 0 if values.get("burst") else float(idle_wait)
-    worker.bulk_concurrency = settings.bulk_concurrency
+    # arq's read of the queue only needs to say whether a job is due: the claim script reads the
+    # due jobs itself (up to five times the slots, arq's own default), without sending ids twice.
+    values["queue_read_limit"] = 1
+    seam = SeamOptions(
+        idle_wait_s=idle_wait,
+        bulk_concurrency=settings.bulk_concurrency,
+        scan_limit=max(values["max_jobs"] * 5, 100),
+    )
+    worker = TasklineWorker(**values, seam=seam)
     worker.ctx.setdefault("worker", worker)  # the heartbeat reports its job counts
     return worker
 
 
+ARQ_CLI_REFUSAL = (
+    "taskline's worker is started with `taskline worker` (the Procfile's worker process), not with"
+    " arq's CLI: arq's CLI always builds a stock arq Worker, which would run taskline's jobs without"
+    " its claim script, dead letters for jobs arq gives up on, bulk limit and reconnects."
+)
+
+
 def __getattr__(name: str) -> Any:
-    """`WorkerSettings`, built from the environment when arq's CLI asks for it (not at import)."""
+    """`arq worker.arq_seam.wiring.WorkerSettings` is refused, saying what to run instead."""
     if name == "WorkerSettings":
-        return worker_settings(load_settings())
+        raise SystemExit(ARQ_CLI_REFUSAL)
     raise AttributeError(name)
 
 
@@ -188,12 +226,14 @@ async def supervise(settings: Settings, stopping: asyncio.Event | None = None) -
 
     health = Health(interval=settings.heartbeat_interval)
     metrics = Metrics()
-    async with process_ops(health, metrics, settings.metrics_port, get_logger("taskline.worker")):
+    log = get_logger("taskline.worker")
+    async with process_ops(health, metrics, settings.metrics_port, log, host=settings.metrics_host):
         await _run_workers(settings, stopping or asyncio.Event(), {"health": health, "metrics": metrics})
 
 
 async def _run_workers(settings: Settings, stopping: asyncio.Event, shared: dict[str, Any]) -> None:
     abandoned: list[str] = []
+    values = worker_settings(settings)
 
     async def release_abandoned() -> None:
         abandoned[:] = await _release_claims(settings, abandoned) if abandoned else []
@@ -202,11 +242,15 @@ async def _run_workers(settings: Settings, stopping: asyncio.Event, shared: dict
         abandoned.extend(job_id for job_id, task in worker.tasks.items() if not task.done())
 
     await run_until_stopped(
-        build=lambda: build_worker(settings, handle_signals=False, ctx={"settings": settings, **shared}),
+        connect=connector_for(values),
+        build=lambda pool: build_worker(
+            settings, redis_pool=pool, handle_signals=False, ctx={"settings": settings, **shared}
+        ),
         request_stop=_request_stop,
         close=_close,
         stopping=stopping,
         log=get_logger("taskline.worker"),
+        redis_url=settings.redis_url,
         before_start=release_abandoned,
         on_lost=note_abandoned,
     )
@@ -216,40 +260,38 @@ def _request_stop(worker: TasklineWorker, stopping: asyncio.Event, sig: signal.S
     if stopping.is_set():
         return
     stopping.set()
+    settings: Settings = worker.ctx["settings"]
     health: Health | None = worker.ctx.get("health")
     if health is not None:
         health.stopping = True  # not ready from now on; the heartbeat says so
     get_logger("taskline.worker").info(
         "stopping: finishing running jobs",
         signal=sig.name,
-        grace_s=worker._job_completion_wait,
+        grace_s=settings.shutdown_grace,
         running=sum(not task.done() for task in worker.tasks.values()),
     )
     worker.handle_sig_wait_for_completion(sig)
 
 
 async def _release_claims(settings: Settings, job_ids: list[str]) -> list[str]:
-    """Drop the in-progress keys of jobs this process abandoned when Redis went away, so they
-    run again now rather than when their claims expire (their transactions rolled back, or
-    committed and will be recognised as duplicates). Returns the ids still to release."""
+    """Drop the claims of jobs this process abandoned when Redis went away, so they run again
+    now rather than when their claims expire (their transactions rolled back, or committed and
+    will be recognised as duplicates). Returns the ids still to release."""
     from redis.asyncio import Redis
 
     client = Redis.from_url(settings.redis_url, socket_timeout=2)
     try:
-        await client.delete(*(IN_PROGRESS_KEY_PREFIX + job_id for job_id in job_ids))
+        await client.delete(*(keys.in_progress_key(job_id) for job_id in job_ids))
         return []
-    except (OSError, RedisConnectionError, RedisTimeoutError):
+    except (RedisError, OSError):
         return job_ids  # Redis is still away: try again on the next reconnect (or let them expire)
     finally:
         await client.aclose()
 
 
 async def _close(worker: TasklineWorker) -> None:
+    """arq's `Worker.close` also deletes arq's health key and closes the pool; the supervisor owns
+    the pool here, and after an outage neither would work. So: let the jobs end, then shut down."""
     await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
-    if worker.on_shutdown and worker.ctx.get("runtime") is not None:
-        await worker.on_shutdown(worker.ctx)
-        worker.ctx.pop("runtime", None)
-    if worker._pool is not None:
-        with contextlib.suppress(Exception):
-            await worker.pool.close(close_connection_pool=True)
-        worker._pool = None
+    if worker.ctx.get("runtime") is not None:
+        await shutdown(worker.ctx)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -18,7 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from worker.settings import Settings, SettingsError, load_settings, redact_url
+from worker.cli_errors import describe
+from worker.settings import Settings, SettingsError, load_settings
 
 __all__ = ["health", "metrics"]
 
@@ -100,7 +100,7 @@ def health(
     try:
         workers, claims = asyncio.run(_fetch_workers(settings, queue))
     except Exception as exc:
-        message = f"cannot read heartbeats from Redis at {redact_url(settings.redis_url)}: {type(exc).__name__}: {exc}"
+        message = f"cannot read heartbeats: {describe(exc)}"
         _report(as_json, queue, False, message, [])
         raise typer.Exit(1) from None
     if worker_id:
@@ -176,52 +176,16 @@ def _report(
         (out if ok else err).print("waiting: " + describe_claims(claims), markup=False, highlight=False)
 
 
-class _FleetReader:
-    """Reads the fleet's numbers: heartbeats and queue depth from Redis, dead letters from the database."""
-
-    def __init__(self, settings: Settings) -> None:
-        from sqlalchemy.ext.asyncio import create_async_engine
-
-        self.settings = settings
-        self.redis = _redis(settings)
-        self.engine = create_async_engine(
-            settings.database_url,
-            pool_size=1,
-            max_overflow=0,
-            hide_parameters=True,
-            connect_args={"server_settings": {"application_name": "taskline-metrics"}, "timeout": _REDIS_TIMEOUT_S},
-        )
-
-    async def page(self) -> bytes:
-        from worker.ops.claims import stranded_claims
-        from worker.ops.fleet import live_workers, read_heartbeats, render_fleet_metrics
-        from worker.ops.health import count_dead_letters, queue_depth, scheduler_queue_name
-
-        queue = self.settings.queue
-        heartbeats = await read_heartbeats(self.redis, queue)
-        workers = heartbeats.live
-        claims = await stranded_claims(self.redis, heartbeats.gone)
-        schedulers = await live_workers(self.redis, scheduler_queue_name(queue))
-        depth = await queue_depth(self.redis, queue)
-        dead_letters: int | None
-        try:
-            async with asyncio.timeout(_REDIS_TIMEOUT_S), self.engine.connect() as conn:
-                dead_letters = await count_dead_letters(conn)
-        except Exception as exc:
-            err.print(f"dead letters not counted: {type(exc).__name__}", markup=False)
-            dead_letters = None
-        return render_fleet_metrics(
-            queue, workers, depth, dead_letters, schedulers=schedulers, claims_waiting=len(claims)
-        )
-
-    async def close(self) -> None:
-        await self.redis.aclose()
-        await self.engine.dispose()
-
-
 def metrics(
     serve: Annotated[int | None, typer.Option("--serve", help="Serve the page over HTTP on this port.")] = None,
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on with --serve.")] = "0.0.0.0",
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            envvar="TASKLINE_METRICS_HOST",
+            help="Interface to listen on with --serve; 0.0.0.0 for every interface (Heroku, Kubernetes).",
+        ),
+    ] = "127.0.0.1",
     token: Annotated[
         str | None,
         typer.Option("--token", envvar="TASKLINE_METRICS_TOKEN", help="With --serve: require this bearer token."),
@@ -231,57 +195,21 @@ def metrics(
     Prometheus page.
 
     Printed once on stdout, or served at /metrics with --serve PORT (e.g. a Heroku
-    `web: taskline metrics --serve $PORT` process)."""
+    `web: taskline metrics --serve $PORT --host 0.0.0.0` process), read at most once a second
+    however often it is scraped. Exits 1 when the dead letters could not be counted (the page
+    is printed all the same)."""
+    from worker.ops.fleet_page import read_once, serve_fleet
+
     settings = _load()
     if serve is None:
         try:
-            page = asyncio.run(_once(settings))
+            page, database_problem = asyncio.run(read_once(settings))
         except Exception as exc:
-            err.print(
-                f"cannot read the fleet from Redis at {redact_url(settings.redis_url)}: {type(exc).__name__}",
-                markup=False,
-            )
+            err.print(f"error: cannot read the fleet: {describe(exc)}", markup=False, highlight=False)
             raise typer.Exit(1) from None
         print(page.decode(), end="")
+        if database_problem:  # the page is printed all the same, without taskline_dead_letters
+            err.print(f"error: dead letters not counted: {database_problem}", markup=False, highlight=False)
+            raise typer.Exit(1)
         return
-    asyncio.run(_serve(settings, serve, host, token))
-
-
-async def _once(settings: Settings) -> bytes:
-    reader = _FleetReader(settings)
-    try:
-        return await reader.page()
-    finally:
-        await reader.close()
-
-
-async def _serve(settings: Settings, port: int, host: str, token: str | None) -> None:
-    from prometheus_client import CONTENT_TYPE_LATEST
-
-    from worker.ops.http_server import Response, json_response
-    from worker.ops.http_server import serve as serve_http
-
-    reader = _FleetReader(settings)
-
-    async def handle(path: str) -> Response:
-        if path in ("/metrics", "/"):
-            try:
-                return Response(200, await reader.page(), CONTENT_TYPE_LATEST)
-            except Exception as exc:
-                return json_response(503, {"error": f"cannot read the fleet from Redis: {type(exc).__name__}"})
-        if path in ("/healthz", "/livez", "/readyz"):
-            return json_response(200, {"status": "alive"})
-        return json_response(404, {"error": "not found", "paths": ["/metrics", "/healthz"]})
-
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    server = await serve_http(handle, port, host=host or None, token=token)
-    err.print(f"serving the fleet's metrics on http://{host}:{port}/metrics (queue {settings.queue})", markup=False)
-    try:
-        await stop.wait()
-    finally:
-        server.close()
-        await server.wait_closed()
-        await reader.close()
+    asyncio.run(serve_fleet(settings, serve, host, token, log=err))

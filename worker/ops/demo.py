@@ -5,25 +5,67 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 from uuid import uuid4
 
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
 from taskline_producer import keys
 from taskline_producer.client import TaskProducer
 from taskline_producer.contract import Command, CompleteTask, CreateTask, UpdateTask
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, envelope, epoch_ms
 
-from worker.settings import Settings
+from worker.settings import Settings, redact_url
 from worker.store.engine import make_engine, make_sessions
 
-__all__ = ["run_demo"]
+__all__ = ["NoWorker", "check_worker", "run_demo"]
 
 
-async def run_demo(settings: Settings, *, users: int, wait_s: float, console: Console) -> None:
+WORKER_LOOK_S: Final = 3.0
+"""How long the demo looks for a worker's heartbeat before it says none is running."""
+
+
+class NoWorker(Exception):
+    """No worker beats on the demo's queue: nothing would apply the commands."""
+
+
+async def check_worker(settings: Settings, console: Console, look_s: float = WORKER_LOOK_S) -> int:
+    """How many live workers beat on the queue; raises NoWorker, saying what to start, if none
+    shows up within `look_s` (a worker that has just started may not have beaten yet)."""
+    from redis.asyncio import Redis
+
+    from worker.ops.fleet import live_workers
+
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
+    deadline = time.monotonic() + look_s
+    try:
+        with console.status(f"looking for a live worker on queue {settings.queue}"):
+            while not (workers := await live_workers(redis, settings.queue)) and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+    finally:
+        await redis.aclose()
+    if not workers:
+        raise NoWorker(
+            f"no live worker on queue {settings.queue} (no fresh heartbeat in Redis at"
+            f" {redact_url(settings.redis_url)}): start one in another terminal with `taskline worker`"
+            " (same DATABASE_URL, REDIS_URL and TASKLINE_QUEUE), then run `taskline demo` again"
+        )
+    return len(workers)
+
+
+async def run_demo(settings: Settings, *, users: int, wait_s: float, console: Console) -> bool:
+    """Send the demo stream and show what came of it; False if the worker did not apply it all
+    within `wait_s`. Raises NoWorker before sending anything when no worker is running."""
     engine = make_engine(settings)
+    try:
+        return await _demo(settings, engine, users=users, wait_s=wait_s, console=console)
+    finally:
+        await engine.dispose()
+
+
+async def _demo(settings: Settings, engine: AsyncEngine, *, users: int, wait_s: float, console: Console) -> bool:
     sessions = make_sessions(engine)
     async with sessions() as session, session.begin():
         for user_id in range(1, users + 1):
@@ -34,6 +76,8 @@ async def run_demo(settings: Settings, *, users: int, wait_s: float, console: Co
                 ),
                 params={"id": user_id, "email": f"demo{user_id}@example.com", "pw": "!", "name": f"Demo {user_id}"},
             )
+    workers = await check_worker(settings, console)  # after the database, so each says if it is down
+    console.print(f"{workers} live worker(s) on queue {settings.queue}", highlight=False)
     now = datetime.now(UTC)
     task_a, task_b = uuid4(), uuid4()
     commands: list[Command] = [
@@ -64,32 +108,36 @@ async def run_demo(settings: Settings, *, users: int, wait_s: float, console: Co
             pipe.zadd(settings.queue, {invalid_id: epoch_ms()})
             await pipe.execute()
         console.print(f"sent {report.queued} commands, {len(report.duplicates)} refused as duplicate, 1 invalid")
-        deadline = time.monotonic() + wait_s
-        while await producer.redis.zcard(settings.queue) and time.monotonic() < deadline:  # noqa: ASYNC110
+    deadline = time.monotonic() + wait_s
+    console.print(f"waiting up to {wait_s:g} s for the worker to apply them", highlight=False)
+    with console.status("waiting"):
+        while True:
+            tasks, letters = await _results(sessions, [task_a, task_b], invalid_id)
+            done = len(tasks) == 2 and all(row.completed or row.description for row in tasks) and bool(letters)
+            if done or time.monotonic() >= deadline:
+                break
             await asyncio.sleep(0.1)
-    await asyncio.sleep(0.3)
+    return _show(console, tasks, letters)
+
+
+async def _results(sessions: Any, task_ids: list[Any], invalid_id: str) -> tuple[list[Any], list[Any]]:
     async with sessions() as session:
         tasks = (
             await session.exec(
-                sa.text(  # type: ignore[call-overload]
-                    "SELECT id, user_id, title, description, completed FROM task WHERE id = ANY(:ids)"
-                ),
-                params={"ids": [task_a, task_b]},
+                sa.text("SELECT id, user_id, title, description, completed FROM task WHERE id = ANY(:ids)"),
+                params={"ids": task_ids},
             )
         ).all()
         letters = (
             await session.exec(
-                sa.text(  # type: ignore[call-overload]
-                    "SELECT job_id, reason FROM dead_letter WHERE job_id = :id"
-                ),
+                sa.text("SELECT job_id, reason FROM dead_letter WHERE job_id = :id"),
                 params={"id": invalid_id},
             )
         ).all()
-    await engine.dispose()
-    _show(console, tasks, letters)
+    return list(tasks), list(letters)
 
 
-def _show(console: Console, tasks: list[Any], letters: list[Any]) -> None:
+def _show(console: Console, tasks: list[Any], letters: list[Any]) -> bool:
     table = Table("task", "user", "title", "description", "completed", title="tasks the worker wrote")
     for row in tasks:
         table.add_row(
@@ -97,6 +145,11 @@ def _show(console: Console, tasks: list[Any], letters: list[Any]) -> None:
         )
     console.print(table)
     for row in letters:
-        console.print(f"dead letter {row.job_id[:8]}: {row.reason}", markup=False)
-    if len(tasks) < 2:
-        console.print("[yellow]the worker has not applied everything yet: is `taskline worker` running?[/yellow]")
+        console.print(f"dead letter {row.job_id}: {row.reason}", markup=False, highlight=False)
+    if len(tasks) < 2 or not letters:
+        console.print(
+            "[yellow]the worker has not applied everything yet: is it stuck or stopped? See"
+            " `taskline health --all` and its log[/yellow]"
+        )
+        return False
+    return True

@@ -6,9 +6,10 @@ task (started by the worker's startup hook, cancelled by its shutdown hook) that
 
 * runs `SELECT 1` on the database (readiness),
 * writes `taskline:worker:<queue>:<worker id>` = a JSON document (ids, job counts, the ids of
-  the jobs it is running, database state and a snapshot of the worker's metrics), and adds the
-  id to the index `taskline:workers:<queue>` (a sorted set), so that `taskline health` and
-  `taskline metrics` find the live workers without scanning the keyspace;
+  the jobs it is running, database state, the newest contract version it applies and a snapshot
+  of the worker's metrics), and adds the id to the index `taskline:workers:<queue>` (a sorted
+  set), so that `taskline health` and `taskline metrics` find the live workers without scanning
+  the keyspace;
 
 and a second task that refreshes the gauges nothing else updates: `taskline_queue_depth`
 (two ZCOUNTs) every interval and `taskline_dead_letters_waiting` every third interval.
@@ -270,12 +271,14 @@ class Monitor:
         running_jobs: Callable[[], Collection[str]] | None = None,
         claim_ttl_s: float | None = None,
         details: Callable[[], dict[str, Any]] | None = None,
+        contract_version: int | None = None,  # a worker's TASKLINE_CONTRACT_VERSION
     ) -> None:
         """`running_jobs` returns the ids of the jobs this process runs now (default: the arq
         worker's unfinished tasks); `claim_ttl_s` is how long its claims on them live in Redis
         (default: a command worker's `in_progress_timeout_s`; 0 for other roles); `details`
         adds fields to the heartbeat document (the scheduler's last purge)."""
         self.queue = queue
+        self.contract_version = contract_version
         self.role = role
         self.gauges = gauges
         self.health = health
@@ -388,6 +391,7 @@ class Monitor:
             "last_beat": _now().isoformat(),
             "interval_s": health.interval,
             "key_ttl_ms": int(self.key_ttl_s * 1000),
+            "contract_version": self.contract_version,  # the newest contract version it applies
             "jobs_running": running,
             "running_job_ids": running_ids,
             "jobs_done": done,

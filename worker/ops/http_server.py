@@ -5,7 +5,14 @@ nothing about health. This server runs in the same asyncio loop as the jobs, so 
 stops answering (and its liveness pulse stops), which is exactly what a liveness probe should
 see; it needs no new dependency, and a scrape costs one `generate_latest` call (a few hundred
 microseconds) in the loop. It speaks just enough HTTP/1.1 for probes and Prometheus: GET and
-HEAD, one request per connection, a 5 s deadline to send the request head.
+HEAD, one request per connection.
+
+What a slow or hostile client can cost is bounded: 5 s to send the request head, 10 s for the
+answer to be built and taken (a client that stops reading is cut off), and at most
+`MAX_CONNECTIONS` connections at once; a connection beyond that is closed at once, unread.
+It listens on `TASKLINE_METRICS_HOST`, 127.0.0.1 by default: set 0.0.0.0 (or the pod's IP)
+where Prometheus or the kubelet must reach it from outside (Kubernetes probes and scrapes
+connect to the pod's IP, not to its loopback).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -24,11 +31,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from worker.ops.health import Health
 from worker.ops.metrics import Metrics
 
-__all__ = ["Response", "health_routes", "json_response", "process_ops", "serve"]
+__all__ = ["DEFAULT_HOST", "MAX_CONNECTIONS", "Response", "health_routes", "json_response", "process_ops", "serve"]
 
 _REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 _HEAD_LIMIT = 16 * 1024
 _REQUEST_DEADLINE_S = 5.0
+_RESPONSE_DEADLINE_S = 10.0
+MAX_CONNECTIONS: Final = 32
+"""Connections served at once; probes and scrapes need a handful."""
+DEFAULT_HOST: Final = "127.0.0.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,45 +73,70 @@ def health_routes(health: Health, metrics: Metrics) -> Handler:
     return handle
 
 
-async def serve(handler: Handler, port: int, host: str | None = None, token: str | None = None) -> asyncio.Server:
-    """Start serving `handler` on host:port (all interfaces by default). With `token`, /metrics
+async def serve(
+    handler: Handler,
+    port: int,
+    host: str | None = DEFAULT_HOST,
+    token: str | None = None,
+    *,
+    max_connections: int = MAX_CONNECTIONS,
+    request_deadline_s: float = _REQUEST_DEADLINE_S,
+    response_deadline_s: float = _RESPONSE_DEADLINE_S,
+) -> asyncio.Server:
+    """Start serving `handler` on host:port (None: every interface). With `token`, /metrics
     needs `Authorization: Bearer <token>`; the health paths never do."""
+    open_connections = 0
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal open_connections
+        if open_connections >= max_connections:
+            writer.transport.abort()  # over the cap: closed at once, nothing read or written
+            return
+        open_connections += 1
         try:
-            async with asyncio.timeout(_REQUEST_DEADLINE_S):
+            async with asyncio.timeout(request_deadline_s):
                 head = await reader.readuntil(b"\r\n\r\n")
-            request_line, *header_lines = head.decode("latin-1").split("\r\n")
-            method, target, _version = request_line.split(" ", 2)
-            path = urlsplit(target).path or "/"
-            headers = {}
-            for line in header_lines:
-                name, sep, value = line.partition(":")
-                if sep:
-                    headers[name.strip().lower()] = value.strip()
-            if method not in ("GET", "HEAD"):
-                response = json_response(405, {"error": "only GET and HEAD"})
-            elif token and path == "/metrics" and not _authorised(headers.get("authorization", ""), token):
-                response = json_response(401, {"error": "send Authorization: Bearer <TASKLINE_METRICS_TOKEN>"})
-            else:
-                response = await handler(path)
-            status_line = f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Error')}\r\n"
-            head_out = (
-                f"{status_line}Content-Type: {response.content_type}\r\n"
-                f"Content-Length: {len(response.body)}\r\nConnection: close\r\n"
-                + ("WWW-Authenticate: Bearer\r\n" if response.status == 401 else "")
-                + "\r\n"
-            )
-            writer.write(head_out.encode("latin-1") + (response.body if method == "GET" else b""))
-            await writer.drain()
+            async with asyncio.timeout(response_deadline_s):
+                await _answer(handler, token, head, writer)
         except (TimeoutError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-            pass  # a client that sends nonsense or goes away gets nothing
+            writer.transport.abort()  # a client that sends nonsense, stalls or goes away gets nothing more
         finally:
+            open_connections -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
 
     return await asyncio.start_server(on_connection, host=host, port=port, limit=_HEAD_LIMIT, reuse_address=True)
+
+
+async def _answer(handler: Handler, token: str | None, head: bytes, writer: asyncio.StreamWriter) -> None:
+    request_line, *header_lines = head.decode("latin-1").split("\r\n")
+    method, target, _version = request_line.split(" ", 2)
+    path = urlsplit(target).path or "/"
+    headers = {}
+    for line in header_lines:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    if method not in ("GET", "HEAD"):
+        response = json_response(405, {"error": "only GET and HEAD"})
+    elif token and path == "/metrics" and not _authorised(headers.get("authorization", ""), token):
+        response = json_response(401, {"error": "send Authorization: Bearer <TASKLINE_METRICS_TOKEN>"})
+    else:
+        response = await handler(path)
+    status_line = f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Error')}\r\n"
+    head_out = (
+        f"{status_line}Content-Type: {response.content_type}\r\n"
+        f"Content-Length: {len(response.body)}\r\nConnection: close\r\n"
+        + ("WWW-Authenticate: Bearer\r\n" if response.status == 401 else "")
+        + "\r\n"
+    )
+    writer.write(head_out.encode("latin-1") + (response.body if method == "GET" else b""))
+    await writer.drain()
+
+
+def _loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
 
 
 def _authorised(header: str, token: str) -> bool:
@@ -109,18 +145,29 @@ def _authorised(header: str, token: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def process_ops(health: Health, metrics: Metrics, port: int | None, log: Any) -> AsyncIterator[None]:
+async def process_ops(
+    health: Health, metrics: Metrics, port: int | None, log: Any, host: str = DEFAULT_HOST
+) -> AsyncIterator[None]:
     """What a long-running process (a worker, the scheduler) keeps for its whole life, across
-    Redis reconnects: the liveness pulse, and /metrics, /healthz and /readyz on `port` (if set)."""
+    Redis reconnects: the liveness pulse, and /metrics, /healthz and /readyz on host:`port`
+    (if a port is set; `host` is TASKLINE_METRICS_HOST)."""
     from worker.settings import SettingsError
 
     server = None
     if port:
         try:
-            server = await serve(health_routes(health, metrics), port)
+            server = await serve(health_routes(health, metrics), port, host=host)
         except OSError as exc:
-            raise SettingsError(f"TASKLINE_METRICS_PORT {port}: cannot listen: {exc}") from None
-        log.info("serving /metrics, /healthz and /readyz", port=port, worker_id=health.worker_id)
+            raise SettingsError(
+                f"TASKLINE_METRICS_HOST {host} / TASKLINE_METRICS_PORT {port}: cannot listen: {exc}"
+            ) from None
+        log.info(
+            "serving /metrics, /healthz and /readyz",
+            host=host,
+            port=port,
+            worker_id=health.worker_id,
+            reachable="from this machine only (TASKLINE_METRICS_HOST)" if _loopback(host) else "from the network",
+        )
     pulse = asyncio.create_task(health.run_pulse(), name="taskline-pulse")
     try:
         yield

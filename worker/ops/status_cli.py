@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from worker.settings import Settings, SettingsError, load_settings, redact_url
+from worker.settings import Settings, SettingsError, load_settings
 
 __all__ = ["render_status", "status"]
 
@@ -188,9 +188,7 @@ def status(
     except KeyboardInterrupt:
         return
     except Exception as exc:
-        err.print(
-            f"cannot read the fleet from Redis at {redact_url(settings.redis_url)} (REDIS_URL):"
-            f" {type(exc).__name__}: {exc}. Check that Redis is running and REDIS_URL points at it.",
-            markup=False,
-        )
+        from worker.cli_errors import describe
+
+        err.print(f"cannot read the fleet: {describe(exc)}", markup=False)
         raise typer.Exit(1) from None

@@ -12,7 +12,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from worker.settings import Settings, SettingsError, load_settings, redact_url
+from worker.settings import Settings, SettingsError, load_settings
 
 __all__ = ["render_trace", "run_trace", "trace"]
 
@@ -136,11 +136,9 @@ def trace(
     try:
         story = asyncio.run(run_trace(settings, ident))
     except Exception as exc:
-        err.print(
-            f"cannot read Redis ({redact_url(settings.redis_url)}, REDIS_URL) or PostgreSQL"
-            f" ({redact_url(settings.database_url)}, DATABASE_URL): {type(exc).__name__}: {exc}",
-            markup=False,
-        )
+        from worker.cli_errors import describe
+
+        err.print(f"cannot tell the story: {describe(exc)}", markup=False)
         raise typer.Exit(1) from None
     if story is None:
         err.print(

@@ -23,15 +23,34 @@ from worker.store.models import DeadLetter
 
 __all__ = [
     "PAYLOAD_KEEP_BYTES",
+    "REASON_MAX_CHARS",
     "DeadLetterFilter",
+    "cap_reason",
     "delete_dead_letters",
+    "discard_dead_letters",
     "find_dead_letters",
+    "find_job_ids",
+    "lock_dead_letters",
+    "match_job_ids",
     "record_dead_letter",
     "upsert_dead_letter",
 ]
 
 PAYLOAD_KEEP_BYTES: Final = 64 * 1024
 """Payloads above the size limit are kept truncated to this many bytes (their size is kept)."""
+
+
+REASON_MAX_CHARS: Final = 2000
+"""A dead letter's reason (and its log line's) is cut to this many characters: a reason quotes
+what it refuses (a function name, a value), which a producer can make as long as a whole payload."""
+
+
+def cap_reason(reason: str) -> str:
+    """The reason, cut to REASON_MAX_CHARS with a note saying so."""
+    if len(reason) <= REASON_MAX_CHARS:
+        return reason
+    note = f"… ({len(reason)} characters, cut)"
+    return reason[: REASON_MAX_CHARS - len(note)] + note
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +97,7 @@ async def upsert_dead_letter(
         "function": function,
         "payload": kept,
         "payload_size": size,
-        "reason": reason,
+        "reason": cap_reason(reason),
         "category": category,
         "attempts": max(1, attempts),
         "queue": queue,
@@ -118,6 +137,44 @@ async def find_dead_letters(
     return list((await session.exec(query)).all())
 
 
+async def find_job_ids(session: AsyncSession, where: DeadLetterFilter) -> list[str]:
+    """The job ids of the matching dead letters, oldest first (a fixed list to work through)."""
+    query = select(DeadLetter.job_id).where(*where.where()).order_by(col(DeadLetter.failed_at), col(DeadLetter.job_id))
+    return [str(job_id) for job_id in (await session.exec(query)).all()]
+
+
+async def lock_dead_letters(session: AsyncSession, job_ids: Sequence[str], where: DeadLetterFilter) -> list[DeadLetter]:
+    """The dead letters of these job ids that still match, locked (FOR UPDATE) until the
+    transaction ends: a worker writing one of them waits until then (worker/ops/replay.py)."""
+    query = (
+        select(DeadLetter)
+        .where(col(DeadLetter.job_id).in_(list(job_ids)), *where.where())
+        .order_by(col(DeadLetter.job_id))
+        .with_for_update()
+    )
+    return list((await session.exec(query)).all())
+
+
+async def match_job_ids(session: AsyncSession, prefix: str, *, limit: int = 10) -> list[str]:
+    """The job id equal to `prefix` if there is one, else up to `limit` job ids starting with it."""
+    exact = await session.exec(select(DeadLetter.job_id).where(col(DeadLetter.job_id) == prefix))
+    if exact.first() is not None:
+        return [prefix]
+    query = (
+        select(DeadLetter.job_id)
+        .where(col(DeadLetter.job_id).startswith(prefix, autoescape=True))
+        .order_by(col(DeadLetter.job_id))
+        .limit(limit)
+    )
+    return [str(job_id) for job_id in (await session.exec(query)).all()]
+
+
 async def delete_dead_letters(session: AsyncSession, job_ids: Sequence[str]) -> int:
     result = await session.exec(sa.delete(DeadLetter).where(col(DeadLetter.job_id).in_(list(job_ids))))
     return int(result.rowcount or 0)
+
+
+async def discard_dead_letters(session: AsyncSession, where: DeadLetterFilter) -> list[str]:
+    """Delete the matching dead letters in one statement; returns their job ids."""
+    statement = sa.delete(DeadLetter).where(*where.where()).returning(col(DeadLetter.job_id))
+    return sorted(str(job_id) for job_id in (await session.exec(statement)).scalars())

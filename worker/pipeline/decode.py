@@ -5,13 +5,22 @@ it returns an arq job dict. A job that follows the contract becomes a call of it
 function with a `Delivery`; anything else (oversized, not JSON, a pickle, a malformed envelope,
 an unknown function, an invalid command) becomes a call of the internal `REJECT_JOB` function
 with a `Rejected`, which dead-letters it. arq itself would log and drop such jobs silently.
+
+The envelope's `k` holds taskline's job options (`worker.pipeline.job_options`), carried on the
+`Delivery`. A contract version newer than this code knows is rejected here, before its command
+is read (it may use what this code cannot parse); a version this code knows but
+`TASKLINE_CONTRACT_VERSION` holds the worker below is dead-lettered by the job function, which
+has the settings (`worker.pipeline.jobs`).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, Union
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from taskline_producer.contract import (
@@ -26,21 +35,29 @@ from taskline_producer.contract import (
 )
 from taskline_producer.wire import envelope, epoch_ms
 
+from worker.pipeline.job_options import NO_OPTIONS, JobOptions, job_options_of, outcome_asked_by, too_new_in
+
 __all__ = ["BULK_PREFIX", "REJECT_JOB", "BulkDelivery", "Decoder", "Delivery", "Rejected", "describe_errors"]
 
 REJECT_JOB: Final = "taskline_reject"
 """Internal job function that dead-letters what the decoder refused. Naming it in a job does
 nothing more than that: the decoder routes only the command functions to real work."""
 
+MAX_START_TRY: Final = 10_000
+"""`t`, the try a job starts at, is at most this (a dead letter records its tries in an int column)."""
+MAX_ENQUEUE_TIME_MS: Final = 253_402_300_799_999
+"""`et`, the enqueue time in epoch ms, is at most the last millisecond of year 9999."""
+
 BULK_PREFIX: Final = b'{"f":"' + BULK_JOB.encode() + b'"'
 
 
 @dataclass(frozen=True, slots=True, repr=False)
 class Delivery:
-    """A job that follows the contract: one validated command and the bytes it came in."""
+    """A job that follows the contract: one validated command, the bytes it came in and its options."""
 
     raw: bytes
     command: Command
+    options: JobOptions = NO_OPTIONS
 
     def __repr__(self) -> str:  # arq formats job arguments for its logs: never the payload
         return f"<{self.command.function} {self.command.command_id}>"
@@ -54,6 +71,9 @@ class Rejected:
     function: str | None
     reason: str
     command_id: str | None = None
+    outcome_ttl: int | None = None
+    """Set when a refused single-command job asked for outcomes (valid `k`, a UUID command_id):
+    its dead letter is then recorded as its outcome, reason included."""
 
     def __repr__(self) -> str:
         return f"<rejected {len(self.raw)} bytes>"
@@ -66,6 +86,7 @@ class BulkDelivery:
     raw: bytes
     commands: list[tuple[int, Command]]
     rejected: list[tuple[int, Rejected]]
+    options: JobOptions = NO_OPTIONS
 
     def __repr__(self) -> str:
         return f"<apply_commands {len(self.commands) + len(self.rejected)} commands>"
@@ -74,9 +95,9 @@ class BulkDelivery:
 class _Envelope(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    k: Annotated[dict[str, Any], Field(max_length=0)]
-    t: Annotated[int, Field(ge=1)] | None
-    et: Annotated[int, Field(ge=0)]
+    k: dict[str, Any]  # the job options: read by job_options_of
+    t: Annotated[int, Field(ge=1, le=MAX_START_TRY)] | None
+    et: Annotated[int, Field(ge=0, le=MAX_ENQUEUE_TIME_MS)]
 
 
 class _CreateJob(_Envelope):
@@ -143,20 +164,58 @@ _JOB: Final = TypeAdapter[Union[_CreateJob, _UpdateJob, _CompleteJob, _BulkJob]]
 )
 
 
-def describe_errors(error: ValidationError, drop: int = 0) -> str:
-    """One line per problem: where it is in the job JSON and what is wrong with it."""
+_FUNCTION_SHOWN_CHARS: Final = 80
+_INTERNAL_NAME: Final = re.compile(r" or instance of _\w+")
+
+
+def _dotted(root: str, path: Sequence[str | int]) -> str:
+    return root + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path)
+
+
+def _place(loc: Sequence[str | int], bulk: bool) -> str:
+    """Where a problem is, in the command's own terms: `command.issued_at` in a command job,
+    `commands[3].title` in an apply_commands job; the envelope's own members (f, a, k, t, et)
+    by their names."""
+    if not loc:
+        return ""
+    head, *rest = loc
+    if head != "a" or not rest or rest[0] != 0:  # the envelope's own members keep their names
+        return _dotted(str(head), rest)
+    rest = rest[1:]
+    if not bulk:
+        return _dotted("command", rest)
+    if not rest:
+        return "commands"
+    index, *item = rest
+    if item and item[0] in COMMAND_JOBS:  # the discriminator's tag
+        item = item[1:]
+    if item[:1] == ["command"] and len(item) > 1:
+        item = item[1:]
+    return _dotted(f"commands[{index}]", item)
+
+
+def describe_errors(error: ValidationError, drop: int = 0, *, bulk: bool = False, root: str | None = None) -> str:
+    """One line per problem: where it is, named as the command's fields (or under `root`, for
+    one item of a bulk job), and what is wrong with it."""
     parts = []
     for item in error.errors(include_url=False):
         loc = item["loc"][drop:]
-        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-        message = item["msg"].removeprefix("Value error, ")
+        where = _dotted(root, loc) if root is not None else _place(loc, bulk)
+        message = _INTERNAL_NAME.sub("", item["msg"].removeprefix("Value error, "))
         if item["type"] == "union_tag_invalid":
+            function = str(item["input"].get("f"))
+            shown = function if len(function) <= _FUNCTION_SHOWN_CHARS else function[:_FUNCTION_SHOWN_CHARS] + "…"
             message = (
-                f"function {item['input'].get('f')!r} is not a taskline command; the queue runs only "
-                + ", ".join(sorted([*COMMAND_JOBS, BULK_JOB]))
-            )
+                f"function {shown!r} ({len(function)} characters) is not a taskline command; the queue runs only "
+                if len(function) > _FUNCTION_SHOWN_CHARS
+                else f"function {shown!r} is not a taskline command; the queue runs only "
+            ) + ", ".join(sorted([*COMMAND_JOBS, BULK_JOB]))
+            where = ""
+        elif item["type"] == "missing" and tuple(loc) == ("a", 0):
+            where, message = "a", "the job has no argument; it must have exactly one, the command"
         elif item["type"] == "union_tag_not_found":
             message = 'the job has no "f" (function name) member'
+            where = ""
         parts.append(f"{where}: {message}" if where else message)
     return "; ".join(parts)
 
@@ -169,6 +228,15 @@ def _function_of(raw: bytes) -> str | None:
     if isinstance(value, dict) and value.get("f") in COMMAND_JOBS | {BULK_JOB}:
         return str(value["f"])
     return None
+
+
+def _canonical_uuid(value: Any) -> str | None:
+    """A bulk item's command_id, when it is a UUID: its dead letter is filed under it. Anything
+    else (a blank, an arbitrary string) is not an id to file under; the job id and index are."""
+    try:
+        return str(UUID(value)) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 class Decoder:
@@ -196,16 +264,24 @@ class Decoder:
             job = _JOB.validate_json(raw)
         except ValidationError as exc:
             function = _function_of(raw)
+            too_new = too_new_in(raw)
+            if too_new:
+                return self._reject(raw, function, too_new)
             if function == BULK_JOB:
                 return self._lax_bulk(raw, exc)
-            return self._reject(raw, function, describe_errors(exc, drop=1))
+            return self._reject(
+                raw, function, describe_errors(exc, drop=1, bulk=function == BULK_JOB), *outcome_asked_by(raw)
+            )
+        options = job_options_of(job.k)
+        if isinstance(options, str):
+            return self._reject(raw, job.f, options)
         if isinstance(job, _BulkJob):
             commands: list[tuple[int, Command]] = [(index, item.command) for index, item in enumerate(job.a[0])]
-            argument: Delivery | BulkDelivery = BulkDelivery(raw, commands, [])
+            argument: Delivery | BulkDelivery = BulkDelivery(raw, commands, [], options)
         elif size > self.max_payload_bytes:  # the bulk prefix, but a repeated "f" made it a command job
             return self._too_large(raw)
         else:
-            argument = Delivery(raw, job.a[0])
+            argument = Delivery(raw, job.a[0], options)
         return {"f": job.f, "a": (argument,), "k": {}, "t": job.t, "et": job.et}
 
     def _too_large(self, raw: bytes) -> dict[str, Any]:
@@ -223,12 +299,15 @@ class Decoder:
         try:
             job = _LAX_BULK_JOB.validate_json(raw)
         except ValidationError:
-            return self._reject(raw, BULK_JOB, describe_errors(strict_error, drop=1))
-        bulk = self._bulk(raw, job.a[0])
+            return self._reject(raw, BULK_JOB, describe_errors(strict_error, drop=1, bulk=True))
+        options = job_options_of(job.k)
+        if isinstance(options, str):
+            return self._reject(raw, BULK_JOB, options)
+        bulk = self._bulk(raw, job.a[0], options)
         return {"f": job.f, "a": (bulk,), "k": {}, "t": job.t, "et": job.et}
 
     @staticmethod
-    def _bulk(raw: bytes, items: list[Any]) -> BulkDelivery:
+    def _bulk(raw: bytes, items: list[Any], options: JobOptions) -> BulkDelivery:
         commands: list[tuple[int, Command]] = []
         rejected: list[tuple[int, Rejected]] = []
         for index, item in enumerate(items):
@@ -236,23 +315,25 @@ class Decoder:
             function = function if function in COMMAND_JOBS else None
             command_id = None
             if isinstance(item, dict) and isinstance(item.get("command"), dict):
-                command_id = item["command"].get("command_id")
-                command_id = command_id if isinstance(command_id, str) else None
+                command_id = _canonical_uuid(item["command"].get("command_id"))
             try:
                 tagged = _BulkItem.model_validate(item)
                 command = COMMAND_MODELS[tagged.function].model_validate(tagged.command)
             except ValidationError as exc:
                 # Kept as the single-command job it would have been, so a replay can enqueue it.
                 if function and isinstance(item, dict) and isinstance(item.get("command"), dict):
-                    item_raw = envelope(function, item["command"], epoch_ms())
+                    item_raw = envelope(function, item["command"], epoch_ms(), options.as_k())
                 else:
                     item_raw = json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
-                reason = f"a[0][{index}]: " + describe_errors(exc)
+                reason = describe_errors(exc, root=f"commands[{index}]")
                 rejected.append((index, Rejected(item_raw, function, reason, command_id)))
             else:
                 commands.append((index, command))
-        return BulkDelivery(raw, commands, rejected)
+        return BulkDelivery(raw, commands, rejected, options)
 
     @staticmethod
-    def _reject(raw: bytes, function: str | None, reason: str) -> dict[str, Any]:
-        return {"f": REJECT_JOB, "a": (Rejected(raw, function, reason),), "k": {}, "t": None, "et": 0}
+    def _reject(
+        raw: bytes, function: str | None, reason: str, command_id: str | None = None, outcome_ttl: int | None = None
+    ) -> dict[str, Any]:
+        rejected = Rejected(raw, function, reason, command_id, outcome_ttl)
+        return {"f": REJECT_JOB, "a": (rejected,), "k": {}, "t": None, "et": 0}

@@ -24,7 +24,7 @@ from sqlalchemy import exc as sa_exc
 
 from worker.pipeline.apply import Outcome
 
-__all__ = ["Kind", "RetryPolicy", "classify_exception", "classify_outcome"]
+__all__ = ["Kind", "RetryPolicy", "classify_exception", "classify_outcome", "is_database_unreachable"]
 
 # SQLSTATEs worth another try: serialization failure, deadlock, lock/statement timeouts,
 # too many connections, admin/crash shutdowns, cannot connect now, connection exceptions.
@@ -103,6 +103,23 @@ def classify_exception(exc: BaseException) -> tuple[Kind, str]:
         return Kind.TRANSIENT, f"database connection unusable: {_first_line(exc)}"
     # An unforeseen error is retried like a transient one, then dead-lettered: never dropped.
     return Kind.TRANSIENT, f"unexpected {type(exc).__name__}: {_first_line(exc)}"
+
+
+_UNREACHABLE = (ConnectionError, OSError, sa_exc.TimeoutError, sa_exc.DisconnectionError, asyncpg.InterfaceError)
+
+
+def is_database_unreachable(exc: BaseException) -> bool:
+    """Whether the error means PostgreSQL cannot be reached (rather than refusing one command)."""
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+        return False
+    if isinstance(
+        exc, (ConnectionError, OSError, sa_exc.TimeoutError, sa_exc.DisconnectionError, asyncpg.InterfaceError)
+    ):
+        return True
+    if isinstance(exc, sa_exc.DBAPIError):
+        state = _sqlstate(exc) or ""
+        return exc.connection_invalidated or state.startswith(("08", "57P"))
+    return False
 
 
 def _sqlstate(exc: sa_exc.DBAPIError) -> str | None:

@@ -3,47 +3,70 @@
 Each job ends in one of three ways: the command took effect (or was a duplicate), arq is asked
 to run it again later (`Retry`, for transient and not-yet failures within their budgets), or
 it becomes a dead letter. Nothing else: no exception escapes to arq, which would drop the job.
+Where a job that asked for outcomes (`k.outcome_ttl`) ends, its commands' outcomes are written
+(`worker.pipeline.outcomes`); a job that did not ask builds nothing for them.
+
+A job written to a contract version above `TASKLINE_CONTRACT_VERSION` is dead-lettered before
+anything else, with a reason that says so (the decoder already refused versions this code does
+not know).
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from arq.worker import Retry
 from taskline_producer.contract import Command, is_in_future
 from taskline_producer.wire import epoch_ms, job_of_command
 
+from worker.pipeline.dead_letters import cap_reason
 from worker.pipeline.decode import BulkDelivery, Delivery, Rejected
 from worker.pipeline.failures import Kind, classify_exception, classify_outcome
+from worker.pipeline.job_options import JobOptions, contract_too_new
+from worker.pipeline.outcomes import OutcomeReport, OutcomeState
 from worker.pipeline.runtime import JobContext, Runtime
 
-__all__ = ["apply_commands_job", "command_job", "reject_job"]
+__all__ = ["apply_commands_job", "command_job", "give_up_on_job", "reject_job", "settle_escaped_error"]
 
 
 async def command_job(ctx: JobContext, delivery: Delivery) -> str:
     """create_task, update_task and complete_task: one command, applied with group commit."""
     runtime = ctx["runtime"]
     command = delivery.command
+    options = delivery.options
+    report = None
+    if options.outcome_ttl is not None:
+        report = OutcomeReport(options.outcome_ttl, ctx["job_id"], (str(command.command_id),))
     started = runtime.clock()
     with runtime.metrics.in_progress(command.function):
-        future_reason = _future_reason(runtime, command)
-        if future_reason:
+        refusal = (
+            _version_reason(runtime, options)
+            or _job_id_reason(ctx["job_id"], command)
+            or _future_reason(runtime, command)
+        )
+        if refusal:
             log = _command_log(ctx, command)
-            return await _give_up(ctx, log, delivery.raw, command.function, Kind.PERMANENT, future_reason)
+            return await _give_up(ctx, log, delivery.raw, command.function, Kind.PERMANENT, refusal, report)
         try:
             async with asyncio.timeout(runtime.settings.job_timeout):
                 outcome = await runtime.committer.apply(command)
         except Exception as exc:
             kind, reason = classify_exception(exc)
-            return await _fail(ctx, _command_log(ctx, command), delivery.raw, command.function, kind, reason)
+            outage = runtime.database_failed(exc)
+            log = _command_log(ctx, command)
+            return await _fail(ctx, log, delivery.raw, command.function, kind, reason, report, quiet=outage)
+        runtime.database_answered()
         failure = classify_outcome(outcome)
         if failure is not None:
-            return await _fail(ctx, _command_log(ctx, command), delivery.raw, command.function, *failure)
+            return await _fail(ctx, _command_log(ctx, command), delivery.raw, command.function, *failure, report)
     runtime.metrics.processed(command.function, outcome.value, runtime.clock() - started, command.issued_at)
     if runtime.log_each_command:
         _command_log(ctx, command).debug("command applied", outcome=outcome.value)
+    if report is not None:
+        report.add_job(cast(OutcomeState, outcome.value))  # applied or duplicate: what took effect
+        await runtime.outcome_writer.write(report)
     return outcome.value
 
 
@@ -66,30 +89,50 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
     they retry on their own schedule without holding back the rest."""
     runtime = ctx["runtime"]
     log = runtime.log.bind(job_id=ctx["job_id"], function="apply_commands", **{"try": ctx["job_try"]})
+    options = bulk.options
+    report = None
+    if options.outcome_ttl is not None:
+        report = OutcomeReport(options.outcome_ttl, ctx["job_id"], _bulk_command_ids(bulk))
+    too_new = _version_reason(runtime, options)
+    if too_new:
+        return await _give_up(ctx, log, bulk.raw, "apply_commands", Kind.PERMANENT, too_new, report)
     for index, rejected in bulk.rejected:
         await _dead_letter_item(
             ctx, log, index, rejected.command_id, rejected.function, rejected.raw, Kind.PERMANENT, rejected.reason
         )
+        if report is not None and rejected.command_id is not None:  # a UUID, or None (decode.py)
+            report.add(rejected.command_id, "dead_letter", rejected.reason)
     commands: list[tuple[int, Command]] = []
     now = datetime.now(UTC)
     for index, command in bulk.commands:
         reason = _future_reason(runtime, command, now)
         if reason:
+            single = _single_job(command, options)
             await _dead_letter_item(
-                ctx, log, index, str(command.command_id), command.function, _single_job(command), Kind.PERMANENT, reason
+                ctx, log, index, str(command.command_id), command.function, single, Kind.PERMANENT, reason
             )
+            if report is not None:
+                report.add(str(command.command_id), "dead_letter", reason)
         else:
             commands.append((index, command))
+    if report is not None:
+        report.command_ids = [str(command.command_id) for _, command in commands]
     if not commands:
+        if report is not None:
+            await runtime.outcome_writer.write(report)
         return "dead-lettered"
     started = runtime.clock()
     with runtime.metrics.in_progress("apply_commands"):
         results = await runtime.committer.apply_many([command for _, command in commands])
     if all(isinstance(result, BaseException) for result in results):
         # Nothing was applied (the database is away): retry the whole job, or dead-letter it.
-        kind, reason = classify_exception(results[0])  # type: ignore[arg-type]
-        return await _fail(ctx, log, bulk.raw, "apply_commands", kind, reason)
+        error: BaseException = results[0]  # type: ignore[assignment]
+        kind, reason = classify_exception(error)
+        outage = runtime.database_failed(error)
+        return await _fail(ctx, log, bulk.raw, "apply_commands", kind, reason, report, quiet=outage)
+    runtime.database_answered()
     requeue: list[Command] = []
+    requeue_in_s = runtime.policy.delay(1)
     runtime.metrics.bulk_applied(runtime.clock() - started)
     for (index, command), result in zip(commands, results, strict=True):
         if isinstance(result, BaseException):
@@ -98,25 +141,78 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
             failure = classify_outcome(result)
             if failure is None:
                 runtime.metrics.processed_in_bulk(command.function, result.value, command.issued_at)
+                if report is not None:
+                    report.add(str(command.command_id), cast(OutcomeState, result.value))
                 continue
             kind, reason = failure
         if kind is Kind.PERMANENT:
-            await _dead_letter_item(
-                ctx, log, index, str(command.command_id), command.function, _single_job(command), kind, reason
-            )
+            single = _single_job(command, options)
+            await _dead_letter_item(ctx, log, index, str(command.command_id), command.function, single, kind, reason)
+            if report is not None:
+                report.add(str(command.command_id), "dead_letter", reason)
         else:
             requeue.append(command)
+            if report is not None:
+                report.add(str(command.command_id), "retrying", reason, requeue_in_s)
+    if report is not None:
+        # Before the requeue: a requeued command's own job must not finish before its `retrying`.
+        await runtime.outcome_writer.write(report)
     if requeue:
-        await runtime.requeue(requeue, defer_s=runtime.policy.delay(1))
+        await runtime.requeue(requeue, defer_s=requeue_in_s, options=options.as_k())
         runtime.metrics.retried("apply_commands", "requeued", len(requeue))
     return f"applied {len(commands) - len(requeue)}, requeued {len(requeue)}"
+
+
+def _bulk_command_ids(bulk: BulkDelivery) -> list[str]:
+    """Every command id of a bulk job that outcomes can be recorded under."""
+    ids = [str(command.command_id) for _, command in bulk.commands]
+    ids.extend(rejected.command_id for _, rejected in bulk.rejected if rejected.command_id is not None)
+    return ids
 
 
 async def reject_job(ctx: JobContext, rejected: Rejected) -> str:
     """Jobs the decoder refused: dead-lettered on the first attempt, never retried."""
     runtime = ctx["runtime"]
     log = runtime.log.bind(job_id=ctx["job_id"], function=rejected.function, **{"try": ctx["job_try"]})
-    return await _give_up(ctx, log, rejected.raw, rejected.function, Kind.PERMANENT, rejected.reason)
+    report = None
+    if rejected.outcome_ttl is not None and rejected.command_id is not None:
+        report = OutcomeReport(rejected.outcome_ttl, ctx["job_id"], (rejected.command_id,))
+    return await _give_up(ctx, log, rejected.raw, rejected.function, Kind.PERMANENT, rejected.reason, report)
+
+
+async def settle_escaped_error(ctx: JobContext, raw: bytes, function: str | None, exc: BaseException) -> str:
+    """An exception that escaped a job function (a bug, or a timeout around it): classified by
+    what it is, then retried within its budget (raises `Retry`) or dead-lettered; never dropped."""
+    runtime = ctx["runtime"]
+    kind, reason = classify_exception(exc)
+    log = runtime.log.bind(job_id=ctx["job_id"], function=function, **{"try": ctx["job_try"]})
+    return await _fail(ctx, log, raw, function, kind, reason)
+
+
+async def give_up_on_job(ctx: JobContext, raw: bytes | None, function: str | None, reason: str) -> str:
+    """Dead-letter a job that can never run (its key expired, or it used up its tries); raises
+    `Retry` when the dead letter cannot be written yet."""
+    runtime = ctx["runtime"]
+    log = runtime.log.bind(job_id=ctx["job_id"], function=function, **{"try": ctx["job_try"]})
+    return await _give_up(ctx, log, raw, function, Kind.PERMANENT, reason)
+
+
+def _job_id_reason(job_id: str, command: Command) -> str | None:
+    """A command job must be enqueued under its command_id: that is what makes the duplicate
+    check at enqueue (EXISTS arq:job:<id>) refuse a second copy of the same command."""
+    command_id = str(command.command_id)
+    if job_id == command_id:
+        return None
+    return (
+        f"the job id {job_id!r} is not the command's command_id {command_id}: enqueue each command"
+        " under its command_id (docs/contract.md), or a second copy is not refused at enqueue"
+    )
+
+
+def _version_reason(runtime: Runtime, options: JobOptions) -> str | None:
+    """Why the job's contract version is refused (held back by TASKLINE_CONTRACT_VERSION), if it is."""
+    accepted = runtime.settings.contract_version
+    return contract_too_new(options.contract, accepted) if options.contract > accepted else None
 
 
 def _future_reason(runtime: Runtime, command: Command, now: datetime | None = None) -> str | None:
@@ -129,11 +225,25 @@ def _future_reason(runtime: Runtime, command: Command, now: datetime | None = No
     return None
 
 
-def _single_job(command: Command) -> bytes:
-    return job_of_command(command, epoch_ms())
+def _single_job(command: Command, options: JobOptions) -> bytes:
+    """A bulk item as the single-command job a replay enqueues (with the bulk job's options)."""
+    return job_of_command(command, epoch_ms(), options.as_k())
 
 
-async def _fail(ctx: JobContext, log: Any, raw: bytes, function: str | None, kind: Kind, reason: str) -> str:
+async def _fail(
+    ctx: JobContext,
+    log: Any,
+    raw: bytes,
+    function: str | None,
+    kind: Kind,
+    reason: str,
+    report: OutcomeReport | None = None,
+    *,
+    quiet: bool = False,
+) -> str:
+    """Retry within the budget of its kind (raises `Retry`), else dead-letter. `quiet`: the
+    failure is part of an outage already reported once, so each retry is logged at DEBUG.
+    `report`: the job asked for outcomes; `retrying` or `dead_letter` is recorded."""
     runtime = ctx["runtime"]
     attempt = ctx["job_try"]
     # The transient budget counts transient failures only: arq's try number also counts the
@@ -143,18 +253,34 @@ async def _fail(ctx: JobContext, log: Any, raw: bytes, function: str | None, kin
         used = await runtime.count_transient_failure(ctx["job_id"], fallback=attempt)
     if runtime.policy.should_retry(kind, used):
         delay = runtime.policy.delay(used)  # transient: backs off from its own first failure
-        log.info("command will be retried", kind=kind.value, reason=reason, retry_in_s=round(delay, 3))
+        (log.debug if quiet else log.info)(
+            "command will be retried", kind=kind.value, reason=reason, retry_in_s=round(delay, 3)
+        )
         runtime.metrics.retried(function or "unknown", kind.value)
+        if report is not None:
+            report.add_job("retrying", reason, delay)
+            await runtime.outcome_writer.write(report)
         raise Retry(defer=delay)
     if kind is Kind.TRANSIENT:
         reason = f"gave up after {used} transient failures ({attempt} tries): {reason}"
     elif kind is Kind.NOT_YET:
         reason = f"gave up after {attempt} tries: {reason}"
-    return await _give_up(ctx, log, raw, function, kind, reason)
+    return await _give_up(ctx, log, raw, function, kind, reason, report)
 
 
-async def _give_up(ctx: JobContext, log: Any, raw: bytes | None, function: str | None, kind: Kind, reason: str) -> str:
+async def _give_up(
+    ctx: JobContext,
+    log: Any,
+    raw: bytes | None,
+    function: str | None,
+    kind: Kind,
+    reason: str,
+    report: OutcomeReport | None = None,
+) -> str:
     await _dead_letter_item(ctx, log, None, None, function, raw, kind, reason)
+    if report is not None:
+        report.add_job("dead_letter", reason)
+        await ctx["runtime"].outcome_writer.write(report)
     return "dead-lettered"
 
 
@@ -170,6 +296,7 @@ async def _dead_letter_item(
 ) -> None:
     runtime = ctx["runtime"]
     job_id = ctx["job_id"] if index is None else (command_id or f"{ctx['job_id']}#{index}")
+    reason = cap_reason(reason)  # the row's and the log line's
     try:
         await runtime.dead_letter(
             job_id=job_id,

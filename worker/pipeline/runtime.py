@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypedDict, cast
 
 from redis.asyncio import Redis
@@ -16,9 +15,11 @@ from taskline_producer.contract import Command
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms, job_of_command
 
 from worker.ops.metrics import Metrics
+from worker.ops.outages import OutageLog
 from worker.pipeline.dead_letters import record_dead_letter
-from worker.pipeline.failures import RetryPolicy
+from worker.pipeline.failures import RetryPolicy, is_database_unreachable
 from worker.pipeline.group_commit import GroupCommitter
+from worker.pipeline.outcomes import OutcomeWriter
 from worker.settings import Settings
 from worker.store.engine import Sessions
 
@@ -45,6 +46,24 @@ class Runtime:
     worker_id: str | None = None
     """This process's id (`Health.worker_id`), written with its dead letters; its GroupCommitter
     is built with the same id for the processed commands."""
+    database: OutageLog | None = None
+    """Says once when PostgreSQL goes away and once when it is back (worker/ops/outages.py)."""
+    outcome_writer: OutcomeWriter = field(init=False)
+    """Writes the outcomes of jobs that asked for them, batched across the jobs that end together."""
+
+    def __post_init__(self) -> None:
+        self.outcome_writer = OutcomeWriter(self.redis, self.log)
+
+    def database_failed(self, exc: BaseException) -> bool:
+        """Note a failed apply; True when it means the database is unreachable (an outage)."""
+        if self.database is None or not is_database_unreachable(exc):
+            return False
+        self.database.down(exc, what="commands wait and are retried; ")
+        return True
+
+    def database_answered(self) -> None:
+        if self.database is not None and self.database.is_down:
+            self.database.up()
 
     async def dead_letter(self, **fields: Any) -> None:
         await record_dead_letter(
@@ -68,13 +87,16 @@ class Runtime:
             return fallback
         return int(count)
 
-    async def requeue(self, commands: Sequence[Command], *, defer_s: float) -> None:
-        """Enqueue commands as single-command jobs (job id = command id), after `defer_s`."""
+    async def requeue(
+        self, commands: Sequence[Command], *, defer_s: float, options: dict[str, int] | None = None
+    ) -> None:
+        """Enqueue commands as single-command jobs (job id = command id), after `defer_s`, with the
+        job options (`k`) of the job they came in."""
         now = epoch_ms()
         args: list[Any] = [now + int(defer_s * 1000), DEFAULT_JOB_TTL_MS]
         for command in commands:
             args.append(str(command.command_id))
-            args.append(job_of_command(command, now))
+            args.append(job_of_command(command, now, options))
         await cast(Awaitable[Any], self.redis.eval(ENQUEUE_SCRIPT, 1, self.settings.queue, *args))
 
 
@@ -84,6 +106,5 @@ class JobContext(TypedDict):
     redis: Redis
     job_id: str
     job_try: int
-    enqueue_time: datetime
     score: int
     runtime: Runtime

@@ -30,7 +30,8 @@ def run_purge_cli(
     out: Console,
     err: Console,
 ) -> PurgeSummary:
-    configure_logging(settings.log_format, "WARNING")  # the summary says it all; keep stderr quiet
+    # The summary says it all, and `taskline` explains a database it cannot use: keep stderr quiet.
+    configure_logging(settings.log_format, "CRITICAL")
     changes: dict[str, object] = {"time_budget": time_budget}
     if older_than is not None:
         changes["task_retention"] = older_than

@@ -37,7 +37,7 @@ from taskline_producer import keys
 from taskline_producer.contract import dumps
 
 from worker.arq_seam.redis_settings import arq_redis_settings
-from worker.arq_seam.supervisor import run_until_stopped
+from worker.arq_seam.supervisor import connector_for, run_until_stopped
 from worker.logs import configure_logging, get_logger
 from worker.ops.fleet_watch import FleetWatch
 from worker.ops.health import Health, Monitor, scheduler_queue_name
@@ -219,15 +219,20 @@ async def supervise_scheduler(settings: Settings, stopping: asyncio.Event | None
     health = Health(interval=settings.heartbeat_interval)
     metrics = Metrics()
     log = get_logger("taskline.scheduler")
-    async with process_ops(health, metrics, settings.metrics_port, log):
+    async with process_ops(health, metrics, settings.metrics_port, log, host=settings.metrics_host):
         await run_until_stopped(
-            build=lambda: build_scheduler(
-                settings, handle_signals=False, ctx={"settings": settings, "health": health, "metrics": metrics}
+            connect=connector_for(scheduler_settings(settings)),
+            build=lambda pool: build_scheduler(
+                settings,
+                redis_pool=pool,
+                handle_signals=False,
+                ctx={"settings": settings, "health": health, "metrics": metrics},
             ),
             request_stop=_stop,
             close=_close,
             stopping=stopping or asyncio.Event(),
             log=log,
+            redis_url=settings.redis_url,
         )
 
 
@@ -242,11 +247,9 @@ def _stop(worker: Worker, stopping: asyncio.Event, sig: signal.Signals) -> None:
 
 
 async def _close(worker: Worker) -> None:
+    """The supervisor owns (and closes) the pool; arq's `close` would close it too."""
     await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
     if "purge_engine" in worker.ctx:
         await _shutdown(worker.ctx)
-    if worker._pool is not None:
-        with contextlib.suppress(Exception):
-            await worker.pool.delete(worker.health_check_key)
-            await worker.pool.close(close_connection_pool=True)
-        worker._pool = None
+    with contextlib.suppress(Exception):
+        await worker.pool.delete(worker.health_check_key)

@@ -171,10 +171,10 @@ async def replay(request: Request) -> Response:
     if isinstance(job_id, Response):
         return job_id
     report = await replay_dead_letters(_state(request).settings, DeadLetterFilter(job_ids=[job_id]))
-    if job_id in report["replayed"]:
+    if job_id in report.replayed:
         message = f"replayed {job_id}: it is back in the queue under the same job id"
     else:
-        message = f"not replayed {job_id}: {report['skipped'].get(job_id, 'no such dead letter')}"
+        message = f"not replayed {job_id}: {report.skipped.get(job_id, 'no such dead letter')}"
     return RedirectResponse(f"/dead-letters?message={quote(message)}", status_code=303)
 
 

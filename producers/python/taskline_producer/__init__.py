@@ -7,6 +7,7 @@ from taskline_producer.client import BulkReceipt, Receipt, SendReport, TaskProdu
 from taskline_producer.contract import (
     BULK_JOB,
     COMMAND_JOBS,
+    CONTRACT_VERSION,
     DEFAULT_QUEUE,
     Command,
     CompleteTask,
@@ -14,15 +15,19 @@ from taskline_producer.contract import (
     UpdateTask,
     command_json_schema,
 )
+from taskline_producer.outcomes import Outcome, OutcomeTimeout
 
 __all__ = [
     "BULK_JOB",
     "COMMAND_JOBS",
+    "CONTRACT_VERSION",
     "DEFAULT_QUEUE",
     "BulkReceipt",
     "Command",
     "CompleteTask",
     "CreateTask",
+    "Outcome",
+    "OutcomeTimeout",
     "Receipt",
     "SendReport",
     "TaskProducer",

@@ -1,11 +1,19 @@
-"""`taskline-send` (also `taskline send`): publish commands from flags or from JSON lines."""
+"""`taskline-send` (also `taskline send`): publish commands from flags or from JSON lines.
+
+Needs typer and rich: `pip install "taskline-producer[cli]"` (`taskline_producer.entry` says so
+when they are missing). Exit codes: 0 sent (with `--wait`: applied, or a duplicate of a command
+that had taken effect), 2 invalid input, 3 refused as a duplicate job, 4 dead-lettered
+(`--wait`), 5 no final outcome within the wait (`--wait`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -16,14 +24,24 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from taskline_producer.cli_errors import ServiceUnavailable, redis_problem, run_cli
 from taskline_producer.client import Receipt, TaskProducer
-from taskline_producer.contract import COMMAND_MODELS, DEFAULT_QUEUE, Command
+from taskline_producer.contract import COMMAND_MODELS, DEFAULT_QUEUE, OUTCOME_TTL_MAX_S, Command
+from taskline_producer.outcomes import Outcome, OutcomeTimeout
 
-__all__ = ["app", "main"]
+__all__ = ["DEFAULT_WAIT_S", "EXIT_DEAD_LETTER", "EXIT_TIMEOUT", "app", "expand_bare_wait", "main"]
+
+DEFAULT_WAIT_S = 30.0
+"""How long a bare `--wait` waits for the outcome."""
+EXIT_DEAD_LETTER = 4
+EXIT_TIMEOUT = 5
 
 app = typer.Typer(
     name="taskline-send",
-    help="Publish task commands onto a taskline queue in Redis.",
+    help=(
+        "Publish task commands onto a taskline queue in Redis."
+        " Add --debug anywhere for a full traceback when Redis cannot be used."
+    ),
     no_args_is_help=True,
     add_completion=False,
 )
@@ -37,31 +55,88 @@ Queue = Annotated[str, typer.Option("--queue", envvar="TASKLINE_QUEUE", help="Th
 UserId = Annotated[int, typer.Option("--user-id", help="Owner of the task (a user.id).")]
 TaskId = Annotated[UUID, typer.Option("--task-id", help="The task's UUID.")]
 CommandId = Annotated[UUID | None, typer.Option("--command-id", help="Default: a new UUID.")]
+Wait = Annotated[
+    float | None,
+    typer.Option(
+        "--wait",
+        min=0.001,
+        help=f"Wait up to SECONDS (a bare --wait: {DEFAULT_WAIT_S:g}) for the outcome and print it;"
+        f" exit {EXIT_DEAD_LETTER} on a dead letter, {EXIT_TIMEOUT} when none comes in time.",
+        metavar="[SECONDS]",
+    ),
+]
+OutcomeTtl = Annotated[
+    int,
+    typer.Option(
+        "--outcome-ttl",
+        min=1,
+        max=OUTCOME_TTL_MAX_S,
+        help="With --wait: seconds the worker keeps the outcome in Redis.",
+    ),
+]
 
 _DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 
 
-def _print_receipt(receipt: Receipt) -> None:
+def _print_result(receipt: Receipt, outcome: Outcome | OutcomeTimeout | None) -> None:
+    """One JSON document: the receipt, and with --wait the outcome (or the last state seen)."""
     status = "queued" if receipt.queued else "refused: duplicate command_id"
-    out.print_json(data={"command_id": str(receipt.command_id), "task_id": str(receipt.task_id), "status": status})
+    data: dict[str, Any] = {"command_id": str(receipt.command_id), "task_id": str(receipt.task_id), "status": status}
+    if isinstance(outcome, OutcomeTimeout):
+        data["outcome"] = outcome.outcome.as_dict()
+        data["timed_out_after_s"] = outcome.timeout
+    elif outcome is not None:
+        data["outcome"] = outcome.as_dict()
+    out.print_json(data=data)
     if not receipt.queued:
         raise typer.Exit(3)
+    if isinstance(outcome, OutcomeTimeout):
+        err.print(str(outcome), markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_TIMEOUT)
+    if outcome is not None and outcome.state == "dead_letter":
+        err.print(f"dead-lettered: {outcome.reason}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_DEAD_LETTER)
 
 
-async def _one(redis_url: str, queue: str, action: str, fields: dict[str, Any]) -> Receipt:
-    async with TaskProducer.connect(redis_url, queue=queue) as producer:
-        method = getattr(producer, action)
-        result: Receipt = await method(**fields)
-        return result
-
-
-def _run_one(redis_url: str, queue: str, action: str, fields: dict[str, Any]) -> None:
+@asynccontextmanager
+async def _connect(redis_url: str, queue: str) -> AsyncIterator[TaskProducer]:
+    """The producer of every command; a Redis that cannot be used becomes a ServiceUnavailable
+    naming the URL actually used (--redis-url or REDIS_URL)."""
     try:
-        receipt = asyncio.run(_one(redis_url, queue, action, fields))
+        async with TaskProducer.connect(redis_url, queue=queue) as producer:
+            yield producer
+    except Exception as exc:
+        problem = redis_problem(exc, redis_url, setting="REDIS_URL or --redis-url")
+        if problem is None:
+            raise
+        raise ServiceUnavailable(problem) from exc
+
+
+async def _one(
+    redis_url: str, queue: str, action: str, fields: dict[str, Any], wait: float | None
+) -> tuple[Receipt, Outcome | OutcomeTimeout | None]:
+    async with _connect(redis_url, queue) as producer:
+        method = getattr(producer, action)
+        receipt: Receipt = await method(**fields)
+        if wait is None or not receipt.queued:
+            return receipt, None
+        try:
+            return receipt, await receipt.outcome(timeout=wait)
+        except OutcomeTimeout as exc:
+            return receipt, exc
+
+
+def _run_one(
+    redis_url: str, queue: str, action: str, fields: dict[str, Any], wait: float | None, outcome_ttl: int
+) -> None:
+    if wait is not None:
+        fields = {**fields, "outcome_ttl": outcome_ttl}
+    try:
+        receipt, outcome = asyncio.run(_one(redis_url, queue, action, fields, wait))
     except ValidationError as exc:
         err.print(f"invalid command: {_describe(exc)}", markup=False)
         raise typer.Exit(2) from None
-    _print_receipt(receipt)
+    _print_result(receipt, outcome)
 
 
 @app.command()
@@ -73,6 +148,8 @@ def create(
     command_id: CommandId = None,
     redis_url: RedisUrl = _DEFAULT_REDIS,
     queue: Queue = DEFAULT_QUEUE,
+    wait: Wait = None,
+    outcome_ttl: OutcomeTtl = 3600,
 ) -> None:
     """Send one create_task."""
     fields = {
@@ -82,7 +159,7 @@ def create(
         "task_id": task_id,
         "command_id": command_id,
     }
-    _run_one(redis_url, queue, "create_task", fields)
+    _run_one(redis_url, queue, "create_task", fields, wait, outcome_ttl)
 
 
 @app.command()
@@ -95,6 +172,8 @@ def update(
     command_id: CommandId = None,
     redis_url: RedisUrl = _DEFAULT_REDIS,
     queue: Queue = DEFAULT_QUEUE,
+    wait: Wait = None,
+    outcome_ttl: OutcomeTtl = 3600,
 ) -> None:
     """Send one update_task (give --title and/or --description or --clear-description)."""
     fields: dict[str, Any] = {"task_id": task_id, "user_id": user_id, "command_id": command_id}
@@ -104,7 +183,7 @@ def update(
         fields["description"] = None
     elif description is not None:
         fields["description"] = description
-    _run_one(redis_url, queue, "update_task", fields)
+    _run_one(redis_url, queue, "update_task", fields, wait, outcome_ttl)
 
 
 @app.command()
@@ -114,9 +193,12 @@ def complete(
     command_id: CommandId = None,
     redis_url: RedisUrl = _DEFAULT_REDIS,
     queue: Queue = DEFAULT_QUEUE,
+    wait: Wait = None,
+    outcome_ttl: OutcomeTtl = 3600,
 ) -> None:
     """Send one complete_task."""
-    _run_one(redis_url, queue, "complete_task", {"task_id": task_id, "user_id": user_id, "command_id": command_id})
+    fields = {"task_id": task_id, "user_id": user_id, "command_id": command_id}
+    _run_one(redis_url, queue, "complete_task", fields, wait, outcome_ttl)
 
 
 def parse_line(line: str) -> Command:
@@ -176,7 +258,7 @@ async def _stream(handle: TextIO, total: int | None, redis_url: str, queue: str,
     summary = {"queued": 0, "duplicates": 0, "invalid": 0}
     pending: list[Command] = []
     columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    async with TaskProducer.connect(redis_url, queue=queue) as producer:
+    async with _connect(redis_url, queue) as producer:
         with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as progress:
             task = progress.add_task("sending", total=total)
 
@@ -202,5 +284,16 @@ async def _stream(handle: TextIO, total: int | None, redis_url: str, queue: str,
     return summary
 
 
+def expand_bare_wait(args: Sequence[str]) -> list[str]:
+    """`--wait` with no number after it (last, or before another option) waits the default time."""
+    expanded: list[str] = []
+    for index, arg in enumerate(args):
+        expanded.append(arg)
+        if arg == "--wait" and (index + 1 == len(args) or args[index + 1].startswith("-")):
+            expanded.append(f"{DEFAULT_WAIT_S:g}")
+    return expanded
+
+
 def main() -> None:
-    app()
+    sys.argv[1:] = expand_bare_wait(sys.argv[1:])
+    run_cli(app, lambda exc: redis_problem(exc, os.environ.get("REDIS_URL", _DEFAULT_REDIS)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +21,16 @@ from taskline_producer.contract import (
     CreateTask,
     UpdateTask,
 )
-from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms, job_of_command, wire_argument
+from taskline_producer.outcomes import Outcome, OutcomeTimeout, read_outcome, wait_for_outcome
+from taskline_producer.wire import (
+    DEFAULT_JOB_TTL_MS,
+    ENQUEUE_SCRIPT,
+    envelope,
+    epoch_ms,
+    job_of_command,
+    job_options,
+    wire_argument,
+)
 
 __all__ = ["BulkReceipt", "Receipt", "SendReport", "TaskProducer"]
 
@@ -28,13 +38,45 @@ _UNSET: Final[Any] = object()
 _SCRIPT_CHUNK = 500  # commands per EVALSHA: bounds how long one script blocks Redis (~1 ms)
 
 
+def _require_outcomes(outcome_ttl: int | None, what: str) -> None:
+    if outcome_ttl is None:
+        raise ValueError(
+            f"{what} was sent without outcome_ttl, so no outcome is recorded for it:"
+            " pass outcome_ttl=<seconds> when sending to be able to wait for the outcome"
+        )
+
+
+def _producer_of(producer: TaskProducer | None) -> TaskProducer:
+    if producer is None:
+        raise ValueError("this receipt was not returned by a TaskProducer: use producer.outcome(command_id) instead")
+    return producer
+
+
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    """What sending one command did: its ids, and whether Redis took it or refused a duplicate."""
+    """What sending one command did: its ids, and whether Redis took it or refused a duplicate.
+
+    Sent with `outcome_ttl`, `await receipt.outcome(timeout=...)` waits for what became of it."""
 
     command_id: UUID
     task_id: UUID
     queued: bool
+    outcome_ttl: int | None = None
+    producer: TaskProducer | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def job_id(self) -> str:
+        return str(self.command_id)
+
+    async def outcome(self, timeout: float = 30.0) -> Outcome:  # noqa: ASYNC109
+        """Wait up to `timeout` seconds for a final outcome (applied, duplicate, dead_letter);
+        raises `OutcomeTimeout` carrying the last state seen (queued, running, retrying...)."""
+        _require_outcomes(self.outcome_ttl, f"command {self.command_id}")
+        return await _producer_of(self.producer).outcome(self.command_id, timeout=timeout)
+
+    async def status(self) -> Outcome:
+        """The outcome now, final or not, without waiting."""
+        return await _producer_of(self.producer).status(self.command_id)
 
 
 @dataclass(slots=True)
@@ -47,11 +89,32 @@ class SendReport:
 
 @dataclass(frozen=True, slots=True)
 class BulkReceipt:
-    """One `apply_commands` job: its id and whether it was queued."""
+    """One `apply_commands` job: its id and whether it was queued.
+
+    Sent with `outcome_ttl`, `await receipt.outcomes(timeout=...)` waits for every command's."""
 
     job_id: str
     commands: int
     queued: bool
+    command_ids: tuple[UUID, ...] = ()
+    outcome_ttl: int | None = None
+    producer: TaskProducer | None = field(default=None, repr=False, compare=False)
+
+    async def outcomes(self, timeout: float = 30.0) -> dict[UUID, Outcome]:  # noqa: ASYNC109
+        """Wait up to `timeout` seconds in all for every command's final outcome, by command id;
+        raises `OutcomeTimeout` for the first command still without one."""
+        _require_outcomes(self.outcome_ttl, f"apply_commands job {self.job_id}")
+        producer = _producer_of(self.producer)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        found: dict[UUID, Outcome] = {}
+        for command_id in self.command_ids:
+            remaining = max(deadline - loop.time(), 0.001)
+            try:
+                found[command_id] = await producer.outcome(command_id, job_id=self.job_id, timeout=remaining)
+            except OutcomeTimeout as exc:
+                raise OutcomeTimeout(exc.outcome, timeout) from None
+        return found
 
 
 def _as_uuid(value: UUID | str | None) -> UUID:
@@ -109,6 +172,7 @@ class TaskProducer:
         task_id: UUID | str | None = None,
         command_id: UUID | str | None = None,
         issued_at: datetime | None = None,
+        outcome_ttl: int | None = None,
     ) -> Receipt:
         """Queue a create_task; `task_id` and `command_id` are generated when not given."""
         command = CreateTask(
@@ -119,7 +183,7 @@ class TaskProducer:
             title=title,
             description=description,
         )
-        return await self.send(command)
+        return await self.send(command, outcome_ttl=outcome_ttl)
 
     async def update_task(
         self,
@@ -130,6 +194,7 @@ class TaskProducer:
         description: str | None = _UNSET,
         command_id: UUID | str | None = None,
         issued_at: datetime | None = None,
+        outcome_ttl: int | None = None,
     ) -> Receipt:
         """Queue an update_task; leave `title` or `description` out to keep it, pass
         `description=None` to clear it."""
@@ -145,7 +210,7 @@ class TaskProducer:
             user_id=user_id,
             **changes,
         )
-        return await self.send(command)
+        return await self.send(command, outcome_ttl=outcome_ttl)
 
     async def complete_task(
         self,
@@ -154,6 +219,7 @@ class TaskProducer:
         user_id: int,
         command_id: UUID | str | None = None,
         issued_at: datetime | None = None,
+        outcome_ttl: int | None = None,
     ) -> Receipt:
         """Queue a complete_task."""
         command = CompleteTask(
@@ -162,21 +228,46 @@ class TaskProducer:
             task_id=_as_uuid(task_id),
             user_id=user_id,
         )
-        return await self.send(command)
+        return await self.send(command, outcome_ttl=outcome_ttl)
 
-    async def send(self, command: Command) -> Receipt:
-        """Queue one already-built command as its own job (job id = command id)."""
+    async def send(self, command: Command, *, outcome_ttl: int | None = None) -> Receipt:
+        """Queue one already-built command as its own job (job id = command id).
+
+        With `outcome_ttl` (seconds, up to a week) the worker records the command's outcome for
+        that long: `await receipt.outcome(timeout=...)`."""
         now = epoch_ms()
-        job = job_of_command(command, now)
+        job = job_of_command(command, now, job_options(outcome_ttl))
         (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, str(command.command_id), job])
-        return Receipt(command.command_id, command.task_id, bool(queued))
+        return Receipt(command.command_id, command.task_id, bool(queued), outcome_ttl, self)
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    async def outcome(
+        self,
+        command_id: UUID | str,
+        *,
+        job_id: str | None = None,
+        timeout: float = 30.0,  # noqa: ASYNC109
+    ) -> Outcome:
+        """Wait up to `timeout` seconds for a command's final outcome (it must have been sent with
+        `outcome_ttl`); raises `OutcomeTimeout` with the last state seen. `job_id`: the
+        `apply_commands` job that carried it (default: its own job, the command id)."""
+        command_id = _as_uuid(command_id)
+        return await wait_for_outcome(self.redis, command_id, job_id or str(command_id), timeout)
+
+    async def status(self, command_id: UUID | str, *, job_id: str | None = None) -> Outcome:
+        """A command's outcome now, final or not (`queued`, `running`, `retrying`, `unknown`...)."""
+        command_id = _as_uuid(command_id)
+        return await read_outcome(self.redis, command_id, job_id or str(command_id))
 
     # -- many commands ---------------------------------------------------------------------
 
-    async def send_many(self, commands: Iterable[Command]) -> SendReport:
+    async def send_many(self, commands: Iterable[Command], *, outcome_ttl: int | None = None) -> SendReport:
         """Queue many commands, one job each, pipelining hundreds per round trip.
 
-        Each command is still its own job, deduplicated by its command id."""
+        Each command is still its own job, deduplicated by its command id. With `outcome_ttl`,
+        wait for each with `producer.outcome(command_id, timeout=...)`."""
+        options = job_options(outcome_ttl)
         report = SendReport()
         batch: list[Command] = []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -184,40 +275,45 @@ class TaskProducer:
             for command in commands:
                 batch.append(command)
                 if len(batch) == _SCRIPT_CHUNK:
-                    self._queue_chunk(pipe, batch)
+                    self._queue_chunk(pipe, batch, options)
                     chunks.append(batch)
                     batch = []
                     if len(chunks) == 20:
                         self._account(report, chunks, await pipe.execute())
                         chunks = []
             if batch:
-                self._queue_chunk(pipe, batch)
+                self._queue_chunk(pipe, batch, options)
                 chunks.append(batch)
             if chunks:
                 self._account(report, chunks, await pipe.execute())
         return report
 
-    async def send_bulk(self, commands: Sequence[Command], *, job_id: str | None = None) -> BulkReceipt:
+    async def send_bulk(
+        self, commands: Sequence[Command], *, job_id: str | None = None, outcome_ttl: int | None = None
+    ) -> BulkReceipt:
         """Queue up to 1,000 commands as one `apply_commands` job, applied in few transactions.
 
         Each command keeps its own exactly-once and dead-letter semantics; the job id only
-        deduplicates the job itself (default: a fresh UUID)."""
+        deduplicates the job itself (default: a fresh UUID). With `outcome_ttl` each command's
+        outcome is recorded: `await receipt.outcomes(timeout=...)`."""
+        options = job_options(outcome_ttl)
         if not 0 < len(commands) <= DEFAULT_MAX_BULK_COMMANDS:
             raise ValueError(f"send_bulk takes 1 to {DEFAULT_MAX_BULK_COMMANDS} commands, got {len(commands)}")
         now = epoch_ms()
         items = [{"function": c.function, "command": wire_argument(c)} for c in commands]
         bulk_id = job_id or str(uuid4())
         (queued,) = await self._enqueue(
-            keys=[self.queue], args=[now, self.job_ttl_ms, bulk_id, envelope(BULK_JOB, items, now)]
+            keys=[self.queue], args=[now, self.job_ttl_ms, bulk_id, envelope(BULK_JOB, items, now, options)]
         )
-        return BulkReceipt(bulk_id, len(commands), bool(queued))
+        command_ids = tuple(c.command_id for c in commands)
+        return BulkReceipt(bulk_id, len(commands), bool(queued), command_ids, outcome_ttl, self)
 
-    def _queue_chunk(self, pipe: Any, chunk: list[Command]) -> None:
+    def _queue_chunk(self, pipe: Any, chunk: list[Command], options: dict[str, int]) -> None:
         now = epoch_ms()
         args: list[Any] = [now, self.job_ttl_ms]
         for command in chunk:
             args.append(str(command.command_id))
-            args.append(job_of_command(command, now))
+            args.append(job_of_command(command, now, options))
         # EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and the script text is
         # small next to 500 commands.
         pipe.eval(ENQUEUE_SCRIPT, 1, self.queue, *args)

@@ -32,9 +32,12 @@ from taskline_producer import keys
 __all__ = [
     "BULK_JOB",
     "COMMAND_JOBS",
+    "CONTRACT_VERSION",
     "DEFAULT_MAX_BULK_COMMANDS",
     "DEFAULT_MAX_PAYLOAD_BYTES",
     "DEFAULT_QUEUE",
+    "OUTCOME_TTL_MAX_S",
+    "OUTCOME_VERSION",
     "Command",
     "CompleteTask",
     "CreateTask",
@@ -54,6 +57,18 @@ DEFAULT_MAX_PAYLOAD_BYTES: Final = 64 * 1024
 
 DEFAULT_MAX_BULK_COMMANDS: Final = 1000
 """The most commands one `apply_commands` job may carry."""
+
+CONTRACT_VERSION: Final = 2
+"""The newest contract version this package writes and understands. 1 is the contract of the
+previous release (the envelope's `k` is empty); 2 adds `k.outcome_ttl`. A job carries the lowest
+version that has what it uses (`k.contract`, absent for 1); docs/contract.md, "Compatibility and
+contract versions"."""
+
+OUTCOME_VERSION: Final = 2
+"""The first contract version that carries `k.outcome_ttl`."""
+
+OUTCOME_TTL_MAX_S: Final = 7 * 86_400
+"""The longest an outcome may be kept in Redis (`k.outcome_ttl`, seconds): one week."""
 
 USER_ID_MAX: Final = 2**31 - 1
 TITLE_MAX: Final = 200

@@ -19,6 +19,8 @@ __all__ = [
     "HISTORY_KEY_PREFIX",
     "IN_PROGRESS_KEY_PREFIX",
     "JOB_KEY_PREFIX",
+    "OUTCOME_DONE_SUFFIX",
+    "OUTCOME_KEY_PREFIX",
     "RESULT_KEY_PREFIX",
     "RETRY_KEY_PREFIX",
     "RETRY_KEY_TTL_S",
@@ -31,6 +33,8 @@ __all__ = [
     "history_slot_key",
     "in_progress_key",
     "job_key",
+    "outcome_done_key",
+    "outcome_key",
     "result_key",
     "retry_key",
     "scheduler_queue",
@@ -72,6 +76,12 @@ HISTORY_KEY_PREFIX: Final = "taskline:history:"
 """`taskline:history:<queue>`: sorted set of the fleet's samples (JSON) by time, behind the plots
 of `taskline status` and `taskline web`; `…:baseline` holds the counters the last sample saw, and
 `…:slot:<epoch s>` claims one sample period for one writer (worker/ops/history.py)."""
+OUTCOME_KEY_PREFIX: Final = "taskline:outcome:"
+"""`taskline:outcome:<command id>`: the command's latest outcome (JSON), written by the worker with
+the `outcome_ttl` its job asked for; only for jobs that asked."""
+OUTCOME_DONE_SUFFIX: Final = ":done"
+"""`taskline:outcome:<command id>:done`: a list the worker pushes one token onto when the command
+reaches a final state; waiting producers block on it (BLMOVE onto itself, so any number can)."""
 SCHEDULER_QUEUE_SUFFIX: Final = ":scheduler"
 """`<queue>:scheduler`: the scheduler's own arq queue (its cron job)."""
 SCHEDULER_TICK_INFIX: Final = ":ran:"
@@ -96,6 +106,14 @@ def result_key(job_id: str) -> str:
 
 def transient_key(job_id: str) -> str:
     return TRANSIENT_KEY_PREFIX + job_id
+
+
+def outcome_key(command_id: str) -> str:
+    return OUTCOME_KEY_PREFIX + command_id
+
+
+def outcome_done_key(command_id: str) -> str:
+    return OUTCOME_KEY_PREFIX + command_id + OUTCOME_DONE_SUFFIX
 
 
 def wake_key(queue: str) -> str:

@@ -7,6 +7,8 @@ arq's layout, which taskline keeps so that arq workers can run the jobs:
 * the job is the string `arq:job:<job id>` holding the JSON envelope
   `{"f": <function>, "a": [<command>], "k": {}, "t": null, "et": <enqueue epoch ms>}`, with a
   time to live after which an unstarted job expires (a dead letter);
+* `k` (arq's keyword arguments) carries taskline's job options: empty for a contract-1 job,
+  `{"contract": 2, "outcome_ttl": <seconds>}` for a job whose outcomes are to be recorded;
 * a job id whose `arq:job:` or `arq:result:` key exists is a duplicate and is not enqueued.
 
 The enqueue script below does the duplicate check and both writes in one atomic step; it is
@@ -18,7 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any, Final
 
-from taskline_producer.contract import Command, dumps
+from taskline_producer.contract import OUTCOME_TTL_MAX_S, OUTCOME_VERSION, Command, dumps
 from taskline_producer.keys import JOB_KEY_PREFIX, RESULT_KEY_PREFIX, WAKE_KEY_SUFFIX
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "envelope",
     "epoch_ms",
     "job_of_command",
+    "job_options",
     "wire_argument",
 ]
 
@@ -67,11 +70,24 @@ def wire_argument(command: Command) -> dict[str, Any]:
     return command.model_dump(mode="json", exclude_unset=True)
 
 
-def job_of_command(command: Command, enqueued_ms: int) -> bytes:
+def job_options(outcome_ttl: int | None = None) -> dict[str, int]:
+    """The envelope's `k` for a job: empty (contract version 1, which every worker applies)
+    unless the job asks for outcomes, which needs contract version 2."""
+    if outcome_ttl is None:
+        return {}
+    if isinstance(outcome_ttl, bool) or not isinstance(outcome_ttl, int) or not 0 < outcome_ttl <= OUTCOME_TTL_MAX_S:
+        raise ValueError(
+            f"outcome_ttl must be a whole number of seconds from 1 to {OUTCOME_TTL_MAX_S}, got {outcome_ttl!r}"
+        )
+    return {"contract": OUTCOME_VERSION, "outcome_ttl": outcome_ttl}
+
+
+def job_of_command(command: Command, enqueued_ms: int, options: dict[str, int] | None = None) -> bytes:
     """The arq job JSON of one command as its own job."""
-    return envelope(command.function, wire_argument(command), enqueued_ms)
+    return envelope(command.function, wire_argument(command), enqueued_ms, options)
 
 
-def envelope(function: str, argument: Any, enqueued_ms: int) -> bytes:
-    """The arq job JSON for one job function and its single positional argument."""
-    return dumps({"f": function, "a": [argument], "k": {}, "t": None, "et": enqueued_ms})
+def envelope(function: str, argument: Any, enqueued_ms: int, options: dict[str, int] | None = None) -> bytes:
+    """The arq job JSON for one job function, its single positional argument and its options
+    (`job_options`; none: a contract-1 job)."""
+    return dumps({"f": function, "a": [argument], "k": options or {}, "t": None, "et": enqueued_ms})

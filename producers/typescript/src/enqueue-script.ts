@@ -1,0 +1,33 @@
+/**
+ * The idempotent enqueue script: the same text as `taskline_producer.wire.ENQUEUE_SCRIPT`,
+ * character for character, built the same way from the same key constants. A Python test
+ * (tests/unit/test_typescript_producer.py) compares the two, so they cannot drift apart.
+ *
+ * `EVAL script 1 <queue> <now ms> <job TTL ms> <id1> <json1> <id2> <json2> ...` returns one
+ * integer per job: 1 = queued, 0 = refused as a duplicate (its `arq:job:` or `arq:result:` key
+ * exists). The duplicate check and both writes happen in one atomic step.
+ */
+import { JOB_KEY_PREFIX, RESULT_KEY_PREFIX, WAKE_KEY_SUFFIX } from "./keys.js";
+
+export const ENQUEUE_SCRIPT = `
+-- KEYS[1]: the queue; ARGV[1]: score (epoch ms); ARGV[2]: job TTL in ms;
+-- ARGV[3..]: job id, job JSON, job id, job JSON, ...
+-- Returns one integer per job: 1 = queued, 0 = refused as a duplicate.
+local queued = {}
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  if redis.call('EXISTS', '${JOB_KEY_PREFIX}' .. id, '${RESULT_KEY_PREFIX}' .. id) == 0 then
+    redis.call('SET', '${JOB_KEY_PREFIX}' .. id, ARGV[i + 1], 'PX', ARGV[2])
+    redis.call('ZADD', KEYS[1], ARGV[1], id)
+    queued[#queued + 1] = 1
+  else
+    queued[#queued + 1] = 0
+  end
+end
+if #queued > 0 then
+  -- Wake one idle worker now rather than at its next poll (bounded: a few tokens at most).
+  redis.call('LPUSH', KEYS[1] .. '${WAKE_KEY_SUFFIX}', 1)
+  redis.call('LTRIM', KEYS[1] .. '${WAKE_KEY_SUFFIX}', 0, 15)
+end
+return queued
+`;

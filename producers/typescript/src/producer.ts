@@ -1,0 +1,261 @@
+/** The client other services embed to publish task commands onto a taskline queue. */
+import { createHash, randomUUID } from "node:crypto";
+
+import {
+  completeTaskCommand,
+  createTaskCommand,
+  updateTaskCommand,
+  type CompleteTaskInput,
+  type CreateTaskInput,
+  type UpdateTaskInput,
+} from "./commands.js";
+import {
+  BULK_JOB,
+  checkItem,
+  DEFAULT_MAX_BULK_PAYLOAD_BYTES,
+  DEFAULT_MAX_PAYLOAD_BYTES,
+  MAX_BULK_COMMANDS,
+  type Command,
+} from "./contract.js";
+import { ENQUEUE_SCRIPT } from "./enqueue-script.js";
+import { envelope, jobKwargs, type JobOptions } from "./envelope.js";
+import { InvalidSendError } from "./errors.js";
+import { DEFAULT_QUEUE } from "./keys.js";
+import { waitForOutcome, type Outcome } from "./outcome.js";
+import {
+  DEFAULT_OUTCOME_TIMEOUT_MS,
+  Receipt,
+  type BulkReceipt,
+  type OutcomeOptions,
+  type SendReport,
+} from "./receipts.js";
+import type { BlockingRedis, DuplicableRedis, ProducerRedis } from "./redis-client.js";
+
+/** How long a queued job may wait before it expires unrun (arq's default: one day). */
+export const DEFAULT_JOB_TTL_MS = 86_400_000;
+/** Commands per EVAL: bounds how long one script holds Redis (about a millisecond). */
+const SCRIPT_CHUNK = 500;
+/** EVALs per pipeline: sendMany sends up to 10,000 commands per round trip. */
+const CHUNKS_PER_ROUND_TRIP = 20;
+const ENQUEUE_SHA1 = createHash("sha1").update(ENQUEUE_SCRIPT).digest("hex");
+
+export interface ProducerOptions {
+  /** The queue (TASKLINE_QUEUE of the workers). Default `taskline:queue`. */
+  queue?: string | undefined;
+  /** How long a job may wait unrun before it expires (and becomes a dead letter). Default: a day. */
+  jobTtlMs?: number | undefined;
+  /** `outcomeTtl` for every send that does not say otherwise (see `JobOptions`). Default: none. */
+  outcomeTtl?: number | undefined;
+  /**
+   * A connection `receipt.outcome()` blocks on while it waits (a client pool is a good choice).
+   * Default: a copy of `client` (`client.duplicate()`) opened for each wait and closed after;
+   * when `client` is itself a pool (`createClientPool()`), the pool.
+   */
+  blockingClient?: BlockingRedis | undefined;
+  /** The workers' TASKLINE_MAX_PAYLOAD_BYTES, if not the default 65536. */
+  maxPayloadBytes?: number | undefined;
+  /** The workers' TASKLINE_MAX_BULK_PAYLOAD_BYTES, if not the default 1048576. */
+  maxBulkPayloadBytes?: number | undefined;
+}
+
+/** Per-send options; `outcomeTtl: null` sends without outcomes whatever the producer's default. */
+export interface SendOptions {
+  outcomeTtl?: number | null | undefined;
+}
+
+export interface BulkOptions extends SendOptions {
+  /** The bulk job's id (deduplicates the job itself). Default: a random UUID. */
+  jobId?: string | undefined;
+}
+
+/**
+ * Publishes commands with the caller's node-redis client, which it never closes.
+ *
+ *     const producer = new TaskProducer(client, { queue: "taskline:queue" });
+ *     const receipt = await producer.createTask({ userId: 7, title: "Write the report" });
+ */
+export class TaskProducer {
+  readonly queue: string;
+  readonly jobTtlMs: number;
+  private readonly defaults: JobOptions;
+  private readonly maxPayloadBytes: number;
+  private readonly maxBulkPayloadBytes: number;
+
+  constructor(
+    readonly client: ProducerRedis & Partial<DuplicableRedis> & Partial<BlockingRedis>,
+    private readonly options: ProducerOptions = {},
+  ) {
+    this.queue = options.queue ?? DEFAULT_QUEUE;
+    this.jobTtlMs = options.jobTtlMs ?? DEFAULT_JOB_TTL_MS;
+    if (!Number.isInteger(this.jobTtlMs) || this.jobTtlMs < 1) {
+      throw new InvalidSendError(`jobTtlMs must be a positive whole number of milliseconds, got ${this.jobTtlMs}`);
+    }
+    this.defaults = { outcomeTtl: options.outcomeTtl };
+    jobKwargs(this.defaults); // refuse a bad default now rather than at the first send
+    this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+    this.maxBulkPayloadBytes = options.maxBulkPayloadBytes ?? DEFAULT_MAX_BULK_PAYLOAD_BYTES;
+  }
+
+  // -- one command at a time ---------------------------------------------------------------
+
+  /** Queue a create_task; `taskId`, `commandId` and `issuedAt` are generated when not given. */
+  async createTask(input: CreateTaskInput, options: SendOptions = {}): Promise<Receipt> {
+    return this.send(createTaskCommand(input), options);
+  }
+
+  /** Queue an update_task; leave `title` or `description` out to keep it, `description: null` clears it. */
+  async updateTask(input: UpdateTaskInput, options: SendOptions = {}): Promise<Receipt> {
+    return this.send(updateTaskCommand(input), options);
+  }
+
+  /** Queue a complete_task. */
+  async completeTask(input: CompleteTaskInput, options: SendOptions = {}): Promise<Receipt> {
+    return this.send(completeTaskCommand(input), options);
+  }
+
+  /** Queue one `{function, command}` as its own job (job id = command id). */
+  async send(item: Command, options: SendOptions = {}): Promise<Receipt> {
+    const { function: fn, command } = checkItem(item);
+    const now = Date.now();
+    const job = this.sized(envelope(fn, command, this.kwargs(options), now), this.maxPayloadBytes, "PAYLOAD");
+    const args = [String(now), String(this.jobTtlMs), command.command_id, job];
+    const [queued] = (await this.enqueue(args)) as unknown[];
+    return this.receipt(command.command_id, command.command_id, command.task_id, Number(queued) === 1);
+  }
+
+  // -- many commands -----------------------------------------------------------------------
+
+  /**
+   * Queue many commands, one job each, up to 10,000 per round trip. Every command is checked
+   * before anything is sent: one invalid command throws and nothing is queued. Each job is
+   * deduplicated by its command id.
+   */
+  async sendMany(items: Iterable<Command>, options: SendOptions = {}): Promise<SendReport> {
+    const kwargs = this.kwargs(options);
+    const commands = Array.from(items, (item) => checkItem(item));
+    const report: SendReport = { queued: 0, duplicates: [], receipts: [] };
+    const perRoundTrip = SCRIPT_CHUNK * CHUNKS_PER_ROUND_TRIP;
+    for (let start = 0; start < commands.length; start += perRoundTrip) {
+      const slice = commands.slice(start, start + perRoundTrip);
+      const now = Date.now();
+      const pipeline = this.client.multi();
+      for (let i = 0; i < slice.length; i += SCRIPT_CHUNK) {
+        const args = [String(now), String(this.jobTtlMs)];
+        for (const { function: fn, command } of slice.slice(i, i + SCRIPT_CHUNK)) {
+          const job = this.sized(envelope(fn, command, kwargs, now), this.maxPayloadBytes, "PAYLOAD");
+          args.push(command.command_id, job);
+        }
+        // EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and the script is small
+        // next to 500 commands.
+        pipeline.eval(ENQUEUE_SCRIPT, { keys: [this.queue], arguments: args });
+      }
+      const flags = (await pipeline.execAsPipeline()).flatMap((reply) => reply as unknown[]);
+      slice.forEach(({ command }, i) => {
+        const queued = Number(flags[i]) === 1;
+        if (queued) report.queued += 1;
+        else report.duplicates.push(command.command_id);
+        report.receipts.push(this.receipt(command.command_id, command.command_id, command.task_id, queued));
+      });
+    }
+    return report;
+  }
+
+  /**
+   * Queue 1 to 1,000 commands as one `apply_commands` job, applied in few transactions. Each
+   * command keeps its own exactly-once and dead-letter semantics (and its own outcome); the
+   * job id only deduplicates the job itself.
+   */
+  async sendBulk(items: readonly Command[], options: BulkOptions = {}): Promise<BulkReceipt> {
+    if (items.length < 1 || items.length > MAX_BULK_COMMANDS) {
+      throw new InvalidSendError(`sendBulk takes 1 to ${MAX_BULK_COMMANDS} commands, got ${items.length}`);
+    }
+    const commands = items.map((item) => checkItem(item));
+    const jobId = options.jobId ?? randomUUID();
+    if (jobId.length === 0) throw new InvalidSendError("jobId must not be empty");
+    const now = Date.now();
+    const job = this.sized(envelope(BULK_JOB, commands, this.kwargs(options), now), this.maxBulkPayloadBytes, "BULK");
+    const [queued] = (await this.enqueue([String(now), String(this.jobTtlMs), jobId, job])) as unknown[];
+    const wasQueued = Number(queued) === 1;
+    return {
+      jobId,
+      queued: wasQueued,
+      receipts: commands.map(({ command }) => this.receipt(command.command_id, jobId, command.task_id, wasQueued)),
+    };
+  }
+
+  // -- outcomes ----------------------------------------------------------------------------
+
+  /**
+   * What became of a command sent earlier, perhaps by another process: as `receipt.outcome()`.
+   * `jobId` is the bulk job's id for a command sent with `sendBulk`; by default the command id.
+   */
+  outcome(commandId: string, options: OutcomeOptions & { jobId?: string } = {}): Promise<Outcome> {
+    const id = commandId.toLowerCase();
+    return this.waitFor(id, options.jobId ?? id, options.timeoutMs ?? DEFAULT_OUTCOME_TIMEOUT_MS);
+  }
+
+  private receipt(commandId: string, jobId: string, taskId: string, queued: boolean): Receipt {
+    return new Receipt(commandId, jobId, taskId, queued, (c, j, timeoutMs) => this.waitFor(c, j, timeoutMs));
+  }
+
+  private async waitFor(commandId: string, jobId: string, timeoutMs: number): Promise<Outcome> {
+    if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
+      throw new InvalidSendError(`timeoutMs must be a number of milliseconds >= 0, got ${timeoutMs}`);
+    }
+    let own: ReturnType<DuplicableRedis["duplicate"]> | undefined;
+    const blocking = async (): Promise<BlockingRedis> => {
+      if (this.options.blockingClient) return this.options.blockingClient;
+      if (own) return own;
+      if (typeof this.client.duplicate !== "function") {
+        // A client pool: each command, BLMOVE included, runs on a connection of its own.
+        if (typeof this.client.blMove === "function") return this.client as BlockingRedis;
+        throw new InvalidSendError("waiting for an outcome needs options.blockingClient or a client with duplicate()");
+      }
+      const copy = this.client.duplicate();
+      copy.on("error", () => {}); // a failure surfaces as the rejected BLMOVE
+      await copy.connect();
+      own = copy;
+      return own;
+    };
+    try {
+      return await waitForOutcome(this.client, blocking, commandId, jobId, timeoutMs);
+    } finally {
+      await own?.close();
+    }
+  }
+
+  // -- the wire ----------------------------------------------------------------------------
+
+  private kwargs(options: SendOptions): Record<string, number> {
+    const ttl = options.outcomeTtl === undefined ? this.defaults.outcomeTtl : (options.outcomeTtl ?? undefined);
+    return jobKwargs({ outcomeTtl: ttl });
+  }
+
+  /** The job, unless it is over the workers' size limit (they would dead-letter it unread). */
+  private sized(job: string, limit: number, kind: "PAYLOAD" | "BULK"): string {
+    const bytes = Buffer.byteLength(job, "utf8");
+    if (bytes > limit) {
+      const remedy =
+        kind === "BULK"
+          ? "send fewer commands per sendBulk, or raise TASKLINE_MAX_BULK_PAYLOAD_BYTES and maxBulkPayloadBytes together"
+          : "raise TASKLINE_MAX_PAYLOAD_BYTES and maxPayloadBytes together";
+      throw new InvalidSendError(
+        `the job is ${bytes} bytes, over the workers' limit of ${limit}: a worker would dead-letter it unread; ${remedy}`,
+      );
+    }
+    return job;
+  }
+
+  /** EVALSHA, falling back on EVAL when Redis does not hold the script yet (NOSCRIPT). */
+  private async enqueue(args: string[]): Promise<unknown> {
+    const call = { keys: [this.queue], arguments: args };
+    try {
+      return await this.client.evalSha(ENQUEUE_SHA1, call);
+    } catch (error) {
+      if (error instanceof Error && error.message.startsWith("NOSCRIPT")) {
+        return this.client.eval(ENQUEUE_SCRIPT, call);
+      }
+      throw error;
+    }
+  }
+}

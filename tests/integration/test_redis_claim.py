@@ -1,0 +1,28 @@
+"""The test suite claims a Redis database only if it is empty, and writes nothing into one that is not."""
+
+from __future__ import annotations
+
+import pytest
+import redis as redis_sync
+
+from tests.conftest import CLAIM_KEY, REDIS_BASE_URL, RUN_ID, claim_redis_database
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_database_that_is_not_empty_is_left_exactly_as_it_was(redis_url):
+    """Claiming this run's own database (not empty), as another run would with a claim key of its
+    own, fails and writes nothing into it."""
+    db = int(redis_url.rsplit("/", 1)[1])
+    client = redis_sync.Redis.from_url(redis_url)
+    try:
+        client.set("someone-elses-key", "data")
+        before = {key: client.dump(key) for key in client.keys("*")}
+        claimed = claim_redis_database(REDIS_BASE_URL, "another-run", candidates=[db], key="taskline-test:other-run")
+        assert claimed is None
+        after = {key: client.dump(key) for key in client.keys("*")}
+        assert after == before
+        assert client.get(CLAIM_KEY) == RUN_ID.encode()
+    finally:
+        client.delete("someone-elses-key")
+        client.close()

@@ -1,0 +1,155 @@
+"""The fleet's Prometheus page for `taskline metrics`: read from Redis and the database,
+printed once or served over HTTP.
+
+Served, the page is kept for `PAGE_TTL_S` (one second): Prometheus servers (often two, for
+redundancy) and dashboards may scrape as often as they like, and Redis and PostgreSQL see at
+most one read a second. Scrapes that arrive while a read is running wait for it instead of
+starting their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from worker.cli_errors import describe
+from worker.settings import Settings
+
+__all__ = ["PAGE_TTL_S", "CachedPage", "FleetReader", "read_once", "serve_fleet"]
+
+PAGE_TTL_S: Final = 1.0
+_TIMEOUT_S: Final = 5.0
+
+
+def _redis(settings: Settings) -> Any:
+    from redis.asyncio import Redis
+
+    return Redis.from_url(settings.redis_url, socket_connect_timeout=_TIMEOUT_S, socket_timeout=_TIMEOUT_S)
+
+
+class FleetReader:
+    """Reads the fleet's numbers: heartbeats and queue depth from Redis, dead letters from the database."""
+
+    def __init__(self, settings: Settings) -> None:
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        self.settings = settings
+        self.database_problem: str | None = None
+        """Why the last page has no dead-letter count (the database could not be used), if so."""
+        self.redis = _redis(settings)
+        self.engine = create_async_engine(
+            settings.database_url,
+            pool_size=1,
+            max_overflow=0,
+            hide_parameters=True,
+            connect_args={"server_settings": {"application_name": "taskline-metrics"}, "timeout": _TIMEOUT_S},
+        )
+
+    async def page(self) -> bytes:
+        from worker.ops.claims import stranded_claims
+        from worker.ops.fleet import live_workers, read_heartbeats, render_fleet_metrics
+        from worker.ops.health import count_dead_letters, queue_depth, scheduler_queue_name
+
+        queue = self.settings.queue
+        heartbeats = await read_heartbeats(self.redis, queue)
+        workers = heartbeats.live
+        claims = await stranded_claims(self.redis, heartbeats.gone)
+        schedulers = await live_workers(self.redis, scheduler_queue_name(queue))
+        depth = await queue_depth(self.redis, queue)
+        dead_letters: int | None
+        try:
+            async with asyncio.timeout(_TIMEOUT_S), self.engine.connect() as conn:
+                dead_letters = await count_dead_letters(conn)
+        except Exception as exc:
+            self.database_problem = describe(exc)
+            dead_letters = None
+        else:
+            self.database_problem = None
+        return render_fleet_metrics(
+            queue, workers, depth, dead_letters, schedulers=schedulers, claims_waiting=len(claims)
+        )
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.engine.dispose()
+
+
+class CachedPage:
+    """`read()` at most once per `ttl_s`; concurrent callers share one read. A failed read is
+    not kept: the next call tries again."""
+
+    def __init__(
+        self,
+        read: Callable[[], Awaitable[bytes]],
+        ttl_s: float = PAGE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read = read
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._page: bytes | None = None
+        self._read_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def get(self) -> bytes:
+        async with self._lock:
+            if self._page is None or self._clock() - self._read_at >= self._ttl_s:
+                self._page = await self._read()
+                self._read_at = self._clock()
+            return self._page
+
+
+async def read_once(settings: Settings) -> tuple[bytes, str | None]:
+    """The page, and why the dead letters are not on it (if they are not)."""
+    reader = FleetReader(settings)
+    try:
+        return await reader.page(), reader.database_problem
+    finally:
+        await reader.close()
+
+
+async def serve_fleet(settings: Settings, port: int, host: str, token: str | None, *, log: Any) -> None:
+    """Serve the page at /metrics on host:port until SIGTERM or SIGINT."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from worker.ops.http_server import Response, json_response
+    from worker.ops.http_server import serve as serve_http
+
+    reader = FleetReader(settings)
+    cached = CachedPage(reader.page)
+
+    async def handle(path: str) -> Response:
+        if path in ("/metrics", "/"):
+            try:
+                return Response(200, await cached.get(), CONTENT_TYPE_LATEST)
+            except Exception as exc:
+                return json_response(503, {"error": f"cannot read the fleet: {describe(exc)}"})
+        if path in ("/healthz", "/livez", "/readyz"):
+            return json_response(200, {"status": "alive"})
+        return json_response(404, {"error": "not found", "paths": ["/metrics", "/healthz"]})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = await serve_http(handle, port, host=host or None, token=token)
+    log.print(
+        f"serving the fleet's metrics on http://{host}:{port}/metrics (queue {settings.queue})",
+        markup=False,
+        highlight=False,
+    )
+    try:
+        await cached.get()
+    except Exception as exc:  # served all the same: /metrics answers 503 until the fleet can be read
+        log.print(f"warning: cannot read the fleet yet: {describe(exc)}", markup=False, highlight=False)
+    if reader.database_problem:
+        log.print(f"warning: dead letters not counted: {reader.database_problem}", markup=False, highlight=False)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await server.wait_closed()
+        await reader.close()

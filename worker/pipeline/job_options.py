@@ -1,0 +1,115 @@
+"""Job options: the envelope's `k`, where a job says which contract version it was written to
+and whether its outcomes are to be recorded (docs/contract.md, "Compatibility and contract
+versions").
+
+Version 1 is the contract of the previous release, whose `k` is empty; version 2 adds
+`outcome_ttl`. This code knows versions up to `taskline_producer.contract.CONTRACT_VERSION`; a
+worker applies versions up to its `TASKLINE_CONTRACT_VERSION`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+from uuid import UUID
+
+from taskline_producer.contract import CONTRACT_VERSION, OUTCOME_TTL_MAX_S, OUTCOME_VERSION
+
+__all__ = [
+    "NO_OPTIONS",
+    "JobOptions",
+    "contract_too_new",
+    "job_options_of",
+    "outcome_asked_by",
+    "too_new_in",
+]
+
+_OPTION_NAMES: Final = ("contract", "outcome_ttl")
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """The envelope's `k`: the contract version the job was written to, and how long its
+    outcomes are to be kept in Redis (None: not recorded)."""
+
+    contract: int = 1
+    outcome_ttl: int | None = None
+
+    def as_k(self) -> dict[str, int]:
+        """The `k` of a job re-enqueued with the same options (a bulk item retried on its own)."""
+        k = {"contract": self.contract} if self.contract > 1 else {}
+        if self.outcome_ttl is not None:
+            k["outcome_ttl"] = self.outcome_ttl
+        return k
+
+
+NO_OPTIONS: Final = JobOptions()
+"""The options of a job whose `k` is empty (contract version 1): shared, nothing allocated."""
+
+
+def contract_too_new(version: int, accepted: int) -> str:
+    """The dead-letter reason for a job written to a contract version the worker does not accept."""
+    return (
+        f"contract version {version} is newer than this worker accepts (1..{accepted}): upgrade the"
+        " workers, then replay this dead letter (taskline dead-letters replay <job id>)"
+    )
+
+
+def job_options_of(k: dict[str, Any]) -> JobOptions | str:
+    """The job options in `k`, or the reason they break the contract."""
+    if not k:
+        return NO_OPTIONS
+    contract = k.get("contract", 1)
+    if type(contract) is not int or contract < 1:
+        return 'k: "contract" must be a whole number from 1: the contract version the job was written to'
+    if contract > CONTRACT_VERSION:
+        return contract_too_new(contract, CONTRACT_VERSION)
+    unknown = sorted(name for name in k if name not in _OPTION_NAMES)
+    if unknown:
+        return (
+            f"k: {unknown[0]!r} is not a taskline job option; contract version {contract} knows"
+            f" {', '.join(_OPTION_NAMES)} (send other data inside the command)"
+        )
+    if "outcome_ttl" not in k:
+        return JobOptions(contract)
+    ttl = k["outcome_ttl"]
+    if type(ttl) is not int or not 0 < ttl <= OUTCOME_TTL_MAX_S:
+        return f'k: "outcome_ttl" must be a whole number of seconds from 1 to {OUTCOME_TTL_MAX_S}'
+    if contract < OUTCOME_VERSION:
+        return f'k: "outcome_ttl" is new in contract version {OUTCOME_VERSION}: the job must carry "contract": 2'
+    return JobOptions(contract, ttl)
+
+
+def too_new_in(raw: bytes) -> str | None:
+    """The too-new reason when the job declares a contract version above this code's, whatever
+    else it holds (its command may follow rules this code does not know)."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    k = value.get("k") if isinstance(value, dict) else None
+    contract = k.get("contract") if isinstance(k, dict) else None
+    if type(contract) is int and contract > CONTRACT_VERSION:
+        return contract_too_new(contract, CONTRACT_VERSION)
+    return None
+
+
+def outcome_asked_by(raw: bytes) -> tuple[str, int] | tuple[()]:
+    """(command id, outcome_ttl) of a refused command job whose `k` is valid and asks for
+    outcomes and whose command has a UUID command_id; () otherwise. Read only on the refusal path."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return ()
+    k = value.get("k") if isinstance(value, dict) else None
+    options = job_options_of(k) if isinstance(k, dict) else None
+    if not isinstance(options, JobOptions) or options.outcome_ttl is None:
+        return ()
+    arguments = value.get("a")
+    command = arguments[0] if isinstance(arguments, list) and len(arguments) == 1 else None
+    command_id = command.get("command_id") if isinstance(command, dict) else None
+    try:
+        return str(UUID(command_id)), options.outcome_ttl
+    except (TypeError, ValueError, AttributeError):
+        return ()
