@@ -132,3 +132,13 @@ async def test_a_retrying_command_says_why_and_when_and_a_crashed_claim_says_it_
 async def test_an_unknown_id_has_no_story(settings, engine, redis):
     assert await story(engine, redis, settings.queue, uuid4()) is None
     assert await story(engine, redis, settings.queue, "not-a-uuid") is None
+
+
+async def test_the_outcome_a_producer_asked_for_is_part_of_the_story(settings, engine, redis):
+    """A command whose job asked for outcomes shows the outcome the producer reads; when only the
+    outcome is left (the processed record purged), that is the story."""
+    command_id = str(uuid4())
+    await redis.set(keys.outcome_key(command_id), json.dumps({"state": "applied", "command_id": command_id}))
+    found = await story(engine, redis, settings.queue, command_id)
+    assert found["outcome"]["state"] == "applied"
+    assert found["states"] == ["outcome: applied"]

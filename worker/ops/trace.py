@@ -91,8 +91,10 @@ async def _redis_side(redis: Redis, queue: str, job_id: str) -> dict[str, Any]:
         pipe.pttl(keys.in_progress_key(job_id))
         pipe.get(keys.transient_key(job_id))
         pipe.get(keys.retry_key(job_id))
-        envelope, score, holder, claim_pttl, transient, tries = await pipe.execute()
+        pipe.get(keys.outcome_key(job_id))
+        envelope, score, holder, claim_pttl, transient, tries, outcome = await pipe.execute()
     return {
+        "outcome": _json_object(outcome),
         "envelope": envelope,
         "score": score,
         "holder": _text(holder),
@@ -100,6 +102,16 @@ async def _redis_side(redis: Redis, queue: str, job_id: str) -> dict[str, Any]:
         "transient_failures": int(transient) if transient is not None else 0,
         "tries": int(tries) if tries is not None else 0,
     }
+
+
+def _json_object(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 async def trace_command(conn: AsyncConnection, redis: Redis, queue: str, job_id: str) -> dict[str, Any] | None:
@@ -110,6 +122,8 @@ async def trace_command(conn: AsyncConnection, redis: Redis, queue: str, job_id:
     payload = _command_of(side["envelope"])
     if payload is not None:
         story["job"] = payload
+    if side["outcome"] is not None:
+        story["outcome"] = side["outcome"]  # what the producer reads, when its job asked for outcomes
     if side["holder"] is not None:
         states.append(await _running(redis, queue, side, story))
     if side["score"] is not None:
@@ -132,10 +146,12 @@ async def trace_command(conn: AsyncConnection, redis: Redis, queue: str, job_id:
         states.insert(0, "applied")
         if side["score"] is not None or side["holder"] is not None:
             story["note"] = "already applied: the delivery still in Redis will be a duplicate (a no-op)"
-    if not states and payload is None:
+    if not states and payload is None and "outcome" not in story:
         return None
-    if not states:
+    if not states and payload is not None:
         states.append("queued")  # a job key without a place in the queue: about to be claimed
+    elif not states:
+        states.append(f"outcome: {story['outcome'].get('state', '?')}")  # only the producer's outcome is left
     return story
 
 

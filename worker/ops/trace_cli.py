@@ -66,6 +66,8 @@ def render_trace(story: dict[str, Any]) -> Group:
                     style="red",
                 )
             )
+        if story.get("outcome"):
+            parts.append(Text(f"outcome for the producer: {json.dumps(story['outcome'])[:300]}"))
         if story.get("note"):
             parts.append(Text(story["note"]))
         return Group(*parts)
