@@ -158,7 +158,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"old": args.old, "commands": args.commands, "rounds": args.rounds, "scenarios": {}}
     scenarios: dict[str, Any] = results["scenarios"]
     try:
-        for round_ in range(1, args.rounds + 1):
+        for round_ in range(1, args.rounds + 1 if "drain" in args.only else 1):
             for label, version in (("new", None), ("old", tree)):
                 for kind, bulk in (("single", False), ("bulk", True)):
                     key = f"drain {kind} K=1 {label}"
@@ -168,13 +168,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     scenarios.setdefault(key, []).append(result["commands_per_s"])
                     log(f"{key}: {result['commands_per_s']:.0f}/s")
-        for label, version in (("new", None), ("old", tree)):
+        for label, version in (("new", None), ("old", tree)) if "idle" in args.only else ():
             log(f"idle {label} ...")
             scenarios[f"idle {label}"] = await idle_commands_per_s(env, version, args.idle_seconds)
             log(f"idle {label}: {scenarios[f'idle {label}']['per_s']:.2f} commands/s")
-        rate = args.rate or 0.5 * max(scenarios["drain single K=1 new"])
+        rate = args.rate or 0.5 * max(scenarios.get("drain single K=1 new") or [2000.0])
         results["latency_rate"] = rate
-        for label, version in (("new", None), ("old", tree)):
+        for label, version in (("new", None), ("old", tree)) if "latency" in args.only else ():
             for producer, sender in (("token", None), ("no token", tokenless_sender)):
                 key = f"latency {producer} {label}"
                 log(f"{key} at {rate:.0f}/s ...")
@@ -198,17 +198,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def report(results: dict[str, Any]) -> str:
     s = results["scenarios"]
     lines = [f"this tree against {results['old']}, {results['commands']} commands, {results['rounds']} rounds", ""]
-    for kind in ("single", "bulk"):
+    for kind in ("single", "bulk") if "drain single K=1 new" in s else ():
         new, old = s[f"drain {kind} K=1 new"], s[f"drain {kind} K=1 old"]
         ratio = sorted(n / o for n, o in zip(new, old, strict=True))
         lines.append(
             f"drain {kind:6} K=1: new {min(new):7.0f}-{max(new):7.0f}/s  old {min(old):7.0f}-{max(old):7.0f}/s"
             f"  new/old per round {ratio[0]:.2f}-{ratio[-1]:.2f}"
         )
-    for label in ("new", "old"):
+    for label in ("new", "old") if "idle new" in s else ():
         lines.append(f"idle worker, {label}: {s[f'idle {label}']['per_s']:.2f} Redis commands/s")
     lines.append(f"latency at {results['latency_rate']:.0f} commands/s (issued_at → transaction start):")
-    for label in ("new", "old"):
+    for label in ("new", "old") if "latency token new" in s else ():
         for producer in ("token", "no token"):
             r = s[f"latency {producer} {label}"]
             lines.append(
@@ -226,6 +226,7 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=20.0)
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, help="latency scenario rate (default: half the new single drain)")
+    parser.add_argument("--only", nargs="+", choices=("drain", "idle", "latency"), default=("drain", "idle", "latency"))
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     results = asyncio.run(run(args))

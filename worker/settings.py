@@ -60,11 +60,12 @@ class Settings(BaseSettings):
     # the worker
     max_jobs: int = Field(default=50, ge=1, le=1000)
     job_timeout: float = Field(default=10.0, gt=0, le=300)
-    poll_delay: float = Field(default=0.01, gt=0, le=5)
+    poll_delay: float = Field(default=1.5, gt=0, le=30)
     shutdown_grace: float = Field(default=20.0, ge=0, le=3600)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=0, ge=0, le=200)
     batch_max: int = Field(default=100, ge=1, le=1000)
+    commit_concurrency: int = Field(default=1, ge=1, le=32)
     bulk_concurrency: int = Field(default=4, ge=1, le=1000)
 
     # the contract

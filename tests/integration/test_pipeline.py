@@ -57,3 +57,20 @@ async def test_commands_applied_one_after_another_never_wait_for_a_flusher_that_
         command = CreateTask(command_id=uuid4(), issued_at=now, task_id=uuid4(), user_id=1, title=f"one by one {n}")
         async with asyncio.timeout(5):
             assert await committer.apply(command) is Outcome.APPLIED
+
+
+async def test_two_concurrent_commit_flushers_apply_every_command_once_in_last_writer_order(settings, redis, db, users):
+    """With TASKLINE_COMMIT_CONCURRENCY=2, group-commit transactions overlap; every command is still
+    applied once, and each task ends as the last writer by issued_at left it."""
+    import random
+
+    from tests.acceptance.test_crashes import assert_applied_exactly_once, make_plan
+
+    commands = make_plan(random.Random(5), tasks=80)
+    random.Random(6).shuffle(commands)
+    await TaskProducer(redis, queue=settings.queue).send_many(commands)
+
+    worker = await run_burst(settings.model_copy(update={"commit_concurrency": 2}))
+
+    assert worker.jobs_complete == len(commands)
+    await assert_applied_exactly_once(db, commands, settings.queue)

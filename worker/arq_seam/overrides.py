@@ -20,11 +20,13 @@ for `self.tasks` in burst mode and on a graceful stop; arq reading `jobs_complet
 
 `heart_beat()`: arq calls it at the end of each poll iteration, then sleeps `poll_delay`. Its
 own work (arq's health key, cron) still runs; then, since taskline gives arq a `poll_delay` of
-0, this is where the worker waits for work: an idle worker blocks on the queue's wake-up list
-(keys.wake_key) for up to TASKLINE_POLL_DELAY, or less when one of its own deferred jobs falls
-due sooner; a busy one waits for a free slot without asking Redis anything. So an idle worker
-sends two commands per poll delay, and a job whose producer pushed the wake-up token starts at
-once. Relies on: arq calling `heart_beat` once per poll iteration, after `start_jobs`.
+0, this is where the worker waits for work: a worker that found nothing blocks on the queue's
+wake-up list (keys.wake_key), 5 ms after its last job, twice as long after each empty poll, up
+to TASKLINE_POLL_DELAY, and never past the moment one of its own deferred jobs falls due; a busy
+one waits for a free slot without asking Redis anything. So an idle worker sends two commands
+per poll delay, a job whose producer pushed the wake-up token starts at once, and a stream from
+a producer without the token is picked up within milliseconds. Relies on: arq calling
+`heart_beat` once per poll iteration, after `start_jobs`.
 
 Nothing else of arq's is replaced, and no underscore name of arq's is read or written.
 """
@@ -86,6 +88,8 @@ class _SeamState:
         self.log = get_logger("taskline.worker")
         self.polled = False
         self.claimed = 0
+        self.empty_polls = 0
+        """Polls in a row that found nothing: the idle wait doubles with each, up to the poll delay."""
         self.slot_freed = asyncio.Event()
         self.own_due_ms: list[int] = []
         """When this worker's deferred jobs fall due (a heap): an idle wait ends then."""
@@ -190,7 +194,13 @@ class _SeamState:
                 await asyncio.wait_for(self.slot_freed.wait(), wait_s)
             return
         if polled and claimed:
+            self.empty_polls = 0
             return  # more may be due right now
+        # Just after work, look again soon (a producer without the wake-up token may be sending
+        # a stream); once idle, the wait doubles up to the poll delay, which bounds an idle
+        # worker's cost.
+        wait_s = min(wait_s, _FIRST_IDLE_WAIT_S * 2**self.empty_polls)
+        self.empty_polls = min(self.empty_polls + 1, 30)
         now = _now_ms()
         if self.own_due_ms and self.own_due_ms[0] <= now:
             while self.own_due_ms and self.own_due_ms[0] <= now:
@@ -201,6 +211,9 @@ class _SeamState:
         if wait_s < 0.001:
             return
         await w.pool.execute_command("BLPOP", keys.wake_key(w.queue_name), wait_s)  # type: ignore[no-untyped-call]
+
+
+_FIRST_IDLE_WAIT_S = 0.005
 
 
 def _now_ms() -> int:

@@ -67,7 +67,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         settings=settings,
         engine=engine,
         sessions=sessions,
-        committer=GroupCommitter(sessions, max_batch=settings.batch_max),
+        committer=GroupCommitter(sessions, max_batch=settings.batch_max, flushers=settings.commit_concurrency),
         policy=retry_policy(settings),
         metrics=ctx.get("metrics") or Metrics(),
         redis=ctx["redis"],

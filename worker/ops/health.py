@@ -19,8 +19,8 @@ age from the key's PTTL, measured by Redis, whatever the machines' clocks say. A
 writes its key with a longer time to live, three intervals plus its jobs' claim expiry plus one
 interval: after a crash, its last document (with its running job ids) stays readable until every
 claim it held has expired, which is how `taskline status` and `taskline health` show the claims
-waiting to expire (worker/ops/claims.py) without scanning the keyspace. Same three commands per
-heartbeat as before.
+waiting to expire (worker/ops/claims.py) without scanning the keyspace, at no command more per
+heartbeat.
 
 Nothing here runs per job: the job path is unchanged.
 """
@@ -68,6 +68,11 @@ __all__ = [
 BEATS_PER_TTL: Final = 3
 """A heartbeat key lives this many intervals; liveness and readiness allow the same age."""
 DEAD_LETTERS_EVERY: Final = 3
+QUEUE_DEPTH_EVERY: Final = 3
+"""The queue-depth gauge is refreshed every this many intervals (15 s with the default): it is the
+same number for every worker, and an idle worker's Redis traffic is kept under 2 commands/s."""
+INDEX_CLEANUP_EVERY: Final = 12
+"""The heartbeat prunes long-gone workers from the index every this many beats (once a minute)."""
 """The dead-letter count is refreshed every this many intervals (15 s with the default)."""
 EXACT_COUNT_BELOW: Final = 100_000
 """Above this many rows (by the planner's estimate) the dead-letter gauge uses the estimate."""
@@ -298,6 +303,7 @@ class Monitor:
         self.secrets = tuple(s for s in [*own, *secrets_] if s)
         self.key = heartbeat_key(queue, health.worker_id)
         self.index = workers_index_key(queue)
+        self.beats = 0
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -366,9 +372,12 @@ class Monitor:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self.key, json.dumps(self.document()), px=ttl_ms)
             pipe.zadd(self.index, {self.health.worker_id: now})
-            # Forget workers that stopped beating long ago. Readers check that the key exists, so
-            # the index only needs eventual cleanup; the wide margin absorbs clock differences.
-            pipe.zremrangebyscore(self.index, "-inf", f"({now - max(INDEX_FORGET_AFTER_S, 10 * self.health.max_age)}")
+            if self.beats % INDEX_CLEANUP_EVERY == 0:
+                # Forget workers that stopped beating long ago. Readers check that the key exists,
+                # so the index only needs eventual cleanup; the wide margin absorbs clock differences.
+                forget_before = now - max(INDEX_FORGET_AFTER_S, 10 * self.health.max_age)
+                pipe.zremrangebyscore(self.index, "-inf", f"({forget_before}")
+            self.beats += 1
             await pipe.execute()
 
     def document(self) -> dict[str, Any]:
@@ -410,7 +419,8 @@ class Monitor:
         beat = 0
         while True:
             started = time.monotonic()
-            await self.update_queue_depth()
+            if beat % QUEUE_DEPTH_EVERY == 0:
+                await self.update_queue_depth()
             if beat % DEAD_LETTERS_EVERY == 0:
                 await self.update_dead_letters()
             beat += 1
