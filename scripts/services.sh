@@ -7,6 +7,8 @@
 # 127.0.0.1:6379. When they answer it does nothing else. When they don't, it starts them
 # (PostgreSQL through pg_ctlcluster, creating a cluster if there is none; Redis as a daemon),
 # installing them from Debian's packages first if they are missing. It never needs systemd.
+# With --tests it also installs Debian's chromium (for the browser test) when it is missing and
+# this script may use apt-get.
 #
 # DATABASE_URL and REDIS_URL override the targets (with --tests: TASKLINE_TEST_ADMIN_DATABASE_URL
 # and TASKLINE_TEST_REDIS_URL, which the tests use). One that points anywhere but the local
@@ -311,5 +313,22 @@ apt_install() {
         || { log_tail "$LOG"; die "apt-get install $* failed; see the lines above"; }
 }
 
+# The browser test (tests/acceptance/test_web_browser.py) drives Debian's Chromium; it is
+# skipped, saying why, where Chromium is missing and cannot be installed here.
+browser_ensure() {
+    if [ -x /usr/bin/chromium ]; then
+        return 0
+    fi
+    if have apt-get && { [ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null; }; then
+        apt_install chromium fonts-liberation
+        say "chromium installed for the browser test: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
+    else
+        say "no /usr/bin/chromium and no root to apt-get install it: the browser test will be skipped"
+    fi
+}
+
 pg_ensure
 redis_ensure
+if [ "${1:-}" = "--tests" ]; then
+    browser_ensure
+fi

@@ -149,6 +149,45 @@ app.command("health")(ops_cli.health)
 app.command("metrics")(ops_cli.metrics)
 
 
+@app.command()
+def status(
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Refresh in place until Ctrl-C.")] = False,
+    every: Annotated[float, typer.Option("--every", min=0.2, help="Seconds between refreshes with --watch.")] = 2.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (one per refresh with --watch).")] = False,
+) -> None:
+    """Queue depth, claims waiting to expire, rates and latency, workers, the last purge, dead letters."""
+    from worker.ops.status_cli import status as run_status
+
+    run_status(watch=watch, every=every, as_json=as_json)
+
+
+@app.command()
+def web(
+    host: Annotated[
+        str | None, typer.Option("--host", help="Interface (default TASKLINE_WEB_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port (default TASKLINE_WEB_PORT, else PORT, else 8000).")
+    ] = None,
+) -> None:
+    """Serve the fleet's page (the Procfile's web process): overview with plots, workers, queue,
+    dead letters, trace. Read-only unless TASKLINE_WEB_PASSWORD is set."""
+    from worker.web.server import run_web
+
+    run_web(load_cli_settings(), host=host, port=port)
+
+
+@app.command("trace")
+def trace_command(
+    ident: Annotated[str, typer.Argument(metavar="ID", help="A command id (= its job id) or a task id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """The story of a command (queued, running, retrying, applied, dead-lettered) or of a task."""
+    from worker.ops.trace_cli import trace
+
+    trace(ident, as_json=as_json)
+
+
 def main() -> None:
     sys.argv[1:] = send_cli.expand_bare_wait(sys.argv[1:])  # `taskline send … --wait` with no number
     run_cli(app, explain)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from taskline_producer.contract import CONTRACT_VERSION, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE
 
@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = Field(default="127.0.0.1", min_length=1)  # 0.0.0.0 for Kubernetes (README)
     heartbeat_interval: float = Field(default=5.0, ge=0.1, le=60)
+    history_sample_s: float = Field(default=10.0, ge=0.5, le=300)
+
+    # the web page (worker/web): read-only unless a password is set
+    web_host: str = Field(default="127.0.0.1", min_length=1)
+    web_port: int = Field(default=8000, ge=1, le=65535, validation_alias=AliasChoices("TASKLINE_WEB_PORT", "PORT"))
+    web_user: str = Field(default="admin", min_length=1)
+    web_password: SecretStr | None = None
 
     @field_validator("database_url")
     @classmethod

@@ -85,7 +85,11 @@ async def test_a_supervised_worker_beats_and_serves_metrics_healthz_and_readyz(s
             document
         )
         assert (document["host"], document["pid"], document["db_ok"]) == (socket.gethostname(), os.getpid(), True)
-        assert 0 < await redis.pttl(heartbeat_key(settings.queue, worker_id)) <= 600
+        # Kept after a crash until the worker's claims have expired: 3 intervals + the claim expiry
+        # (arq's timeout, TASKLINE_JOB_TIMEOUT + 5 s, + 10 s) + 1 interval.
+        assert document["key_ttl_ms"] == int((4 * 0.2 + settings.job_timeout + 5 + 10) * 1000)
+        assert 0 < await redis.pttl(heartbeat_key(settings.queue, worker_id)) <= document["key_ttl_ms"]
+        assert document["running_job_ids"] == []
         assert [w["worker_id"] for w in await live_workers(redis, settings.queue)] == [worker_id]
 
         # Work: 5 commands applied, one job deferred for an hour, one dead letter in the table.

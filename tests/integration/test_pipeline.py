@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
 from taskline_producer import TaskProducer
+from taskline_producer.contract import CreateTask
 
 from tests.conftest import run_burst
+from worker.pipeline.apply import Outcome
+from worker.pipeline.group_commit import GroupCommitter
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +46,17 @@ async def test_a_resent_command_is_refused_at_enqueue_and_applied_once(settings,
     await run_burst(settings)
 
     assert await db.fetchval("SELECT count(*) FROM task WHERE id = $1", first.task_id) == 1
+
+
+async def test_commands_applied_one_after_another_never_wait_for_a_flusher_that_just_finished(sessions, users):
+    """Each apply() returns on its own: a command added while the previous flusher is finishing
+    (done, but not yet out of the running set) still gets a flusher of its own."""
+    committer = GroupCommitter(sessions)
+    now = datetime.now(UTC)
+    for n in range(10):
+        command = CreateTask(command_id=uuid4(), issued_at=now, task_id=uuid4(), user_id=1, title=f"one by one {n}")
+        async with asyncio.timeout(5):
+            assert await committer.apply(command) is Outcome.APPLIED
 
 
 async def test_two_concurrent_commit_flushers_apply_every_command_once_in_last_writer_order(settings, redis, db, users):

@@ -42,14 +42,27 @@ def _redis(settings: Settings) -> Any:
     return Redis.from_url(settings.redis_url, socket_connect_timeout=_REDIS_TIMEOUT_S, socket_timeout=_REDIS_TIMEOUT_S)
 
 
-async def _fetch_workers(settings: Settings, queue: str) -> list[dict[str, Any]]:
-    from worker.ops.fleet import live_workers
+async def _fetch_workers(settings: Settings, queue: str) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The live workers' heartbeats, and the claims waiting to expire of those that stopped beating."""
+    from worker.ops.claims import stranded_claims
+    from worker.ops.fleet import read_heartbeats
 
     redis = _redis(settings)
     try:
-        return await live_workers(redis, queue)
+        heartbeats = await read_heartbeats(redis, queue)
+        return heartbeats.live, await stranded_claims(redis, heartbeats.gone)
     finally:
         await redis.aclose()
+
+
+def describe_claims(claims: list[Any]) -> str:
+    """One line on the claims waiting to expire (`StrandedClaim`s), for people."""
+    workers = sorted({claim.worker_id for claim in claims})
+    return (
+        f"{len(claims)} job(s) claimed by {len(workers)} worker(s) that stopped beating ({', '.join(workers)})"
+        f" wait for their claims to expire: the first in {min(c.expires_in_s for c in claims):.1f}s,"
+        f" the last in {max(c.expires_in_s for c in claims):.1f}s; then any worker runs them again"
+    )
 
 
 def _age(document: dict[str, Any]) -> str:
@@ -85,7 +98,7 @@ def health(
     queue = scheduler_queue_name(settings.queue) if scheduler else settings.queue
     kind = "scheduler" if scheduler else "worker"
     try:
-        workers = asyncio.run(_fetch_workers(settings, queue))
+        workers, claims = asyncio.run(_fetch_workers(settings, queue))
     except Exception as exc:
         message = f"cannot read heartbeats: {describe(exc)}"
         _report(as_json, queue, False, message, [])
@@ -119,16 +132,28 @@ def health(
         ok = True
         state = "ready" if ready else "live"
         message = f"{len(summaries)} {state} {kind}(s) for {scope}"
-    _report(as_json, queue, ok, message, summaries, table=all_workers or bool(worker_id) or not ok)
+    _report(as_json, queue, ok, message, summaries, table=all_workers or bool(worker_id) or not ok, claims=claims)
     if not ok:
         raise typer.Exit(1)
 
 
 def _report(
-    as_json: bool, queue: str, ok: bool, message: str, workers: list[dict[str, Any]], table: bool = True
+    as_json: bool,
+    queue: str,
+    ok: bool,
+    message: str,
+    workers: list[dict[str, Any]],
+    table: bool = True,
+    claims: list[Any] | None = None,
 ) -> None:
+    claims = claims or []
     if as_json:
-        print(json.dumps({"ok": ok, "queue": queue, "message": message, "workers": workers}))
+        waiting = [claim.as_dict() for claim in claims]
+        print(
+            json.dumps(
+                {"ok": ok, "queue": queue, "message": message, "workers": workers, "claims_waiting_to_expire": waiting}
+            )
+        )
         return
     if workers and table:
         grid = Table("worker", "pid", "started", "last beat", "running", "done", "failed", "retried", "state")
@@ -147,6 +172,8 @@ def _report(
             )
         out.print(grid)
     (out if ok else err).print(("ok: " if ok else "unhealthy: ") + message, markup=False, highlight=False)
+    if claims:
+        (out if ok else err).print("waiting: " + describe_claims(claims), markup=False, highlight=False)
 
 
 def metrics(

@@ -49,11 +49,14 @@ class FleetReader:
         )
 
     async def page(self) -> bytes:
-        from worker.ops.fleet import live_workers, render_fleet_metrics
+        from worker.ops.claims import stranded_claims
+        from worker.ops.fleet import live_workers, read_heartbeats, render_fleet_metrics
         from worker.ops.health import count_dead_letters, queue_depth, scheduler_queue_name
 
         queue = self.settings.queue
-        workers = await live_workers(self.redis, queue)
+        heartbeats = await read_heartbeats(self.redis, queue)
+        workers = heartbeats.live
+        claims = await stranded_claims(self.redis, heartbeats.gone)
         schedulers = await live_workers(self.redis, scheduler_queue_name(queue))
         depth = await queue_depth(self.redis, queue)
         dead_letters: int | None
@@ -65,7 +68,9 @@ class FleetReader:
             dead_letters = None
         else:
             self.database_problem = None
-        return render_fleet_metrics(queue, workers, depth, dead_letters, schedulers=schedulers)
+        return render_fleet_metrics(
+            queue, workers, depth, dead_letters, schedulers=schedulers, claims_waiting=len(claims)
+        )
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -5,15 +5,22 @@ task (started by the worker's startup hook, cancelled by its shutdown hook) that
 `TASKLINE_HEARTBEAT_INTERVAL` seconds
 
 * runs `SELECT 1` on the database (readiness),
-* writes `taskline:worker:<queue>:<worker id>` = a JSON document (ids, job counts, database
-  state, the newest contract version it applies and a snapshot of the worker's metrics) with a
-  time to live of three intervals, and
-  adds the id to the index `taskline:workers:<queue>` (a sorted set), so that `taskline health`
-  and `taskline metrics` find the live workers without scanning the keyspace;
+* writes `taskline:worker:<queue>:<worker id>` = a JSON document (ids, job counts, the ids of
+  the jobs it is running, database state, the newest contract version it applies and a snapshot
+  of the worker's metrics), and adds the id to the index `taskline:workers:<queue>` (a sorted
+  set), so that `taskline health` and `taskline metrics` find the live workers without scanning
+  the keyspace;
 
 and a second task that refreshes the gauges nothing else updates: `taskline_queue_depth`
 (two ZCOUNTs) every interval and `taskline_dead_letters_waiting` every third interval.
-A clean shutdown deletes the key; a crashed worker's key expires within three intervals.
+A clean shutdown deletes the key. A worker is live while its key is younger than three intervals;
+the document records the time to live it was written with (`key_ttl_ms`), so readers judge its
+age from the key's PTTL, measured by Redis, whatever the machines' clocks say. A command worker
+writes its key with a longer time to live, three intervals plus its jobs' claim expiry plus one
+interval: after a crash, its last document (with its running job ids) stays readable until every
+claim it held has expired, which is how `taskline status` and `taskline health` show the claims
+waiting to expire (worker/ops/claims.py) without scanning the keyspace, at no command more per
+heartbeat.
 
 Nothing here runs per job: the job path is unchanged.
 """
@@ -27,7 +34,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -71,7 +78,9 @@ EXACT_COUNT_BELOW: Final = 100_000
 """Above this many rows (by the planner's estimate) the dead-letter gauge uses the estimate."""
 INDEX_FORGET_AFTER_S: Final = 600.0
 """An index entry not refreshed for this long (by any worker's clock) is removed."""
-FLEET_METRICS: Final = frozenset({"taskline_queue_depth", "taskline_dead_letters_waiting"})
+FLEET_METRICS: Final = frozenset(
+    {"taskline_queue_depth", "taskline_dead_letters_waiting", "taskline_claims_waiting_to_expire"}
+)
 """Gauges that describe the queue and the table, not one worker: not part of a worker's snapshot."""
 
 
@@ -90,6 +99,16 @@ def this_host() -> str:
 
 def new_worker_id() -> str:
     return f"{this_host()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def taskline_version() -> str:
+    """The installed taskline's version (read once per process, by the Monitor)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("taskline")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def _now() -> datetime:
@@ -254,8 +273,15 @@ class Monitor:
         secrets_: Iterable[str] = (),  # beyond the engine's and Redis's passwords, always hidden
         role: str = "worker",
         gauges: bool = True,
+        running_jobs: Callable[[], Collection[str]] | None = None,
+        claim_ttl_s: float | None = None,
+        details: Callable[[], dict[str, Any]] | None = None,
         contract_version: int | None = None,  # a worker's TASKLINE_CONTRACT_VERSION
     ) -> None:
+        """`running_jobs` returns the ids of the jobs this process runs now (default: the arq
+        worker's unfinished tasks); `claim_ttl_s` is how long its claims on them live in Redis
+        (default: a command worker's `in_progress_timeout_s`; 0 for other roles); `details`
+        adds fields to the heartbeat document (the scheduler's last purge)."""
         self.queue = queue
         self.contract_version = contract_version
         self.role = role
@@ -266,6 +292,12 @@ class Monitor:
         self.engine = engine
         self.log = log
         self.worker = worker
+        self.running_jobs = running_jobs or self._worker_running_jobs
+        if claim_ttl_s is None:
+            claim_ttl_s = float(getattr(worker, "in_progress_timeout_s", 0) or 0) if role == "worker" else 0.0
+        self.claim_ttl_s = claim_ttl_s
+        self.details = details
+        self.version = taskline_version()
         # Errors are reported without the passwords of the connections they came from.
         own = [engine.url.password, redis.connection_pool.connection_kwargs.get("password")]
         self.secrets = tuple(s for s in [*own, *secrets_] if s)
@@ -322,8 +354,20 @@ class Monitor:
             else:
                 self.log.info("heartbeat written to Redis", worker_id=self.health.worker_id, key=self.key)
 
+    @property
+    def key_ttl_s(self) -> float:
+        """Three intervals; plus the claim expiry and one interval when claims must outlive a crash."""
+        if self.claim_ttl_s <= 0:
+            return self.health.max_age
+        return self.health.max_age + self.claim_ttl_s + self.interval
+
+    def _worker_running_jobs(self) -> list[str]:
+        if self.worker is None:
+            return []
+        return [job_id for job_id, task in self.worker.tasks.items() if not task.done()]
+
     async def write_heartbeat(self) -> None:
-        ttl_ms = int(self.health.max_age * 1000)
+        ttl_ms = int(self.key_ttl_s * 1000)
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(self.key, json.dumps(self.document()), px=ttl_ms)
@@ -338,21 +382,27 @@ class Monitor:
 
     def document(self) -> dict[str, Any]:
         health, worker = self.health, self.worker
-        running = done = failed = retried = None
+        running_ids = sorted(self.running_jobs())
+        running: int | None = len(running_ids)
+        done = failed = retried = None
         if worker is not None:
-            running = sum(not task.done() for task in worker.tasks.values())
             done, failed, retried = worker.jobs_complete, worker.jobs_failed, worker.jobs_retried
-        return {
+        elif not running_ids:
+            running = None
+        document = {
             "worker_id": health.worker_id,
             "role": self.role,
+            "version": self.version,
             "queue": self.queue,
             "host": health.host,
             "pid": health.pid,
             "started_at": health.started_at.isoformat(),
             "last_beat": _now().isoformat(),
             "interval_s": health.interval,
+            "key_ttl_ms": int(self.key_ttl_s * 1000),
             "contract_version": self.contract_version,  # the newest contract version it applies
             "jobs_running": running,
+            "running_job_ids": running_ids,
             "jobs_done": done,
             "jobs_failed": failed,
             "jobs_retried": retried,
@@ -361,6 +411,9 @@ class Monitor:
             "stopping": health.stopping,
             "metrics": metrics_snapshot(self.metrics.registry),
         }
+        if self.details is not None:
+            document.update(self.details())
+        return document
 
     async def _gauges(self) -> None:
         beat = 0

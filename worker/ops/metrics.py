@@ -85,6 +85,11 @@ class Metrics:
             registry=r,
         )
         self.dead_letters_waiting = Gauge("taskline_dead_letters_waiting", "Rows in the dead_letter table.", registry=r)
+        self.claims_waiting = Gauge(
+            "taskline_claims_waiting_to_expire",
+            "Jobs claimed by a worker that stopped beating: nobody runs them until their claims expire.",
+            registry=r,
+        )
         # the purge (worker/purge/batches.py)
         self.purge_rows = Counter(
             "taskline_purge_rows_deleted", "Rows the purge deleted, by table.", ["table"], registry=r

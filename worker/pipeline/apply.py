@@ -71,8 +71,11 @@ class _Change:
             self.description = command
 
 
-async def apply_commands(session: AsyncSession, commands: Sequence[Command]) -> list[Outcome]:
-    """Apply `commands` in the session's open transaction; one outcome per command, in order."""
+async def apply_commands(
+    session: AsyncSession, commands: Sequence[Command], *, worker_id: str | None = None
+) -> list[Outcome]:
+    """Apply `commands` in the session's open transaction; one outcome per command, in order.
+    `worker_id` is recorded with each processed command (`taskline trace` shows it)."""
     outcomes: dict[UUID, Outcome] = {}
     unique: dict[UUID, Command] = {}
     for command in commands:
@@ -82,9 +85,9 @@ async def apply_commands(session: AsyncSession, commands: Sequence[Command]) -> 
     first_round, later = _one_per_task(creates)
     if first_round:
         # The common case, one round trip: record the commands and create the tasks together.
-        fresh, created = await _record_and_create(session, list(unique.values()), first_round)
+        fresh, created = await _record_and_create(session, list(unique.values()), first_round, worker_id)
     else:
-        fresh, created = await _record(session, list(unique.values())), set()
+        fresh, created = await _record(session, list(unique.values()), worker_id), set()
     for command_id in unique:
         if command_id not in fresh:
             outcomes[command_id] = Outcome.DUPLICATE
@@ -113,8 +116,8 @@ async def apply_commands(session: AsyncSession, commands: Sequence[Command]) -> 
     return result
 
 
-async def _record(session: AsyncSession, commands: list[Command]) -> set[UUID]:
-    rows = await _run(session, statements.RECORD_COMMANDS, _record_arrays(commands))
+async def _record(session: AsyncSession, commands: list[Command], worker_id: str | None) -> set[UUID]:
+    rows = await _run(session, statements.RECORD_COMMANDS, _record_arrays(commands, worker_id))
     return {row[0] for row in rows}
 
 
@@ -132,14 +135,17 @@ def _one_per_task(creates: list[CreateTask]) -> tuple[list[CreateTask], list[Cre
 
 
 async def _record_and_create(
-    session: AsyncSession, commands: list[Command], creates: list[CreateTask]
+    session: AsyncSession, commands: list[Command], creates: list[CreateTask], worker_id: str | None
 ) -> tuple[set[UUID], set[UUID]]:
     """Record the commands and insert the tasks of the fresh creates in one statement; returns
     the fresh command ids and the created task ids."""
     rows = await _run(
         session,
         statements.RECORD_AND_INSERT_TASKS,
-        {**_record_arrays(commands), **{f"create_{name}": values for name, values in _task_arrays(creates).items()}},
+        {
+            **_record_arrays(commands, worker_id),
+            **{f"create_{name}": values for name, values in _task_arrays(creates).items()},
+        },
     )
     fresh: set[UUID] = set()
     created: set[UUID] = set()
@@ -179,8 +185,9 @@ async def _classify_creates(
     return outcomes
 
 
-def _record_arrays(commands: list[Command]) -> dict[str, list[Any]]:
+def _record_arrays(commands: list[Command], worker_id: str | None) -> dict[str, Any]:
     return {
+        "worker_id": worker_id,
         "command_ids": [c.command_id for c in commands],
         "functions": [c.function for c in commands],
         "task_ids": [c.task_id for c in commands],

@@ -87,6 +87,7 @@ async def upsert_dead_letter(
     attempts: int,
     queue: str,
     max_payload_bytes: int,
+    worker_id: str | None = None,
 ) -> None:
     """Insert the job's dead letter, or update it when a replayed job fails again."""
     size = len(payload) if payload is not None else 0
@@ -100,6 +101,7 @@ async def upsert_dead_letter(
         "category": category,
         "attempts": max(1, attempts),
         "queue": queue,
+        "worker_id": worker_id,
         "failed_at": sa.func.now(),
     }
     statement = insert(DeadLetter).values(**values)

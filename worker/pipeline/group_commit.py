@@ -27,8 +27,11 @@ _Waiter = tuple[Command, "asyncio.Future[Outcome]"]
 
 
 class GroupCommitter:
-    def __init__(self, sessions: Sessions, *, max_batch: int = 100, flushers: int = 1) -> None:
+    def __init__(
+        self, sessions: Sessions, *, max_batch: int = 100, flushers: int = 1, worker_id: str | None = None
+    ) -> None:
         self._sessions = sessions
+        self._worker_id = worker_id  # recorded with every processed command (`taskline trace`)
         self._max_batch = max_batch
         self._flushers = flushers
         self._waiting: list[_Waiter] = []
@@ -58,7 +61,11 @@ class GroupCommitter:
             await asyncio.gather(*self._running, return_exceptions=True)
 
     def _start_flusher(self) -> None:
-        if len(self._running) < self._flushers and self._waiting:
+        # A flusher that has finished is done at once, but leaves `_running` only when its done
+        # callback runs (a loop iteration later): count the unfinished ones, or a command added
+        # in between would wait for the next command to start a flusher.
+        running = sum(not task.done() for task in self._running)
+        if running < self._flushers and self._waiting:
             task = asyncio.create_task(self._drain())
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -96,4 +103,4 @@ class GroupCommitter:
     async def _transaction(self, commands: list[Command]) -> list[Outcome]:
         self.batches += 1
         async with self._sessions() as session, session.begin():
-            return await apply_commands(session, commands)
+            return await apply_commands(session, commands, worker_id=self._worker_id)

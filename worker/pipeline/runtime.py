@@ -43,6 +43,9 @@ class Runtime:
     clock: Callable[[], float] = field(default=time.perf_counter)
     log_each_command: bool = False
     """Log a line per applied command (TASKLINE_LOG_LEVEL=DEBUG); decided once, not per job."""
+    worker_id: str | None = None
+    """This process's id (`Health.worker_id`), written with its dead letters; its GroupCommitter
+    is built with the same id for the processed commands."""
     database: OutageLog | None = None
     """Says once when PostgreSQL goes away and once when it is back (worker/ops/outages.py)."""
     outcome_writer: OutcomeWriter = field(init=False)
@@ -67,6 +70,7 @@ class Runtime:
             self.sessions,
             queue=self.settings.queue,
             max_payload_bytes=self.settings.max_payload_bytes,
+            worker_id=self.worker_id,
             **fields,
         )
 

@@ -22,16 +22,23 @@ __all__ = [
     "UPDATE_TASKS",
 ]
 
+# Each row records the worker and the transaction (now() is the transaction's start, so
+# processed_at and transaction_id together name it). A command already recorded is a duplicate:
+# its row counts one more duplicate (this touches only duplicates, which are rare) and is
+# returned with duplicates > 0, so only fresh rows (duplicates = 0) count as newly recorded.
 _RECORD_SQL: Final = """
-    INSERT INTO processed_command (command_id, function, task_id, issued_at, processed_at)
-    SELECT c.command_id, c.function, c.task_id, c.issued_at, now()
+    INSERT INTO processed_command (
+        command_id, function, task_id, issued_at, processed_at, worker_id, transaction_id
+    )
+    SELECT c.command_id, c.function, c.task_id, c.issued_at, now(),
+           CAST(:worker_id AS text), pg_current_xact_id()::text::bigint
     FROM unnest(
         CAST(:command_ids AS uuid[]), CAST(:functions AS text[]),
         CAST(:task_ids AS uuid[]), CAST(:issued_ats AS timestamptz[])
     ) AS c(command_id, function, task_id, issued_at)
     ORDER BY c.command_id
-    ON CONFLICT (command_id) DO NOTHING
-    RETURNING command_id
+    ON CONFLICT (command_id) DO UPDATE SET duplicates = processed_command.duplicates + 1
+    RETURNING command_id, duplicates
 """
 
 
@@ -55,7 +62,9 @@ def _insert_tasks_sql(prefix: str = "", only_if: str = "") -> str:
 """
 
 
-RECORD_COMMANDS: Final[TextClause] = text(_RECORD_SQL)
+RECORD_COMMANDS: Final[TextClause] = text(
+    f"WITH recorded AS ({_RECORD_SQL}) SELECT r.command_id FROM recorded AS r WHERE r.duplicates = 0"
+)
 """Claim the commands as processed; the ids returned are the ones not processed before."""
 
 FORGET_COMMANDS: Final[TextClause] = text(
@@ -69,8 +78,9 @@ INSERT_TASKS: Final[TextClause] = text(_insert_tasks_sql())
 RECORD_AND_INSERT_TASKS: Final[TextClause] = text(
     f"""
     WITH recorded AS ({_RECORD_SQL}),
-    created AS ({_insert_tasks_sql("create_", " AND c.command_id IN (SELECT r.command_id FROM recorded AS r)")})
-    SELECT r.command_id, NULL::uuid AS task_id FROM recorded AS r
+    fresh AS (SELECT r.command_id FROM recorded AS r WHERE r.duplicates = 0),
+    created AS ({_insert_tasks_sql("create_", " AND c.command_id IN (SELECT f.command_id FROM fresh AS f)")})
+    SELECT f.command_id, NULL::uuid AS task_id FROM fresh AS f
     UNION ALL
     SELECT NULL::uuid, t.id FROM created AS t
     """

@@ -39,6 +39,7 @@ from taskline_producer.contract import dumps
 from worker.arq_seam.redis_settings import arq_redis_settings
 from worker.arq_seam.supervisor import connector_for, run_until_stopped
 from worker.logs import configure_logging, get_logger
+from worker.ops.fleet_watch import FleetWatch
 from worker.ops.health import Health, Monitor, scheduler_queue_name
 from worker.ops.metrics import Metrics
 from worker.purge.batches import PurgePlan, PurgeSummary, make_purge_engine, purge
@@ -93,6 +94,7 @@ async def purge_job(ctx: dict[str, Any]) -> dict[str, Any] | None:
             observer(job_id, None)
         return None
     summary = await purge(ctx["purge_engine"], PurgePlan.from_settings(settings), metrics=ctx["metrics"], log=log)
+    ctx["last_purge"] = {"job_id": job_id, **summary.as_dict()}  # the heartbeat shows it (`taskline status`)
     if observer is not None:
         observer(job_id, summary)
     return summary.as_dict()
@@ -116,9 +118,21 @@ async def _startup(ctx: dict[str, Any]) -> None:
         worker=ctx.get("worker"),
         role="scheduler",
         gauges=False,
+        details=lambda: {"last_purge": ctx.get("last_purge")},
     )
     ctx["monitor"] = monitor
     monitor.start()
+    # The fleet's watch (claims waiting to expire after a crash, the history behind the plots)
+    # runs here, once for the fleet, instead of on every worker.
+    watch = ctx["fleet_watch"] = FleetWatch(
+        ctx["redis"],
+        settings.queue,
+        interval_s=settings.heartbeat_interval,
+        sample_every_s=settings.history_sample_s,
+        log=log,
+        gauge=metrics.claims_waiting,
+    )
+    watch.start()
     log.info(
         "scheduler started",
         worker_id=health.worker_id,
@@ -131,6 +145,9 @@ async def _startup(ctx: dict[str, Any]) -> None:
 
 
 async def _shutdown(ctx: dict[str, Any]) -> None:
+    watch: FleetWatch | None = ctx.pop("fleet_watch", None)
+    if watch is not None:
+        await watch.stop()
     monitor: Monitor | None = ctx.pop("monitor", None)
     if monitor is not None:
         await monitor.stop(remove_key=True)

@@ -82,7 +82,9 @@ class Task(SQLModel, table=True):
 class ProcessedCommand(SQLModel, table=True):
     """One row per command that took effect: a redelivered command finds its row and is a no-op.
 
-    Written in the same transaction as the command's effect."""
+    Written in the same transaction as the command's effect, with the worker that applied it and
+    the transaction's id (the commands that share `processed_at` and `transaction_id` committed
+    together); `duplicates` counts the later deliveries that found this row."""
 
     __tablename__ = "processed_command"
 
@@ -91,9 +93,13 @@ class ProcessedCommand(SQLModel, table=True):
     task_id: UUID = Field(sa_column=sa.Column(pg.UUID(as_uuid=True), nullable=False))
     issued_at: datetime = Field(sa_column=_timestamptz())
     processed_at: datetime = Field(sa_column=_timestamptz(server_default=True, nullable=False))
+    worker_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    transaction_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    duplicates: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default=sa.text("0")))
 
 
 sa.Index("ix_processed_command_processed_at", ProcessedCommand.__table__.c.processed_at)  # type: ignore[attr-defined]
+sa.Index("ix_processed_command_task_id", ProcessedCommand.__table__.c.task_id)  # type: ignore[attr-defined]
 
 
 class DeadLetter(SQLModel, table=True):
@@ -110,6 +116,8 @@ class DeadLetter(SQLModel, table=True):
     attempts: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
     queue: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     failed_at: datetime = Field(sa_column=_timestamptz(server_default=True))
+    worker_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    """The worker that wrote it (None: written by an operations tool, or before taskline recorded it)."""
 
 
 sa.Index("ix_dead_letter_failed_at", DeadLetter.__table__.c.failed_at)  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from typing import Final
 __all__ = [
     "DEFAULT_QUEUE",
     "HEARTBEAT_KEY_PREFIX",
+    "HISTORY_KEY_PREFIX",
     "IN_PROGRESS_KEY_PREFIX",
     "JOB_KEY_PREFIX",
     "OUTCOME_DONE_SUFFIX",
@@ -27,6 +28,9 @@ __all__ = [
     "WAKE_KEY_SUFFIX",
     "WORKERS_INDEX_PREFIX",
     "heartbeat_key",
+    "history_baseline_key",
+    "history_key",
+    "history_slot_key",
     "in_progress_key",
     "job_key",
     "outcome_done_key",
@@ -68,6 +72,10 @@ HEARTBEAT_KEY_PREFIX: Final = "taskline:worker:"
 """`taskline:worker:<queue>:<worker id>`: a live worker's heartbeat document."""
 WORKERS_INDEX_PREFIX: Final = "taskline:workers:"
 """`taskline:workers:<queue>`: sorted set of worker ids by last heartbeat."""
+HISTORY_KEY_PREFIX: Final = "taskline:history:"
+"""`taskline:history:<queue>`: sorted set of the fleet's samples (JSON) by time, behind the plots
+of `taskline status` and `taskline web`; `…:baseline` holds the counters the last sample saw, and
+`…:slot:<epoch s>` claims one sample period for one writer (worker/ops/history.py)."""
 OUTCOME_KEY_PREFIX: Final = "taskline:outcome:"
 """`taskline:outcome:<command id>`: the command's latest outcome (JSON), written by the worker with
 the `outcome_ttl` its job asked for; only for jobs that asked."""
@@ -118,6 +126,18 @@ def heartbeat_key(queue: str, worker_id: str) -> str:
 
 def workers_index_key(queue: str) -> str:
     return WORKERS_INDEX_PREFIX + queue
+
+
+def history_key(queue: str) -> str:
+    return HISTORY_KEY_PREFIX + queue
+
+
+def history_baseline_key(queue: str) -> str:
+    return HISTORY_KEY_PREFIX + queue + ":baseline"
+
+
+def history_slot_key(queue: str, slot: int) -> str:
+    return f"{HISTORY_KEY_PREFIX}{queue}:slot:{slot}"
 
 
 def scheduler_queue(queue: str) -> str:

@@ -1,0 +1,95 @@
+"""The web application on real PostgreSQL and Redis, through Starlette's test client."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from starlette.testclient import TestClient
+
+from worker.ops.health import heartbeat_key, metrics_snapshot, workers_index_key
+from worker.ops.metrics import Metrics
+from worker.web.app import SECURITY_HEADERS, create_app
+
+pytestmark = pytest.mark.integration
+
+
+def _beat(redis_url: str, queue: str, applied: int) -> None:
+    import redis as redis_sync
+
+    metrics = Metrics()
+    metrics.commands.labels("create_task", "applied").inc(applied)
+    document = {
+        "worker_id": "w:1:a",
+        "host": "h",
+        "pid": 1,
+        "interval_s": 5.0,
+        "key_ttl_ms": 15_000,
+        "db_ok": True,
+        "stopping": False,
+        "jobs_running": 0,
+        "metrics": metrics_snapshot(metrics.registry),
+    }
+    client = redis_sync.Redis.from_url(redis_url)
+    client.set(heartbeat_key(queue, "w:1:a"), json.dumps(document), px=15_000)
+    client.zadd(workers_index_key(queue), {"w:1:a": 1})
+    client.close()
+
+
+def test_read_only_pages_answer_with_strict_headers_and_refuse_changes(settings):
+    """Every page answers 200 with the security headers; without TASKLINE_WEB_PASSWORD a replay
+    is refused with a message naming the setting, and /login says the page is read-only."""
+    with TestClient(create_app(settings, watch=False)) as client:
+        for path in (
+            "/",
+            "/fragment/overview",
+            "/api/status",
+            "/queue",
+            "/dead-letters",
+            "/trace",
+            "/trace?id=nothing",
+        ):
+            response = client.get(path)
+            assert response.status_code == 200, path
+            for name, value in SECURITY_HEADERS.items():
+                assert response.headers[name] == value
+        refused = client.post("/actions/replay", data={"job_id": "x", "csrf": "y"})
+        assert refused.status_code == 403
+        assert "TASKLINE_WEB_PASSWORD" in refused.text
+        assert client.get("/login").status_code == 403
+        assert client.get("/dead-letters/no-such-job").status_code == 404
+
+
+def test_the_plots_history_survives_a_restart_of_the_web_process(settings, redis_url):
+    """The samples live in Redis: a new application (a restarted `taskline web`) shows the rate
+    the previous one sampled."""
+    settings = settings.model_copy(update={"history_sample_s": 0.5})
+    _beat(redis_url, settings.queue, 10)
+    with TestClient(create_app(settings, watch=False)) as client:
+        client.get("/api/status")  # the baseline sample
+        _beat(redis_url, settings.queue, 40)
+        deadline = time.monotonic() + 10
+        while (first := client.get("/api/status").json())["rates"]["last_hour"]["applied"] == 0:
+            assert time.monotonic() < deadline, "no sample after the baseline within 10 s"
+            time.sleep(0.1)
+    assert first["rates"]["last_hour"]["applied"] == 30.0
+    with TestClient(create_app(settings, watch=False)) as client:
+        again = client.get("/api/status").json()
+    assert again["rates"]["last_hour"]["applied"] >= 30.0
+    assert len(again["history"]) >= 1
+
+
+def test_with_a_password_every_page_but_healthz_needs_it(settings):
+    """Payloads are data too: with TASKLINE_WEB_PASSWORD set, reading needs the password as well."""
+    from pydantic import SecretStr
+
+    settings = settings.model_copy(update={"web_password": SecretStr("pw")})
+    with TestClient(create_app(settings, watch=False)) as client:
+        assert client.get("/healthz").status_code == 200
+        for path in ("/", "/api/status", "/dead-letters", "/trace?id=x"):
+            refused = client.get(path)
+            assert refused.status_code == 401, path
+            assert refused.headers["www-authenticate"].startswith("Basic")
+        assert client.get("/api/status", auth=("admin", "pw")).status_code == 200
+        assert client.get("/api/status", auth=("admin", "guess")).status_code == 401

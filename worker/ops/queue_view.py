@@ -1,0 +1,86 @@
+"""The jobs themselves: the first ones ready, the next deferred (retries), and the running ones.
+
+Read for the page's Queue view: two ZRANGEBYSCOREs with a LIMIT, then one pipeline that reads each
+listed job's envelope, try counter and transient-failure counter; the running jobs come from the
+live workers' heartbeats (their `running_job_ids`). Never a scan of the keyspace.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from taskline_producer import keys
+from taskline_producer.wire import epoch_ms
+
+from worker.ops.fleet import read_heartbeats
+
+__all__ = ["SHOWN", "queue_jobs"]
+
+SHOWN: Final = 50
+"""Jobs listed per state."""
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _describe(envelope: Any) -> dict[str, Any]:
+    if not envelope:
+        return {"function": None, "task_id": None, "size": 0}
+    try:
+        job = json.loads(envelope)
+        argument = job["a"][0]
+        task_id = argument.get("task_id") if isinstance(argument, dict) else None
+        count = len(argument) if isinstance(argument, list) else None
+        return {"function": job.get("f"), "task_id": task_id, "commands": count, "size": len(envelope)}
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return {"function": "(unreadable)", "task_id": None, "size": len(envelope)}
+
+
+async def _details(redis: Redis, job_ids: list[str]) -> list[dict[str, Any]]:
+    if not job_ids:
+        return []
+    async with redis.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.get(keys.job_key(job_id))
+            pipe.get(keys.retry_key(job_id))
+            pipe.get(keys.transient_key(job_id))
+        replies = await pipe.execute()
+    rows = []
+    for index, job_id in enumerate(job_ids):
+        envelope, tries, transient = replies[3 * index : 3 * index + 3]
+        rows.append(
+            {
+                "job_id": job_id,
+                **_describe(envelope),
+                "tries": int(tries) if tries is not None else 0,
+                "transient_failures": int(transient) if transient is not None else 0,
+            }
+        )
+    return rows
+
+
+async def queue_jobs(redis: Redis, queue: str, *, limit: int = SHOWN) -> dict[str, list[dict[str, Any]]]:
+    now = epoch_ms()
+    ready_ids = await redis.zrangebyscore(queue, "-inf", now, start=0, num=limit, withscores=True)
+    deferred_ids = await redis.zrangebyscore(queue, f"({now}", "+inf", start=0, num=limit, withscores=True)
+    heartbeats = await read_heartbeats(redis, queue)
+    running_ids = [
+        (str(job_id), str(doc["worker_id"])) for doc in heartbeats.live for job_id in doc.get("running_job_ids") or []
+    ][:limit]
+    listed = [_text(m) for m, _ in ready_ids] + [_text(m) for m, _ in deferred_ids] + [j for j, _ in running_ids]
+    details = {row["job_id"]: row for row in await _details(redis, listed)}
+
+    def at(score: float) -> str:
+        return datetime.fromtimestamp(score / 1000, UTC).isoformat()
+
+    return {
+        "ready": [{**details[_text(m)], "runs_at": at(s)} for m, s in ready_ids],
+        "deferred": [
+            {**details[_text(m)], "runs_at": at(s), "runs_in_s": round((s - now) / 1000, 1)} for m, s in deferred_ids
+        ],
+        "running": [{**details[job_id], "worker_id": worker_id} for job_id, worker_id in running_ids],
+    }

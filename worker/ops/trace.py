@@ -1,0 +1,304 @@
+"""The story of a command or a task, from what Redis and PostgreSQL hold (`taskline trace ID`).
+
+A command (its id is its job id): queued (its job key and its place in the queue), running (a
+claim, and whose), waiting for a crashed worker's claim to expire, retrying (why: transient
+failures so far, or waiting for its task or user; and when it runs next, the queue score),
+applied (when, by which worker, with which other commands in its transaction, and how many
+deliveries were duplicates), or dead-lettered (why). Several can hold at once: an applied command
+whose redelivery is queued will be a duplicate.
+
+A task: its row, every recorded command that touched it in issued_at order, which command won
+each field by last-writer-wins (the stamps on the row), the duplicates each command had, and the
+dead letters whose payload names it. Processed commands are kept TASKLINE_PROCESSED_RETENTION;
+older ones are gone from the story.
+
+Cost: a command's story is one Redis round trip and two or three primary-key or index lookups. A
+task's is two index lookups and a scan of the dead_letter payloads for its id (dead letters are
+few, and kept TASKLINE_DEAD_LETTER_RETENTION; the callers bound it with a statement timeout).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any, Final
+from uuid import UUID
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+from taskline_producer import keys
+
+from worker.ops.claims import LEGACY_CLAIM_VALUE
+from worker.ops.fleet import read_heartbeats
+
+__all__ = ["trace", "trace_command", "trace_task"]
+
+TRANSACTION_SHOWN: Final = 50
+"""At most this many of a transaction's other commands are listed (all are counted)."""
+
+_COMMAND_SQL: Final = text(
+    "SELECT command_id, function, task_id, issued_at, processed_at, worker_id, transaction_id, duplicates"
+    " FROM processed_command WHERE command_id = :id"
+)
+_TRANSACTION_SQL: Final = text(
+    "SELECT command_id, function, task_id FROM processed_command"
+    " WHERE processed_at = :processed_at AND transaction_id = :transaction_id ORDER BY command_id"
+)
+_DEAD_LETTER_SQL: Final = text(
+    "SELECT job_id, function, reason, category, attempts, failed_at, worker_id, payload_size, payload"
+    " FROM dead_letter WHERE job_id = :id"
+)
+_TASK_SQL: Final = text("SELECT * FROM task WHERE id = :id")
+_TASK_COMMANDS_SQL: Final = text(
+    "SELECT command_id, function, issued_at, processed_at, worker_id, transaction_id, duplicates"
+    " FROM processed_command WHERE task_id = :id ORDER BY issued_at, command_id"
+)
+_TASK_DEAD_LETTERS_SQL: Final = text(
+    "SELECT job_id, function, reason, category, failed_at FROM dead_letter"
+    " WHERE position(convert_to(:id, 'UTF8') IN payload) > 0 ORDER BY failed_at LIMIT 100"
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _command_of(envelope: bytes | None) -> dict[str, Any] | None:
+    """The function and command inside a job's JSON envelope, when it parses."""
+    if not envelope:
+        return None
+    try:
+        job = json.loads(envelope)
+        argument = job["a"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+    return {"function": job.get("f"), "command": argument if isinstance(argument, dict) else None}
+
+
+async def _redis_side(redis: Redis, queue: str, job_id: str) -> dict[str, Any]:
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.get(keys.job_key(job_id))
+        pipe.zscore(queue, job_id)
+        pipe.get(keys.in_progress_key(job_id))
+        pipe.pttl(keys.in_progress_key(job_id))
+        pipe.get(keys.transient_key(job_id))
+        pipe.get(keys.retry_key(job_id))
+        pipe.get(keys.outcome_key(job_id))
+        envelope, score, holder, claim_pttl, transient, tries, outcome = await pipe.execute()
+    return {
+        "outcome": _json_object(outcome),
+        "envelope": envelope,
+        "score": score,
+        "holder": _text(holder),
+        "claim_pttl_ms": int(claim_pttl),
+        "transient_failures": int(transient) if transient is not None else 0,
+        "tries": int(tries) if tries is not None else 0,
+    }
+
+
+def _json_object(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+async def trace_command(conn: AsyncConnection, redis: Redis, queue: str, job_id: str) -> dict[str, Any] | None:
+    """The command's story, or None when nothing anywhere knows the id."""
+    side = await _redis_side(redis, queue, job_id)
+    states: list[str] = []
+    story: dict[str, Any] = {"kind": "command", "id": job_id, "states": states}
+    payload = _command_of(side["envelope"])
+    if payload is not None:
+        story["job"] = payload
+    if side["outcome"] is not None:
+        story["outcome"] = side["outcome"]  # what the producer reads, when its job asked for outcomes
+    if side["holder"] is not None:
+        states.append(await _running(redis, queue, side, story))
+    if side["score"] is not None:
+        states.append(await _queued(conn, side, story))
+    await _applied(conn, job_id, story)
+    dead = (await conn.execute(_DEAD_LETTER_SQL, {"id": job_id})).mappings().first()
+    if dead is not None:
+        states.append("dead-lettered")
+        story["dead_letter"] = {
+            "reason": dead["reason"],
+            "category": dead["category"],
+            "attempts": dead["attempts"],
+            "failed_at": _iso(dead["failed_at"]),
+            "worker_id": dead["worker_id"],
+            "function": dead["function"],
+            "payload_size": dead["payload_size"],
+            "payload": (dead["payload"] or b"")[:4096].decode("utf-8", "replace"),
+        }
+    if "applied" in story:
+        states.insert(0, "applied")
+        if side["score"] is not None or side["holder"] is not None:
+            story["note"] = "already applied: the delivery still in Redis will be a duplicate (a no-op)"
+    if not states and payload is None and "outcome" not in story:
+        return None
+    if not states and payload is not None:
+        states.append("queued")  # a job key without a place in the queue: about to be claimed
+    elif not states:
+        states.append(f"outcome: {story['outcome'].get('state', '?')}")  # only the producer's outcome is left
+    return story
+
+
+async def _running(redis: Redis, queue: str, side: dict[str, Any], story: dict[str, Any]) -> str:
+    holder = side["holder"]
+    heartbeats = await read_heartbeats(redis, queue)
+    live = {str(doc["worker_id"]) for doc in heartbeats.live}
+    gone = {str(doc["worker_id"]): doc for doc in heartbeats.gone}
+    claim = {
+        "worker_id": None if holder == LEGACY_CLAIM_VALUE else holder,
+        "expires_in_s": side["claim_pttl_ms"] / 1000,
+    }
+    story["claim"] = claim
+    if holder in gone:
+        claim["silent_for_s"] = gone[holder].get("age_s")
+        return "waiting for its claim to expire (its worker stopped beating)"
+    if holder in live or holder == LEGACY_CLAIM_VALUE:
+        return "running"
+    return "waiting for its claim to expire (its worker is unknown)"
+
+
+async def _queued(conn: AsyncConnection, side: dict[str, Any], story: dict[str, Any]) -> str:
+    score_ms = float(side["score"])
+    now_ms = time.time() * 1000
+    story["queue"] = {
+        "runs_at": datetime.fromtimestamp(score_ms / 1000, UTC).isoformat(),
+        "runs_in_s": round(max(0.0, score_ms - now_ms) / 1000, 3),
+        "tries_so_far": side["tries"],
+        "transient_failures": side["transient_failures"],
+    }
+    if side["tries"] == 0:
+        return "queued"
+    if side["transient_failures"]:
+        why = f"{side['transient_failures']} transient failure(s) so far (connection lost, serialization, timeout)"
+    else:
+        why = "waiting for its task or user to exist (not yet)"
+        job = story.get("job") or {}
+        task_id = _uuid(str((job.get("command") or {}).get("task_id")))
+        waits_for_task = task_id is not None and job.get("function") != "create_task"
+        if waits_for_task and (await conn.execute(_TASK_SQL, {"id": task_id})).first() is None:
+            why = f"waiting for task {task_id} to exist (not yet)"
+    story["queue"]["why"] = why
+    return "retrying" if score_ms > now_ms else "queued for another try"
+
+
+async def _applied(conn: AsyncConnection, job_id: str, story: dict[str, Any]) -> None:
+    command_id = _uuid(job_id)
+    if command_id is None:
+        return
+    row = (await conn.execute(_COMMAND_SQL, {"id": command_id})).mappings().first()
+    if row is None:
+        return
+    applied: dict[str, Any] = {
+        "function": row["function"],
+        "task_id": str(row["task_id"]),
+        "issued_at": _iso(row["issued_at"]),
+        "applied_at": _iso(row["processed_at"]),
+        "worker_id": row["worker_id"],
+        "duplicates": row["duplicates"],
+    }
+    if row["transaction_id"] is not None:
+        together = (
+            await conn.execute(
+                _TRANSACTION_SQL, {"processed_at": row["processed_at"], "transaction_id": row["transaction_id"]}
+            )
+        ).all()
+        others = [r for r in together if r[0] != command_id]
+        applied["transaction"] = {
+            "id": row["transaction_id"],
+            "commands": len(together),
+            "others": [
+                {"command_id": str(r[0]), "function": r[1], "task_id": str(r[2])} for r in others[:TRANSACTION_SHOWN]
+            ],
+        }
+    story["applied"] = applied
+
+
+def _uuid(value: str) -> UUID | None:
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None
+
+
+async def trace_task(conn: AsyncConnection, task_id: UUID) -> dict[str, Any] | None:
+    """The task's story, or None when neither its row nor any record names it."""
+    row = (await conn.execute(_TASK_SQL, {"id": task_id})).mappings().first()
+    commands = (await conn.execute(_TASK_COMMANDS_SQL, {"id": task_id})).mappings().all()
+    letters = (await conn.execute(_TASK_DEAD_LETTERS_SQL, {"id": str(task_id)})).mappings().all()
+    if row is None and not commands and not letters:
+        return None
+    winners: dict[UUID, list[str]] = {}
+    task: dict[str, Any] | None = None
+    if row is not None:
+        winners.setdefault(row["title_command_id"], []).append("title")
+        winners.setdefault(row["description_command_id"], []).append("description")
+        task = {
+            "user_id": row["user_id"],
+            "title": row["title"],
+            "description": row["description"],
+            "completed": row["completed"],
+            "completed_at": _iso(row["completed_at"]),
+            "created_at": _iso(row["created_at"]),
+            "updated_at": _iso(row["updated_at"]),
+        }
+        if row["completed_at"] is not None:
+            earliest = next(
+                (c for c in commands if c["function"] == "complete_task" and c["issued_at"] == row["completed_at"]),
+                None,
+            )
+            if earliest is not None:
+                winners.setdefault(earliest["command_id"], []).append("completed_at")
+    return {
+        "kind": "task",
+        "id": str(task_id),
+        "task": task,
+        "commands": [
+            {
+                "command_id": str(c["command_id"]),
+                "function": c["function"],
+                "issued_at": _iso(c["issued_at"]),
+                "applied_at": _iso(c["processed_at"]),
+                "worker_id": c["worker_id"],
+                "transaction_id": c["transaction_id"],
+                "duplicates": c["duplicates"],
+                "won": winners.get(c["command_id"], []),
+            }
+            for c in commands
+        ],
+        "dead_letters": [
+            {
+                "job_id": d["job_id"],
+                "function": d["function"],
+                "reason": d["reason"],
+                "category": d["category"],
+                "failed_at": _iso(d["failed_at"]),
+            }
+            for d in letters
+        ],
+    }
+
+
+async def trace(conn: AsyncConnection, redis: Redis, queue: str, ident: str) -> dict[str, Any] | None:
+    """The story of `ident`: a command (or job) id, else a task id; None when neither is known."""
+    ident = ident.strip()
+    story = await trace_command(conn, redis, queue, ident)
+    if story is not None:
+        return story
+    task_id = _uuid(ident)
+    return await trace_task(conn, task_id) if task_id is not None else None

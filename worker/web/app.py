@@ -1,0 +1,168 @@
+"""`taskline web`: the Starlette application, its state, and how it starts and stops.
+
+Without TASKLINE_WEB_PASSWORD the page is open and read-only (for 127.0.0.1, a private network,
+or behind a proxy that authenticates); with it, every page needs the password and replay and
+discard are offered (worker/web/auth.py). The process also runs the fleet watch (claims waiting
+to expire, the history samples; worker/ops/fleet_watch.py), so the plots have data with or
+without a scheduler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from worker.logs import get_logger
+from worker.ops.fleet_watch import FleetWatch
+from worker.settings import Settings
+from worker.store.engine import Sessions, make_sessions
+from worker.web import views
+from worker.web.auth import Access
+
+__all__ = ["WebState", "create_app"]
+
+HERE = Path(__file__).resolve().parent
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+}
+
+
+@dataclass
+class WebState:
+    settings: Settings
+    redis: Redis
+    engine: AsyncEngine
+    sessions: Sessions
+    access: Access
+    templates: Jinja2Templates
+    status_cache: tuple[float, dict[str, Any]] | None = None
+    """The last status reading and when (monotonic) it was taken."""
+
+
+class _SecurityHeaders(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+
+class _SignInRequired(BaseHTTPMiddleware):
+    """With TASKLINE_WEB_PASSWORD set, every page needs it (payloads are data too); /healthz and
+    the static files do not."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        access: Access = request.app.state.web.access
+        open_path = request.url.path == "/healthz" or request.url.path.startswith("/static/")
+        if access.enabled and not open_path and not access.authenticated(request):
+            return Response(
+                "Sign in with TASKLINE_WEB_USER and TASKLINE_WEB_PASSWORD.\n",
+                status_code=401,
+                headers={"www-authenticate": 'Basic realm="taskline", charset="UTF-8"'},
+                media_type="text/plain",
+            )
+        return await call_next(request)
+
+
+def create_app(settings: Settings, *, watch: bool = True) -> Starlette:
+    """The application; `watch=False` leaves the fleet watch off (tests of the pages alone)."""
+    log = get_logger("taskline.web")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
+        engine = create_async_engine(
+            settings.database_url,
+            pool_size=2,
+            max_overflow=2,
+            hide_parameters=True,
+            connect_args={"server_settings": {"application_name": "taskline-web"}, "timeout": 5, "command_timeout": 10},
+        )
+        password = settings.web_password.get_secret_value() if settings.web_password else None
+        app.state.web = WebState(
+            settings=settings,
+            redis=redis,
+            engine=engine,
+            sessions=make_sessions(engine),
+            access=Access(settings.web_user, password),
+            templates=_templates(),
+        )
+        fleet_watch = FleetWatch(
+            redis,
+            settings.queue,
+            interval_s=settings.heartbeat_interval,
+            sample_every_s=settings.history_sample_s,
+            log=log,
+        )
+        if watch:
+            fleet_watch.start()
+        try:
+            yield
+        finally:
+            await fleet_watch.stop()
+            await redis.aclose()
+            await engine.dispose()
+
+    routes = [
+        Route("/", views.overview),
+        Route("/fragment/overview", views.overview_fragment),
+        Route("/api/status", views.status_json),
+        Route("/queue", views.queue_page),
+        Route("/dead-letters", views.dead_letters),
+        Route("/dead-letters/{job_id:path}", views.dead_letter),
+        Route("/actions/replay", views.replay, methods=["POST"]),
+        Route("/actions/discard", views.discard, methods=["POST"]),
+        Route("/trace", views.trace_page),
+        Route("/login", views.login),
+        Route("/healthz", views.healthz),
+        Route("/favicon.ico", views.favicon),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    return Starlette(
+        routes=routes, lifespan=lifespan, middleware=[Middleware(_SecurityHeaders), Middleware(_SignInRequired)]
+    )
+
+
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.filters["when"] = _when
+    templates.env.filters["seconds"] = _seconds
+    templates.env.filters["number"] = _number
+    return templates
+
+
+def _when(value: Any) -> str:
+    return "-" if not value else str(value)[:19].replace("T", " ")
+
+
+def _seconds(value: Any) -> str:
+    if value is None:
+        return "-"
+    value = float(value)
+    if value < 0.01:
+        return f"{value * 1000:.1f} ms"
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _number(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.{digits or 2}f}"
+    return f"{int(value):,}"

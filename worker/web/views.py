@@ -1,0 +1,231 @@
+"""The page's handlers: overview, dead letters, trace, and the two guarded actions."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+
+from worker.ops.status import collect_status
+from worker.ops.trace import trace
+from worker.pipeline.dead_letters import DeadLetterFilter, delete_dead_letters, find_dead_letters
+from worker.web.auth import Refusal
+from worker.web.charts import Series, line_chart
+
+if TYPE_CHECKING:
+    from worker.web.app import WebState
+
+__all__ = [
+    "dead_letter",
+    "dead_letters",
+    "discard",
+    "favicon",
+    "healthz",
+    "login",
+    "overview",
+    "overview_fragment",
+    "queue_page",
+    "replay",
+    "status_json",
+    "trace_page",
+]
+
+_STATUS_FRESH_S = 1.0
+"""Browsers refresh every 2 s; one reading serves every request within this long."""
+_LIST_LIMIT = 200
+
+
+def _state(request: Request) -> WebState:
+    web: WebState = request.app.state.web
+    return web
+
+
+def _render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
+    web = _state(request)
+    authenticated = web.access.authenticated(request)
+    base = {
+        "queue": web.settings.queue,
+        "can_change": web.access.enabled,
+        "authenticated": authenticated,
+        "csrf": web.access.csrf_token() if authenticated else "",
+        "user": web.access.user,
+        "message": request.query_params.get("message", ""),
+    }
+    return web.templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
+
+
+async def _status(request: Request) -> dict[str, Any]:
+    web = _state(request)
+    cached = web.status_cache
+    if cached is not None and time.monotonic() - cached[0] < _STATUS_FRESH_S:
+        return dict(cached[1])
+    data = await collect_status(web.redis, web.engine, web.settings.queue, sample_every_s=web.settings.history_sample_s)
+    web.status_cache = (time.monotonic(), data)
+    return data
+
+
+def _span_s(history: list[dict[str, Any]], now: float) -> float:
+    """The plots' time span: the history there is, in whole 10 minutes, from 10 minutes to an hour."""
+    oldest = min((h["t"] for h in history), default=now)
+    return float(min(3600, max(600, math.ceil((now - oldest) / 600) * 600)))
+
+
+def _charts(data: dict[str, Any]) -> list[str]:
+    now = time.time()
+    history = data["history"]
+    span = _span_s(history, now)
+    last = f"last {span / 60:.0f} min" if span < 3600 else "last hour"
+    rate = Series("commands/s", [(h["t"], h["per_s"]) for h in history])
+    latency = Series("p95", [(h["t"], h["p95"]) for h in history])
+    ready = Series("ready", [(h["t"], h["ready"]) for h in history])
+    deferred = Series("deferred", [(h["t"], h["deferred"]) for h in history])
+    return [
+        line_chart(f"Commands per second, {last}", [rate], span_s=span, now=now),
+        line_chart(f"Latency p95 (issued → committed), {last}", [latency], unit="s", span_s=span, now=now),
+        line_chart(f"Queue depth, {last}", [ready, deferred], span_s=span, now=now),
+    ]
+
+
+def _totals(data: dict[str, Any]) -> dict[str, Any]:
+    workers = data["workers"]
+    return {
+        "applied": sum(float(w.get("commands_applied") or 0) for w in workers),
+        "done": sum(int(w.get("jobs_done") or 0) for w in workers),
+        "failed": sum(int(w.get("jobs_failed") or 0) for w in workers),
+    }
+
+
+async def overview(request: Request) -> Response:
+    data = await _status(request)
+    return _render(request, "overview.html", {"data": data, "charts": _charts(data), "totals": _totals(data)})
+
+
+async def overview_fragment(request: Request) -> Response:
+    data = await _status(request)
+    return _render(request, "_live.html", {"data": data, "charts": _charts(data), "totals": _totals(data)})
+
+
+async def status_json(request: Request) -> Response:
+    return JSONResponse(await _status(request))
+
+
+def _filter(request: Request) -> tuple[DeadLetterFilter, dict[str, str]]:
+    params = {name: request.query_params.get(name, "").strip() for name in ("function", "reason", "hours")}
+    newer = None
+    if params["hours"]:
+        try:
+            newer = datetime.now(UTC) - timedelta(hours=float(params["hours"]))
+        except ValueError:
+            params["hours"] = ""
+    where = DeadLetterFilter(
+        function=params["function"] or None, reason_contains=params["reason"] or None, newer_than=newer
+    )
+    return where, params
+
+
+async def dead_letters(request: Request) -> Response:
+    where, params = _filter(request)
+    async with _state(request).sessions() as session:
+        letters = await find_dead_letters(session, where, limit=_LIST_LIMIT)
+    return _render(request, "dead_letters.html", {"letters": letters, "params": params, "limit": _LIST_LIMIT})
+
+
+async def dead_letter(request: Request) -> Response:
+    job_id = request.path_params["job_id"]
+    async with _state(request).sessions() as session:
+        letters = await find_dead_letters(session, DeadLetterFilter(job_ids=[job_id]))
+    if not letters:
+        return _render(request, "message.html", {"title": "Not found", "text": f"No dead letter {job_id}."}, 404)
+    letter = letters[0]
+    payload = letter.payload.decode("utf-8", "replace") if letter.payload is not None else None
+    return _render(request, "dead_letter.html", {"letter": letter, "payload": payload})
+
+
+async def _guarded(request: Request) -> str | Response:
+    """The job id of a permitted change, or the refusal's page."""
+    form = await request.form()
+    token = form.get("csrf")
+    job_id = form.get("job_id")
+    try:
+        _state(request).access.check_change(request, token if isinstance(token, str) else None)
+    except Refusal as refusal:
+        headers = {"www-authenticate": 'Basic realm="taskline", charset="UTF-8"'} if refusal.status == 401 else None
+        response = _render(request, "message.html", {"title": "Not allowed", "text": str(refusal)}, refusal.status)
+        if headers:
+            response.headers.update(headers)
+        return response
+    if not isinstance(job_id, str) or not job_id:
+        return _render(request, "message.html", {"title": "Nothing to do", "text": "No job id was given."}, 400)
+    return job_id
+
+
+async def replay(request: Request) -> Response:
+    from worker.ops.replay import replay_dead_letters
+
+    job_id = await _guarded(request)
+    if isinstance(job_id, Response):
+        return job_id
+    report = await replay_dead_letters(_state(request).settings, DeadLetterFilter(job_ids=[job_id]))
+    if job_id in report.replayed:
+        message = f"replayed {job_id}: it is back in the queue under the same job id"
+    else:
+        message = f"not replayed {job_id}: {report.skipped.get(job_id, 'no such dead letter')}"
+    return RedirectResponse(f"/dead-letters?message={quote(message)}", status_code=303)
+
+
+async def discard(request: Request) -> Response:
+    job_id = await _guarded(request)
+    if isinstance(job_id, Response):
+        return job_id
+    async with _state(request).sessions() as session, session.begin():
+        count = await delete_dead_letters(session, [job_id])
+    message = f"discarded {job_id}" if count else f"no dead letter {job_id} to discard"
+    return RedirectResponse(f"/dead-letters?message={quote(message)}", status_code=303)
+
+
+async def queue_page(request: Request) -> Response:
+    from worker.ops.queue_view import SHOWN, queue_jobs
+
+    web = _state(request)
+    jobs = await queue_jobs(web.redis, web.settings.queue)
+    return _render(request, "queue.html", {"jobs": jobs, "shown": SHOWN})
+
+
+async def trace_page(request: Request) -> Response:
+    ident = request.query_params.get("id", "").strip()
+    story = None
+    if ident:
+        web = _state(request)
+        async with web.engine.connect() as conn:
+            story = await trace(conn, web.redis, web.settings.queue, ident)
+    return _render(request, "trace.html", {"ident": ident, "story": story})
+
+
+async def login(request: Request) -> Response:
+    web = _state(request)
+    target = request.query_params.get("next", "/")
+    if not target.startswith("/") or target.startswith("//"):
+        target = "/"
+    if not web.access.enabled:
+        text = "This page is read-only: set TASKLINE_WEB_PASSWORD (and restart `taskline web`) to replay or discard."
+        return _render(request, "message.html", {"title": "Read-only", "text": text}, 403)
+    if web.access.authenticated(request):
+        return RedirectResponse(target, status_code=303)
+    response = _render(
+        request, "message.html", {"title": "Sign in", "text": "Sign in with TASKLINE_WEB_USER and its password."}, 401
+    )
+    response.headers["www-authenticate"] = 'Basic realm="taskline", charset="UTF-8"'
+    return response
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def favicon(request: Request) -> Response:
+    return RedirectResponse("/static/favicon.svg", status_code=301)
