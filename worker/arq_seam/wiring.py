@@ -63,11 +63,17 @@ async def startup(ctx: dict[str, Any]) -> None:
     engine = make_engine(settings)
     sessions = make_sessions(engine)
     log = get_logger("taskline.worker")
+    # Health: process-wide when supervise() made it (it outlives reconnects), else this worker's.
+    health: Health = ctx.setdefault("health", Health(interval=settings.heartbeat_interval))
+    committer = GroupCommitter(
+        sessions, max_batch=settings.batch_max, flushers=settings.commit_concurrency, worker_id=health.worker_id
+    )
     ctx["runtime"] = Runtime(
         settings=settings,
         engine=engine,
         sessions=sessions,
-        committer=GroupCommitter(sessions, max_batch=settings.batch_max, flushers=settings.commit_concurrency),
+        committer=committer,
+        worker_id=health.worker_id,
         policy=retry_policy(settings),
         metrics=ctx.get("metrics") or Metrics(),
         redis=ctx["redis"],
@@ -78,8 +84,6 @@ async def startup(ctx: dict[str, Any]) -> None:
         ),
     )
     await _check_database(ctx["runtime"])
-    # Health: process-wide when supervise() made it (it outlives reconnects), else this worker's.
-    health: Health = ctx.setdefault("health", Health(interval=settings.heartbeat_interval))
     monitor = Monitor(
         queue=settings.queue,
         health=health,
