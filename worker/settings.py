@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=0, ge=0, le=200)
     batch_max: int = Field(default=100, ge=1, le=1000)
-    commit_concurrency: int = Field(default=1, ge=1, le=32)
+    commit_concurrency: int = Field(default=2, ge=1, le=32)
     bulk_concurrency: int = Field(default=4, ge=1, le=1000)
 
     # the contract
