@@ -1,6 +1,7 @@
 """The worker against an older commit of itself, side by side in one run; idle cost; latency by producer.
 
-    .venv/bin/python -m bench.seam [--old 9ab7695] [--commands 20000] [--latency-seconds 10]
+    .venv/bin/python -m bench.seam [--old 9ab7695] [--commands 20000] [--rounds 3] [--only drain idle latency]
+                                   [--rate N] [--set TASKLINE_COMMIT_CONCURRENCY=1] [--json FILE]
 
 * Throughput: the same drains (single-command jobs, then `apply_commands` bulk jobs of 100) by
   one worker process of this tree and one of `--old`, checked out in a temporary git worktree and
@@ -81,10 +82,14 @@ async def start_old_worker(env: Env, queue: str, index: int, tree: Path, extra: 
     return Proc(f"old-worker-{index}", process, log_path)
 
 
+NEW_WORKER_ENV: dict[str, str] = {}
+"""Settings for this tree's workers (`--set NAME=VALUE`), e.g. TASKLINE_COMMIT_CONCURRENCY=1."""
+
+
 def starter(env: Env, tree: Path | None, extra: dict[str, str] | None = None) -> Starter:
     async def start(queue: str) -> list[Proc]:
         if tree is None:
-            return [await start_worker(env, queue, 0, extra_env=extra)]
+            return [await start_worker(env, queue, 0, extra_env={**NEW_WORKER_ENV, **(extra or {})})]
         return [await start_old_worker(env, queue, 0, tree, extra or {})]
 
     return start
@@ -197,7 +202,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def report(results: dict[str, Any]) -> str:
     s = results["scenarios"]
-    lines = [f"this tree against {results['old']}, {results['commands']} commands, {results['rounds']} rounds", ""]
+    lines = [f"this tree against {results['old']}, {results['commands']} commands, {results['rounds']} rounds"]
+    lines += (
+        [f"this tree's workers with {' '.join(f'{k}={v}' for k, v in NEW_WORKER_ENV.items())}"]
+        if NEW_WORKER_ENV
+        else []
+    )
+    lines.append("")
     for kind in ("single", "bulk") if "drain single K=1 new" in s else ():
         new, old = s[f"drain {kind} K=1 new"], s[f"drain {kind} K=1 old"]
         ratio = sorted(n / o for n, o in zip(new, old, strict=True))
@@ -227,8 +238,12 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10.0)
     parser.add_argument("--rate", type=float, help="latency scenario rate (default: half the new single drain)")
     parser.add_argument("--only", nargs="+", choices=("drain", "idle", "latency"), default=("drain", "idle", "latency"))
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="a setting of this tree's workers"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    NEW_WORKER_ENV.update(item.split("=", 1) for item in args.set)
     results = asyncio.run(run(args))
     print(report(results))
     if args.json:
