@@ -14,12 +14,12 @@ from taskline_producer import cli as send_cli
 from taskline_producer.cli_errors import run_cli
 from taskline_producer.contract import command_json_schema
 
-from worker.cli_errors import explain
+from worker.cli_errors import explain, load_cli_settings
 from worker.ops import cli as ops_cli
 from worker.ops import dead_letter_cli
-from worker.settings import Settings, SettingsError, load_settings
+from worker.settings import SettingsError
 
-__all__ = ["app", "load_cli_settings", "main", "parse_age"]
+__all__ = ["app", "main", "parse_age"]
 
 app = typer.Typer(
     name="taskline",
@@ -45,15 +45,6 @@ def parse_age(text: str) -> timedelta:
     if not match:
         raise typer.BadParameter(f"{text!r} is not an age; use a number and a unit: 30d, 12h, 15m, 90s")
     return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-
-
-def load_cli_settings() -> Settings:
-    """The settings, or exit 2 with the message naming the bad variable."""
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 @app.command()

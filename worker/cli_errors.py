@@ -16,7 +16,9 @@ import asyncpg
 from sqlalchemy import exc as sa_exc
 from taskline_producer.cli_errors import ServiceProblem, causes, redis_problem
 
-__all__ = ["database_problem", "describe", "explain"]
+from worker.settings import Settings, SettingsError, load_settings
+
+__all__ = ["database_problem", "describe", "explain", "load_cli_settings"]
 
 _DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 _UNREACHABLE_HINT: Final = (
@@ -104,3 +106,15 @@ def describe(exc: BaseException) -> str:
     if problem is None:
         return _error_text(exc)
     return f"{problem.message().rstrip('.')}. {problem.hint}"
+
+
+def load_cli_settings() -> Settings:
+    """The settings, or exit 2 with the message naming the bad variable (every CLI command)."""
+    import typer
+    from rich.console import Console
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        Console(stderr=True).print(f"[red]configuration error:[/red] {exc}")
+        raise typer.Exit(2) from None

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from worker.cli_errors import describe
-from worker.settings import Settings, SettingsError, load_settings
+from worker.settings import Settings
 
 __all__ = ["health", "metrics"]
 
@@ -29,11 +29,9 @@ _REDIS_TIMEOUT_S = 5.0
 
 
 def _load() -> Settings:
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    from worker.cli_errors import load_cli_settings
+
+    return load_cli_settings()
 
 
 def _redis(settings: Settings) -> Any:

@@ -42,7 +42,7 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Only list what would
 
 
 def _settings() -> Settings:
-    from worker.cli import load_cli_settings
+    from worker.cli_errors import load_cli_settings
 
     return load_cli_settings()
 

@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from worker.settings import Settings, SettingsError, load_settings
+from worker.settings import Settings
 
 __all__ = ["render_status", "status"]
 
@@ -178,11 +178,9 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (one per refresh with --watch).")] = False,
 ) -> None:
     """Queue depth, claims waiting to expire, rates and latency, workers, the last purge, dead letters."""
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    from worker.cli_errors import load_cli_settings
+
+    settings = load_cli_settings()
     try:
         asyncio.run(_run(settings, watch, every, as_json))
     except KeyboardInterrupt:

@@ -12,7 +12,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from worker.settings import Settings, SettingsError, load_settings
+from worker.settings import Settings
 
 __all__ = ["render_trace", "run_trace", "trace"]
 
@@ -130,11 +130,9 @@ def trace(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """The story of a command (queued, running, retrying, applied, dead-lettered) or of a task."""
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    from worker.cli_errors import load_cli_settings
+
+    settings = load_cli_settings()
     try:
         story = asyncio.run(run_trace(settings, ident))
     except Exception as exc:
