@@ -34,19 +34,13 @@ class FleetReader:
     """Reads the fleet's numbers: heartbeats and queue depth from Redis, dead letters from the database."""
 
     def __init__(self, settings: Settings) -> None:
-        from sqlalchemy.ext.asyncio import create_async_engine
+        from worker.store.engine import make_tool_engine
 
         self.settings = settings
         self.database_problem: str | None = None
         """Why the last page has no dead-letter count (the database could not be used), if so."""
         self.redis = _redis(settings)
-        self.engine = create_async_engine(
-            settings.database_url,
-            pool_size=1,
-            max_overflow=0,
-            hide_parameters=True,
-            connect_args={"server_settings": {"application_name": "taskline-metrics"}, "timeout": _TIMEOUT_S},
-        )
+        self.engine = make_tool_engine(settings, "taskline-metrics")
 
     async def page(self) -> bytes:
         from worker.ops.claims import stranded_claims

@@ -31,6 +31,7 @@ __all__ = [
     "Counters",
     "Window",
     "counters_of",
+    "json_object",
     "read_history",
     "summarise",
     "take_sample",
@@ -132,7 +133,7 @@ async def take_sample(
     if not await redis.set(keys.history_slot_key(queue, slot), b"1", nx=True, ex=max(2, int(every_s * 3))):
         return None
     raw = await redis.get(keys.history_baseline_key(queue))
-    baseline = _parse(raw) or {}
+    baseline = json_object(raw) or {}
     before = {worker_id: Counters.from_dict(data) for worker_id, data in (baseline.get("workers") or {}).items()}
     current = {str(doc["worker_id"]): counters_of(doc) for doc in workers}
     total = Counters()
@@ -154,7 +155,8 @@ async def take_sample(
     return sample
 
 
-def _parse(raw: Any) -> dict[str, Any] | None:
+def json_object(raw: Any) -> dict[str, Any] | None:
+    """A Redis value holding a JSON object, decoded; None when absent or anything else."""
     if raw is None:
         return None
     try:
@@ -168,7 +170,7 @@ async def read_history(redis: Redis, queue: str, *, since_s: float, now: float |
     """The samples of the last `since_s` seconds, oldest first."""
     now = time.time() if now is None else now
     members = await redis.zrangebyscore(keys.history_key(queue), now - since_s, "+inf")
-    return [sample for sample in (_parse(member) for member in members) if sample is not None]
+    return [sample for sample in (json_object(member) for member in members) if sample is not None]
 
 
 @dataclass(frozen=True)

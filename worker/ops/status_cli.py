@@ -138,16 +138,11 @@ async def _collect(settings: Settings, redis: Any, engine: Any) -> dict[str, Any
 
 async def _run(settings: Settings, watch: bool, every: float, as_json: bool) -> None:
     from redis.asyncio import Redis
-    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from worker.store.engine import make_tool_engine
 
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
-    engine = create_async_engine(
-        settings.database_url,
-        pool_size=1,
-        max_overflow=0,
-        hide_parameters=True,
-        connect_args={"server_settings": {"application_name": "taskline-status"}, "timeout": 5},
-    )
+    engine = make_tool_engine(settings, "taskline-status")
     try:
         if not watch:
             data = await _collect(settings, redis, engine)

@@ -32,6 +32,7 @@ from taskline_producer import keys
 
 from worker.ops.claims import LEGACY_CLAIM_VALUE
 from worker.ops.fleet import read_heartbeats
+from worker.ops.history import json_object
 
 __all__ = ["trace", "trace_command", "trace_task"]
 
@@ -94,7 +95,7 @@ async def _redis_side(redis: Redis, queue: str, job_id: str) -> dict[str, Any]:
         pipe.get(keys.outcome_key(job_id))
         envelope, score, holder, claim_pttl, transient, tries, outcome = await pipe.execute()
     return {
-        "outcome": _json_object(outcome),
+        "outcome": json_object(outcome),
         "envelope": envelope,
         "score": score,
         "holder": _text(holder),
@@ -102,16 +103,6 @@ async def _redis_side(redis: Redis, queue: str, job_id: str) -> dict[str, Any]:
         "transient_failures": int(transient) if transient is not None else 0,
         "tries": int(tries) if tries is not None else 0,
     }
-
-
-def _json_object(raw: Any) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 async def trace_command(conn: AsyncConnection, redis: Redis, queue: str, job_id: str) -> dict[str, Any] | None:

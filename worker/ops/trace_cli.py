@@ -105,18 +105,12 @@ def render_trace(story: dict[str, Any]) -> Group:
 
 async def run_trace(settings: Settings, ident: str) -> dict[str, Any] | None:
     from redis.asyncio import Redis
-    from sqlalchemy.ext.asyncio import create_async_engine
 
     from worker.ops.trace import trace as find_story
+    from worker.store.engine import make_tool_engine
 
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
-    engine = create_async_engine(
-        settings.database_url,
-        pool_size=1,
-        max_overflow=0,
-        hide_parameters=True,
-        connect_args={"server_settings": {"application_name": "taskline-trace"}, "timeout": 5, "command_timeout": 30},
-    )
+    engine = make_tool_engine(settings, "taskline-trace", command_timeout=30)
     try:
         async with engine.connect() as conn:
             return await find_story(conn, redis, settings.queue, ident)

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from worker.settings import Settings
 
-__all__ = ["Sessions", "make_engine", "make_sessions"]
+__all__ = ["Sessions", "make_engine", "make_sessions", "make_tool_engine"]
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -52,6 +52,29 @@ def make_engine(settings: Settings) -> AsyncEngine:
     )
     event.listen(engine.sync_engine, "handle_error", _discard_broken_connections)
     return engine
+
+
+def make_tool_engine(
+    settings: Settings,
+    application_name: str,
+    *,
+    pool_size: int = 1,
+    max_overflow: int = 0,
+    command_timeout: float | None = None,
+) -> AsyncEngine:
+    """A small engine for an operations tool (status, trace, the metrics page, the web page):
+    a few connections, a 5 s connect timeout, and statements that never carry their parameters
+    into an error's text."""
+    connect_args: dict[str, Any] = {"server_settings": {"application_name": application_name}, "timeout": 5}
+    if command_timeout is not None:
+        connect_args["command_timeout"] = command_timeout
+    return create_async_engine(
+        settings.database_url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        hide_parameters=True,
+        connect_args=connect_args,
+    )
 
 
 def make_sessions(engine: AsyncEngine) -> Sessions:

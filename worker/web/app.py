@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -29,7 +29,7 @@ from starlette.templating import Jinja2Templates
 from worker.logs import get_logger
 from worker.ops.fleet_watch import FleetWatch
 from worker.settings import Settings
-from worker.store.engine import Sessions, make_sessions
+from worker.store.engine import Sessions, make_sessions, make_tool_engine
 from worker.web import views
 from worker.web.auth import Access
 
@@ -87,13 +87,7 @@ def create_app(settings: Settings, *, watch: bool = True) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
-        engine = create_async_engine(
-            settings.database_url,
-            pool_size=2,
-            max_overflow=2,
-            hide_parameters=True,
-            connect_args={"server_settings": {"application_name": "taskline-web"}, "timeout": 5, "command_timeout": 10},
-        )
+        engine = make_tool_engine(settings, "taskline-web", pool_size=2, max_overflow=2, command_timeout=10)
         password = settings.web_password.get_secret_value() if settings.web_password else None
         app.state.web = WebState(
             settings=settings,
