@@ -64,7 +64,7 @@ def _is_plumbing(frame: str) -> bool:
     return (
         package_of(path) in _PLUMBING
         or "typer/" in path
-        or path.endswith(("worker/cli.py", "<string>"))
+        or path.endswith(("worker/cli/app.py", "<string>"))
         or function in ("run_worker", "<module>")
     )
 

@@ -43,8 +43,8 @@ from redis.asyncio import Redis
 from taskline_producer import TaskProducer
 from taskline_producer.contract import CreateTask
 
-from worker.purge.batches import TASKS, PurgePlan, PurgeSummary, make_purge_engine, purge
-from worker.settings import Settings
+from worker.config.settings import Settings
+from worker.purge.purger import TASKS, PurgePlan, PurgeSummary, make_purge_engine, purge
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_DATABASE_URL = os.environ.get("TASKLINE_TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -283,7 +283,7 @@ def clean_environ() -> dict[str, str]:
 
 UVLOOP_WORKER = (
     "import asyncio, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
-    "from worker.cli import main; main()"
+    "from worker.cli.app import main; main()"
 )
 """`taskline worker` with uvloop's event loop (asyncio.run honours the policy on Python 3.11)."""
 

@@ -9,7 +9,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from worker.settings import normalise_database_url
+from worker.config.settings import normalise_database_url
 from worker.store.models import metadata
 
 config = context.config

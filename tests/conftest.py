@@ -25,7 +25,7 @@ import pytest
 import redis as redis_sync
 from redis.asyncio import Redis
 
-from worker.settings import Settings
+from worker.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_DATABASE_URL = os.environ.get("TASKLINE_TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

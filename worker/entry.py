@@ -3,7 +3,7 @@
 `taskline worker` and `taskline scheduler` run for days, one or many per machine. The CLI
 around them (typer, click, rich, the operations commands) would cost every such process about
 6 MiB of memory it never uses, so these two start directly; everything else, `--help`
-included, goes to the full CLI (`worker.cli`).
+included, goes to the full CLI (`worker.cli.app`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def _worker() -> None:
 
 
 def _scheduler() -> None:
-    from worker.purge.scheduler import run_scheduler
+    from worker.arq_seam.scheduler import run_scheduler
 
     run_scheduler()
 
@@ -33,7 +33,7 @@ def main() -> None:
     args = sys.argv[1:]
     run = _LONG_RUNNING.get(args[0]) if len(args) == 1 else None
     if run is None:
-        from worker.cli import main as cli_main
+        from worker.cli.app import main as cli_main
 
         cli_main()
         return
@@ -41,7 +41,7 @@ def main() -> None:
     # taskline formats tracebacks itself (worker/logs.py), so a long-running process blocks that
     # import and saves about 4 MiB. `sys.modules[name] = None` is Python's documented way.
     sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
-    from worker.settings import SettingsError
+    from worker.config.settings import SettingsError
 
     try:
         run()

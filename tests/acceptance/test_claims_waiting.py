@@ -15,8 +15,8 @@ import pytest
 from taskline_producer import TaskProducer
 
 from tests.conftest import procfile_command, taskline, wait_for, worker_env
-from worker.ops.health import heartbeat_key
-from worker.settings import Settings
+from worker.config.settings import Settings
+from worker.observe.health import heartbeat_key
 
 pytestmark = pytest.mark.acceptance
 

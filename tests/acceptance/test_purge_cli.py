@@ -19,7 +19,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import procfile_command, worker_env
-from worker.settings import Settings
+from worker.config.settings import Settings
 
 pytestmark = pytest.mark.acceptance
 

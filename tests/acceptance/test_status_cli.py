@@ -12,7 +12,7 @@ import pytest
 from taskline_producer import TaskProducer
 
 from tests.conftest import wait_for, worker_env
-from worker.settings import Settings
+from worker.config.settings import Settings
 
 pytestmark = pytest.mark.acceptance
 

@@ -24,7 +24,7 @@ from taskline_producer import TaskProducer
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms
 
 from tests.conftest import ROOT, procfile_command, wait_for, worker_env
-from worker.settings import Settings
+from worker.config.settings import Settings
 
 CHROMIUM = Path(os.environ.get("TASKLINE_TEST_CHROMIUM", "/usr/bin/chromium"))
 playwright_api = pytest.importorskip("playwright.async_api")

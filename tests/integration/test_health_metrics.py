@@ -21,11 +21,11 @@ from tests.conftest import wait_for
 from tests.http_client import http_get
 from worker.arq_seam.wiring import supervise
 from worker.logs import get_logger
-from worker.ops.fleet import live_workers
-from worker.ops.health import Health, Monitor, check_database, heartbeat_key, workers_index_key
-from worker.ops.http_server import health_routes, serve
-from worker.ops.metrics import Metrics
+from worker.observe.health import Health, Monitor, check_database, heartbeat_key, workers_index_key
+from worker.observe.http_server import health_routes, serve
+from worker.observe.metrics import Metrics
 from worker.store.engine import make_engine
+from worker.tools.fleet import live_workers
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,11 @@ import asyncio
 import pytest
 
 from tests.http_client import http_get
-from worker.ops.fleet_page import CachedPage
-from worker.ops.health import Health
-from worker.ops.http_server import DEFAULT_HOST, Response, process_ops, serve
-from worker.ops.metrics import Metrics
-from worker.settings import Settings
+from worker.config.settings import Settings
+from worker.observe.health import Health
+from worker.observe.http_server import DEFAULT_HOST, Response, process_ops, serve
+from worker.observe.metrics import Metrics
+from worker.tools.fleet_metrics import CachedPage
 
 pytestmark = pytest.mark.integration
 

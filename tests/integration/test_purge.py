@@ -25,10 +25,11 @@ from taskline_producer import TaskProducer
 from taskline_producer.contract import CompleteTask, CreateTask
 
 from tests.conftest import run_burst, taskline, wait_for
-from worker.ops.fleet import live_workers
-from worker.ops.health import scheduler_queue_name, workers_index_key
-from worker.ops.metrics import Metrics
-from worker.purge.batches import (
+from worker.arq_seam.scheduler import PURGE_JOB, build_scheduler
+from worker.config.settings import Settings
+from worker.observe.health import scheduler_queue_name, workers_index_key
+from worker.observe.metrics import Metrics
+from worker.purge.purger import (
     DEAD_LETTERS,
     PROCESSED_COMMANDS,
     TASKS,
@@ -38,8 +39,7 @@ from worker.purge.batches import (
     make_purge_engine,
     purge,
 )
-from worker.purge.scheduler import PURGE_JOB, build_scheduler
-from worker.settings import Settings
+from worker.tools.fleet import live_workers
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """`rediss://` with a self-signed certificate (as Heroku's Redis presents): `?ssl_cert_reqs=none`
-reaches both arq (through worker/arq_seam/redis_settings.py) and redis-py, and a worker applies commands over it.
+reaches both arq (through worker/config/redis_connection.py) and redis-py, and a worker applies commands over it.
 
 Starts a TLS-only redis-server of its own with a throwaway certificate; skipped where redis-server
 or openssl is missing or redis-server was built without TLS."""
@@ -20,7 +20,7 @@ from arq.connections import RedisSettings, create_pool
 from taskline_producer import TaskProducer
 
 from tests.conftest import run_burst
-from worker.arq_seam.redis_settings import arq_redis_settings
+from worker.config.redis_connection import arq_redis_settings
 
 pytestmark = pytest.mark.integration
 

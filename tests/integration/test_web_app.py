@@ -8,8 +8,8 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from worker.ops.health import heartbeat_key, metrics_snapshot, workers_index_key
-from worker.ops.metrics import Metrics
+from worker.observe.health import heartbeat_key, metrics_snapshot, workers_index_key
+from worker.observe.metrics import Metrics
 from worker.web.app import SECURITY_HEADERS, create_app
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import exc as sa_exc
 from taskline_producer.cli_errors import ServiceProblem, ServiceUnavailable, causes, redact_url, redis_problem
 
-from worker.cli_errors import database_problem, describe, explain
+from worker.observe.service_errors import database_problem, describe, explain
 
 
 @pytest.mark.parametrize(

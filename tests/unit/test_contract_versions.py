@@ -17,10 +17,10 @@ from taskline_producer import keys
 from taskline_producer.contract import CONTRACT_VERSION
 from taskline_producer.outcomes import read_outcome
 
+from worker.config.settings import SettingsError, load_settings
 from worker.pipeline.decode import REJECT_JOB, BulkDelivery, Decoder, Delivery, Rejected
 from worker.pipeline.job_options import NO_OPTIONS, JobOptions
 from worker.pipeline.outcomes import WRITE_SCRIPT, OutcomeReport, OutcomeWriter
-from worker.settings import SettingsError, load_settings
 
 decode = Decoder(max_payload_bytes=4096, max_bulk_payload_bytes=256 * 1024)
 TOO_NEW = "contract version 3 is newer than this worker accepts (1..2): upgrade the workers, then replay"
@@ -281,8 +281,8 @@ async def test_the_heartbeat_reports_the_newest_contract_version_the_worker_appl
     shows which workers still hold the fleet at an older version."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from worker.ops.health import Health, Monitor
-    from worker.ops.metrics import Metrics
+    from worker.observe.health import Health, Monitor
+    from worker.observe.metrics import Metrics
 
     engine = create_async_engine("postgresql+asyncpg://u@127.0.0.1/db")  # never connected
     try:

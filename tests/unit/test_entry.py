@@ -61,7 +61,7 @@ def test_the_long_running_processes_never_import_the_web_stack() -> None:
     """`taskline worker` and `taskline scheduler` stay lean: only `taskline web` loads Starlette,
     Jinja2, uvicorn and python-multipart."""
     probe = (
-        "import sys, worker.arq_seam.wiring, worker.purge.scheduler, worker.entry;"
+        "import sys, worker.arq_seam.wiring, worker.arq_seam.scheduler, worker.entry;"
         "print(sorted(m for m in ('starlette', 'jinja2', 'uvicorn', 'multipart', 'worker.web') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)

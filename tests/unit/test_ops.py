@@ -10,12 +10,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
 from tests.http_client import http_get
-from worker.arq_seam.redis_settings import arq_redis_settings
-from worker.ops.fleet import render_fleet_metrics, summary
-from worker.ops.health import Health, metrics_snapshot
-from worker.ops.http_server import Response, health_routes, serve
-from worker.ops.metrics import Metrics
-from worker.settings import Settings, SettingsError, load_settings
+from worker.config.redis_connection import arq_redis_settings
+from worker.config.settings import Settings, SettingsError, load_settings
+from worker.observe.health import Health, metrics_snapshot
+from worker.observe.http_server import Response, health_routes, serve
+from worker.observe.metrics import Metrics
+from worker.tools.fleet import render_fleet_metrics, summary
 
 HEROKU_REDIS = "rediss://:p%40ss%2Fword@ec2-1-2-3-4.compute-1.amazonaws.com:25690/0?ssl_cert_reqs=none"
 

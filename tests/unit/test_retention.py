@@ -6,11 +6,12 @@ import os
 
 import pytest
 
+from worker.arq_seam.scheduler import PURGE_JOB, PURGE_TIMEOUT_MARGIN_S, scheduler_queue, scheduler_settings
 from worker.arq_seam.wiring import ARQ_TIMEOUT_MARGIN_S, worker_settings
-from worker.purge.retention import ARQ_TIMEOUT_MARGIN_S as RETENTION_ARQ_MARGIN
-from worker.purge.retention import parse_duration, redelivery_horizon, schedule_for
-from worker.purge.scheduler import PURGE_JOB, PURGE_TIMEOUT_MARGIN_S, scheduler_queue, scheduler_settings
-from worker.settings import Settings, SettingsError, load_settings
+from worker.config.durations import parse_duration
+from worker.config.retention import ARQ_TIMEOUT_MARGIN_S as RETENTION_ARQ_MARGIN
+from worker.config.retention import redelivery_horizon, schedule_for
+from worker.config.settings import Settings, SettingsError, load_settings
 
 DB = "postgresql://user@db.example.com/tasks"
 

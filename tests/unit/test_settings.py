@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from worker.settings import Settings, SettingsError, load_settings, redact_url
+from worker.config.settings import Settings, SettingsError, load_settings, redact_url
 
 DB = "user:pw@db.example.com:5432/tasks"
 

@@ -13,12 +13,12 @@ from fakeredis.aioredis import FakeRedis
 from rich.console import Console
 from taskline_producer import keys
 
-from worker.ops.claims import ClaimWatch, stranded_claims
-from worker.ops.fleet import read_heartbeats
-from worker.ops.health import heartbeat_key, metrics_snapshot, workers_index_key
-from worker.ops.history import Counters, counters_of, quantile, read_history, summarise, take_sample
-from worker.ops.metrics import Metrics
-from worker.ops.status_cli import render_status
+from worker.cli.status import render_status
+from worker.observe.health import heartbeat_key, metrics_snapshot, workers_index_key
+from worker.observe.metrics import Metrics
+from worker.tools.claims import ClaimWatch, stranded_claims
+from worker.tools.fleet import read_heartbeats
+from worker.tools.history import Counters, counters_of, quantile, read_history, summarise, take_sample
 
 QUEUE = "q"
 

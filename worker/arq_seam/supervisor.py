@@ -4,7 +4,7 @@ Stock arq exits when Redis goes away, and at start-up counts down "5 retries rem
 gives up. Both taskline process types (`taskline worker`, `taskline scheduler`) run their arq
 loop through `run_until_stopped`, which owns the Redis connection pool (arq is handed it as
 `redis_pool`, a public setting), connects with backoff for as long as it takes, rebuilds the
-worker after an outage, and says so in two log lines per outage (worker/ops/outages.py).
+worker after an outage, and says so in two log lines per outage (worker/observe/outages.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from worker.ops.outages import OutageLog
+from worker.observe.outages import OutageLog
 
 __all__ = ["REDIS_LOST", "connector_for", "run_until_stopped"]
 

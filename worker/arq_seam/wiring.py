@@ -20,18 +20,18 @@ from taskline_producer import keys
 from taskline_producer.contract import BULK_JOB, COMMAND_JOBS, dumps
 
 from worker.arq_seam.overrides import SeamOptions, TasklineWorker
-from worker.arq_seam.redis_settings import arq_redis_settings
 from worker.arq_seam.supervisor import connector_for, run_until_stopped
+from worker.config.redis_connection import arq_redis_settings
+from worker.config.settings import Settings, load_settings, redact_url
 from worker.logs import configure_logging, get_logger
-from worker.ops.health import Health, Monitor
-from worker.ops.metrics import Metrics
-from worker.ops.outages import OutageLog
+from worker.observe.health import Health, Monitor
+from worker.observe.metrics import Metrics
+from worker.observe.outages import OutageLog
 from worker.pipeline.decode import REJECT_JOB, Decoder
 from worker.pipeline.failures import Kind, RetryPolicy
 from worker.pipeline.group_commit import GroupCommitter
 from worker.pipeline.jobs import apply_commands_job, command_job, reject_job
 from worker.pipeline.runtime import Runtime
-from worker.settings import Settings, load_settings, redact_url
 from worker.store.engine import make_engine, make_sessions
 
 __all__ = ["TasklineWorker", "build_worker", "run_worker", "supervise", "worker_settings"]
@@ -226,7 +226,7 @@ async def supervise(settings: Settings, stopping: asyncio.Event | None = None) -
 
     The process's Health (worker id, liveness pulse) and Metrics outlive the reconnects, and so
     does the HTTP server for /metrics, /healthz and /readyz on TASKLINE_METRICS_PORT (if set)."""
-    from worker.ops.http_server import process_ops
+    from worker.observe.http_server import process_ops
 
     health = Health(interval=settings.heartbeat_interval)
     metrics = Metrics()

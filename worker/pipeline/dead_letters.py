@@ -145,7 +145,7 @@ async def find_job_ids(session: AsyncSession, where: DeadLetterFilter) -> list[s
 
 async def lock_dead_letters(session: AsyncSession, job_ids: Sequence[str], where: DeadLetterFilter) -> list[DeadLetter]:
     """The dead letters of these job ids that still match, locked (FOR UPDATE) until the
-    transaction ends: a worker writing one of them waits until then (worker/ops/replay.py)."""
+    transaction ends: a worker writing one of them waits until then (worker/tools/replay.py)."""
     query = (
         select(DeadLetter)
         .where(col(DeadLetter.job_id).in_(list(job_ids)), *where.where())

@@ -14,13 +14,12 @@ from taskline_producer import keys
 from taskline_producer.contract import Command
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms, job_of_command
 
-from worker.ops.metrics import Metrics
-from worker.ops.outages import OutageLog
+from worker.config.settings import Settings
 from worker.pipeline.dead_letters import record_dead_letter
 from worker.pipeline.failures import RetryPolicy, is_database_unreachable
 from worker.pipeline.group_commit import GroupCommitter
 from worker.pipeline.outcomes import OutcomeWriter
-from worker.settings import Settings
+from worker.pipeline.sinks import CommandMetrics, OutageReporter
 from worker.store.engine import Sessions
 
 __all__ = ["JobContext", "Runtime"]
@@ -37,7 +36,7 @@ class Runtime:
     sessions: Sessions
     committer: GroupCommitter
     policy: RetryPolicy
-    metrics: Metrics
+    metrics: CommandMetrics
     redis: Redis
     log: Any
     clock: Callable[[], float] = field(default=time.perf_counter)
@@ -46,8 +45,8 @@ class Runtime:
     worker_id: str | None = None
     """This process's id (`Health.worker_id`), written with its dead letters; its GroupCommitter
     is built with the same id for the processed commands."""
-    database: OutageLog | None = None
-    """Says once when PostgreSQL goes away and once when it is back (worker/ops/outages.py)."""
+    database: OutageReporter | None = None
+    """Says once when PostgreSQL goes away and once when it is back (worker/observe/outages.py)."""
     outcome_writer: OutcomeWriter = field(init=False)
     """Writes the outcomes of jobs that asked for them, batched across the jobs that end together."""
 

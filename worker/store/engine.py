@@ -9,7 +9,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from worker.settings import Settings
+from worker.config.settings import Settings
 
 __all__ = ["Sessions", "make_engine", "make_sessions", "make_tool_engine"]
 

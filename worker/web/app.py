@@ -3,7 +3,7 @@
 Without TASKLINE_WEB_PASSWORD the page is open and read-only (for 127.0.0.1, a private network,
 or behind a proxy that authenticates); with it, every page needs the password and replay and
 discard are offered (worker/web/auth.py). The process also runs the fleet watch (claims waiting
-to expire, the history samples; worker/ops/fleet_watch.py), so the plots have data with or
+to expire, the history samples; worker/tools/fleet_watch.py), so the plots have data with or
 without a scheduler.
 """
 
@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -26,14 +24,15 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from worker.config.settings import Settings
 from worker.logs import get_logger
-from worker.ops.fleet_watch import FleetWatch
-from worker.settings import Settings
-from worker.store.engine import Sessions, make_sessions, make_tool_engine
+from worker.store.engine import make_sessions, make_tool_engine
+from worker.tools.fleet_watch import FleetWatch
 from worker.web import views
 from worker.web.auth import Access
+from worker.web.state import WebState
 
-__all__ = ["WebState", "create_app"]
+__all__ = ["create_app"]
 
 HERE = Path(__file__).resolve().parent
 SECURITY_HEADERS = {
@@ -41,18 +40,6 @@ SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "same-origin",
 }
-
-
-@dataclass
-class WebState:
-    settings: Settings
-    redis: Redis
-    engine: AsyncEngine
-    sessions: Sessions
-    access: Access
-    templates: Jinja2Templates
-    status_cache: tuple[float, dict[str, Any]] | None = None
-    """The last status reading and when (monotonic) it was taken."""
 
 
 class _SecurityHeaders(BaseHTTPMiddleware):

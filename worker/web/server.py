@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from worker.config.settings import Settings, redact_url
 from worker.logs import configure_logging, get_logger
-from worker.settings import Settings, redact_url
 
 __all__ = ["run_web"]
 

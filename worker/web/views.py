@@ -5,20 +5,18 @@ from __future__ import annotations
 import math
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
-from worker.ops.status import collect_status
-from worker.ops.trace import trace
 from worker.pipeline.dead_letters import DeadLetterFilter, delete_dead_letters, find_dead_letters
+from worker.tools.status import collect_status
+from worker.tools.trace import trace
 from worker.web.auth import Refusal
 from worker.web.charts import Series, line_chart
-
-if TYPE_CHECKING:
-    from worker.web.app import WebState
+from worker.web.state import WebState
 
 __all__ = [
     "dead_letter",
@@ -165,7 +163,7 @@ async def _guarded(request: Request) -> str | Response:
 
 
 async def replay(request: Request) -> Response:
-    from worker.ops.replay import replay_dead_letters
+    from worker.tools.replay import replay_dead_letters
 
     job_id = await _guarded(request)
     if isinstance(job_id, Response):
@@ -189,7 +187,7 @@ async def discard(request: Request) -> Response:
 
 
 async def queue_page(request: Request) -> Response:
-    from worker.ops.queue_view import SHOWN, queue_jobs
+    from worker.tools.queue_view import SHOWN, queue_jobs
 
     web = _state(request)
     jobs = await queue_jobs(web.redis, web.settings.queue)

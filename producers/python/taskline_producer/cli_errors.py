@@ -5,7 +5,7 @@ One or two lines on stderr: the service, the setting that points at it (`REDIS_U
 The traceback only with `--debug` (anywhere on the command line) or `TASKLINE_LOG_LEVEL=DEBUG`.
 
 Both CLIs go through `run_cli`: `taskline-send` with the Redis explanation below, `taskline`
-(worker/cli_errors.py) adding PostgreSQL's. Code that knows exactly which URL it used (the
+(worker/cli/errors.py) adding PostgreSQL's. Code that knows exactly which URL it used (the
 `--redis-url` of `taskline-send`) raises `ServiceUnavailable` carrying it; anything else is
 recognised by the exception's type.
 """

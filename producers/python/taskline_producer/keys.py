@@ -75,7 +75,7 @@ WORKERS_INDEX_PREFIX: Final = "taskline:workers:"
 HISTORY_KEY_PREFIX: Final = "taskline:history:"
 """`taskline:history:<queue>`: sorted set of the fleet's samples (JSON) by time, behind the plots
 of `taskline status` and `taskline web`; `…:baseline` holds the counters the last sample saw, and
-`…:slot:<epoch s>` claims one sample period for one writer (worker/ops/history.py)."""
+`…:slot:<epoch s>` claims one sample period for one writer (worker/tools/history.py)."""
 OUTCOME_KEY_PREFIX: Final = "taskline:outcome:"
 """`taskline:outcome:<command id>`: the command's latest outcome (JSON), written by the worker with
 the `outcome_ttl` its job asked for; only for jobs that asked."""

@@ -17,7 +17,7 @@ from taskline_producer.client import TaskProducer
 from taskline_producer.contract import Command, CompleteTask, CreateTask, UpdateTask
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, envelope, epoch_ms
 
-from worker.settings import Settings, redact_url
+from worker.config.settings import Settings, redact_url
 from worker.store.engine import make_engine, make_sessions
 
 __all__ = ["NoWorker", "check_worker", "run_demo"]
@@ -36,7 +36,7 @@ async def check_worker(settings: Settings, console: Console, look_s: float = WOR
     shows up within `look_s` (a worker that has just started may not have beaten yet)."""
     from redis.asyncio import Redis
 
-    from worker.ops.fleet import live_workers
+    from worker.tools.fleet import live_workers
 
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
     deadline = time.monotonic() + look_s

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from worker.settings import redact_url
+from worker.config.settings import redact_url
 
 __all__ = ["OutageLog"]
 

@@ -36,15 +36,15 @@ from arq.worker import Worker
 from taskline_producer import keys
 from taskline_producer.contract import dumps
 
-from worker.arq_seam.redis_settings import arq_redis_settings
 from worker.arq_seam.supervisor import connector_for, run_until_stopped
+from worker.config.redis_connection import arq_redis_settings
+from worker.config.retention import schedule_for
+from worker.config.settings import Settings, load_settings, redact_url
 from worker.logs import configure_logging, get_logger
-from worker.ops.fleet_watch import FleetWatch
-from worker.ops.health import Health, Monitor, scheduler_queue_name
-from worker.ops.metrics import Metrics
-from worker.purge.batches import PurgePlan, PurgeSummary, make_purge_engine, purge
-from worker.purge.retention import schedule_for
-from worker.settings import Settings, load_settings, redact_url
+from worker.observe.health import Health, Monitor, scheduler_queue_name
+from worker.observe.metrics import Metrics
+from worker.purge.purger import PurgePlan, PurgeSummary, make_purge_engine, purge
+from worker.tools.fleet_watch import FleetWatch
 
 __all__ = [
     "PURGE_JOB",
@@ -214,7 +214,7 @@ async def supervise_scheduler(settings: Settings, stopping: asyncio.Event | None
 
     On SIGTERM a running purge is cancelled at once: its open batch rolls back, nothing is lost.
     Like a worker, it serves /metrics, /healthz and /readyz on TASKLINE_METRICS_PORT (if set)."""
-    from worker.ops.http_server import process_ops
+    from worker.observe.http_server import process_ops
 
     health = Health(interval=settings.heartbeat_interval)
     metrics = Metrics()

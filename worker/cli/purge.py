@@ -1,4 +1,4 @@
-"""`taskline purge`: the purge by hand, with a progress bar and a summary (worker/purge/batches.py does the work)."""
+"""`taskline purge`: the purge by hand, with a progress bar and a summary (worker/purge/purger.py does the work)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from worker.config.settings import Settings
 from worker.logs import configure_logging
-from worker.purge.batches import PurgePlan, PurgeSummary, count_due, make_purge_engine, purge
-from worker.settings import Settings
+from worker.purge.purger import PurgePlan, PurgeSummary, count_due, make_purge_engine, purge
 
 __all__ = ["run_purge_cli"]
 

@@ -19,7 +19,7 @@ age from the key's PTTL, measured by Redis, whatever the machines' clocks say. A
 writes its key with a longer time to live, three intervals plus its jobs' claim expiry plus one
 interval: after a crash, its last document (with its running job ids) stays readable until every
 claim it held has expired, which is how `taskline status` and `taskline health` show the claims
-waiting to expire (worker/ops/claims.py) without scanning the keyspace, at no command more per
+waiting to expire (worker/tools/claims.py) without scanning the keyspace, at no command more per
 heartbeat.
 
 Nothing here runs per job: the job path is unchanged.
@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # kept out of the import of `taskline health`, an exec probe 
     from redis.asyncio import Redis
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-    from worker.ops.metrics import Metrics
+    from worker.observe.metrics import Metrics
 
 __all__ = [
     "BEATS_PER_TTL",

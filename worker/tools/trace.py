@@ -30,9 +30,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from taskline_producer import keys
 
-from worker.ops.claims import LEGACY_CLAIM_VALUE
-from worker.ops.fleet import read_heartbeats
-from worker.ops.history import json_object
+from worker.tools.claims import LEGACY_CLAIM_VALUE
+from worker.tools.fleet import read_heartbeats
+from worker.tools.history import json_object
 
 __all__ = ["trace", "trace_command", "trace_task"]
 

@@ -29,7 +29,6 @@ command itself later than that, needs a longer processed retention.
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS
@@ -39,7 +38,6 @@ __all__ = [
     "CLAIM_MARGIN_S",
     "DAY_S",
     "JOB_TTL_S",
-    "parse_duration",
     "redelivery_horizon",
     "schedule_for",
 ]
@@ -50,18 +48,6 @@ ARQ_TIMEOUT_MARGIN_S: Final = 5.0
 """The same as `worker.app.ARQ_TIMEOUT_MARGIN_S` (a test checks): arq's timeout = ours + this."""
 CLAIM_MARGIN_S: Final = 10.0
 """arq's in-progress key lives for the longest function timeout + this."""
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
-_UNITS: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> float:
-    """'30d', '12h', '15m', '90s', '1w' or a plain number of seconds → seconds."""
-    match = _DURATION.match(text.strip().lower())
-    if not match:
-        raise ValueError(f"{text!r} is not a duration; use seconds or a number and a unit: 30d, 12h, 15m, 90s")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
 
 def redelivery_horizon(
     *,

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from worker.settings import Settings
+from worker.config.settings import Settings
 
 __all__ = ["app"]
 
@@ -42,7 +42,7 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Only list what would
 
 
 def _settings() -> Settings:
-    from worker.cli_errors import load_cli_settings
+    from worker.cli.errors import load_cli_settings
 
     return load_cli_settings()
 
@@ -93,7 +93,7 @@ def _filter(
     newer_than: str | None,
     job_ids: list[str] | None = None,
 ) -> Any:
-    from worker.cli import parse_age
+    from worker.cli.arguments import parse_age
     from worker.pipeline.dead_letters import DeadLetterFilter
 
     now = datetime.now(UTC)
@@ -219,7 +219,7 @@ def replay(
 ) -> None:
     """Re-enqueue dead letters' original payloads under the same job id, and remove them.
     A replayed job that fails again comes back as exactly one dead letter."""
-    from worker.ops.replay import replay_dead_letters
+    from worker.tools.replay import replay_dead_letters
 
     settings = _settings()
     if not job_ids and not any((function, reason, older_than, newer_than)):

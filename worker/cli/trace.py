@@ -12,7 +12,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from worker.settings import Settings
+from worker.config.settings import Settings
 
 __all__ = ["render_trace", "run_trace", "trace"]
 
@@ -106,8 +106,8 @@ def render_trace(story: dict[str, Any]) -> Group:
 async def run_trace(settings: Settings, ident: str) -> dict[str, Any] | None:
     from redis.asyncio import Redis
 
-    from worker.ops.trace import trace as find_story
     from worker.store.engine import make_tool_engine
+    from worker.tools.trace import trace as find_story
 
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
     engine = make_tool_engine(settings, "taskline-trace", command_timeout=30)
@@ -124,13 +124,13 @@ def trace(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """The story of a command (queued, running, retrying, applied, dead-lettered) or of a task."""
-    from worker.cli_errors import load_cli_settings
+    from worker.cli.errors import load_cli_settings
 
     settings = load_cli_settings()
     try:
         story = asyncio.run(run_trace(settings, ident))
     except Exception as exc:
-        from worker.cli_errors import describe
+        from worker.observe.service_errors import describe
 
         err.print(f"cannot tell the story: {describe(exc)}", markup=False)
         raise typer.Exit(1) from None

@@ -1,4 +1,5 @@
-"""`taskline`'s words when PostgreSQL or Redis cannot be used (see taskline_producer.cli_errors).
+"""What to say when PostgreSQL or Redis cannot be used: for the command lines, the fleet page and probes
+(see taskline_producer.cli_errors for the Redis half, shared with the producer).
 
 `explain` recognises an error from either service, wherever in a command it happened, and says
 which setting to check and what to try. A bare `OSError` or `TimeoutError` (how asyncpg reports
@@ -16,9 +17,7 @@ import asyncpg
 from sqlalchemy import exc as sa_exc
 from taskline_producer.cli_errors import ServiceProblem, causes, redis_problem
 
-from worker.settings import Settings, SettingsError, load_settings
-
-__all__ = ["database_problem", "describe", "explain", "load_cli_settings"]
+__all__ = ["database_problem", "describe", "explain"]
 
 _DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 _UNREACHABLE_HINT: Final = (
@@ -106,15 +105,3 @@ def describe(exc: BaseException) -> str:
     if problem is None:
         return _error_text(exc)
     return f"{problem.message().rstrip('.')}. {problem.hint}"
-
-
-def load_cli_settings() -> Settings:
-    """The settings, or exit 2 with the message naming the bad variable (every CLI command)."""
-    import typer
-    from rich.console import Console
-
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        Console(stderr=True).print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None

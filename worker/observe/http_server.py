@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from worker.ops.health import Health
-from worker.ops.metrics import Metrics
+from worker.observe.health import Health
+from worker.observe.metrics import Metrics
 
 __all__ = ["DEFAULT_HOST", "MAX_CONNECTIONS", "Response", "health_routes", "json_response", "process_ops", "serve"]
 
@@ -151,7 +151,7 @@ async def process_ops(
     """What a long-running process (a worker, the scheduler) keeps for its whole life, across
     Redis reconnects: the liveness pulse, and /metrics, /healthz and /readyz on host:`port`
     (if a port is set; `host` is TASKLINE_METRICS_HOST)."""
-    from worker.settings import SettingsError
+    from worker.config.settings import SettingsError
 
     server = None
     if port:

@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from taskline_producer import keys
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms
 
+from worker.config.settings import Settings
 from worker.pipeline.dead_letters import (
     DeadLetterFilter,
     delete_dead_letters,
@@ -48,7 +49,6 @@ from worker.pipeline.dead_letters import (
     find_job_ids,
     lock_dead_letters,
 )
-from worker.settings import Settings
 from worker.store.engine import Sessions, make_engine, make_sessions
 from worker.store.models import DeadLetter
 

@@ -2,8 +2,8 @@
 fleet once per heartbeat interval, so that the workers do not have to.
 
 * `ClaimWatch.check()`: logs claims waiting to expire after a crash and their pickup, and keeps
-  the `taskline_claims_waiting_to_expire` gauge (worker/ops/claims.py);
-* once per `TASKLINE_HISTORY_SAMPLE_S`: a history sample (worker/ops/history.py).
+  the `taskline_claims_waiting_to_expire` gauge (worker/tools/claims.py);
+* once per `TASKLINE_HISTORY_SAMPLE_S`: a history sample (worker/tools/history.py).
 
 Per interval it reads the heartbeat index and the heartbeats (one ZRANGE, then one pipeline of
 a GET and a PTTL per worker), plus one pipelined GET and PTTL per job a crashed worker held.
@@ -18,10 +18,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from worker.ops.claims import ClaimWatch, StrandedClaim
-from worker.ops.fleet import Heartbeats, read_heartbeats
-from worker.ops.health import describe_error, queue_depth
-from worker.ops.history import take_sample
+from worker.observe.health import describe_error, queue_depth
+from worker.tools.claims import ClaimWatch, StrandedClaim
+from worker.tools.fleet import Heartbeats, read_heartbeats
+from worker.tools.history import take_sample
 
 __all__ = ["FleetWatch", "sample_now"]
 

@@ -17,11 +17,11 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from worker.ops.claims import stranded_claims
-from worker.ops.fleet import read_heartbeats, summary
-from worker.ops.fleet_watch import sample_now
-from worker.ops.health import count_dead_letters, describe_error, queue_depth, scheduler_queue_name
-from worker.ops.history import counters_of, read_history, summarise
+from worker.observe.health import count_dead_letters, describe_error, queue_depth, scheduler_queue_name
+from worker.tools.claims import stranded_claims
+from worker.tools.fleet import read_heartbeats, summary
+from worker.tools.fleet_watch import sample_now
+from worker.tools.history import counters_of, read_history, summarise
 
 __all__ = ["DEAD_LETTER_GROUPS_SINCE", "collect_dead_letters", "collect_status"]
 

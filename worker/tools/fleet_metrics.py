@@ -15,8 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from worker.cli_errors import describe
-from worker.settings import Settings
+from worker.config.settings import Settings
+from worker.observe.service_errors import describe
 
 __all__ = ["PAGE_TTL_S", "CachedPage", "FleetReader", "read_once", "serve_fleet"]
 
@@ -43,9 +43,9 @@ class FleetReader:
         self.engine = make_tool_engine(settings, "taskline-metrics")
 
     async def page(self) -> bytes:
-        from worker.ops.claims import stranded_claims
-        from worker.ops.fleet import live_workers, read_heartbeats, render_fleet_metrics
-        from worker.ops.health import count_dead_letters, queue_depth, scheduler_queue_name
+        from worker.observe.health import count_dead_letters, queue_depth, scheduler_queue_name
+        from worker.tools.claims import stranded_claims
+        from worker.tools.fleet import live_workers, read_heartbeats, render_fleet_metrics
 
         queue = self.settings.queue
         heartbeats = await read_heartbeats(self.redis, queue)
@@ -109,8 +109,8 @@ async def serve_fleet(settings: Settings, port: int, host: str, token: str | Non
     """Serve the page at /metrics on host:port until SIGTERM or SIGINT."""
     from prometheus_client import CONTENT_TYPE_LATEST
 
-    from worker.ops.http_server import Response, json_response
-    from worker.ops.http_server import serve as serve_http
+    from worker.observe.http_server import Response, json_response
+    from worker.observe.http_server import serve as serve_http
 
     reader = FleetReader(settings)
     cached = CachedPage(reader.page)

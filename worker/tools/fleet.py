@@ -4,7 +4,7 @@ Used by `taskline health`, `taskline metrics`, `taskline status` and `taskline w
 live while its heartbeat key is younger than three heartbeat intervals: its age is the time to
 live it was written with (`key_ttl_ms` in the document) minus its PTTL, both measured by Redis, so
 the clocks of the machines do not matter. An older key that still exists belongs to a worker that
-stopped beating (crashed); it is kept until that worker's claims have expired (worker/ops/health.py).
+stopped beating (crashed); it is kept until that worker's claims have expired (worker/observe/health.py).
 
 The aggregate page keeps one series per worker (label `worker="<worker id>"`) instead of
 summing them: a sum would go down whenever a worker stops, which Prometheus' `rate()` reads as
@@ -23,7 +23,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
-from worker.ops.health import BEATS_PER_TTL, FLEET_METRICS, heartbeat_key, workers_index_key
+from worker.observe.health import BEATS_PER_TTL, FLEET_METRICS, heartbeat_key, workers_index_key
 
 __all__ = ["Heartbeats", "heartbeat_age_s", "live_workers", "read_heartbeats", "render_fleet_metrics", "summary"]
 

@@ -1,6 +1,6 @@
 """`taskline health` and `taskline metrics`: the fleet's health and numbers, read from Redis.
 
-Both read the heartbeat keys the workers write (worker/ops/health.py), so they work where the
+Both read the heartbeat keys the workers write (worker/observe/health.py), so they work where the
 platform cannot reach a worker process (Heroku routes HTTP only to `web` dynos) and from an exec
 probe inside a container.
 """
@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from worker.cli_errors import describe
-from worker.settings import Settings
+from worker.config.settings import Settings
+from worker.observe.service_errors import describe
 
 __all__ = ["health", "metrics"]
 
@@ -29,7 +29,7 @@ _REDIS_TIMEOUT_S = 5.0
 
 
 def _load() -> Settings:
-    from worker.cli_errors import load_cli_settings
+    from worker.cli.errors import load_cli_settings
 
     return load_cli_settings()
 
@@ -42,8 +42,8 @@ def _redis(settings: Settings) -> Any:
 
 async def _fetch_workers(settings: Settings, queue: str) -> tuple[list[dict[str, Any]], list[Any]]:
     """The live workers' heartbeats, and the claims waiting to expire of those that stopped beating."""
-    from worker.ops.claims import stranded_claims
-    from worker.ops.fleet import read_heartbeats
+    from worker.tools.claims import stranded_claims
+    from worker.tools.fleet import read_heartbeats
 
     redis = _redis(settings)
     try:
@@ -89,8 +89,8 @@ def health(
     """Exit 0 if the worker(s) beat recently (their heartbeat keys in Redis are fresh), else 1.
 
     Without --worker-id or --all: the workers on this host (a container's exec probe)."""
-    from worker.ops.fleet import summary
-    from worker.ops.health import scheduler_queue_name, this_host
+    from worker.observe.health import scheduler_queue_name, this_host
+    from worker.tools.fleet import summary
 
     settings = _load()
     queue = scheduler_queue_name(settings.queue) if scheduler else settings.queue
@@ -196,7 +196,7 @@ def metrics(
     `web: taskline metrics --serve $PORT --host 0.0.0.0` process), read at most once a second
     however often it is scraped. Exits 1 when the dead letters could not be counted (the page
     is printed all the same)."""
-    from worker.ops.fleet_page import read_once, serve_fleet
+    from worker.tools.fleet_metrics import read_once, serve_fleet
 
     settings = _load()
     if serve is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -90,7 +90,7 @@ class Metrics:
             "Jobs claimed by a worker that stopped beating: nobody runs them until their claims expire.",
             registry=r,
         )
-        # the purge (worker/purge/batches.py)
+        # the purge (worker/purge/purger.py)
         self.purge_rows = Counter(
             "taskline_purge_rows_deleted", "Rows the purge deleted, by table.", ["table"], registry=r
         )
@@ -145,6 +145,9 @@ class Metrics:
     def dead_lettered(self, function: str, kind: str) -> None:
         self.dead_letters.labels(function, kind).inc()
 
+    def purge_finished(self, seconds: float) -> None:
+        self.purge_duration.observe(seconds)
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+    def purged(self, table: str, rows: int) -> None:
+        self.purge_rows.labels(table).inc(rows)
+

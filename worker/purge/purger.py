@@ -5,7 +5,7 @@ One run removes, in this order:
 1. completed tasks whose `completed_at` is older than `TASKLINE_PURGE_RETENTION` (30 days);
 2. `processed_command` rows older than `TASKLINE_PROCESSED_RETENTION` (2 days), which must
    outlive the redelivery horizon (job TTL + not-yet window + retries + arq timeout; the formula
-   is in `worker/purge/retention.py` and a shorter setting is refused at startup);
+   is in `worker/config/retention.py` and a shorter setting is refused at startup);
 3. dead letters older than `TASKLINE_DEAD_LETTER_RETENTION` (30 days).
 
 Open tasks are never touched. Every table is purged in bounded batches, each its own short
@@ -53,21 +53,21 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from worker.config.settings import Settings
 from worker.logs import get_logger
-from worker.ops.metrics import Metrics
-from worker.settings import Settings
 
 __all__ = [
     "DEAD_LETTERS",
     "PROCESSED_COMMANDS",
     "TARGETS",
     "TASKS",
+    "PurgeMetrics",
     "PurgePlan",
     "PurgeSummary",
     "Target",
@@ -84,6 +84,15 @@ _SLOWDOWN_FREE: Final = 1.5
 """Slowing down this much (per row, against the run's best pace) is noise, not contention."""
 _SMOOTHING: Final = 0.3
 """Weight of the newest batch in the smoothed pace."""
+
+
+
+class PurgeMetrics(Protocol):
+    """Where a purge run reports (`worker.observe.metrics.Metrics` in the scheduler)."""
+
+    def purge_finished(self, seconds: float) -> None: ...
+
+    def purged(self, table: str, rows: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -225,7 +234,7 @@ async def purge(
     now: datetime | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
-    metrics: Metrics | None = None,
+    metrics: PurgeMetrics | None = None,
     log: Any = None,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
@@ -265,7 +274,7 @@ async def purge(
     finally:
         summary.seconds = clock() - started
         if metrics is not None and not dry_run:
-            metrics.purge_duration.observe(summary.seconds)
+            metrics.purge_finished(summary.seconds)
         line = {"finished": log.info, "cancelled": log.warning}.get(outcome, log.error)
         line(
             "purge dry run" if dry_run else f"purge {outcome}",
@@ -288,7 +297,7 @@ async def _purge_table(
     deadline: float | None,
     *,
     progress: Progress | None,
-    metrics: Metrics | None,
+    metrics: PurgeMetrics | None,
     sleep: Callable[[float], Awaitable[Any]],
     clock: Callable[[], float],
 ) -> bool:
@@ -314,7 +323,7 @@ async def _purge_table(
         summary.batches += 1
         summary.rows[target.table] += deleted
         if metrics is not None and deleted:
-            metrics.purge_rows.labels(target.table).inc(deleted)
+            metrics.purged(target.table, deleted)
         if progress is not None:
             progress(target.table, deleted)
         if deleted < batch:

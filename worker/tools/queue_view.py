@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from taskline_producer import keys
 from taskline_producer.wire import epoch_ms
 
-from worker.ops.fleet import read_heartbeats
+from worker.tools.fleet import read_heartbeats
 
 __all__ = ["SHOWN", "queue_jobs"]
 

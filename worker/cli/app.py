@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import sys
-from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -14,12 +12,14 @@ from taskline_producer import cli as send_cli
 from taskline_producer.cli_errors import run_cli
 from taskline_producer.contract import command_json_schema
 
-from worker.cli_errors import explain, load_cli_settings
-from worker.ops import cli as ops_cli
-from worker.ops import dead_letter_cli
-from worker.settings import SettingsError
+from worker.cli import dead_letters as dead_letter_cli
+from worker.cli import health_metrics as ops_cli
+from worker.cli.arguments import parse_age
+from worker.cli.errors import load_cli_settings
+from worker.config.settings import SettingsError
+from worker.observe.service_errors import explain
 
-__all__ = ["app", "main", "parse_age"]
+__all__ = ["app", "main"]
 
 app = typer.Typer(
     name="taskline",
@@ -34,18 +34,6 @@ app.add_typer(send_cli.app, name="send", help="Publish commands (same as tasklin
 app.add_typer(dead_letter_cli.app, name="dead-letters")
 out = Console()
 err = Console(stderr=True)
-
-_AGE = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_age(text: str) -> timedelta:
-    """'30d', '12h', '15m', '0s' → timedelta."""
-    match = _AGE.match(text.strip())
-    if not match:
-        raise typer.BadParameter(f"{text!r} is not an age; use a number and a unit: 30d, 12h, 15m, 90s")
-    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-
 
 @app.command()
 def worker() -> None:
@@ -63,7 +51,7 @@ def worker() -> None:
 def scheduler() -> None:
     """Run the scheduler (the Procfile's scheduler process): the purge every
     TASKLINE_PURGE_EVERY_MINUTES, once per tick however many schedulers run."""
-    from worker.purge.scheduler import run_scheduler
+    from worker.arq_seam.scheduler import run_scheduler
 
     try:
         run_scheduler()
@@ -87,7 +75,7 @@ def purge(
 ) -> None:
     """Delete completed tasks past TASKLINE_PURGE_RETENTION (or --older-than), processed commands
     past TASKLINE_PROCESSED_RETENTION and dead letters past TASKLINE_DEAD_LETTER_RETENTION."""
-    from worker.purge.cli import run_purge_cli
+    from worker.cli.purge import run_purge_cli
 
     age = parse_age(older_than) if older_than is not None else None
     run_purge_cli(
@@ -124,7 +112,7 @@ def demo(
     wait: Annotated[float, typer.Option(help="Seconds to wait for the worker.")] = 30.0,
 ) -> None:
     """Send a small demo stream (with a duplicate and an invalid command) and show what the worker did."""
-    from worker.ops.demo import NoWorker, run_demo
+    from worker.cli.demo import NoWorker, run_demo
 
     try:
         done = asyncio.run(run_demo(load_cli_settings(), users=users, wait_s=wait, console=out))
@@ -147,7 +135,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (one per refresh with --watch).")] = False,
 ) -> None:
     """Queue depth, claims waiting to expire, rates and latency, workers, the last purge, dead letters."""
-    from worker.ops.status_cli import status as run_status
+    from worker.cli.status import status as run_status
 
     run_status(watch=watch, every=every, as_json=as_json)
 
@@ -174,7 +162,7 @@ def trace_command(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """The story of a command (queued, running, retrying, applied, dead-lettered) or of a task."""
-    from worker.ops.trace_cli import trace
+    from worker.cli.trace import trace
 
     trace(ident, as_json=as_json)
 

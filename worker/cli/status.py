@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from worker.settings import Settings
+from worker.config.settings import Settings
 
 __all__ = ["render_status", "status"]
 
@@ -131,7 +131,7 @@ def render_status(data: dict[str, Any]) -> Group:
 
 
 async def _collect(settings: Settings, redis: Any, engine: Any) -> dict[str, Any]:
-    from worker.ops.status import collect_status
+    from worker.tools.status import collect_status
 
     return await collect_status(redis, engine, settings.queue, sample_every_s=settings.history_sample_s)
 
@@ -173,7 +173,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (one per refresh with --watch).")] = False,
 ) -> None:
     """Queue depth, claims waiting to expire, rates and latency, workers, the last purge, dead letters."""
-    from worker.cli_errors import load_cli_settings
+    from worker.cli.errors import load_cli_settings
 
     settings = load_cli_settings()
     try:
@@ -181,7 +181,7 @@ def status(
     except KeyboardInterrupt:
         return
     except Exception as exc:
-        from worker.cli_errors import describe
+        from worker.observe.service_errors import describe
 
         err.print(f"cannot read the fleet: {describe(exc)}", markup=False)
         raise typer.Exit(1) from None

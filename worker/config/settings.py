@@ -13,7 +13,9 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, Validation
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from taskline_producer.contract import CONTRACT_VERSION, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE
 
-from worker.purge.retention import parse_duration, redelivery_horizon, schedule_for
+from worker.config.durations import parse_duration
+from worker.config.redis_connection import arq_redis_settings
+from worker.config.retention import redelivery_horizon, schedule_for
 
 __all__ = ["Settings", "SettingsError", "load_settings", "redact_url"]
 
@@ -82,7 +84,7 @@ class Settings(BaseSettings):
     retry_base_delay: float = Field(default=0.2, gt=0)
     retry_max_delay: float = Field(default=15.0, gt=0)
 
-    # purge (worker/purge/batches.py, worker/purge/retention.py): durations in seconds, or an age such as 30d, 12h, 15m
+    # purge (worker/purge/purger.py, worker/config/retention.py): durations in seconds, or an age such as 30d, 12h, 15m
     purge_retention: float = Field(default=30 * 86400.0, ge=0)
     purge_batch: int = Field(default=5000, ge=1, le=100_000)
     purge_time_budget: float = Field(default=50.0, gt=0, le=3600)
@@ -111,7 +113,8 @@ class Settings(BaseSettings):
         if value < horizon:
             raise ValueError(
                 f"is {value:g} s, below the redelivery horizon of {horizon:g} s (job TTL + not-yet window"
-                " + retries + arq timeout, see worker/purge/retention.py): a redelivered command would be applied twice"
+                " + retries + arq timeout, see worker/config/retention.py):"
+                " a redelivered command would be applied twice"
             )
         return value
 
@@ -139,8 +142,6 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str) -> str:
         if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must start with redis:// or rediss:// (TLS)")
-        from worker.arq_seam.redis_settings import arq_redis_settings
-
         arq_redis_settings(value)  # TLS options in the query string (?ssl_cert_reqs=none) must be valid
         return value
 

@@ -1,0 +1,28 @@
+"""What every request of the page shares: settings, connections, access rules, templates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.templating import Jinja2Templates
+
+from worker.config.settings import Settings
+from worker.store.engine import Sessions
+from worker.web.auth import Access
+
+__all__ = ["WebState"]
+
+
+@dataclass
+class WebState:
+    settings: Settings
+    redis: Redis
+    engine: AsyncEngine
+    sessions: Sessions
+    access: Access
+    templates: Jinja2Templates
+    status_cache: tuple[float, dict[str, Any]] | None = None
+    """The last status reading and when (monotonic) it was taken."""
