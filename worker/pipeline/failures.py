@@ -106,15 +106,14 @@ def classify_exception(exc: BaseException) -> tuple[Kind, str]:
 
 
 _UNREACHABLE = (ConnectionError, OSError, sa_exc.TimeoutError, sa_exc.DisconnectionError, asyncpg.InterfaceError)
+"""Errors that mean PostgreSQL cannot be reached (Redis's connection errors aside)."""
 
 
 def is_database_unreachable(exc: BaseException) -> bool:
     """Whether the error means PostgreSQL cannot be reached (rather than refusing one command)."""
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
         return False
-    if isinstance(
-        exc, (ConnectionError, OSError, sa_exc.TimeoutError, sa_exc.DisconnectionError, asyncpg.InterfaceError)
-    ):
+    if isinstance(exc, _UNREACHABLE):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         state = _sqlstate(exc) or ""

@@ -149,10 +149,6 @@ async def _replay_batch(
     report.replayed += queued
 
 
-def _outcome_keys(job_id: str) -> tuple[str, str]:
-    return keys.outcome_key(job_id), keys.outcome_done_key(job_id)
-
-
 async def _preview_batch(
     sessions: Sessions, redis: Redis, batch: Sequence[str], where: DeadLetterFilter, report: ReplayReport
 ) -> None:
