@@ -42,6 +42,8 @@ from typing import TYPE_CHECKING, Any, Final
 from taskline_producer import keys
 from taskline_producer.wire import epoch_ms
 
+from worker.text import describe_error
+
 if TYPE_CHECKING:  # kept out of the import of `taskline health`, an exec probe that should start fast
     from prometheus_client import CollectorRegistry
     from redis.asyncio import Redis
@@ -113,17 +115,6 @@ def taskline_version() -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def describe_error(exc: BaseException, secrets_: Iterable[str] = ()) -> str:
-    """`Type: first line of the message`, without any of `secrets_` (passwords) in it."""
-    message = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-    for secret in secrets_:
-        if secret:
-            message = message.replace(secret, "***")
-    if isinstance(exc, TimeoutError):
-        return "timed out"
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 @dataclass

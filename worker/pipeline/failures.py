@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import exc as sa_exc
 
 from worker.pipeline.apply import Outcome
+from worker.text import first_line
 
 __all__ = ["Kind", "RetryPolicy", "classify_exception", "classify_outcome", "is_database_unreachable"]
 
@@ -136,7 +137,7 @@ def _is_interface_error(exc: BaseException) -> bool:
 
 
 def _first_line(exc: object) -> str:
-    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    return first_line(exc) or type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
 from worker.observe.health import BEATS_PER_TTL, FLEET_METRICS, heartbeat_key, workers_index_key
+from worker.text import reply_text
 
 __all__ = ["Heartbeats", "heartbeat_age_s", "live_workers", "read_heartbeats", "render_fleet_metrics", "summary"]
 
@@ -53,10 +54,7 @@ def is_live(document: dict[str, Any]) -> bool:
 
 async def read_heartbeats(redis: Redis, queue: str) -> Heartbeats:
     """Every kept heartbeat document of the queue, split into live and gone, oldest first."""
-    ids = [
-        member.decode() if isinstance(member, bytes) else str(member)
-        for member in await redis.zrange(workers_index_key(queue), 0, -1)
-    ]
+    ids = [reply_text(member) for member in await redis.zrange(workers_index_key(queue), 0, -1)]
     found = Heartbeats()
     if not ids:
         return found

@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from worker.observe.health import count_dead_letters, describe_error, queue_depth, scheduler_queue_name
+from worker.observe.health import count_dead_letters, queue_depth, scheduler_queue_name
+from worker.text import describe_error
 from worker.tools.claims import stranded_claims
 from worker.tools.fleet import read_heartbeats, summary
 from worker.tools.fleet_watch import sample_now

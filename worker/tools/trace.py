@@ -30,6 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from taskline_producer import keys
 
+from worker.text import payload_text, reply_text
 from worker.tools.claims import LEGACY_CLAIM_VALUE
 from worker.tools.fleet import read_heartbeats
 from worker.tools.history import json_object
@@ -66,12 +67,6 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _command_of(envelope: bytes | None) -> dict[str, Any] | None:
     """The function and command inside a job's JSON envelope, when it parses."""
     if not envelope:
@@ -98,7 +93,7 @@ async def _redis_side(redis: Redis, queue: str, job_id: str) -> dict[str, Any]:
         "outcome": json_object(outcome),
         "envelope": envelope,
         "score": score,
-        "holder": _text(holder),
+        "holder": None if holder is None else reply_text(holder),
         "claim_pttl_ms": int(claim_pttl),
         "transient_failures": int(transient) if transient is not None else 0,
         "tries": int(tries) if tries is not None else 0,
@@ -131,7 +126,7 @@ async def trace_command(conn: AsyncConnection, redis: Redis, queue: str, job_id:
             "worker_id": dead["worker_id"],
             "function": dead["function"],
             "payload_size": dead["payload_size"],
-            "payload": (dead["payload"] or b"")[:4096].decode("utf-8", "replace"),
+            "payload": payload_text(dead["payload"] or b"", 4096),
         }
     if "applied" in story:
         states.insert(0, "applied")
