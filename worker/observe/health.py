@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final
 from taskline_producer import keys
 from taskline_producer.wire import epoch_ms
 
+from worker.observe.metric_names import FLEET_GAUGES
 from worker.text import describe_error
 
 if TYPE_CHECKING:  # kept out of the import of `taskline health`, an exec probe that should start fast
@@ -53,7 +54,6 @@ if TYPE_CHECKING:  # kept out of the import of `taskline health`, an exec probe 
 
 __all__ = [
     "BEATS_PER_TTL",
-    "FLEET_METRICS",
     "Health",
     "Monitor",
     "check_database",
@@ -80,10 +80,6 @@ EXACT_COUNT_BELOW: Final = 100_000
 """Above this many rows (by the planner's estimate) the dead-letter gauge uses the estimate."""
 INDEX_FORGET_AFTER_S: Final = 600.0
 """An index entry not refreshed for this long (by any worker's clock) is removed."""
-FLEET_METRICS: Final = frozenset(
-    {"taskline_queue_depth", "taskline_dead_letters_waiting", "taskline_claims_waiting_to_expire"}
-)
-"""Gauges that describe the queue and the table, not one worker: not part of a worker's snapshot."""
 
 
 scheduler_queue_name = keys.scheduler_queue
@@ -238,7 +234,7 @@ def metrics_snapshot(registry: CollectorRegistry) -> list[dict[str, Any]]:
     """The registry's samples as JSON-able families (without the fleet gauges and `_created`)."""
     families = []
     for family in registry.collect():
-        if family.name in FLEET_METRICS:
+        if family.name in FLEET_GAUGES:
             continue
         samples = [[s.name, s.labels, s.value] for s in family.samples if not s.name.endswith("_created")]
         if samples:

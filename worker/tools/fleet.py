@@ -23,7 +23,15 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 
-from worker.observe.health import BEATS_PER_TTL, FLEET_METRICS, heartbeat_key, workers_index_key
+from worker.observe.health import BEATS_PER_TTL, heartbeat_key, workers_index_key
+from worker.observe.metric_names import (
+    CLAIMS_WAITING,
+    DEAD_LETTERS_WAITING,
+    FLEET_GAUGES,
+    QUEUE_DEPTH,
+    WORKERS_LIVE,
+    MetricName,
+)
 from worker.text import reply_text
 
 __all__ = ["Heartbeats", "heartbeat_age_s", "live_workers", "read_heartbeats", "render_fleet_metrics", "summary"]
@@ -99,6 +107,10 @@ class _Families(Collector):
         yield from self.families
 
 
+def _gauge(metric: MetricName) -> Metric:
+    return Metric(metric.name, metric.help, "gauge")
+
+
 def render_fleet_metrics(
     queue: str,
     workers: Iterable[dict[str, Any]],
@@ -116,30 +128,26 @@ def render_fleet_metrics(
         worker_id = str(document["worker_id"])
         for family in document.get("metrics") or []:
             name, kind = family.get("name"), family.get("type")
-            if not isinstance(name, str) or name in FLEET_METRICS or kind not in ("counter", "gauge", "histogram"):
+            if not isinstance(name, str) or name in FLEET_GAUGES or kind not in ("counter", "gauge", "histogram"):
                 continue
             target = families.setdefault(name, Metric(name, str(family.get("help", name)), kind))
             for sample_name, labels, value in family.get("samples", []):
                 target.add_sample(sample_name, {**labels, "worker": worker_id}, float(value))
-    live = Metric("taskline_workers_live", "Workers whose heartbeat is fresh.", "gauge")
-    live.add_sample("taskline_workers_live", {"queue": queue}, float(len(workers)))
+    live = _gauge(WORKERS_LIVE)
+    live.add_sample(WORKERS_LIVE.name, {"queue": queue}, float(len(workers)))
     extra = [live]
     if depth is not None:
-        gauge = Metric("taskline_queue_depth", "Jobs in the queue: ready to run now, or deferred (retries).", "gauge")
-        gauge.add_sample("taskline_queue_depth", {"queue": queue, "state": "ready"}, float(depth[0]))
-        gauge.add_sample("taskline_queue_depth", {"queue": queue, "state": "deferred"}, float(depth[1]))
+        gauge = _gauge(QUEUE_DEPTH)
+        gauge.add_sample(QUEUE_DEPTH.name, {"queue": queue, "state": "ready"}, float(depth[0]))
+        gauge.add_sample(QUEUE_DEPTH.name, {"queue": queue, "state": "deferred"}, float(depth[1]))
         extra.append(gauge)
     if dead_letters is not None:
-        gauge = Metric("taskline_dead_letters_waiting", "Rows in the dead_letter table.", "gauge")
-        gauge.add_sample("taskline_dead_letters_waiting", {}, float(dead_letters))
+        gauge = _gauge(DEAD_LETTERS_WAITING)
+        gauge.add_sample(DEAD_LETTERS_WAITING.name, {}, float(dead_letters))
         extra.append(gauge)
     if claims_waiting is not None:
-        gauge = Metric(
-            "taskline_claims_waiting_to_expire",
-            "Jobs claimed by a worker that stopped beating: nobody runs them until their claims expire.",
-            "gauge",
-        )
-        gauge.add_sample("taskline_claims_waiting_to_expire", {"queue": queue}, float(claims_waiting))
+        gauge = _gauge(CLAIMS_WAITING)
+        gauge.add_sample(CLAIMS_WAITING.name, {"queue": queue}, float(claims_waiting))
         extra.append(gauge)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families([*families.values(), *extra]))

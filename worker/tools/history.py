@@ -26,6 +26,8 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from taskline_producer import keys
 
+from worker.observe.metric_names import COMMAND_LATENCY, COMMANDS_DEAD_LETTERED, COMMANDS_PROCESSED, COMMANDS_RETRIED
+
 __all__ = [
     "KEEP_S",
     "Counters",
@@ -39,7 +41,6 @@ __all__ = [
 
 KEEP_S: Final = 3 * 3600
 """Samples older than this are trimmed."""
-_LATENCY_BUCKET: Final = "taskline_command_latency_seconds_bucket"
 
 
 @dataclass
@@ -102,16 +103,16 @@ def counters_of(document: dict[str, Any]) -> Counters:
     counters = Counters()
     for family in document.get("metrics") or []:
         for name, labels, value in family.get("samples", []):
-            if name == "taskline_commands_processed_total":
+            if name == COMMANDS_PROCESSED.total:
                 if labels.get("outcome") == "duplicate":
                     counters.duplicates += float(value)
                 else:
                     counters.applied += float(value)
-            elif name == "taskline_commands_dead_lettered_total":
+            elif name == COMMANDS_DEAD_LETTERED.total:
                 counters.dead_lettered += float(value)
-            elif name == "taskline_commands_retried_total":
+            elif name == COMMANDS_RETRIED.total:
                 counters.retried += float(value)
-            elif name == _LATENCY_BUCKET and "le" in labels:
+            elif name == COMMAND_LATENCY.bucket and "le" in labels:
                 counters.latency[labels["le"]] = counters.latency.get(labels["le"], 0.0) + float(value)
     return counters
 
