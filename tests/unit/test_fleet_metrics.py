@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from worker.observe.health import metrics_snapshot
+from worker.observe.heartbeat import metrics_snapshot
 from worker.observe.metrics import Metrics
-from worker.tools.fleet import render_fleet_metrics, summary
+from worker.tools.fleet import summary
+from worker.tools.fleet_metrics import render_fleet_metrics
 
 
 def _document(worker_id: str, processed: float) -> dict[str, object]:

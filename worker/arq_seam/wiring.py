@@ -25,8 +25,9 @@ from worker.config.redis_connection import arq_redis_settings
 from worker.config.retention import ARQ_TIMEOUT_MARGIN_S
 from worker.config.settings import Settings, load_settings, redact_url
 from worker.logs import configure_logging, get_logger
-from worker.observe.health import Health, Monitor
+from worker.observe.health import Health
 from worker.observe.metrics import Metrics
+from worker.observe.monitor import Monitor
 from worker.observe.outages import OutageLog
 from worker.pipeline.decode import REJECT_JOB, Decoder
 from worker.pipeline.failures import Kind, RetryPolicy
@@ -36,6 +37,7 @@ from worker.pipeline.runtime import Runtime
 from worker.store.engine import make_engine, make_sessions
 
 __all__ = ["TasklineWorker", "build_worker", "run_worker", "supervise", "worker_settings"]
+
 
 def arq_max_tries(policy: RetryPolicy) -> int:
     """Enough arq tries for taskline's own retry budgets, which can follow one another (not-yet

@@ -35,6 +35,7 @@ app.add_typer(dead_letter_cli.app, name="dead-letters")
 out = Console()
 err = Console(stderr=True)
 
+
 @app.command()
 def worker() -> None:
     """Run a worker (the Procfile's worker process). Stops cleanly on SIGTERM."""

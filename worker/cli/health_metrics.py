@@ -1,6 +1,6 @@
 """`taskline health` and `taskline metrics`: the fleet's health and numbers, read from Redis.
 
-Both read the heartbeat keys the workers write (worker/observe/health.py), so they work where the
+Both read the heartbeat keys the workers write (worker/observe/heartbeat.py), so they work where the
 platform cannot reach a worker process (Heroku routes HTTP only to `web` dynos) and from an exec
 probe inside a container.
 """
@@ -89,11 +89,13 @@ def health(
     """Exit 0 if the worker(s) beat recently (their heartbeat keys in Redis are fresh), else 1.
 
     Without --worker-id or --all: the workers on this host (a container's exec probe)."""
-    from worker.observe.health import scheduler_queue_name, this_host
+    from taskline_producer.keys import scheduler_queue
+
+    from worker.observe.health import this_host
     from worker.tools.fleet import summary
 
     settings = _load()
-    queue = scheduler_queue_name(settings.queue) if scheduler else settings.queue
+    queue = scheduler_queue(settings.queue) if scheduler else settings.queue
     kind = "scheduler" if scheduler else "worker"
     try:
         workers, claims = asyncio.run(_fetch_workers(settings, queue))

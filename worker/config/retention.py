@@ -48,6 +48,7 @@ fires first. The worker's job functions are built with it (worker/arq_seam/wirin
 CLAIM_MARGIN_S: Final = 10.0
 """arq's in-progress key lives for the longest function timeout + this."""
 
+
 def redelivery_horizon(
     *,
     job_timeout: float = 10.0,

@@ -2,8 +2,9 @@
 them with their labels).
 
 The process's own registry (worker/observe/metrics.py) is built from these; the heartbeat's
-metrics snapshot (worker/observe/health.py), the fleet's Prometheus page (worker/tools/fleet.py)
-and the history samples (worker/tools/history.py) find the same names in the heartbeats. No
+metrics snapshot (worker/observe/heartbeat.py), the fleet's Prometheus page
+(worker/tools/fleet_metrics.py) and the history samples (worker/tools/history.py) find the same
+names in the heartbeats. No
 import beyond the standard library: `taskline health`, an exec probe, loads this module.
 """
 
@@ -67,7 +68,7 @@ CLAIMS_WAITING: Final = MetricName(
 PURGE_ROWS: Final = MetricName("taskline_purge_rows_deleted", "Rows the purge deleted, by table.")
 PURGE_DURATION: Final = MetricName("taskline_purge_duration_seconds", "Duration of one purge run.")
 WORKERS_LIVE: Final = MetricName("taskline_workers_live", "Workers whose heartbeat is fresh.")
-"""Only on the fleet's page (worker/tools/fleet.py)."""
+"""Only on the fleet's page (worker/tools/fleet_metrics.py)."""
 
 FLEET_GAUGES: Final = frozenset({QUEUE_DEPTH.name, DEAD_LETTERS_WAITING.name, CLAIMS_WAITING.name})
 """Gauges that describe the queue and the table, not one worker: not part of a worker's snapshot,

@@ -2,7 +2,7 @@
 (`arq:in-progress:<job id>`) expires, and their pickup afterwards.
 
 A worker's heartbeat lists the jobs it runs (`running_job_ids`) and is kept after a crash until
-its claims have expired (worker/observe/health.py). A claim is *waiting to expire* when its worker
+its claims have expired (worker/observe/heartbeat.py). A claim is *waiting to expire* when its worker
 stopped beating and the claim key still exists and names that worker (the claim's value is the
 claiming worker's id; a legacy claim holding '1' is taken at its word). Its PTTL says when it
 expires; then any worker claims the job again from the queue.
