@@ -1,6 +1,7 @@
-"""Text for people and for ids, from what Redis and exceptions hand us: the bottom floor, no I/O.
+"""Text and JSON from what Redis and exceptions hand us: the bottom floor, no I/O.
 
 * `reply_text`: a Redis reply (bytes from a client without `decode_responses`) as `str`;
+* `json_object`: a Redis value holding a JSON object, as a dict, or None;
 * `payload_text`: a stored payload (bytes, perhaps not UTF-8) as `str`, never raising;
 * `first_line`: the first line of an error's message, cut to a length a log line or a dead
   letter's reason can hold;
@@ -12,14 +13,27 @@ The whole message folded onto one line (what a command line prints when a servic
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
+from typing import Any
 
-__all__ = ["describe_error", "first_line", "payload_text", "reply_text"]
+__all__ = ["describe_error", "first_line", "json_object", "payload_text", "reply_text"]
 
 
 def reply_text(value: bytes | str | int | float) -> str:
     """A Redis reply as text: bytes decoded as UTF-8, anything else through `str`."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def json_object(raw: Any) -> dict[str, Any] | None:
+    """A Redis value holding a JSON object, decoded; None when absent or anything else."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def payload_text(payload: bytes | None, limit: int | None = None) -> str | None:

@@ -35,6 +35,7 @@ from taskline_producer.wire import envelope, epoch_ms
 
 from worker.pipeline.job_options import NO_OPTIONS, JobOptions, job_options_of, outcome_asked_by, too_new_in
 from worker.pipeline.validation_errors import describe_errors
+from worker.text import json_object
 
 __all__ = ["BULK_PREFIX", "REJECT_JOB", "BulkDelivery", "Decoder", "Delivery", "Rejected"]
 
@@ -164,11 +165,8 @@ _JOB: Final = TypeAdapter[Union[_CreateJob, _UpdateJob, _CompleteJob, _BulkJob]]
 
 
 def _function_of(raw: bytes) -> str | None:
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    if isinstance(value, dict) and value.get("f") in COMMAND_JOBS | {BULK_JOB}:
+    value = json_object(raw)
+    if value is not None and value.get("f") in COMMAND_JOBS | {BULK_JOB}:
         return str(value["f"])
     return None
 

@@ -9,7 +9,6 @@ The fleet's Prometheus page is built from these documents in worker/tools/fleet_
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +16,7 @@ from redis.asyncio import Redis
 from taskline_producer.keys import heartbeat_key, workers_index_key
 
 from worker.observe.heartbeat import heartbeat_age_s, is_live
-from worker.text import reply_text
+from worker.text import json_object, reply_text
 
 __all__ = ["Heartbeats", "live_workers", "read_heartbeats", "summary"]
 
@@ -43,13 +42,8 @@ async def read_heartbeats(redis: Redis, queue: str) -> Heartbeats:
             pipe.pttl(heartbeat_key(queue, worker_id))
         replies = await pipe.execute()
     for raw, pttl in zip(replies[0::2], replies[1::2], strict=True):
-        if raw is None:
-            continue  # expired
-        try:
-            document = json.loads(raw)
-        except ValueError:
-            continue
-        if not isinstance(document, dict) or "worker_id" not in document:
+        document = json_object(raw)  # None: expired, or not a heartbeat
+        if document is None or "worker_id" not in document:
             continue
         document["age_s"] = round(heartbeat_age_s(document, int(pttl)), 3)
         (found.live if is_live(document) else found.gone).append(document)

@@ -27,13 +27,13 @@ from redis.asyncio import Redis
 from taskline_producer import keys
 
 from worker.observe.metric_names import COMMAND_LATENCY, COMMANDS_DEAD_LETTERED, COMMANDS_PROCESSED, COMMANDS_RETRIED
+from worker.text import json_object
 
 __all__ = [
     "KEEP_S",
     "Counters",
     "Window",
     "counters_of",
-    "json_object",
     "read_history",
     "summarise",
     "take_sample",
@@ -154,17 +154,6 @@ async def take_sample(
             pipe.zremrangebyscore(keys.history_key(queue), "-inf", f"({now - KEEP_S}")
         await pipe.execute()
     return sample
-
-
-def json_object(raw: Any) -> dict[str, Any] | None:
-    """A Redis value holding a JSON object, decoded; None when absent or anything else."""
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 async def read_history(redis: Redis, queue: str, *, since_s: float, now: float | None = None) -> list[dict[str, Any]]:

@@ -30,10 +30,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from taskline_producer import keys
 
-from worker.text import payload_text, reply_text
+from worker.text import json_object, payload_text, reply_text
 from worker.tools.claims import LEGACY_CLAIM_VALUE
 from worker.tools.fleet import read_heartbeats
-from worker.tools.history import json_object
 
 __all__ = ["trace", "trace_command", "trace_task"]
 
