@@ -13,7 +13,7 @@ from taskline_producer.cli_errors import run_cli
 from taskline_producer.contract import command_json_schema
 
 from worker.cli import dead_letters as dead_letter_cli
-from worker.cli import health_metrics as ops_cli
+from worker.cli import health_metrics
 from worker.cli.arguments import parse_age
 from worker.cli.errors import load_cli_settings
 from worker.config.settings import SettingsError
@@ -125,8 +125,8 @@ def demo(
 
 
 # `taskline health` (exit 0/1 for probes) and `taskline metrics` (the fleet's Prometheus page)
-app.command("health")(ops_cli.health)
-app.command("metrics")(ops_cli.metrics)
+app.command("health")(health_metrics.health)
+app.command("metrics")(health_metrics.metrics)
 
 
 @app.command()
