@@ -15,8 +15,7 @@ from taskline_producer.contract import command_json_schema
 from worker.cli import dead_letters as dead_letter_cli
 from worker.cli import health_metrics
 from worker.cli.arguments import parse_age
-from worker.cli.errors import load_cli_settings
-from worker.config.settings import SettingsError
+from worker.cli.errors import load_cli_settings, settings_errors_exit
 from worker.observe.service_errors import explain
 
 __all__ = ["app", "main"]
@@ -41,11 +40,8 @@ def worker() -> None:
     """Run a worker (the Procfile's worker process). Stops cleanly on SIGTERM."""
     from worker.arq_seam.wiring import run_worker
 
-    try:
+    with settings_errors_exit():
         run_worker()
-    except SettingsError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -54,11 +50,8 @@ def scheduler() -> None:
     TASKLINE_PURGE_EVERY_MINUTES, once per tick however many schedulers run."""
     from worker.arq_seam.scheduler import run_scheduler
 
-    try:
+    with settings_errors_exit():
         run_scheduler()
-    except SettingsError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 @app.command()
