@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from worker.config.redis_connection import make_tool_redis
 from worker.config.settings import Settings
 from worker.observe.metric_names import (
     CLAIMS_WAITING,
@@ -38,12 +39,6 @@ __all__ = ["PAGE_TTL_S", "CachedPage", "FleetReader", "read_once", "render_fleet
 
 PAGE_TTL_S: Final = 1.0
 _TIMEOUT_S: Final = 5.0
-
-
-def _redis(settings: Settings) -> Any:
-    from redis.asyncio import Redis
-
-    return Redis.from_url(settings.redis_url, socket_connect_timeout=_TIMEOUT_S, socket_timeout=_TIMEOUT_S)
 
 
 class _Families(Collector):
@@ -110,7 +105,7 @@ class FleetReader:
         self.settings = settings
         self.database_problem: str | None = None
         """Why the last page has no dead-letter count (the database could not be used), if so."""
-        self.redis = _redis(settings)
+        self.redis = make_tool_redis(settings.redis_url, _TIMEOUT_S)
         self.engine = make_tool_engine(settings, "taskline-metrics")
 
     async def page(self) -> bytes:

@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from taskline_producer import keys
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms
 
+from worker.config.redis_connection import make_tool_redis
 from worker.config.settings import Settings
 from worker.pipeline.dead_letters import (
     DeadLetterFilter,
@@ -86,7 +87,7 @@ async def replay_dead_letters(settings: Settings, where: DeadLetterFilter, *, dr
     """Re-enqueue each matching dead letter under its job id and delete it (see the module's
     docstring for why no dead letter can be lost). With `dry_run`, only say what would happen."""
     engine = make_engine(settings)
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=_REDIS_TIMEOUT_S, socket_timeout=_REDIS_TIMEOUT_S)
+    redis = make_tool_redis(settings.redis_url, _REDIS_TIMEOUT_S)
     report = ReplayReport(dry_run=dry_run)
     try:
         await redis.ping()  # a Redis that cannot be used is said before anything is read or locked
