@@ -79,6 +79,9 @@ def positional(clause: TextClause) -> tuple[str, list[str]]:
     return re.sub(r"(?<![:\w]):(\w+)", number, clause.text), names
 
 
+FLOOR_ID = "bench-floor"
+"""Recorded as the worker id of the commands the bulk floor applies, as a worker records its own."""
+
 RECORD_COMMANDS, RECORD_PARAMS = positional(statements.RECORD_COMMANDS)
 INSERT_TASKS, INSERT_TASKS_PARAMS = positional(statements.INSERT_TASKS)
 
@@ -95,35 +98,16 @@ class Counters:
 
 
 async def apply_bulk(conn: Conn, commands: list[CreateTask], counters: Counters) -> None:
-    """The worker's two multi-row statements, in one transaction."""
-    columns: dict[str, list[Any]] = {
-        "command_ids": [c.command_id for c in commands],
-        "functions": [c.function for c in commands],
-        "task_ids": [c.task_id for c in commands],
-        "issued_ats": [c.issued_at for c in commands],
-        "user_ids": [c.user_id for c in commands],
-        "titles": [c.title for c in commands],
-        "descriptions": [c.description for c in commands],
-    }
+    """The worker's two multi-row statements, in one transaction, with the worker's own
+    parameters (`statements.record_arrays` and `statements.task_arrays`)."""
     async with conn.transaction():
-        fresh = {row[0] for row in await conn.fetch(RECORD_COMMANDS, *[columns[n] for n in RECORD_PARAMS])}
+        recorded = statements.record_arrays(commands, FLOOR_ID)
+        fresh = {row[0] for row in await conn.fetch(RECORD_COMMANDS, *[recorded[n] for n in RECORD_PARAMS])}
         todo = [c for c in commands if c.command_id in fresh]
         counters.duplicates += len(commands) - len(todo)
         if todo:
-            rows = await conn.fetch(
-                INSERT_TASKS,
-                *[
-                    {
-                        "task_ids": [c.task_id for c in todo],
-                        "user_ids": [c.user_id for c in todo],
-                        "titles": [c.title for c in todo],
-                        "descriptions": [c.description for c in todo],
-                        "issued_ats": [c.issued_at for c in todo],
-                        "command_ids": [c.command_id for c in todo],
-                    }[n]
-                    for n in INSERT_TASKS_PARAMS
-                ],
-            )
+            tasks = statements.task_arrays(todo)
+            rows = await conn.fetch(INSERT_TASKS, *[tasks[n] for n in INSERT_TASKS_PARAMS])
             counters.refused += len(todo) - len(rows)
     counters.transactions += 1
     counters.commands += len(commands)
