@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import uuid4
 
-import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import col, select
 from taskline_producer import keys
 from taskline_producer.client import TaskProducer
 from taskline_producer.contract import Command, CompleteTask, CreateTask, UpdateTask
@@ -19,6 +20,7 @@ from taskline_producer.wire import DEFAULT_JOB_TTL_MS, envelope, epoch_ms
 
 from worker.config.settings import Settings, redact_url
 from worker.store.engine import make_engine, make_sessions
+from worker.store.models import DeadLetter, Task, User
 
 __all__ = ["NoWorker", "check_worker", "run_demo"]
 
@@ -67,15 +69,12 @@ async def run_demo(settings: Settings, *, users: int, wait_s: float, console: Co
 
 async def _demo(settings: Settings, engine: AsyncEngine, *, users: int, wait_s: float, console: Console) -> bool:
     sessions = make_sessions(engine)
+    demo_users = [
+        {"id": n, "email": f"demo{n}@example.com", "hashed_password": "!", "name": f"Demo {n}"}
+        for n in range(1, users + 1)
+    ]
     async with sessions() as session, session.begin():
-        for user_id in range(1, users + 1):
-            await session.exec(  # type: ignore[call-overload]
-                sa.text(
-                    'INSERT INTO "user" (id, email, hashed_password, name) VALUES (:id, :email, :pw, :name)'
-                    " ON CONFLICT DO NOTHING"
-                ),
-                params={"id": user_id, "email": f"demo{user_id}@example.com", "pw": "!", "name": f"Demo {user_id}"},
-            )
+        await session.exec(insert(User).values(demo_users).on_conflict_do_nothing())
     workers = await check_worker(settings, console)  # after the database, so each says if it is down
     console.print(f"{workers} live worker(s) on queue {settings.queue}", highlight=False)
     now = datetime.now(UTC)
@@ -122,18 +121,9 @@ async def _demo(settings: Settings, engine: AsyncEngine, *, users: int, wait_s: 
 
 async def _results(sessions: Any, task_ids: list[Any], invalid_id: str) -> tuple[list[Any], list[Any]]:
     async with sessions() as session:
-        tasks = (
-            await session.exec(
-                sa.text("SELECT id, user_id, title, description, completed FROM task WHERE id = ANY(:ids)"),
-                params={"ids": task_ids},
-            )
-        ).all()
-        letters = (
-            await session.exec(
-                sa.text("SELECT job_id, reason FROM dead_letter WHERE job_id = :id"),
-                params={"id": invalid_id},
-            )
-        ).all()
+        tasks = (await session.exec(select(Task).where(col(Task.id).in_(task_ids)))).all()
+        letter = select(col(DeadLetter.job_id), col(DeadLetter.reason)).where(col(DeadLetter.job_id) == invalid_id)
+        letters = (await session.exec(letter)).all()
     return list(tasks), list(letters)
 
 

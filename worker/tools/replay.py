@@ -42,7 +42,7 @@ from taskline_producer import keys
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms
 
 from worker.config.settings import Settings
-from worker.pipeline.dead_letters import (
+from worker.store.dead_letter_queries import (
     DeadLetterFilter,
     delete_dead_letters,
     find_dead_letters,
