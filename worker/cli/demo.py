@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import uuid4
 
+import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlmodel import col, select
 from taskline_producer import keys
 from taskline_producer.client import TaskProducer
 from taskline_producer.contract import Command, CompleteTask, CreateTask, UpdateTask
@@ -20,7 +20,7 @@ from taskline_producer.wire import DEFAULT_JOB_TTL_MS, envelope, epoch_ms
 
 from worker.config.settings import Settings, redact_url
 from worker.store.engine import make_engine, make_sessions
-from worker.store.models import DeadLetter, Task, User
+from worker.store.models import DeadLetter, Task, User, table_of
 
 __all__ = ["NoWorker", "check_worker", "run_demo"]
 
@@ -120,10 +120,12 @@ async def _demo(settings: Settings, engine: AsyncEngine, *, users: int, wait_s: 
 
 
 async def _results(sessions: Any, task_ids: list[Any], invalid_id: str) -> tuple[list[Any], list[Any]]:
+    t, d = table_of(Task).c, table_of(DeadLetter).c
     async with sessions() as session:
-        tasks = (await session.exec(select(Task).where(col(Task.id).in_(task_ids)))).all()
-        letter = select(col(DeadLetter.job_id), col(DeadLetter.reason)).where(col(DeadLetter.job_id) == invalid_id)
-        letters = (await session.exec(letter)).all()
+        conn = await session.connection()
+        shown = sa.select(t.id, t.user_id, t.title, t.description, t.completed).where(t.id.in_(task_ids))
+        tasks = (await conn.execute(shown)).all()
+        letters = (await conn.execute(sa.select(d.job_id, d.reason).where(d.job_id == invalid_id))).all()
     return list(tasks), list(letters)
 
 

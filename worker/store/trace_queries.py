@@ -81,8 +81,20 @@ async def transaction_commands(
 
 
 async def dead_letter(conn: AsyncConnection, job_id: str) -> sa.RowMapping | None:
-    """The job's dead letter (every column), or None."""
-    return await _first(conn, sa.select(_LETTERS).where(_LETTERS.c.job_id == job_id))
+    """The job's dead letter (every column but the queue), or None."""
+    d = _LETTERS.c
+    shown = (
+        d.job_id,
+        d.function,
+        d.reason,
+        d.category,
+        d.attempts,
+        d.failed_at,
+        d.worker_id,
+        d.payload_size,
+        d.payload,
+    )
+    return await _first(conn, sa.select(*shown).where(d.job_id == job_id))
 
 
 async def task_row(conn: AsyncConnection, task_id: UUID) -> sa.RowMapping | None:
@@ -91,9 +103,10 @@ async def task_row(conn: AsyncConnection, task_id: UUID) -> sa.RowMapping | None
 
 
 async def task_commands(conn: AsyncConnection, task_id: UUID) -> Sequence[sa.RowMapping]:
-    """The processed_command rows of the task (every column), in issued_at order."""
+    """The processed_command rows of the task (every column but task_id), in issued_at order."""
     c = _COMMANDS.c
-    return await _all(conn, sa.select(_COMMANDS).where(c.task_id == task_id).order_by(c.issued_at, c.command_id))
+    shown = (c.command_id, c.function, c.issued_at, c.processed_at, c.worker_id, c.transaction_id, c.duplicates)
+    return await _all(conn, sa.select(*shown).where(c.task_id == task_id).order_by(c.issued_at, c.command_id))
 
 
 async def dead_letters_naming(conn: AsyncConnection, task_id: UUID) -> Sequence[sa.RowMapping]:
