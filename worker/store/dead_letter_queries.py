@@ -22,6 +22,7 @@ from worker.store.models import DeadLetter, table_of
 
 __all__ = [
     "DEAD_LETTER_GROUPS_SINCE",
+    "RECENT_GROUPS",
     "DeadLetterFilter",
     "delete_dead_letters",
     "discard_dead_letters",
@@ -129,11 +130,12 @@ def _recent_groups() -> sa.Select[Any]:
     )
 
 
-_RECENT_GROUPS: Final = _recent_groups()
+RECENT_GROUPS: Final = _recent_groups()
+"""The query of `group_recent_dead_letters`."""
 
 
 async def group_recent_dead_letters(conn: AsyncConnection) -> Sequence[sa.RowMapping]:
     """The dead letters of the last DEAD_LETTER_GROUPS_SINCE by function and kind, the largest
     groups first (at most 50): function ('?' when unknown), category, count, last_at, latest_reason."""
-    rows: Sequence[sa.RowMapping] = (await conn.execute(_RECENT_GROUPS)).mappings().all()
+    rows: Sequence[sa.RowMapping] = (await conn.execute(RECENT_GROUPS)).mappings().all()
     return rows
