@@ -9,13 +9,16 @@ a time), GET the job JSON, `json.loads` it, validate the command with the contra
 `CreateTask` model, then in one transaction INSERT into processed_command and INSERT into task,
 then DEL the job key. What it leaves out is everything arq and taskline add around that:
 claiming the job (in-progress key, WATCH/MULTI), the try counter, timeouts, retries, dead
-letters, metrics, logs, group commit bookkeeping, SQLAlchemy.
+letters, metrics, logs, group commit bookkeeping, SQLAlchemy at run time (its statements are
+built from the worker's table models once, at start, and sent to asyncpg as plain SQL text).
 
 Modes:
 
 * `single`: one transaction per command, single-row statements (`--pop` ids per ZPOPMIN);
+  they record no worker or transaction id;
 * `bulk-commands`: ZPOPMIN 100 single-command jobs, MGET them, apply them in one transaction
-  with the worker's own multi-row (unnest) statements from `worker.pipeline.statements`, DEL them;
+  with the worker's own multi-row (unnest) statements and parameters from
+  `worker.pipeline.statements`, DEL them;
 * `bulk-jobs`: pop one `apply_commands` job (made by `TaskProducer.send_bulk`), validate its
   commands, apply them in one transaction with the same multi-row statements.
 
@@ -40,30 +43,64 @@ from typing import Any
 
 import asyncpg
 from redis.asyncio import Redis
-from sqlalchemy import TextClause
+from sqlalchemy import Integer, Text, TextClause, bindparam, cast, exists, false, func, select
+from sqlalchemy.dialects.postgresql import UUID, insert
 from taskline_producer.contract import CreateTask
 from taskline_producer.keys import JOB_KEY_PREFIX
 
 from worker.pipeline import statements
+from worker.store.compiled import compiled_text
+from worker.store.models import ProcessedCommand, Task, User, table_of
 
-INSERT_COMMAND = """
-INSERT INTO processed_command (command_id, function, task_id, issued_at, processed_at)
-VALUES ($1::uuid, $2::text, $3::uuid, $4::timestamptz, now())
-ON CONFLICT (command_id) DO NOTHING
-RETURNING command_id
-"""
 
-INSERT_TASK = """
-INSERT INTO task (
-    id, user_id, title, description, completed, created_at, updated_at,
-    title_issued_at, title_command_id, description_issued_at, description_command_id
-)
-SELECT $1::uuid, $2::integer, $3::text, $4::text, false, now(), now(),
-       $5::timestamptz, $6::uuid, $5::timestamptz, $6::uuid
-WHERE EXISTS (SELECT 1 FROM "user" AS u WHERE u.id = $2::integer)
-ON CONFLICT (id) DO NOTHING
-RETURNING id
-"""
+def _single_statements() -> tuple[TextClause, TextClause]:
+    """The single-row statements of `single` mode, built from the table models like the worker's:
+    record one command (no worker or transaction id), and create its task if its user exists."""
+    commands, tasks, users = table_of(ProcessedCommand), table_of(Task), table_of(User)
+    command_id, task_id = cast(bindparam("command_id"), UUID), cast(bindparam("task_id"), UUID)
+    issued_at = cast(bindparam("issued_at"), tasks.c.title_issued_at.type)
+    user_id = cast(bindparam("user_id"), Integer)
+    record = (
+        insert(commands)
+        .values(
+            command_id=command_id,
+            function=cast(bindparam("function"), Text),
+            task_id=task_id,
+            issued_at=issued_at,
+            processed_at=func.now(),
+        )
+        .on_conflict_do_nothing(index_elements=[commands.c.command_id])
+        .returning(commands.c.command_id)
+    )
+    row = select(
+        task_id,
+        user_id,
+        cast(bindparam("title"), Text),
+        cast(bindparam("description"), Text),
+        false(),
+        func.now(),
+        func.now(),
+        issued_at,
+        command_id,
+        issued_at,
+        command_id,
+    ).where(exists().where(users.c.id == user_id))
+    t = tasks.c
+    columns = [
+        t.id,
+        t.user_id,
+        t.title,
+        t.description,
+        t.completed,
+        t.created_at,
+        t.updated_at,
+        t.title_issued_at,
+        t.title_command_id,
+        t.description_issued_at,
+        t.description_command_id,
+    ]
+    create = insert(tasks).from_select(columns, row).on_conflict_do_nothing(index_elements=[t.id]).returning(t.id)
+    return compiled_text(record), compiled_text(create)
 
 
 def positional(clause: TextClause) -> tuple[str, list[str]]:
@@ -79,6 +116,12 @@ def positional(clause: TextClause) -> tuple[str, list[str]]:
     return re.sub(r"(?<![:\w]):(\w+)", number, clause.text), names
 
 
+FLOOR_ID = "bench-floor"
+"""Recorded as the worker id of the commands the bulk floor applies, as a worker records its own."""
+
+_RECORD_ONE, _CREATE_ONE = _single_statements()
+INSERT_COMMAND, INSERT_COMMAND_PARAMS = positional(_RECORD_ONE)
+INSERT_TASK, INSERT_TASK_PARAMS = positional(_CREATE_ONE)
 RECORD_COMMANDS, RECORD_PARAMS = positional(statements.RECORD_COMMANDS)
 INSERT_TASKS, INSERT_TASKS_PARAMS = positional(statements.INSERT_TASKS)
 
@@ -95,35 +138,16 @@ class Counters:
 
 
 async def apply_bulk(conn: Conn, commands: list[CreateTask], counters: Counters) -> None:
-    """The worker's two multi-row statements, in one transaction."""
-    columns: dict[str, list[Any]] = {
-        "command_ids": [c.command_id for c in commands],
-        "functions": [c.function for c in commands],
-        "task_ids": [c.task_id for c in commands],
-        "issued_ats": [c.issued_at for c in commands],
-        "user_ids": [c.user_id for c in commands],
-        "titles": [c.title for c in commands],
-        "descriptions": [c.description for c in commands],
-    }
+    """The worker's two multi-row statements, in one transaction, with the worker's own
+    parameters (`statements.record_arrays` and `statements.task_arrays`)."""
     async with conn.transaction():
-        fresh = {row[0] for row in await conn.fetch(RECORD_COMMANDS, *[columns[n] for n in RECORD_PARAMS])}
+        recorded = statements.record_arrays(commands, FLOOR_ID)
+        fresh = {row[0] for row in await conn.fetch(RECORD_COMMANDS, *[recorded[n] for n in RECORD_PARAMS])}
         todo = [c for c in commands if c.command_id in fresh]
         counters.duplicates += len(commands) - len(todo)
         if todo:
-            rows = await conn.fetch(
-                INSERT_TASKS,
-                *[
-                    {
-                        "task_ids": [c.task_id for c in todo],
-                        "user_ids": [c.user_id for c in todo],
-                        "titles": [c.title for c in todo],
-                        "descriptions": [c.description for c in todo],
-                        "issued_ats": [c.issued_at for c in todo],
-                        "command_ids": [c.command_id for c in todo],
-                    }[n]
-                    for n in INSERT_TASKS_PARAMS
-                ],
-            )
+            tasks = statements.task_arrays(todo)
+            rows = await conn.fetch(INSERT_TASKS, *[tasks[n] for n in INSERT_TASKS_PARAMS])
             counters.refused += len(todo) - len(rows)
     counters.transactions += 1
     counters.commands += len(commands)
@@ -135,17 +159,11 @@ async def apply_single(conn: Conn, redis: Redis, job_id: str, counters: Counters
     job = json.loads(await redis.get(key))
     command = CreateTask.model_validate(job["a"][0])
     async with conn.transaction():
-        claimed = await conn.fetchval(
-            INSERT_COMMAND, command.command_id, command.function, command.task_id, command.issued_at
-        )
+        claimed = await conn.fetchval(INSERT_COMMAND, *[getattr(command, n) for n in INSERT_COMMAND_PARAMS])
         if claimed is None:
             counters.duplicates += 1
         else:
-            created = await conn.fetchval(
-                INSERT_TASK,
-                command.task_id, command.user_id, command.title, command.description,
-                command.issued_at, command.command_id,
-            )  # fmt: skip
+            created = await conn.fetchval(INSERT_TASK, *[getattr(command, n) for n in INSERT_TASK_PARAMS])
             if created is None:
                 counters.refused += 1
     counters.transactions += 1

@@ -65,7 +65,7 @@ def _run(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
 
 def _resolve(settings: Settings, given: list[str]) -> list[str]:
     """Whole job ids for the ids or prefixes given; exits with the candidates when one is ambiguous."""
-    from worker.pipeline.dead_letters import match_job_ids
+    from worker.store.dead_letter_queries import match_job_ids
 
     async def work(session: Any) -> list[list[str]]:
         return [await match_job_ids(session, text, limit=_CANDIDATES_SHOWN + 1) for text in given]
@@ -95,7 +95,7 @@ def _filter(
     job_ids: list[str] | None = None,
 ) -> Any:
     from worker.cli.arguments import parse_age
-    from worker.pipeline.dead_letters import DeadLetterFilter
+    from worker.store.dead_letter_queries import DeadLetterFilter
 
     now = datetime.now(UTC)
     return DeadLetterFilter(
@@ -153,7 +153,7 @@ def list_dead_letters(
     as_json: JsonOpt = False,
 ) -> None:
     """List dead letters, newest first."""
-    from worker.pipeline.dead_letters import find_dead_letters
+    from worker.store.dead_letter_queries import find_dead_letters
 
     where = _filter(function, reason, older_than, newer_than)
     letters = _run(_settings(), lambda s: find_dead_letters(s, where, limit=limit))
@@ -190,7 +190,7 @@ def show_dead_letter(
     job_id: Annotated[str, typer.Argument(help="The job id, or a unique prefix of it.")], as_json: JsonOpt = False
 ) -> None:
     """Show one dead letter with its payload."""
-    from worker.pipeline.dead_letters import find_dead_letters
+    from worker.store.dead_letter_queries import find_dead_letters
 
     settings = _settings()
     (whole,) = _resolve(settings, [job_id])
@@ -253,7 +253,7 @@ def discard(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete dead letters for good."""
-    from worker.pipeline.dead_letters import discard_dead_letters, find_job_ids
+    from worker.store.dead_letter_queries import discard_dead_letters, find_job_ids
 
     settings = _settings()
     if not job_ids and not any((function, reason, older_than, newer_than)):

@@ -11,6 +11,7 @@ from uuid import uuid4
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 from taskline_producer import keys
 from taskline_producer.client import TaskProducer
@@ -19,6 +20,7 @@ from taskline_producer.wire import DEFAULT_JOB_TTL_MS, envelope, epoch_ms
 
 from worker.config.settings import Settings, redact_url
 from worker.store.engine import make_engine, make_sessions
+from worker.store.models import DeadLetter, Task, User, table_of
 
 __all__ = ["NoWorker", "check_worker", "run_demo"]
 
@@ -66,15 +68,12 @@ async def run_demo(settings: Settings, *, users: int, wait_s: float, console: Co
 
 async def _demo(settings: Settings, engine: AsyncEngine, *, users: int, wait_s: float, console: Console) -> bool:
     sessions = make_sessions(engine)
+    demo_users = [
+        {"id": n, "email": f"demo{n}@example.com", "hashed_password": "!", "name": f"Demo {n}"}
+        for n in range(1, users + 1)
+    ]
     async with sessions() as session, session.begin():
-        for user_id in range(1, users + 1):
-            await session.exec(  # type: ignore[call-overload]
-                sa.text(
-                    'INSERT INTO "user" (id, email, hashed_password, name) VALUES (:id, :email, :pw, :name)'
-                    " ON CONFLICT DO NOTHING"
-                ),
-                params={"id": user_id, "email": f"demo{user_id}@example.com", "pw": "!", "name": f"Demo {user_id}"},
-            )
+        await session.exec(insert(User).values(demo_users).on_conflict_do_nothing())
     workers = await check_worker(settings, console)  # after the database, so each says if it is down
     console.print(f"{workers} live worker(s) on queue {settings.queue}", highlight=False)
     now = datetime.now(UTC)
@@ -120,19 +119,12 @@ async def _demo(settings: Settings, engine: AsyncEngine, *, users: int, wait_s: 
 
 
 async def _results(sessions: Any, task_ids: list[Any], invalid_id: str) -> tuple[list[Any], list[Any]]:
+    t, d = table_of(Task).c, table_of(DeadLetter).c
     async with sessions() as session:
-        tasks = (
-            await session.exec(
-                sa.text("SELECT id, user_id, title, description, completed FROM task WHERE id = ANY(:ids)"),
-                params={"ids": task_ids},
-            )
-        ).all()
-        letters = (
-            await session.exec(
-                sa.text("SELECT job_id, reason FROM dead_letter WHERE job_id = :id"),
-                params={"id": invalid_id},
-            )
-        ).all()
+        conn = await session.connection()
+        shown = sa.select(t.id, t.user_id, t.title, t.description, t.completed).where(t.id.in_(task_ids))
+        tasks = (await conn.execute(shown)).all()
+        letters = (await conn.execute(sa.select(d.job_id, d.reason).where(d.job_id == invalid_id))).all()
     return list(tasks), list(letters)
 
 

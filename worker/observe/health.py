@@ -152,14 +152,17 @@ async def check_database(engine: AsyncEngine, limit_s: float, secrets_: Iterable
 
 async def count_dead_letters(conn: AsyncConnection) -> int:
     """Rows in dead_letter: exact below EXACT_COUNT_BELOW rows, the planner's estimate above."""
-    from sqlalchemy import text
+    from sqlalchemy import func, select, text
 
-    estimate = (
-        await conn.execute(text("SELECT reltuples::bigint FROM pg_class WHERE oid = 'dead_letter'::regclass"))
+    from worker.store.models import DeadLetter, table_of
+
+    table = table_of(DeadLetter)
+    estimate = (  # the catalog's estimate (pg_class is no model), of the model's table
+        await conn.execute(text(f"SELECT reltuples::bigint FROM pg_class WHERE oid = '{table.name}'::regclass"))
     ).scalar()
     if estimate is not None and estimate >= EXACT_COUNT_BELOW:
         return int(estimate)
-    return int((await conn.execute(text("SELECT count(*) FROM dead_letter"))).scalar_one())
+    return int((await conn.execute(select(func.count()).select_from(table))).scalar_one())
 
 
 async def queue_depth(redis: Redis, queue: str) -> tuple[int, int]:

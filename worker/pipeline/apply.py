@@ -117,7 +117,7 @@ async def apply_commands(
 
 
 async def _record(session: AsyncSession, commands: list[Command], worker_id: str | None) -> set[UUID]:
-    rows = await _run(session, statements.RECORD_COMMANDS, _record_arrays(commands, worker_id))
+    rows = await _run(session, statements.RECORD_COMMANDS, statements.record_arrays(commands, worker_id))
     return {row[0] for row in rows}
 
 
@@ -142,10 +142,7 @@ async def _record_and_create(
     rows = await _run(
         session,
         statements.RECORD_AND_INSERT_TASKS,
-        {
-            **_record_arrays(commands, worker_id),
-            **{f"create_{name}": values for name, values in _task_arrays(creates).items()},
-        },
+        {**statements.record_arrays(commands, worker_id), **statements.task_arrays(creates, prefix="create_")},
     )
     fresh: set[UUID] = set()
     created: set[UUID] = set()
@@ -163,7 +160,7 @@ async def _create(session: AsyncSession, creates: list[CreateTask]) -> dict[UUID
     remaining = creates
     while remaining:
         round_, remaining = _one_per_task(remaining)
-        rows = await _run(session, statements.INSERT_TASKS, _task_arrays(round_))
+        rows = await _run(session, statements.INSERT_TASKS, statements.task_arrays(round_))
         outcomes.update(await _classify_creates(session, round_, {row[0] for row in rows}))
     return outcomes
 
@@ -183,27 +180,6 @@ async def _classify_creates(
         else:
             outcomes[create.command_id] = Outcome.USER_MISSING
     return outcomes
-
-
-def _record_arrays(commands: list[Command], worker_id: str | None) -> dict[str, Any]:
-    return {
-        "worker_id": worker_id,
-        "command_ids": [c.command_id for c in commands],
-        "functions": [c.function for c in commands],
-        "task_ids": [c.task_id for c in commands],
-        "issued_ats": [c.issued_at for c in commands],
-    }
-
-
-def _task_arrays(creates: list[CreateTask]) -> dict[str, list[Any]]:
-    return {
-        "task_ids": [c.task_id for c in creates],
-        "user_ids": [c.user_id for c in creates],
-        "titles": [c.title for c in creates],
-        "descriptions": [c.description for c in creates],
-        "issued_ats": [c.issued_at for c in creates],
-        "command_ids": [c.command_id for c in creates],
-    }
 
 
 async def _change(session: AsyncSession, commands: Sequence[UpdateTask | CompleteTask]) -> dict[UUID, Outcome]:

@@ -1,16 +1,53 @@
 """The SQL that applies commands: one multi-row statement per step, whatever the batch size.
 
-Each statement takes parallel arrays (one element per command or per task) and is prepared
-once per connection. Locks are taken in key order and in the same phases by every batch
+Each statement takes parallel arrays (one element per command or per task), is built from the
+table models (`worker.store.models`) and rendered once into SQL text (`compiled_text`), so it is
+prepared once per connection. Locks are taken in key order and in the same phases by every batch
 (commands, then new tasks, then the existing tasks a batch changes, all locked before any is
 updated), so concurrent batches wait for each other but never deadlock.
+
+`record_arrays` and `task_arrays` build the parameters of the statements that take commands;
+the benchmark's floor (bench/floor.py) uses them too.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
-from sqlalchemy import TextClause, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Text,
+    TextClause,
+    and_,
+    any_,
+    bindparam,
+    case,
+    cast,
+    column,
+    delete,
+    exists,
+    false,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy.sql.dml import ReturningInsert
+from sqlalchemy.sql.elements import Cast
+from sqlalchemy.sql.selectable import CTE, TableValuedAlias
+from sqlalchemy.types import TypeEngine
+from taskline_producer.contract import Command, CreateTask
+
+from worker.store.compiled import compiled_text
+from worker.store.models import ProcessedCommand, Task, User, table_of
 
 __all__ = [
     "CLASSIFY_TASKS",
@@ -20,128 +57,241 @@ __all__ = [
     "RECORD_AND_INSERT_TASKS",
     "RECORD_COMMANDS",
     "UPDATE_TASKS",
+    "record_arrays",
+    "task_arrays",
 ]
 
-# Each row records the worker and the transaction (now() is the transaction's start, so
-# processed_at and transaction_id together name it). A command already recorded is a duplicate:
-# its row counts one more duplicate (this touches only duplicates, which are rare) and is
-# returned with duplicates > 0, so only fresh rows (duplicates = 0) count as newly recorded.
-_RECORD_SQL: Final = """
-    INSERT INTO processed_command (
-        command_id, function, task_id, issued_at, processed_at, worker_id, transaction_id
+_TASK: Final = table_of(Task)
+_PROCESSED: Final = table_of(ProcessedCommand)
+_USER: Final = table_of(User)
+
+# Array elements are cast to the columns' own types, except strings: an explicit cast to
+# varchar(n) cuts a longer value silently, where text is checked against the column on insert.
+_UUID: Final = _TASK.c.id.type
+_INT: Final = _TASK.c.user_id.type
+_TIME: Final = _TASK.c.title_issued_at.type
+
+
+def _array(name: str, element: TypeEngine[Any]) -> Cast[Any]:
+    """`CAST(:name AS element[])`: one parameter holding one value per row."""
+    return cast(bindparam(name), ARRAY(element))
+
+
+def _unnest(alias: str, *arrays: tuple[str, str, TypeEngine[Any]]) -> TableValuedAlias:
+    """`unnest(CAST(:param AS type[]), ...) AS alias(column, ...)`, from (param, column, type)."""
+    rows = func.unnest(*(_array(param, type_) for param, _, type_ in arrays))
+    return rows.table_valued(*(column(name, type_) for _, name, type_ in arrays)).render_derived(name=alias)
+
+
+def _by_id(ids: str) -> ColumnElement[bool]:
+    return _TASK.c.id == any_(_array(ids, _UUID))
+
+
+def _record() -> ReturningInsert[Any]:
+    """Record each command with the worker and the transaction (now() is the transaction's start,
+    so processed_at and transaction_id together name it). A command already recorded is a
+    duplicate: its row counts one more duplicate (this touches only duplicates, which are rare)
+    and is returned with duplicates > 0, so only fresh rows (duplicates = 0) are newly recorded."""
+    c = _unnest(
+        "c",
+        ("command_ids", "command_id", _UUID),
+        ("functions", "function", Text()),
+        ("task_ids", "task_id", _UUID),
+        ("issued_ats", "issued_at", _TIME),
     )
-    SELECT c.command_id, c.function, c.task_id, c.issued_at, now(),
-           CAST(:worker_id AS text), pg_current_xact_id()::text::bigint
-    FROM unnest(
-        CAST(:command_ids AS uuid[]), CAST(:functions AS text[]),
-        CAST(:task_ids AS uuid[]), CAST(:issued_ats AS timestamptz[])
-    ) AS c(command_id, function, task_id, issued_at)
-    ORDER BY c.command_id
-    ON CONFLICT (command_id) DO UPDATE SET duplicates = processed_command.duplicates + 1
-    RETURNING command_id, duplicates
-"""
-
-
-def _insert_tasks_sql(prefix: str = "", only_if: str = "") -> str:
-    return f"""
-    INSERT INTO task (
-        id, user_id, title, description, completed, created_at, updated_at,
-        title_issued_at, title_command_id, description_issued_at, description_command_id
+    rows = select(
+        c.c.command_id,
+        c.c.function,
+        c.c.task_id,
+        c.c.issued_at,
+        func.now(),
+        cast(bindparam("worker_id"), Text),
+        cast(cast(func.pg_current_xact_id(), Text), BigInteger),
+    ).order_by(c.c.command_id)
+    p = _PROCESSED.c
+    columns = [p.command_id, p.function, p.task_id, p.issued_at, p.processed_at, p.worker_id, p.transaction_id]
+    return (
+        insert(_PROCESSED)
+        .from_select(columns, rows)
+        .on_conflict_do_update(index_elements=[p.command_id], set_={p.duplicates: p.duplicates + literal_column("1")})
+        .returning(p.command_id, p.duplicates)
     )
-    SELECT c.id, c.user_id, c.title, c.description, false, now(), now(),
-           c.issued_at, c.command_id, c.issued_at, c.command_id
-    FROM unnest(
-        CAST(:{prefix}task_ids AS uuid[]), CAST(:{prefix}user_ids AS integer[]),
-        CAST(:{prefix}titles AS text[]), CAST(:{prefix}descriptions AS text[]),
-        CAST(:{prefix}issued_ats AS timestamptz[]), CAST(:{prefix}command_ids AS uuid[])
-    ) AS c(id, user_id, title, description, issued_at, command_id)
-    WHERE EXISTS (SELECT 1 FROM "user" AS u WHERE u.id = c.user_id){only_if}
-    ORDER BY c.id
-    ON CONFLICT (id) DO NOTHING
-    RETURNING id
-"""
 
 
-RECORD_COMMANDS: Final[TextClause] = text(
-    f"WITH recorded AS ({_RECORD_SQL}) SELECT r.command_id FROM recorded AS r WHERE r.duplicates = 0"
-)
+def _fresh(recorded: CTE) -> Any:
+    return select(recorded.c.command_id).where(recorded.c.duplicates == literal_column("0"))
+
+
+def _insert_tasks(prefix: str = "", fresh: CTE | None = None) -> ReturningInsert[Any]:
+    """Create the tasks whose user exists (and whose create is in `fresh`, when given); an id
+    already taken is skipped and not returned."""
+    c = _unnest(
+        "c",
+        (f"{prefix}task_ids", "id", _UUID),
+        (f"{prefix}user_ids", "user_id", _INT),
+        (f"{prefix}titles", "title", Text()),
+        (f"{prefix}descriptions", "description", Text()),
+        (f"{prefix}issued_ats", "issued_at", _TIME),
+        (f"{prefix}command_ids", "command_id", _UUID),
+    )
+    where: list[ColumnElement[bool]] = [exists().where(_USER.c.id == c.c.user_id)]
+    if fresh is not None:
+        where.append(c.c.command_id.in_(select(fresh.c.command_id)))
+    rows = (
+        select(
+            c.c.id,
+            c.c.user_id,
+            c.c.title,
+            c.c.description,
+            false(),
+            func.now(),
+            func.now(),
+            c.c.issued_at,
+            c.c.command_id,
+            c.c.issued_at,
+            c.c.command_id,
+        )
+        .where(*where)
+        .order_by(c.c.id)
+    )
+    t = _TASK.c
+    columns = [
+        t.id,
+        t.user_id,
+        t.title,
+        t.description,
+        t.completed,
+        t.created_at,
+        t.updated_at,
+        t.title_issued_at,
+        t.title_command_id,
+        t.description_issued_at,
+        t.description_command_id,
+    ]
+    return insert(_TASK).from_select(columns, rows).on_conflict_do_nothing(index_elements=[t.id]).returning(t.id)
+
+
+def _record_and_insert_tasks() -> Any:
+    recorded = _record().cte("recorded")
+    fresh = _fresh(recorded).cte("fresh")
+    created = _insert_tasks("create_", fresh).cte("created")
+    return union_all(
+        select(fresh.c.command_id, cast(null(), _UUID).label("task_id")),
+        select(cast(null(), _UUID), created.c.id),
+    )
+
+
+def _update_tasks() -> Any:
+    t = _TASK
+    u = _unnest(
+        "u",
+        ("task_ids", "task_id", _UUID),
+        ("user_ids", "user_id", _INT),
+        ("set_titles", "set_title", Boolean()),
+        ("titles", "title", Text()),
+        ("title_ats", "title_at", _TIME),
+        ("title_commands", "title_command", _UUID),
+        ("set_descriptions", "set_description", Boolean()),
+        ("descriptions", "description", Text()),
+        ("description_ats", "description_at", _TIME),
+        ("description_commands", "description_command", _UUID),
+        ("completed_ats", "completed_at", _TIME),
+    )
+    v = select(u).order_by(u.c.task_id).subquery("v")
+    # A field changes when the command's (issued_at, command_id) stamp is newer than the one that
+    # set it last; a completion counts when it is earlier than the recorded one. Rows where
+    # nothing is newer are not touched at all, updated_at included.
+    title_newer = and_(
+        v.c.set_title, tuple_(v.c.title_at, v.c.title_command) > tuple_(t.c.title_issued_at, t.c.title_command_id)
+    ).self_group()
+    description_newer = and_(
+        v.c.set_description,
+        tuple_(v.c.description_at, v.c.description_command)
+        > tuple_(t.c.description_issued_at, t.c.description_command_id),
+    ).self_group()
+    completion_earlier = and_(
+        v.c.completed_at.is_not(None), or_(t.c.completed_at.is_(None), v.c.completed_at < t.c.completed_at)
+    ).self_group()
+    return (
+        update(t)
+        .values(
+            title=case((title_newer, v.c.title), else_=t.c.title),
+            title_issued_at=case((title_newer, v.c.title_at), else_=t.c.title_issued_at),
+            title_command_id=case((title_newer, v.c.title_command), else_=t.c.title_command_id),
+            description=case((description_newer, v.c.description), else_=t.c.description),
+            description_issued_at=case((description_newer, v.c.description_at), else_=t.c.description_issued_at),
+            description_command_id=case((description_newer, v.c.description_command), else_=t.c.description_command_id),
+            completed=or_(t.c.completed, v.c.completed_at.is_not(None)),
+            completed_at=case((completion_earlier, v.c.completed_at), else_=t.c.completed_at),
+            updated_at=case(
+                (
+                    or_(
+                        and_(title_newer, v.c.title.is_distinct_from(t.c.title)),
+                        and_(description_newer, v.c.description.is_distinct_from(t.c.description)),
+                        completion_earlier,
+                    ),
+                    func.now(),
+                ),
+                else_=t.c.updated_at,
+            ),
+        )
+        .where(
+            t.c.id == v.c.task_id,
+            t.c.user_id == v.c.user_id,
+            or_(title_newer, description_newer, completion_earlier),
+        )
+    )
+
+
+RECORD_COMMANDS: Final[TextClause] = compiled_text(_fresh(_record().cte("recorded")))
 """Claim the commands as processed; the ids returned are the ones not processed before."""
 
-FORGET_COMMANDS: Final[TextClause] = text(
-    "DELETE FROM processed_command WHERE command_id = ANY(CAST(:command_ids AS uuid[]))"
+FORGET_COMMANDS: Final[TextClause] = compiled_text(
+    delete(_PROCESSED).where(_PROCESSED.c.command_id == any_(_array("command_ids", _UUID)))
 )
 """Undo the claim of commands that were refused or must wait (same transaction)."""
 
-INSERT_TASKS: Final[TextClause] = text(_insert_tasks_sql())
+INSERT_TASKS: Final[TextClause] = compiled_text(_insert_tasks())
 """Create tasks whose user exists; an id already taken is skipped (the caller classifies it)."""
 
-RECORD_AND_INSERT_TASKS: Final[TextClause] = text(
-    f"""
-    WITH recorded AS ({_RECORD_SQL}),
-    fresh AS (SELECT r.command_id FROM recorded AS r WHERE r.duplicates = 0),
-    created AS ({_insert_tasks_sql("create_", " AND c.command_id IN (SELECT f.command_id FROM fresh AS f)")})
-    SELECT f.command_id, NULL::uuid AS task_id FROM fresh AS f
-    UNION ALL
-    SELECT NULL::uuid, t.id FROM created AS t
-    """
-)
+RECORD_AND_INSERT_TASKS: Final[TextClause] = compiled_text(_record_and_insert_tasks())
 """RECORD_COMMANDS and INSERT_TASKS in one round trip, for a batch with creates (at most one per
 task id): records every command, and creates the tasks of the creates that were not processed
 before (`create_`-prefixed arrays). Returns (command_id, NULL) per newly recorded command and
 (NULL, task_id) per task created. Locks are taken in the same order as the two statements
 would take them: commands, then tasks."""
 
-# A field changes when the command's (issued_at, command_id) stamp is newer than the one that
-# set it last; a completion counts when it is earlier than the recorded one. Rows where nothing
-# is newer are not touched at all, updated_at included.
-_TITLE_NEWER = "(v.set_title AND (v.title_at, v.title_command) > (t.title_issued_at, t.title_command_id))"
-_DESCRIPTION_NEWER = (
-    "(v.set_description AND (v.description_at, v.description_command)"
-    " > (t.description_issued_at, t.description_command_id))"
-)
-_COMPLETION_EARLIER = "(v.completed_at IS NOT NULL AND (t.completed_at IS NULL OR v.completed_at < t.completed_at))"
-
-UPDATE_TASKS: Final[TextClause] = text(
-    f"""
-    UPDATE task AS t SET
-        title = CASE WHEN {_TITLE_NEWER} THEN v.title ELSE t.title END,
-        title_issued_at = CASE WHEN {_TITLE_NEWER} THEN v.title_at ELSE t.title_issued_at END,
-        title_command_id = CASE WHEN {_TITLE_NEWER} THEN v.title_command ELSE t.title_command_id END,
-        description = CASE WHEN {_DESCRIPTION_NEWER} THEN v.description ELSE t.description END,
-        description_issued_at = CASE WHEN {_DESCRIPTION_NEWER}
-            THEN v.description_at ELSE t.description_issued_at END,
-        description_command_id = CASE WHEN {_DESCRIPTION_NEWER}
-            THEN v.description_command ELSE t.description_command_id END,
-        completed = t.completed OR v.completed_at IS NOT NULL,
-        completed_at = CASE WHEN {_COMPLETION_EARLIER} THEN v.completed_at ELSE t.completed_at END,
-        updated_at = CASE
-            WHEN ({_TITLE_NEWER} AND v.title IS DISTINCT FROM t.title)
-              OR ({_DESCRIPTION_NEWER} AND v.description IS DISTINCT FROM t.description)
-              OR {_COMPLETION_EARLIER}
-            THEN now() ELSE t.updated_at END
-    FROM (
-        SELECT * FROM unnest(
-            CAST(:task_ids AS uuid[]), CAST(:user_ids AS integer[]),
-            CAST(:set_titles AS boolean[]), CAST(:titles AS text[]),
-            CAST(:title_ats AS timestamptz[]), CAST(:title_commands AS uuid[]),
-            CAST(:set_descriptions AS boolean[]), CAST(:descriptions AS text[]),
-            CAST(:description_ats AS timestamptz[]), CAST(:description_commands AS uuid[]),
-            CAST(:completed_ats AS timestamptz[])
-        ) AS u(task_id, user_id, set_title, title, title_at, title_command,
-               set_description, description, description_at, description_command, completed_at)
-        ORDER BY u.task_id
-    ) AS v
-    WHERE t.id = v.task_id AND t.user_id = v.user_id
-      AND ({_TITLE_NEWER} OR {_DESCRIPTION_NEWER} OR {_COMPLETION_EARLIER})
-    """
-)
+UPDATE_TASKS: Final[TextClause] = compiled_text(_update_tasks())
 """Apply merged updates/completions, one row per task, to rows LOCK_TASKS has locked."""
 
-CLASSIFY_TASKS: Final[TextClause] = text("SELECT id, user_id FROM task WHERE id = ANY(CAST(:task_ids AS uuid[]))")
+CLASSIFY_TASKS: Final[TextClause] = compiled_text(select(_TASK.c.id, _TASK.c.user_id).where(_by_id("task_ids")))
 """Who owns the tasks a statement did not touch (absent: not created yet)."""
 
-LOCK_TASKS: Final[TextClause] = text(
-    "SELECT id, user_id FROM task WHERE id = ANY(CAST(:task_ids AS uuid[])) ORDER BY id FOR UPDATE"
+LOCK_TASKS: Final[TextClause] = compiled_text(
+    select(_TASK.c.id, _TASK.c.user_id).where(_by_id("task_ids")).order_by(_TASK.c.id).with_for_update()
 )
 """Lock the tasks a batch changes, in id order, and read their owners at the latest committed
 version. A task whose create has not committed yet is not found: its changes must wait."""
+
+
+def record_arrays(commands: Sequence[Command], worker_id: str | None) -> dict[str, Any]:
+    """The parameters of RECORD_COMMANDS (and of RECORD_AND_INSERT_TASKS' recording)."""
+    return {
+        "worker_id": worker_id,
+        "command_ids": [c.command_id for c in commands],
+        "functions": [c.function for c in commands],
+        "task_ids": [c.task_id for c in commands],
+        "issued_ats": [c.issued_at for c in commands],
+    }
+
+
+def task_arrays(creates: Sequence[CreateTask], prefix: str = "") -> dict[str, list[Any]]:
+    """The parameters of INSERT_TASKS (with `prefix="create_"`: of RECORD_AND_INSERT_TASKS' creates)."""
+    return {
+        f"{prefix}task_ids": [c.task_id for c in creates],
+        f"{prefix}user_ids": [c.user_id for c in creates],
+        f"{prefix}titles": [c.title for c in creates],
+        f"{prefix}descriptions": [c.description for c in creates],
+        f"{prefix}issued_ats": [c.issued_at for c in creates],
+        f"{prefix}command_ids": [c.command_id for c in creates],
+    }

@@ -53,6 +53,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
@@ -61,6 +62,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from worker.config.settings import Settings
 from worker.logs import get_logger
+from worker.store.compiled import compiled_text
+from worker.store.models import DeadLetter, ProcessedCommand, Task, table_of
 
 __all__ = [
     "DEAD_LETTERS",
@@ -86,7 +89,6 @@ _SMOOTHING: Final = 0.3
 """Weight of the newest batch in the smoothed pace."""
 
 
-
 class PurgeMetrics(Protocol):
     """Where a purge run reports (`worker.observe.metrics.Metrics` in the scheduler)."""
 
@@ -95,34 +97,48 @@ class PurgeMetrics(Protocol):
     def purged(self, table: str, rows: int) -> None: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Target:
-    """One table the purge deletes from: rows whose `stamp` is older than the cutoff."""
+    """One table the purge deletes from: rows whose `stamp` column is older than the cutoff,
+    among those matching `only` (when given: it must match a partial index's predicate)."""
 
-    table: str
-    stamp: str
-    only: str = ""  # an extra condition, ANDed in (it must match a partial index's predicate)
-
-    @property
-    def _where(self) -> str:
-        return f"{self.only} AND {self.stamp} < :cutoff" if self.only else f"{self.stamp} < :cutoff"
+    stamp: sa.Column[datetime]
+    only: sa.ColumnElement[bool] | None = None
 
     @property
+    def table(self) -> str:
+        return self.stamp.table.name
+
+    def _where(self) -> list[sa.ColumnElement[bool]]:
+        due = self.stamp < sa.bindparam("cutoff")
+        return [due] if self.only is None else [self.only, due]
+
+    @cached_property
     def delete_sql(self) -> sa.TextClause:
-        return sa.text(
-            f"DELETE FROM {self.table} WHERE ctid = ANY(ARRAY("
-            f"SELECT ctid FROM {self.table} WHERE {self._where}"
-            f" ORDER BY {self.stamp} LIMIT :batch FOR UPDATE SKIP LOCKED))"
+        """One batch: `DELETE ... WHERE ctid = ANY(ARRAY(SELECT ctid ... LIMIT :batch FOR UPDATE
+        SKIP LOCKED))` (see the module docstring), rendered once."""
+        table = self.stamp.table
+        ctid: sa.ColumnClause[Any] = sa.column("ctid")  # PostgreSQL's system column: the row's address
+        batch = (
+            sa.select(ctid)
+            .select_from(table)
+            .where(*self._where())
+            .order_by(self.stamp)
+            .limit(sa.bindparam("batch"))
+            .with_for_update(skip_locked=True)
+            .correlate(None)
         )
+        return compiled_text(sa.delete(table).where(ctid == sa.any_(sa.func.array(batch.scalar_subquery()))))
 
-    @property
+    @cached_property
     def count_sql(self) -> sa.TextClause:
-        return sa.text(f"SELECT count(*) FROM {self.table} WHERE {self._where}")
+        return compiled_text(sa.select(sa.func.count()).select_from(self.stamp.table).where(*self._where()))
 
 
-TASKS: Final = Target("task", "completed_at", only="completed")
-PROCESSED_COMMANDS: Final = Target("processed_command", "processed_at")
-DEAD_LETTERS: Final = Target("dead_letter", "failed_at")
+_TASK: Final = table_of(Task)
+TASKS: Final = Target(_TASK.c.completed_at, only=_TASK.c.completed)
+PROCESSED_COMMANDS: Final = Target(table_of(ProcessedCommand).c.processed_at)
+DEAD_LETTERS: Final = Target(table_of(DeadLetter).c.failed_at)
 TARGETS: Final = (TASKS, PROCESSED_COMMANDS, DEAD_LETTERS)
 
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlmodel import Field, SQLModel
 
-__all__ = ["DeadLetter", "ProcessedCommand", "Task", "User", "metadata"]
+__all__ = ["DeadLetter", "ProcessedCommand", "Task", "User", "metadata", "table_of"]
 
 metadata = SQLModel.metadata
 metadata.naming_convention = {
@@ -31,6 +31,15 @@ def _timestamptz(*, nullable: bool = False, server_default: bool = False) -> sa.
         nullable=nullable,
         server_default=sa.func.now() if server_default else None,
     )
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a table model (SQLModel leaves `__table__` untyped): what statements are
+    built from, so that a renamed column fails where the statement is built."""
+    table = model.__table__  # type: ignore[attr-defined]
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"{model.__name__} is not a table model (declare it with table=True)")
+    return table
 
 
 class User(SQLModel, table=True):
@@ -98,8 +107,8 @@ class ProcessedCommand(SQLModel, table=True):
     duplicates: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default=sa.text("0")))
 
 
-sa.Index("ix_processed_command_processed_at", ProcessedCommand.__table__.c.processed_at)  # type: ignore[attr-defined]
-sa.Index("ix_processed_command_task_id", ProcessedCommand.__table__.c.task_id)  # type: ignore[attr-defined]
+sa.Index("ix_processed_command_processed_at", table_of(ProcessedCommand).c.processed_at)
+sa.Index("ix_processed_command_task_id", table_of(ProcessedCommand).c.task_id)
 
 
 class DeadLetter(SQLModel, table=True):
@@ -120,4 +129,4 @@ class DeadLetter(SQLModel, table=True):
     """The worker that wrote it (None: written by an operations tool, or before taskline recorded it)."""
 
 
-sa.Index("ix_dead_letter_failed_at", DeadLetter.__table__.c.failed_at)  # type: ignore[attr-defined]
+sa.Index("ix_dead_letter_failed_at", table_of(DeadLetter).c.failed_at)

@@ -43,7 +43,7 @@ from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms
 
 from worker.config.redis_connection import make_tool_redis
 from worker.config.settings import Settings
-from worker.pipeline.dead_letters import (
+from worker.store.dead_letter_queries import (
     DeadLetterFilter,
     delete_dead_letters,
     find_dead_letters,

@@ -11,43 +11,28 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from taskline_producer import keys
 
 from worker.observe.health import count_dead_letters, queue_depth
+from worker.store.dead_letter_queries import DEAD_LETTER_GROUPS_SINCE, group_recent_dead_letters
 from worker.text import describe_error
 from worker.tools.claims import stranded_claims
 from worker.tools.fleet import read_heartbeats, summary
 from worker.tools.fleet_watch import sample_now
 from worker.tools.history import counters_of, read_history, summarise
 
-__all__ = ["DEAD_LETTER_GROUPS_SINCE", "collect_dead_letters", "collect_status"]
-
-DEAD_LETTER_GROUPS_SINCE: Final = "24 hours"
-"""Dead letters are grouped over this recent stretch (an index range scan), and counted in total."""
-
-_GROUPS_SQL: Final = text(
-    f"""
-    SELECT coalesce(function, '?') AS function, category, count(*) AS count, max(failed_at) AS last_at,
-           (array_agg(reason ORDER BY failed_at DESC))[1] AS latest_reason
-    FROM dead_letter
-    WHERE failed_at > now() - interval '{DEAD_LETTER_GROUPS_SINCE}'
-    GROUP BY 1, 2
-    ORDER BY count(*) DESC, 1, 2
-    LIMIT 50
-    """
-)
+__all__ = ["collect_dead_letters", "collect_status"]
 
 
 async def collect_dead_letters(engine: AsyncEngine, *, timeout_s: float = 5.0) -> dict[str, Any]:
     try:
         async with asyncio.timeout(timeout_s), engine.connect() as conn:
             total = await count_dead_letters(conn)
-            rows = (await conn.execute(_GROUPS_SQL)).mappings().all()
+            rows = await group_recent_dead_letters(conn)
     except Exception as exc:
         return {"error": f"database unreachable: {describe_error(exc, [engine.url.password or ''])}"}
     return {

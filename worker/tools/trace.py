@@ -26,10 +26,10 @@ from typing import Any, Final
 from uuid import UUID
 
 from redis.asyncio import Redis
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from taskline_producer import keys
 
+from worker.store import trace_queries as queries
 from worker.text import json_object, payload_text, reply_text
 from worker.tools.claims import LEGACY_CLAIM_VALUE
 from worker.tools.fleet import read_heartbeats
@@ -38,28 +38,6 @@ __all__ = ["trace", "trace_command", "trace_task"]
 
 TRANSACTION_SHOWN: Final = 50
 """At most this many of a transaction's other commands are listed (all are counted)."""
-
-_COMMAND_SQL: Final = text(
-    "SELECT command_id, function, task_id, issued_at, processed_at, worker_id, transaction_id, duplicates"
-    " FROM processed_command WHERE command_id = :id"
-)
-_TRANSACTION_SQL: Final = text(
-    "SELECT command_id, function, task_id FROM processed_command"
-    " WHERE processed_at = :processed_at AND transaction_id = :transaction_id ORDER BY command_id"
-)
-_DEAD_LETTER_SQL: Final = text(
-    "SELECT job_id, function, reason, category, attempts, failed_at, worker_id, payload_size, payload"
-    " FROM dead_letter WHERE job_id = :id"
-)
-_TASK_SQL: Final = text("SELECT * FROM task WHERE id = :id")
-_TASK_COMMANDS_SQL: Final = text(
-    "SELECT command_id, function, issued_at, processed_at, worker_id, transaction_id, duplicates"
-    " FROM processed_command WHERE task_id = :id ORDER BY issued_at, command_id"
-)
-_TASK_DEAD_LETTERS_SQL: Final = text(
-    "SELECT job_id, function, reason, category, failed_at FROM dead_letter"
-    " WHERE position(convert_to(:id, 'UTF8') IN payload) > 0 ORDER BY failed_at LIMIT 100"
-)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -114,7 +92,7 @@ async def trace_command(conn: AsyncConnection, redis: Redis, queue: str, job_id:
     if side["score"] is not None:
         states.append(await _queued(conn, side, story))
     await _applied(conn, job_id, story)
-    dead = (await conn.execute(_DEAD_LETTER_SQL, {"id": job_id})).mappings().first()
+    dead = await queries.dead_letter(conn, job_id)
     if dead is not None:
         states.append("dead-lettered")
         story["dead_letter"] = {
@@ -175,8 +153,8 @@ async def _queued(conn: AsyncConnection, side: dict[str, Any], story: dict[str, 
         why = "waiting for its task or user to exist (not yet)"
         job = story.get("job") or {}
         task_id = _uuid(str((job.get("command") or {}).get("task_id")))
-        waits_for_task = task_id is not None and job.get("function") != "create_task"
-        if waits_for_task and (await conn.execute(_TASK_SQL, {"id": task_id})).first() is None:
+        waits_for_task = job.get("function") != "create_task"
+        if task_id is not None and waits_for_task and await queries.task_row(conn, task_id) is None:
             why = f"waiting for task {task_id} to exist (not yet)"
     story["queue"]["why"] = why
     return "retrying" if score_ms > now_ms else "queued for another try"
@@ -186,7 +164,7 @@ async def _applied(conn: AsyncConnection, job_id: str, story: dict[str, Any]) ->
     command_id = _uuid(job_id)
     if command_id is None:
         return
-    row = (await conn.execute(_COMMAND_SQL, {"id": command_id})).mappings().first()
+    row = await queries.processed_command(conn, command_id)
     if row is None:
         return
     applied: dict[str, Any] = {
@@ -198,17 +176,14 @@ async def _applied(conn: AsyncConnection, job_id: str, story: dict[str, Any]) ->
         "duplicates": row["duplicates"],
     }
     if row["transaction_id"] is not None:
-        together = (
-            await conn.execute(
-                _TRANSACTION_SQL, {"processed_at": row["processed_at"], "transaction_id": row["transaction_id"]}
-            )
-        ).all()
-        others = [r for r in together if r[0] != command_id]
+        together = await queries.transaction_commands(conn, row["processed_at"], row["transaction_id"])
+        others = [r for r in together if r["command_id"] != command_id]
         applied["transaction"] = {
             "id": row["transaction_id"],
             "commands": len(together),
             "others": [
-                {"command_id": str(r[0]), "function": r[1], "task_id": str(r[2])} for r in others[:TRANSACTION_SHOWN]
+                {"command_id": str(r["command_id"]), "function": r["function"], "task_id": str(r["task_id"])}
+                for r in others[:TRANSACTION_SHOWN]
             ],
         }
     story["applied"] = applied
@@ -223,9 +198,9 @@ def _uuid(value: str) -> UUID | None:
 
 async def trace_task(conn: AsyncConnection, task_id: UUID) -> dict[str, Any] | None:
     """The task's story, or None when neither its row nor any record names it."""
-    row = (await conn.execute(_TASK_SQL, {"id": task_id})).mappings().first()
-    commands = (await conn.execute(_TASK_COMMANDS_SQL, {"id": task_id})).mappings().all()
-    letters = (await conn.execute(_TASK_DEAD_LETTERS_SQL, {"id": str(task_id)})).mappings().all()
+    row = await queries.task_row(conn, task_id)
+    commands = await queries.task_commands(conn, task_id)
+    letters = await queries.dead_letters_naming(conn, task_id)
     if row is None and not commands and not letters:
         return None
     winners: dict[UUID, list[str]] = {}

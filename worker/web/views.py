@@ -11,7 +11,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
-from worker.pipeline.dead_letters import DeadLetterFilter, delete_dead_letters, find_dead_letters
+from worker.store.dead_letter_queries import DeadLetterFilter, delete_dead_letters, find_dead_letters
 from worker.text import payload_text
 from worker.tools.status import collect_status
 from worker.tools.trace import trace
