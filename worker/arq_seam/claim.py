@@ -5,10 +5,23 @@ claims each with WATCH/EXISTS/ZSCORE/MULTI/SET/EXEC and then starts it with one 
 (GET the job, INCR its try counter): five or more round trips per job, one job after the other.
 taskline gives arq a `queue_read_limit` of 1, so arq's read only says whether anything is due,
 and its `start_jobs` (worker/arq_seam/overrides.py) runs the script below, which does the rest
-atomically inside Redis: it reads the due jobs in queue order, claims each one nobody holds, up
-to the worker's free slots, with arq's in-progress key holding the claiming worker's id (so
-operators can tell whose claim a key is) and expiring like arq's, and returns each claimed job
-with its payload and its try number. The ids never cross the network twice.
+atomically inside Redis, in three steps:
+
+1. **Paused?** While `<queue>:paused` exists (keys.paused_key; `taskline` operators set it),
+   nothing is claimed and the reply says so: workers stay up and healthy, and wait.
+2. **Claim.** It reads the due jobs in queue order and claims each one nobody holds (`SET NX`),
+   up to the worker's free slots, with arq's in-progress key holding the claiming worker's id
+   (so the claim itself names its worker from the moment it is taken, and the operations tools
+   find claims from the queue, worker/tools/claims.py) and expiring like arq's; each claimed
+   job comes back with its payload and its try number. The ids never cross the network twice.
+3. **Dead workers' claims** (only when the worker asks, at most once per heartbeat interval, so
+   the hot path stays one `SET NX` per job): a due job whose claim is held by a worker whose
+   heartbeat is older than `BEATS_PER_TTL` intervals (the same rule as `taskline health`; its age
+   measured by Redis from the key's PTTL) is taken over at once instead of waiting for the
+   claim's full expiry. A live worker's claim is never taken, however long its job runs: its
+   heartbeat is at most an interval old. A claim whose worker has no heartbeat at all (it has
+   not written its first one yet, or a restarted Redis lost it) is left to expire, and so is a
+   legacy claim holding '1'. The reply lists what was taken over, and from whom.
 """
 
 from __future__ import annotations
@@ -17,22 +30,51 @@ from typing import Any, Final, NamedTuple
 
 from taskline_producer.keys import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RETRY_KEY_PREFIX, RETRY_KEY_TTL_S
 
+from worker.observe.heartbeat import BEATS_PER_TTL
 from worker.text import reply_text
 
-__all__ = ["CLAIM_SCRIPT", "Claimed", "claim_arguments", "parse_claimed"]
+__all__ = ["CLAIM_SCRIPT", "ClaimReply", "Claimed", "claim_arguments", "claim_keys", "parse_claimed"]
 
 CLAIM_SCRIPT: Final = f"""
--- KEYS[1]: the queue; ARGV[1]: now (epoch ms); ARGV[2]: claim expiry (ms); ARGV[3]: the
--- claiming worker's id; ARGV[4]: most jobs to claim; ARGV[5]: how many due jobs to look at.
--- Returns, per job claimed in queue order: job id, score, payload (false when its key
--- expired), try number.
-local claimed = {{}}
-local limit = tonumber(ARGV[4])
+-- KEYS[1]: the queue; KEYS[2]: the queue's pause key.
+-- ARGV[1]: now (epoch ms); ARGV[2]: claim expiry (ms); ARGV[3]: the claiming worker's id;
+-- ARGV[4]: most jobs to claim; ARGV[5]: how many due jobs to look at; ARGV[6]: '1' to take
+-- over the claims of dead workers; ARGV[7]: the queue's heartbeat key prefix.
+-- Returns {{paused (0/1), {{taken-over job id, dead worker id, ...}}, {{per job claimed in queue
+-- order: job id, score, payload (false when its key expired), try number, ...}}}}.
+if redis.call('EXISTS', KEYS[2]) == 1 then return {{1, {{}}, {{}}}} end
+
+local verdicts = {{}}
+local function is_dead(holder)  -- its heartbeat exists and is older than {BEATS_PER_TTL} intervals
+  if verdicts[holder] == nil then
+    verdicts[holder] = false
+    local beat_key = ARGV[7] .. holder
+    local ok, beat = pcall(cjson.decode, redis.call('GET', beat_key) or 'null')
+    if ok and type(beat) == 'table' and tonumber(beat.key_ttl_ms) and tonumber(beat.interval_s) then
+      local age_ms = tonumber(beat.key_ttl_ms) - redis.call('PTTL', beat_key)
+      verdicts[holder] = age_ms > tonumber(beat.interval_s) * 1000 * {BEATS_PER_TTL}
+    end
+  end
+  return verdicts[holder]
+end
+
+local claimed, taken_over = {{}}, {{}}
+local limit, take_over = tonumber(ARGV[4]), ARGV[6] == '1'
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[5]))
 for i = 1, #due, 2 do
   if #claimed >= 4 * limit then break end
   local id = due[i]
-  if redis.call('SET', '{IN_PROGRESS_KEY_PREFIX}' .. id, ARGV[3], 'NX', 'PX', ARGV[2]) then
+  local claim = '{IN_PROGRESS_KEY_PREFIX}' .. id
+  local mine = redis.call('SET', claim, ARGV[3], 'NX', 'PX', ARGV[2])
+  if not mine and take_over then
+    local holder = redis.call('GET', claim)
+    if holder and holder ~= '1' and holder ~= ARGV[3] and is_dead(holder) then
+      mine = redis.call('SET', claim, ARGV[3], 'PX', ARGV[2])
+      taken_over[#taken_over + 1] = id
+      taken_over[#taken_over + 1] = holder
+    end
+  end
+  if mine then
     claimed[#claimed + 1] = id
     claimed[#claimed + 1] = due[i + 1]
     claimed[#claimed + 1] = redis.call('GET', '{JOB_KEY_PREFIX}' .. id)
@@ -40,7 +82,7 @@ for i = 1, #due, 2 do
     redis.call('EXPIRE', '{RETRY_KEY_PREFIX}' .. id, {RETRY_KEY_TTL_S})
   end
 end
-return claimed
+return {{0, taken_over, claimed}}
 """
 
 
@@ -52,15 +94,41 @@ class Claimed(NamedTuple):
     job_try: int
 
 
-def claim_arguments(now_ms: int, expiry_ms: int, worker_id: str, limit: int, scan: int) -> list[Any]:
-    """ARGV for CLAIM_SCRIPT: claim up to `limit` of the first `scan` due jobs."""
-    return [now_ms, expiry_ms, worker_id, limit, scan]
+class ClaimReply(NamedTuple):
+    paused: bool
+    """Claiming is paused for the queue: nothing was claimed."""
+    claimed: list[Claimed]
+    taken_over: dict[str, str]
+    """Job id → the dead worker whose claim on it was taken over."""
 
 
-def parse_claimed(reply: list[Any]) -> list[Claimed]:
-    """The script's flat reply → one `Claimed` per job, in queue order."""
+def claim_keys(queue: str, paused_key: str) -> list[str]:
+    """KEYS for CLAIM_SCRIPT."""
+    return [queue, paused_key]
+
+
+def claim_arguments(
+    now_ms: int,
+    expiry_ms: int,
+    worker_id: str,
+    limit: int,
+    scan: int,
+    *,
+    take_over: bool = False,
+    heartbeat_prefix: str = "",
+) -> list[Any]:
+    """ARGV for CLAIM_SCRIPT: claim up to `limit` of the first `scan` due jobs; with `take_over`,
+    also those held by dead workers, whose heartbeats are `heartbeat_prefix` + their id."""
+    return [now_ms, expiry_ms, worker_id, limit, scan, "1" if take_over else "0", heartbeat_prefix]
+
+
+def parse_claimed(reply: list[Any]) -> ClaimReply:
+    """The script's reply → whether claiming is paused, the jobs claimed in queue order, and the
+    claims taken over from dead workers."""
+    paused, taken, flat = int(reply[0]) == 1, reply[1], reply[2]
     jobs = []
-    for index in range(0, len(reply), 4):
-        job_id = reply_text(reply[index])
-        jobs.append(Claimed(job_id, int(float(reply[index + 1])), reply[index + 2] or None, int(reply[index + 3])))
-    return jobs
+    for index in range(0, len(flat), 4):
+        job_id = reply_text(flat[index])
+        jobs.append(Claimed(job_id, int(float(flat[index + 1])), flat[index + 2] or None, int(flat[index + 3])))
+    taken_over = {reply_text(taken[i]): reply_text(taken[i + 1]) for i in range(0, len(taken), 2)}
+    return ClaimReply(paused, jobs, taken_over)

@@ -43,7 +43,7 @@ from arq.worker import Worker
 from taskline_producer import keys
 
 from worker.arq_seam.bookkeeping import Bookkeeper
-from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, claim_arguments, parse_claimed
+from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, claim_arguments, claim_keys, parse_claimed
 from worker.arq_seam.job_runner import Ending, JobEnd, JobRunner
 from worker.logs import get_logger
 from worker.pipeline.decode import BULK_PREFIX
@@ -95,6 +95,10 @@ class _SeamState:
         """When this worker's deferred jobs fall due (a heap): an idle wait ends then."""
         self.bulk_slots = asyncio.Semaphore(options.bulk_concurrency)
         self.claim_script: Any = None
+        self.paused = False
+        """The last claim found claiming paused for the queue (keys.paused_key)."""
+        self.next_take_over = 0.0
+        """When (monotonic) the next claim also takes over the claims of dead workers."""
         self.runner: JobRunner | None = None
         self.bookkeeper: Bookkeeper | None = None
 
@@ -130,14 +134,54 @@ class _SeamState:
             return
         self._ready()
         expiry_ms = int(w.in_progress_timeout_s * 1000)
-        args = claim_arguments(_now_ms(), expiry_ms, self.worker_id, free, self.options.scan_limit)
-        claimed = parse_claimed(await self.claim_script(keys=[w.queue_name], args=args))
+        # Dead workers' claims are looked for at most once per heartbeat interval: a worker is
+        # dead after three, so that costs recovery little and keeps the hot path at one SET NX.
+        take_over = time.monotonic() >= self.next_take_over
+        if take_over:
+            self.next_take_over = time.monotonic() + self.heartbeat_interval_s
+        args = claim_arguments(
+            _now_ms(),
+            expiry_ms,
+            self.worker_id,
+            free,
+            self.options.scan_limit,
+            take_over=take_over,
+            heartbeat_prefix=keys.heartbeat_key(w.queue_name, ""),
+        )
+        script_keys = claim_keys(w.queue_name, keys.paused_key(w.queue_name))
+        reply = parse_claimed(await self.claim_script(keys=script_keys, args=args))
+        self._note_pause(reply.paused)
+        if reply.taken_over:
+            self.log.warning(
+                "took over the claims of a dead worker: its jobs run again now",
+                dead_workers=sorted(set(reply.taken_over.values())),
+                jobs=len(reply.taken_over),
+                job_ids=sorted(reply.taken_over)[:20],
+            )
+        claimed = reply.claimed
         self.claimed = len(claimed)
         for job in claimed:
             w.job_counter += 1
             task = asyncio.create_task(self.run(job))
             task.add_done_callback(self._job_done)
             w.tasks[job.job_id] = task
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        health = self.worker.ctx.get("health")
+        return float(health.interval) if health is not None else 5.0
+
+    def _note_pause(self, paused: bool) -> None:
+        if paused != self.paused:
+            self.log.info(
+                "claiming paused for the queue: this worker claims nothing until it is resumed"
+                if paused
+                else "claiming resumed for the queue"
+            )
+        self.paused = paused
+        health = self.worker.ctx.get("health")
+        if health is not None:
+            health.paused = paused
 
     def _job_done(self, _: asyncio.Task[None]) -> None:
         self.worker.job_counter -= 1
@@ -196,6 +240,11 @@ class _SeamState:
         if polled and claimed:
             self.empty_polls = 0
             return  # more may be due right now
+        if self.paused:
+            # Claiming is paused: look again after twice the poll delay, without the wake-up list
+            # (every new job would wake us for nothing). Two commands per look.
+            await asyncio.sleep(2 * wait_s)
+            return
         # Just after work, look again soon (a producer without the wake-up token may be sending
         # a stream); once idle, the wait doubles up to the poll delay, which bounds an idle
         # worker's cost.

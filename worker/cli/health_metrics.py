@@ -34,15 +34,20 @@ def _load() -> Settings:
     return load_cli_settings()
 
 
-async def _fetch_workers(settings: Settings, queue: str) -> tuple[list[dict[str, Any]], list[Any]]:
-    """The live workers' heartbeats, and the claims waiting to expire of those that stopped beating."""
+async def _fetch_workers(
+    settings: Settings, queue: str
+) -> tuple[list[dict[str, Any]], list[Any], dict[str, Any] | None]:
+    """The live workers' heartbeats, the claims waiting of those that stopped beating, and the
+    pause of the command queue (None: claiming)."""
     from worker.tools.claims import stranded_claims
     from worker.tools.fleet import read_heartbeats
+    from worker.tools.pause import read_pause
 
     redis = make_tool_redis(settings.redis_url)
     try:
         heartbeats = await read_heartbeats(redis, queue)
-        return heartbeats.live, await stranded_claims(redis, heartbeats.gone)
+        claims = await stranded_claims(redis, queue, heartbeats)
+        return heartbeats.live, claims, await read_pause(redis, settings.queue)
     finally:
         await redis.aclose()
 
@@ -52,8 +57,9 @@ def describe_claims(claims: list[Any]) -> str:
     workers = sorted({claim.worker_id for claim in claims})
     return (
         f"{len(claims)} job(s) claimed by {len(workers)} worker(s) that stopped beating ({', '.join(workers)})"
-        f" wait for their claims to expire: the first in {min(c.expires_in_s for c in claims):.1f}s,"
-        f" the last in {max(c.expires_in_s for c in claims):.1f}s; then any worker runs them again"
+        f" wait to run again: the first within {min(c.runs_again_in_s for c in claims):.1f}s,"
+        f" the last within {max(c.runs_again_in_s for c in claims):.1f}s (a dead worker's claims are taken"
+        " over at the next claim; a silent one's when it is judged dead, or when they expire)"
     )
 
 
@@ -92,7 +98,7 @@ def health(
     queue = scheduler_queue(settings.queue) if scheduler else settings.queue
     kind = "scheduler" if scheduler else "worker"
     try:
-        workers, claims = asyncio.run(_fetch_workers(settings, queue))
+        workers, claims, pause = asyncio.run(_fetch_workers(settings, queue))
     except Exception as exc:
         message = f"cannot read heartbeats: {describe(exc)}"
         _report(as_json, queue, False, message, [])
@@ -126,7 +132,8 @@ def health(
         ok = True
         state = "ready" if ready else "live"
         message = f"{len(summaries)} {state} {kind}(s) for {scope}"
-    _report(as_json, queue, ok, message, summaries, table=all_workers or bool(worker_id) or not ok, claims=claims)
+    table = all_workers or bool(worker_id) or not ok
+    _report(as_json, queue, ok, message, summaries, table=table, claims=claims, pause=pause)
     if not ok:
         raise typer.Exit(1)
 
@@ -139,15 +146,20 @@ def _report(
     workers: list[dict[str, Any]],
     table: bool = True,
     claims: list[Any] | None = None,
+    pause: dict[str, Any] | None = None,
 ) -> None:
     claims = claims or []
     if as_json:
-        waiting = [claim.as_dict() for claim in claims]
-        print(
-            json.dumps(
-                {"ok": ok, "queue": queue, "message": message, "workers": workers, "claims_waiting_to_expire": waiting}
-            )
-        )
+        report = {
+            "ok": ok,
+            "queue": queue,
+            "message": message,
+            "workers": workers,
+            "claims_waiting_to_expire": [claim.as_dict() for claim in claims],
+            "claiming_paused": pause is not None,
+            "pause": pause,
+        }
+        print(json.dumps(report))
         return
     if workers and table:
         grid = Table("worker", "pid", "started", "last beat", "running", "done", "failed", "retried", "state")
@@ -168,6 +180,16 @@ def _report(
     (out if ok else err).print(("ok: " if ok else "unhealthy: ") + message, markup=False, highlight=False)
     if claims:
         (out if ok else err).print("waiting: " + describe_claims(claims), markup=False, highlight=False)
+    if pause is not None:
+        (out if ok else err).print("paused: " + describe_pause(pause), markup=False, highlight=False)
+
+
+def describe_pause(pause: dict[str, Any]) -> str:
+    """One line on a pause of claiming, for people."""
+    return (
+        f"claiming is paused for the queue (by {pause.get('by', '?')} at {str(pause.get('at') or '?')[:19]}):"
+        " workers are up and claim nothing until it is resumed"
+    )
 
 
 def metrics(

@@ -53,11 +53,21 @@ def render_status(data: dict[str, Any]) -> Group:
             ),
         )
     )
+    pause = data.get("pause")
+    if pause is not None:
+        parts.append(
+            Text(
+                f"claiming paused (by {pause.get('by', '?')} at {str(pause.get('at') or '?')[:19]}):"
+                " workers are up and claim nothing until it is resumed",
+                style="bold yellow",
+            )
+        )
     for claim in data["claims_waiting_to_expire"][:10]:
         parts.append(
             Text(
                 f"  waiting: job {claim['job_id']} claimed by {claim['worker_id']}"
-                f" (silent {claim['silent_for_s']:.0f}s), claim expires in {claim['expires_in_s']:.1f}s",
+                f" ({claim['worker_state']}, silent {claim['silent_for_s']:.0f}s),"
+                f" runs again within {claim['runs_again_in_s']:.1f}s",
                 style="red",
             )
         )

@@ -76,6 +76,9 @@ class Health:
     db_ok_at: float | None = None
     db_error: str | None = "database not checked yet"
     stopping: bool = False
+    paused: bool | None = None
+    """Claiming paused for the queue (keys.paused_key), as last seen by the heartbeat or a claim;
+    None before either looked. A paused worker is still live and ready."""
 
     @property
     def max_age(self) -> float:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 __all__ = [
+    "CLAIMING_PAUSED",
     "CLAIMS_WAITING",
     "COMMANDS_DEAD_LETTERED",
     "COMMANDS_PROCESSED",
@@ -65,11 +66,17 @@ CLAIMS_WAITING: Final = MetricName(
     "taskline_claims_waiting_to_expire",
     "Jobs claimed by a worker that stopped beating: nobody runs them until their claims expire.",
 )
+CLAIMING_PAUSED: Final = MetricName(
+    "taskline_claiming_paused",
+    "1 while claiming is paused for the queue (workers stay up and claim nothing), else 0.",
+)
 PURGE_ROWS: Final = MetricName("taskline_purge_rows_deleted", "Rows the purge deleted, by table.")
 PURGE_DURATION: Final = MetricName("taskline_purge_duration_seconds", "Duration of one purge run.")
 WORKERS_LIVE: Final = MetricName("taskline_workers_live", "Workers whose heartbeat is fresh.")
 """Only on the fleet's page (worker/tools/fleet_metrics.py)."""
 
-FLEET_GAUGES: Final = frozenset({QUEUE_DEPTH.name, DEAD_LETTERS_WAITING.name, CLAIMS_WAITING.name})
+FLEET_GAUGES: Final = frozenset(
+    {QUEUE_DEPTH.name, DEAD_LETTERS_WAITING.name, CLAIMS_WAITING.name, CLAIMING_PAUSED.name}
+)
 """Gauges that describe the queue and the table, not one worker: not part of a worker's snapshot,
 read afresh by the fleet's page."""

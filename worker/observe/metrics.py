@@ -16,6 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from worker.observe.metric_names import (
+    CLAIMING_PAUSED,
     CLAIMS_WAITING,
     COMMAND_DURATION,
     COMMAND_LATENCY,
@@ -74,6 +75,7 @@ class Metrics:
         self.queue_depth = Gauge(QUEUE_DEPTH.name, QUEUE_DEPTH.help, ["queue", "state"], registry=r)
         self.dead_letters_waiting = Gauge(DEAD_LETTERS_WAITING.name, DEAD_LETTERS_WAITING.help, registry=r)
         self.claims_waiting = Gauge(CLAIMS_WAITING.name, CLAIMS_WAITING.help, registry=r)
+        self.claiming_paused = Gauge(CLAIMING_PAUSED.name, CLAIMING_PAUSED.help, ["queue"], registry=r)
         # the purge (worker/purge/purger.py)
         self.purge_rows = Counter(PURGE_ROWS.name, PURGE_ROWS.help, ["table"], registry=r)
         self.purge_duration = Histogram(PURGE_DURATION.name, PURGE_DURATION.help, buckets=_PURGE_BUCKETS, registry=r)

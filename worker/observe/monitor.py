@@ -45,6 +45,10 @@ DEAD_LETTERS_EVERY: Final = 3
 QUEUE_DEPTH_EVERY: Final = 3
 """The queue-depth gauge is refreshed every this many intervals (15 s with the default): it is the
 same number for every worker, and an idle worker's Redis traffic is kept under 2 commands/s."""
+INDEX_REFRESH_EVERY: Final = 2
+"""The heartbeat refreshes its index entry every this many beats: readers only need the entry to
+exist (they check the heartbeat key), and its score only ages out long-gone workers; the command
+saved pays for reading the pause key on every beat, within an idle worker's 2 commands/s."""
 INDEX_CLEANUP_EVERY: Final = 12
 """The heartbeat prunes long-gone workers from the index every this many beats (once a minute)."""
 INDEX_FORGET_AFTER_S: Final = 600.0
@@ -174,15 +178,19 @@ class Monitor:
         ttl_ms = int(self.key_ttl_s * 1000)
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.paused_key(self.queue))
             pipe.set(self.key, json.dumps(self.document()), px=ttl_ms)
-            pipe.zadd(self.index, {self.health.worker_id: now})
+            if self.beats % INDEX_REFRESH_EVERY == 0:
+                pipe.zadd(self.index, {self.health.worker_id: now})
             if self.beats % INDEX_CLEANUP_EVERY == 0:
                 # Forget workers that stopped beating long ago. Readers check that the key exists,
                 # so the index only needs eventual cleanup; the wide margin absorbs clock differences.
                 forget_before = now - max(INDEX_FORGET_AFTER_S, 10 * self.health.max_age)
                 pipe.zremrangebyscore(self.index, "-inf", f"({forget_before}")
             self.beats += 1
-            await pipe.execute()
+            replies = await pipe.execute()
+        self.health.paused = bool(replies[0])
+        self.metrics.claiming_paused.labels(self.queue).set(1 if self.health.paused else 0)
 
     def document(self) -> dict[str, Any]:
         health, worker = self.health, self.worker
@@ -213,6 +221,7 @@ class Monitor:
             "db_ok": health.db_error is None,
             "db_error": health.db_error,
             "stopping": health.stopping,
+            "claiming_paused": health.paused,  # as of the previous beat or the last claim
             "metrics": metrics_snapshot(self.metrics.registry),
         }
         if self.details is not None:

@@ -26,6 +26,7 @@ from prometheus_client.registry import Collector
 from worker.config.redis_connection import make_tool_redis
 from worker.config.settings import Settings
 from worker.observe.metric_names import (
+    CLAIMING_PAUSED,
     CLAIMS_WAITING,
     DEAD_LETTERS_WAITING,
     FLEET_GAUGES,
@@ -60,6 +61,7 @@ def render_fleet_metrics(
     dead_letters: int | None,
     schedulers: Iterable[dict[str, Any]] = (),
     claims_waiting: int | None = None,
+    claiming_paused: bool | None = None,
 ) -> bytes:
     """Prometheus text: every live worker's and scheduler's snapshot (labelled `worker` with the
     process's id; a scheduler's holds the purge metrics), the queue depth, the dead letters
@@ -91,6 +93,10 @@ def render_fleet_metrics(
         gauge = _gauge(CLAIMS_WAITING)
         gauge.add_sample(CLAIMS_WAITING.name, {"queue": queue}, float(claims_waiting))
         extra.append(gauge)
+    if claiming_paused is not None:
+        gauge = _gauge(CLAIMING_PAUSED)
+        gauge.add_sample(CLAIMING_PAUSED.name, {"queue": queue}, 1.0 if claiming_paused else 0.0)
+        extra.append(gauge)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families([*families.values(), *extra]))
     return generate_latest(registry)
@@ -114,11 +120,12 @@ class FleetReader:
         from worker.observe.health import count_dead_letters, queue_depth
         from worker.tools.claims import stranded_claims
         from worker.tools.fleet import live_workers, read_heartbeats
+        from worker.tools.pause import read_pause
 
         queue = self.settings.queue
         heartbeats = await read_heartbeats(self.redis, queue)
         workers = heartbeats.live
-        claims = await stranded_claims(self.redis, heartbeats.gone)
+        claims = await stranded_claims(self.redis, queue, heartbeats)
         schedulers = await live_workers(self.redis, scheduler_queue(queue))
         depth = await queue_depth(self.redis, queue)
         dead_letters: int | None
@@ -131,7 +138,13 @@ class FleetReader:
         else:
             self.database_problem = None
         return render_fleet_metrics(
-            queue, workers, depth, dead_letters, schedulers=schedulers, claims_waiting=len(claims)
+            queue,
+            workers,
+            depth,
+            dead_letters,
+            schedulers=schedulers,
+            claims_waiting=len(claims),
+            claiming_paused=await read_pause(self.redis, queue) is not None,
         )
 
     async def close(self) -> None:

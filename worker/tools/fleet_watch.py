@@ -1,11 +1,11 @@
 """The fleet watch: what one long-running process (the scheduler, the web page) does for the whole
-fleet once per heartbeat interval, so that the workers do not have to.
+fleet twice per heartbeat interval, so that the workers do not have to.
 
 * `ClaimWatch.check()`: logs claims waiting to expire after a crash and their pickup, and keeps
   the `taskline_claims_waiting_to_expire` gauge (worker/tools/claims.py);
 * once per `TASKLINE_HISTORY_SAMPLE_S`: a history sample (worker/tools/history.py).
 
-Per interval it reads the heartbeat index and the heartbeats (one ZRANGE, then one pipeline of
+Per half interval it reads the heartbeat index and the heartbeats (one ZRANGE, then one pipeline of
 a GET and a PTTL per worker), plus one pipelined GET and PTTL per job a crashed worker held.
 """
 
@@ -90,4 +90,7 @@ class FleetWatch:
                 if not self._failing:  # one line per outage, not one per interval
                     self.log.warning("fleet watch cannot read Redis; retrying", error=describe_error(exc))
                 self._failing = True
-            await asyncio.sleep(max(0.0, min(self.interval_s, self.sample_every_s) - (time.monotonic() - started)))
+            # Twice per heartbeat interval: a silent worker's stuck claims are seen within half an
+            # interval of the moment it has missed its beats (worker/tools/claims.py).
+            period = min(self.interval_s / 2, self.sample_every_s)
+            await asyncio.sleep(max(0.0, period - (time.monotonic() - started)))

@@ -24,6 +24,7 @@ from worker.tools.claims import stranded_claims
 from worker.tools.fleet import read_heartbeats, summary
 from worker.tools.fleet_watch import sample_now
 from worker.tools.history import counters_of, read_history, summarise
+from worker.tools.pause import read_pause
 
 __all__ = ["collect_dead_letters", "collect_status"]
 
@@ -66,6 +67,7 @@ def _worker_row(document: dict[str, Any]) -> dict[str, Any]:
         "commands_applied": counters.applied,
         "last_beat_age_s": data.get("age_s"),
         "state": "stopping" if data.get("stopping") else ("ready" if data["ready"] else "database down"),
+        "claiming_paused": data.get("claiming_paused"),
     }
 
 
@@ -80,8 +82,9 @@ async def collect_status(
     """Everything `taskline status` shows, as one JSON-able dict. Takes this period's history
     sample when no other process has (so rates appear even without a scheduler or web process)."""
     heartbeats = await read_heartbeats(redis, queue)
-    claims = await stranded_claims(redis, heartbeats.gone)
+    claims = await stranded_claims(redis, queue, heartbeats)
     ready, deferred = await queue_depth(redis, queue)
+    pause = await read_pause(redis, queue)
     schedulers = await read_heartbeats(redis, keys.scheduler_queue(queue))
     await sample_now(redis, queue, sample_every_s, claims, heartbeats)
     hour = await read_history(redis, queue, since_s=3600)
@@ -99,6 +102,8 @@ async def collect_status(
             "claims_waiting_to_expire": len(claims),
         },
         "claims_waiting_to_expire": [claim.as_dict() for claim in claims],
+        "claiming_paused": pause is not None,
+        "pause": pause,
         "rates": {"last_minute": summarise(minute).as_dict(), "last_hour": summarise(hour).as_dict()},
         "history": [
             {
