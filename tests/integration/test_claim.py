@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from taskline_producer import keys
 from taskline_producer.wire import epoch_ms
 
-from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, claim_arguments, parse_claimed
+from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, ClaimReply, claim_arguments, claim_keys, parse_claimed
 
 pytestmark = pytest.mark.integration
 
 
+async def _reply(
+    redis, queue: str, *, limit: int, scan: int = 50, worker_id: str = "w-1", take_over: bool = False
+) -> ClaimReply:
+    arguments = claim_arguments(
+        epoch_ms(), 60_000, worker_id, limit, scan, take_over=take_over, heartbeat_prefix=keys.heartbeat_key(queue, "")
+    )
+    return parse_claimed(await redis.eval(CLAIM_SCRIPT, 2, *claim_keys(queue, keys.paused_key(queue)), *arguments))
+
+
 async def _claim(redis, queue: str, *, limit: int, scan: int = 50, worker_id: str = "w-1") -> list[Claimed]:
-    reply = await redis.eval(CLAIM_SCRIPT, 1, queue, *claim_arguments(epoch_ms(), 60_000, worker_id, limit, scan))
-    return parse_claimed(reply)
+    return (await _reply(redis, queue, limit=limit, scan=scan, worker_id=worker_id)).claimed
+
+
+async def _beat(redis, queue: str, worker_id: str, *, age_s: float, interval_s: float = 1.0) -> None:
+    """A heartbeat document of `worker_id` written `age_s` ago (its key's TTL says so)."""
+    ttl_ms = 60_000
+    document = {"worker_id": worker_id, "interval_s": interval_s, "key_ttl_ms": ttl_ms}
+    await redis.set(keys.heartbeat_key(queue, worker_id), json.dumps(document), px=ttl_ms - int(age_s * 1000))
 
 
 async def test_claims_due_unclaimed_jobs_fetches_them_and_counts_their_tries(redis, queue):
@@ -61,3 +78,59 @@ async def test_looks_at_no_more_due_jobs_than_the_scan_limit(redis, queue):
 
     assert await _claim(redis, queue, limit=5, scan=2) == []
     assert [job.job_id for job in await _claim(redis, queue, limit=5, scan=3)] == ["r"]
+
+
+async def test_takes_over_the_claims_of_a_dead_worker_only_when_asked(redis, queue):
+    """A due job claimed by a worker whose heartbeat is older than three intervals is claimed at
+    once by a claim that asks for take-overs (and reported with the dead worker's id); a claim
+    that does not ask leaves it, as it leaves the claims of a live worker, however old the claim,
+    of a worker with no heartbeat at all, and arq's legacy '1'."""
+    now = epoch_ms()
+    await redis.zadd(
+        queue,
+        {
+            f"{queue}:dead-job": now - 5,
+            f"{queue}:live-job": now - 4,
+            f"{queue}:unknown-job": now - 3,
+            f"{queue}:legacy-job": now - 2,
+        },
+    )
+    await redis.set(keys.job_key(f"{queue}:dead-job"), b"payload")
+    await redis.set(keys.retry_key(f"{queue}:dead-job"), 1)
+    await _beat(redis, queue, "dead-w", age_s=3.5)
+    await _beat(redis, queue, "live-w", age_s=2.5)  # late, but not three intervals
+    await redis.set(keys.in_progress_key(f"{queue}:dead-job"), "dead-w", px=25_000)
+    await redis.set(keys.in_progress_key(f"{queue}:live-job"), "live-w", px=1_000)  # a long job: its claim is old
+    await redis.set(keys.in_progress_key(f"{queue}:unknown-job"), "never-beat-w", px=25_000)
+    await redis.set(keys.in_progress_key(f"{queue}:legacy-job"), "1", px=25_000)
+
+    assert (await _reply(redis, queue, limit=10, worker_id="w-9")).claimed == []
+    reply = await _reply(redis, queue, limit=10, worker_id="w-9", take_over=True)
+
+    assert [(job.job_id, job.payload, job.job_try) for job in reply.claimed] == [(f"{queue}:dead-job", b"payload", 2)]
+    assert reply.taken_over == {f"{queue}:dead-job": "dead-w"}
+    assert await redis.get(keys.in_progress_key(f"{queue}:dead-job")) == b"w-9"
+    assert 59_000 < await redis.pttl(keys.in_progress_key(f"{queue}:dead-job")) <= 60_000
+    for job_id, holder in (
+        (f"{queue}:live-job", b"live-w"),
+        (f"{queue}:unknown-job", b"never-beat-w"),
+        (f"{queue}:legacy-job", b"1"),
+    ):
+        assert await redis.get(keys.in_progress_key(job_id)) == holder
+
+
+async def test_claims_nothing_while_the_queue_is_paused(redis, queue):
+    """While `<queue>:paused` exists the script claims nothing, touches no job and says paused;
+    once it is gone the same jobs are claimed."""
+    now, job_id = epoch_ms(), f"{queue}:paused-job"
+    await redis.zadd(queue, {job_id: now - 1})
+    await redis.set(keys.paused_key(queue), json.dumps({"by": "test", "at": "now"}))
+
+    paused = await _reply(redis, queue, limit=5, take_over=True)
+
+    assert paused == ClaimReply(True, [], {})
+    assert await redis.exists(keys.in_progress_key(job_id), keys.retry_key(job_id)) == 0
+    await redis.delete(keys.paused_key(queue))
+    resumed = await _reply(redis, queue, limit=5)
+    assert resumed.paused is False
+    assert [job.job_id for job in resumed.claimed] == [job_id]

@@ -100,8 +100,9 @@ async def test_a_tasks_story_lists_its_commands_in_issued_order_and_which_won_ea
 
 
 async def test_a_retrying_command_says_why_and_when_and_a_crashed_claim_says_it_waits(settings, engine, redis, users):
-    """A job deferred after transient failures shows its next try and the count; a job whose claim
-    names a worker that stopped beating is waiting for the claim to expire."""
+    """A job deferred after transient failures shows its next try and the count; a due job whose
+    claim names a worker that stopped beating says it waits on that worker's claim (dead: taken
+    over at the next claim; silent: when it is judged dead), however many tries it had."""
     command = UpdateTask(command_id=uuid4(), issued_at=datetime.now(UTC), task_id=uuid4(), user_id=1, title="x")
     job_id = str(command.command_id)
     later = epoch_ms() + 60_000
@@ -117,16 +118,27 @@ async def test_a_retrying_command_says_why_and_when_and_a_crashed_claim_says_it_
     not_yet = await story(engine, redis, settings.queue, job_id)
     assert not_yet["queue"]["why"] == f"waiting for task {command.task_id} to exist (not yet)"
 
-    # Claimed by a worker whose last heartbeat is 10 s old (kept for its claims), not in the queue.
-    await redis.zrem(settings.queue, job_id)
-    document = {"worker_id": "dead:1:x", "interval_s": 1.0, "key_ttl_ms": 30_000, "running_job_ids": [job_id]}
+    # Due again and claimed by a worker whose last heartbeat is 10 s old (three intervals are
+    # 3 s: dead), after one crashed try: the story is the claim, not a retry or a missing task.
+    await redis.delete(keys.transient_key(job_id))
+    await redis.set(keys.retry_key(job_id), 1)
+    await redis.zadd(settings.queue, {job_id: epoch_ms() - 1_000})
+    document = {"worker_id": "dead:1:x", "interval_s": 1.0, "key_ttl_ms": 30_000, "running_job_ids": []}
     await redis.set(heartbeat_key(settings.queue, "dead:1:x"), json.dumps(document), px=20_000)
     await redis.zadd(workers_index_key(settings.queue), {"dead:1:x": 1})
     await redis.set(keys.in_progress_key(job_id), "dead:1:x", px=12_000)
     waiting = await story(engine, redis, settings.queue, job_id)
-    assert waiting["states"] == ["waiting for its claim to expire (its worker stopped beating)"]
+    assert waiting["states"] == ["waiting for a dead worker's claim to be taken over (within 1.0s)"]
+    assert "queue" not in waiting
     assert waiting["claim"]["worker_id"] == "dead:1:x"
+    assert waiting["claim"]["worker_state"] == "dead"
     assert 10 < waiting["claim"]["expires_in_s"] <= 12
+
+    # The same worker 2.5 s silent (two intervals: it missed its beats, not yet dead).
+    await redis.set(heartbeat_key(settings.queue, "dead:1:x"), json.dumps(document), px=27_500)
+    silent = await story(engine, redis, settings.queue, job_id)
+    assert silent["claim"]["worker_state"] == "silent"
+    assert silent["states"][0].startswith("waiting on a worker that stopped beating (runs again within 1.")
 
 
 async def test_an_unknown_id_has_no_story(settings, engine, redis):

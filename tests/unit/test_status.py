@@ -67,17 +67,32 @@ async def test_a_worker_is_live_while_its_key_is_younger_than_three_intervals_wh
     assert 6.5 < heartbeats.gone[0]["age_s"] < 8.0
 
 
-async def test_claims_of_a_worker_that_stopped_beating_wait_until_they_expire_unless_claimed_again(redis):
-    """A listed job whose claim names the silent worker (or holds arq's '1') is waiting, with its
-    PTTL; a claim another worker holds, or one that expired, is not."""
-    await beat(redis, "dead", ttl_ms=20_000, age_ms=7_000, running=["mine", "legacy", "taken", "expired"])
+async def test_claims_of_a_worker_that_stopped_beating_are_found_from_the_queue_the_moment_they_are_taken(redis):
+    """Every due job whose claim names a worker that missed its beats is stranded, listed in its
+    heartbeat or not (claimed after its last beat): 'silent' after two intervals, runs again when
+    it is judged dead (three) plus one interval; 'dead' after three, runs again within one
+    interval; never later than the claim's PTTL. A claim of a worker on time, of another worker,
+    arq's legacy '1', an expired claim, or a job not yet due is not."""
+    await beat(redis, "dead", ttl_ms=20_000, age_ms=7_000, running=[])
+    await beat(redis, "silent", ttl_ms=20_000, age_ms=2_500, running=[])
+    await beat(redis, "on-time", ttl_ms=20_000, age_ms=500, running=[])
+    await redis.zadd(QUEUE, {job: 1 for job in ("mine", "soon", "silent-job", "legacy", "taken", "expired", "fresh")})
+    await redis.zadd(QUEUE, {"later": 2**52})
     await redis.set(keys.in_progress_key("mine"), "dead", px=9_000)
+    await redis.set(keys.in_progress_key("soon"), "dead", px=500)
+    await redis.set(keys.in_progress_key("silent-job"), "silent", px=20_000)
     await redis.set(keys.in_progress_key("legacy"), "1", px=8_000)
     await redis.set(keys.in_progress_key("taken"), "other-worker", px=15_000)
+    await redis.set(keys.in_progress_key("fresh"), "on-time", px=15_000)
+    await redis.set(keys.in_progress_key("later"), "dead", px=15_000)
     heartbeats = await read_heartbeats(redis, QUEUE)
-    claims = await stranded_claims(redis, heartbeats.gone)
-    assert [(c.job_id, c.worker_id) for c in claims] == [("legacy", "dead"), ("mine", "dead")]
-    assert 7.0 < claims[0].expires_in_s <= 8.0
+    claims = await stranded_claims(redis, QUEUE, heartbeats)
+    found = [(c.job_id, c.worker_id, c.worker_state) for c in claims]
+    assert found == [("soon", "dead", "dead"), ("mine", "dead", "dead"), ("silent-job", "silent", "silent")]
+    assert claims[0].runs_again_in_s <= 0.5
+    assert claims[1].runs_again_in_s == 1.0
+    assert 8.0 < claims[1].expires_in_s <= 9.0
+    assert 1.4 < claims[2].runs_again_in_s <= 1.5  # dead in 0.5 s, then within one interval
 
 
 async def test_the_claim_watch_logs_claims_waiting_and_then_their_pickup_and_keeps_the_gauge(redis):
@@ -86,7 +101,8 @@ async def test_the_claim_watch_logs_claims_waiting_and_then_their_pickup_and_kee
     metrics = Metrics()
     log = Log()
     watch = ClaimWatch(redis, QUEUE, log, metrics.claims_waiting)
-    await beat(redis, "dead", ttl_ms=20_000, age_ms=7_000, running=["a", "b"])
+    await beat(redis, "dead", ttl_ms=20_000, age_ms=7_000, running=[])
+    await redis.zadd(QUEUE, {"a": 1, "b": 1})
     await redis.set(keys.in_progress_key("a"), "dead", px=9_000)
     await redis.set(keys.in_progress_key("b"), "dead", px=9_000)
     assert len(await watch.check()) == 2
@@ -96,7 +112,6 @@ async def test_the_claim_watch_logs_claims_waiting_and_then_their_pickup_and_kee
     # The claims expire; another worker claims "a", "b" is back in the queue.
     await redis.set(keys.in_progress_key("a"), "alive-worker", px=20_000)
     await redis.delete(keys.in_progress_key("b"))
-    await redis.zadd(QUEUE, {"b": 1})
     assert await watch.check() == []
     level, event, fields = log.lines[-1]
     assert (level, fields["running_again"], fields["queued"]) == ("info", 1, 1)
@@ -171,8 +186,17 @@ def test_the_status_names_the_claims_waiting_and_the_workers() -> None:
         "queue": "q",
         "depth": {"ready": 4, "deferred": 1, "in_progress": 2, "claims_waiting_to_expire": 1},
         "claims_waiting_to_expire": [
-            {"job_id": "j1", "worker_id": "h:2:b", "host": "h", "expires_in_s": 12.5, "silent_for_s": 9.0}
+            {
+                "job_id": "j1",
+                "worker_id": "h:2:b",
+                "host": "h",
+                "expires_in_s": 12.5,
+                "silent_for_s": 9.0,
+                "worker_state": "dead",
+                "runs_again_in_s": 1.0,
+            }
         ],
+        "pause": {"by": "ops@example", "at": "2026-12-07T22:00:00+00:00"},
         "rates": {"last_minute": window, "last_hour": window},
         "workers": [worker],
         "stopped_workers": [{"worker_id": "h:2:b", "host": "h", "silent_for_s": 9.0}],
@@ -185,7 +209,8 @@ def test_the_status_names_the_claims_waiting_and_the_workers() -> None:
     text = console.export_text()
     assert "4 ready, 1 deferred or retrying, 2 in progress, 1 claims waiting to expire" in text
     assert "job j1 claimed by h:2:b" in text
-    assert "expires in 12.5s" in text
+    assert "(dead, silent 9s), runs again within 1.0s" in text
+    assert "claiming paused (by ops@example at 2026-12-07T22:00:00)" in text
     assert "h:1:a" in text
     assert "stopped beating" in text
     assert "4.0 ms" in text

@@ -31,7 +31,7 @@ from taskline_producer import keys
 
 from worker.store import trace_queries as queries
 from worker.text import json_object, payload_text, reply_text
-from worker.tools.claims import LEGACY_CLAIM_VALUE
+from worker.tools.claims import LEGACY_CLAIM_VALUE, stranded_claims
 from worker.tools.fleet import read_heartbeats
 
 __all__ = ["trace", "trace_command", "trace_task"]
@@ -89,8 +89,8 @@ async def trace_command(conn: AsyncConnection, redis: Redis, queue: str, job_id:
         story["outcome"] = side["outcome"]  # what the producer reads, when its job asked for outcomes
     if side["holder"] is not None:
         states.append(await _running(redis, queue, side, story))
-    if side["score"] is not None:
-        states.append(await _queued(conn, side, story))
+    if side["score"] is not None and side["holder"] is None:
+        states.append(await _queued(conn, side, story))  # a claimed job keeps its place in the queue
     await _applied(conn, job_id, story)
     dead = await queries.dead_letter(conn, job_id)
     if dead is not None:
@@ -121,17 +121,22 @@ async def trace_command(conn: AsyncConnection, redis: Redis, queue: str, job_id:
 async def _running(redis: Redis, queue: str, side: dict[str, Any], story: dict[str, Any]) -> str:
     holder = side["holder"]
     heartbeats = await read_heartbeats(redis, queue)
-    live = {str(doc["worker_id"]) for doc in heartbeats.live}
-    gone = {str(doc["worker_id"]): doc for doc in heartbeats.gone}
-    claim = {
+    beats = {str(doc["worker_id"]): doc for doc in [*heartbeats.live, *heartbeats.gone]}
+    claim: dict[str, Any] = {
         "worker_id": None if holder == LEGACY_CLAIM_VALUE else holder,
         "expires_in_s": side["claim_pttl_ms"] / 1000,
     }
     story["claim"] = claim
-    if holder in gone:
-        claim["silent_for_s"] = gone[holder].get("age_s")
-        return "waiting for its claim to expire (its worker stopped beating)"
-    if holder in live or holder == LEGACY_CLAIM_VALUE:
+    if holder == LEGACY_CLAIM_VALUE:
+        return "running"
+    stranded = {c.job_id: c for c in await stranded_claims(redis, queue, heartbeats)}
+    mine = stranded.get(story["id"])
+    if mine is not None:
+        claim.update(silent_for_s=mine.silent_for_s, worker_state=mine.worker_state, runs_again_in_s=mine.runs_again_in_s)
+        if mine.worker_state == "dead":
+            return f"waiting for a dead worker's claim to be taken over (within {mine.runs_again_in_s:.1f}s)"
+        return f"waiting on a worker that stopped beating (runs again within {mine.runs_again_in_s:.1f}s)"
+    if holder in beats:
         return "running"
     return "waiting for its claim to expire (its worker is unknown)"
 
@@ -149,6 +154,10 @@ async def _queued(conn: AsyncConnection, side: dict[str, Any], story: dict[str, 
         return "queued"
     if side["transient_failures"]:
         why = f"{side['transient_failures']} transient failure(s) so far (connection lost, serialization, timeout)"
+    elif score_ms <= now_ms:
+        # Due again with no claim: a worker crashed or stopped during an earlier try, or a retry
+        # fell due; the next claim runs it.
+        why = "due for another try (an earlier try ended without an outcome, or its retry fell due)"
     else:
         why = "waiting for its task or user to exist (not yet)"
         job = story.get("job") or {}
