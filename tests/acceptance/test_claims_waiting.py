@@ -61,12 +61,9 @@ async def test_claims_of_a_killed_worker_are_seen_at_once_and_taken_over_when_it
     from the scheduler's fleet watch as soon as it has missed its beats; a live worker takes them
     over about three heartbeat intervals after the kill, long before their claims expire, the
     scheduler logs the pickup, and each is applied once, by the live worker."""
-    rescuer = start_worker(**FAST)
-    await wait_for(lambda: "worker started" in rescuer.log(), timeout=30)
-    worker = start_worker(**FAST)
-    await wait_for(lambda: "worker started" in worker.log(), timeout=30)
-    worker_id = next(json.loads(x) for x in worker.log().splitlines() if "worker started" in x)["worker_id"]
-    rescuer_id = next(json.loads(x) for x in rescuer.log().splitlines() if "worker started" in x)["worker_id"]
+    victim = start_worker(**FAST)
+    await wait_for(lambda: "worker started" in victim.log(), timeout=30)
+    victim_id = next(json.loads(x) for x in victim.log().splitlines() if "worker started" in x)["worker_id"]
     # Hold user 1's row: the workers' INSERTs of tasks for user 1 wait on it (the foreign key check).
     lock = db.transaction()
     await lock.start()
@@ -74,12 +71,13 @@ async def test_claims_of_a_killed_worker_are_seen_at_once_and_taken_over_when_it
     producer = TaskProducer(redis, queue=settings.queue)
     job_ids = [str((await producer.create_task(user_id=1, title=f"stuck {i}")).command_id) for i in range(JOBS)]
 
-    async def claimed_by_one_worker() -> str | None:
-        holders = {None if h is None else h.decode() for h in await redis.mget([in_progress_key(j) for j in job_ids])}
-        return holders.pop() if len(holders) == 1 and None not in holders else None
+    async def all_claimed() -> bool:
+        return {h for h in await redis.mget([in_progress_key(j) for j in job_ids])} == {victim_id.encode()}
 
-    victim_id = await wait_for(claimed_by_one_worker, timeout=10, interval=0.01)
-    victim = worker if victim_id == worker_id else rescuer
+    await wait_for(all_claimed, timeout=10, interval=0.01)
+    rescuer = start_worker(**FAST)  # live, polling, and finding every due job held
+    await wait_for(lambda: "worker started" in rescuer.log(), timeout=30)
+    rescuer_id = next(json.loads(x) for x in rescuer.log().splitlines() if "worker started" in x)["worker_id"]
     victim.signal(signal.SIGKILL)
     killed_at = time.monotonic()
     assert victim.proc.wait(5) == -signal.SIGKILL
@@ -102,11 +100,9 @@ async def test_claims_of_a_killed_worker_are_seen_at_once_and_taken_over_when_it
         "SELECT worker_id, duplicates FROM processed_command WHERE command_id = ANY($1::uuid[])",
         [UUID(j) for j in job_ids],
     )
-    survivor_id = rescuer_id if victim_id == worker_id else worker_id
-    assert {(r["worker_id"], r["duplicates"]) for r in rows} == {(survivor_id, 0)}
+    assert {(r["worker_id"], r["duplicates"]) for r in rows} == {(rescuer_id, 0)}
     assert await db.fetchval("SELECT count(*) FROM task WHERE title LIKE 'stuck %'") == JOBS
-    survivor = rescuer if victim is worker else worker
-    assert "took over the claims of a dead worker" in survivor.log()
+    assert "took over the claims of a dead worker" in rescuer.log()
     picked = await wait_for(lambda: _log_lines(scheduler_log, "claims expired or taken over"), timeout=10)
     assert picked[0]["jobs"] == JOBS
     after = json.loads((await taskline(settings, "status", "--json")).stdout)
