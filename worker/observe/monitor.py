@@ -46,9 +46,10 @@ QUEUE_DEPTH_EVERY: Final = 3
 """The queue-depth gauge is refreshed every this many intervals (15 s with the default): it is the
 same number for every worker, and an idle worker's Redis traffic is kept under 2 commands/s."""
 INDEX_REFRESH_EVERY: Final = 2
-"""The heartbeat refreshes its index entry every this many beats: readers only need the entry to
-exist (they check the heartbeat key), and its score only ages out long-gone workers; the command
-saved pays for reading the pause key on every beat, within an idle worker's 2 commands/s."""
+"""The heartbeat refreshes its index entry on even beats and reads the pause key on odd ones (and
+at the first): readers only need the entry to exist (they check the heartbeat key), and its score
+only ages out long-gone workers. So a beat stays two commands, an idle worker under 2 commands/s,
+and the heartbeat shows a pause within two intervals (a claim sees it at once)."""
 INDEX_CLEANUP_EVERY: Final = 12
 """The heartbeat prunes long-gone workers from the index every this many beats (once a minute)."""
 INDEX_FORGET_AFTER_S: Final = 600.0
@@ -178,7 +179,9 @@ class Monitor:
         ttl_ms = int(self.key_ttl_s * 1000)
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(keys.paused_key(self.queue))
+            read_pause = self.beats % INDEX_REFRESH_EVERY == 1 or self.beats == 0
+            if read_pause:
+                pipe.exists(keys.paused_key(self.queue))
             pipe.set(self.key, json.dumps(self.document()), px=ttl_ms)
             if self.beats % INDEX_REFRESH_EVERY == 0:
                 pipe.zadd(self.index, {self.health.worker_id: now})
@@ -189,8 +192,9 @@ class Monitor:
                 pipe.zremrangebyscore(self.index, "-inf", f"({forget_before}")
             self.beats += 1
             replies = await pipe.execute()
-        self.health.paused = bool(replies[0])
-        self.metrics.claiming_paused.labels(self.queue).set(1 if self.health.paused else 0)
+        if read_pause:
+            self.health.paused = bool(replies[0])
+            self.metrics.claiming_paused.labels(self.queue).set(1 if self.health.paused else 0)
 
     def document(self) -> dict[str, Any]:
         health, worker = self.health, self.worker

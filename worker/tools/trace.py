@@ -132,7 +132,9 @@ async def _running(redis: Redis, queue: str, side: dict[str, Any], story: dict[s
     stranded = {c.job_id: c for c in await stranded_claims(redis, queue, heartbeats)}
     mine = stranded.get(story["id"])
     if mine is not None:
-        claim.update(silent_for_s=mine.silent_for_s, worker_state=mine.worker_state, runs_again_in_s=mine.runs_again_in_s)
+        claim.update(
+            silent_for_s=mine.silent_for_s, worker_state=mine.worker_state, runs_again_in_s=mine.runs_again_in_s
+        )
         if mine.worker_state == "dead":
             return f"waiting for a dead worker's claim to be taken over (within {mine.runs_again_in_s:.1f}s)"
         return f"waiting on a worker that stopped beating (runs again within {mine.runs_again_in_s:.1f}s)"
