@@ -63,16 +63,27 @@ async def test_a_waiting_producer_learns_its_command_was_applied(settings, redis
 
 
 async def test_a_command_sent_again_after_it_took_effect_is_a_duplicate(settings, redis, users):
-    """The same command_id queued again once the first job is gone: the worker finds it processed."""
+    """The same command_id queued again once the first job is gone: its waiter, started before
+    any worker runs the re-send, does not take the first send's `applied` for its answer; it gets
+    the re-send's own outcome, `duplicate`, written for the re-send's job."""
     producer = TaskProducer(redis, queue=settings.queue)
     command = created()
     first = await producer.send(command, outcome_ttl=TTL)
     await run_burst(settings)
-    assert (await first.outcome(timeout=5)).state == "applied"
+    applied = await first.outcome(timeout=5)
+    assert applied.state == "applied"
+    assert applied.enqueued_at_ms == first.sent_at_ms
     again = await producer.send(command, outcome_ttl=TTL)
     assert again.queued
+    assert again.sent_at_ms is not None
+    assert first.sent_at_ms is not None
+    assert again.sent_at_ms > first.sent_at_ms  # a worker's burst lies between them
+    assert (await again.status()).state == "queued"  # not the first send's `applied`
+    waiter = asyncio.create_task(again.outcome(timeout=60))
     await run_burst(settings)
-    assert (await again.outcome(timeout=5)).state == "duplicate"
+    duplicate = await waiter
+    assert duplicate.state == "duplicate"
+    assert duplicate.enqueued_at_ms == again.sent_at_ms
 
 
 async def test_a_dead_lettered_command_reports_the_reason(settings, redis, db, users):

@@ -39,7 +39,7 @@ await client.close();
 """
 
 
-def document(command_id: str, state: str, reason: str | None = None) -> str:
+def document(command_id: str, state: str, reason: str | None = None, enqueued_at_ms: int | None = None) -> str:
     return json.dumps(
         {
             "command_id": command_id,
@@ -48,14 +48,17 @@ def document(command_id: str, state: str, reason: str | None = None) -> str:
             "reason": reason,
             "at": datetime.now(UTC).isoformat(),
             "next_try_at": None,
+            "enqueued_at_ms": enqueued_at_ms,
         }
     )
 
 
-async def record(redis: Any, command_id: str, state: str, reason: str | None = None) -> None:
+async def record(
+    redis: Any, command_id: str, state: str, reason: str | None = None, enqueued_at_ms: int | None = None
+) -> None:
     """Write an outcome the way the worker does (docs/contract.md, "Outcomes")."""
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(f"taskline:outcome:{command_id}", document(command_id, state, reason), ex=60)
+        pipe.set(f"taskline:outcome:{command_id}", document(command_id, state, reason, enqueued_at_ms), ex=60)
         if state in {"applied", "duplicate", "dead_letter"}:
             pipe.rpush(f"taskline:outcome:{command_id}:done", state)
             pipe.expire(f"taskline:outcome:{command_id}:done", 60)
@@ -141,3 +144,41 @@ async def test_without_a_final_outcome_the_wait_ends_at_its_timeout_with_the_las
 
 async def _at_least(count: Any, wanted: int) -> bool:
     return bool(await count >= wanted)
+
+
+RESEND = """
+import { createClient } from "redis";
+import { TaskProducer } from "./dist/index.js";
+const client = createClient({ url: process.env.REDIS_URL });
+await client.connect();
+const producer = new TaskProducer(client, { queue: process.env.QUEUE });
+const input = { commandId: process.env.COMMAND_ID, userId: 1, title: "sent again" };
+const receipt = await producer.createTask(input, { outcomeTtl: 60 });
+const looked = await producer.outcome(receipt.commandId, { timeoutMs: 0, sentAtMs: receipt.sentAtMs });
+const outcome = await receipt.outcome({ timeoutMs: 30_000 });
+console.log(JSON.stringify({ queued: receipt.queued, sentAtMs: receipt.sentAtMs, looked, outcome }));
+await client.close();
+"""
+
+
+async def test_a_resend_waits_for_its_own_outcome_not_the_earlier_sends(redis, redis_url):
+    """A command sent again after its first job ended (`applied`, with that job's `et`) is queued
+    anew; its receipt does not take the earlier `applied` (nor its token) for its answer, and
+    returns the re-send's own outcome, `duplicate`, written for the new job."""
+    command_id = str(uuid4())
+    queue = f"taskline:test:{uuid4().hex[:8]}"
+    await record(redis, command_id, "applied", enqueued_at_ms=1_000)  # the first send's, long ago
+    env = {**os.environ, "REDIS_URL": redis_url, "COMMAND_ID": command_id, "QUEUE": queue}
+    process = await asyncio.create_subprocess_exec(
+        "node", "--input-type=module", "-e", RESEND, cwd=built_package(), env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    raw_job = await wait_for(lambda: redis.get(f"arq:job:{command_id}"), timeout=30)
+    enqueued_at_ms = json.loads(raw_job)["et"]
+    await wait_for(lambda: _at_least(blocked_on_blmove(redis), 1), timeout=30)
+    await redis.delete(f"arq:job:{command_id}")  # the worker ran it...
+    await record(redis, command_id, "duplicate", enqueued_at_ms=enqueued_at_ms)  # ...and found it applied
+    result = await result_of(process)
+    assert (result["queued"], result["sentAtMs"]) == (True, enqueued_at_ms)
+    assert result["looked"]["state"] == "queued"
+    assert (result["outcome"]["state"], result["outcome"]["enqueuedAtMs"]) == ("duplicate", enqueued_at_ms)

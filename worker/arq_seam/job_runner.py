@@ -108,6 +108,7 @@ class JobRunner:
         try:
             decoded = self.decode(raw)
             name, args, kwargs, start_try = decoded["f"], decoded["a"], decoded["k"], decoded["t"]
+            ctx["enqueued_ms"] = int(decoded["et"]) if decoded.get("et") else None
             function = self.functions[name]
         except Exception as exc:  # the decoder never raises; this guards against our own bugs
             await settle_escaped_error(ctx, raw, None, exc)

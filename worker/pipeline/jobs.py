@@ -38,7 +38,9 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
     options = delivery.options
     report = None
     if options.outcome_ttl is not None:
-        report = OutcomeReport(options.outcome_ttl, ctx["job_id"], (str(command.command_id),))
+        report = OutcomeReport(
+            options.outcome_ttl, ctx["job_id"], (str(command.command_id),), enqueued_ms=ctx.get("enqueued_ms")
+        )
     started = runtime.clock()
     with runtime.metrics.in_progress(command.function):
         refusal = (
@@ -96,7 +98,9 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
     options = bulk.options
     report = None
     if options.outcome_ttl is not None:
-        report = OutcomeReport(options.outcome_ttl, ctx["job_id"], _bulk_command_ids(bulk))
+        report = OutcomeReport(
+            options.outcome_ttl, ctx["job_id"], _bulk_command_ids(bulk), enqueued_ms=ctx.get("enqueued_ms")
+        )
     too_new = _version_reason(runtime, options)
     if too_new:
         return await dead_letter_job(ctx, log, bulk.raw, "apply_commands", Kind.PERMANENT, too_new, report)

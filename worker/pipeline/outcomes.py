@@ -62,6 +62,8 @@ class OutcomeReport:
     command_ids: Sequence[str] = ()
     """The commands whose fate is the job's own (a retry or dead letter of the whole job)."""
     pending: list[_Pending] = field(default_factory=list)
+    enqueued_ms: int | None = None
+    """The job's `et`: lets a producer tell this job's outcome from an earlier send's."""
 
     def add(
         self, command_id: str, state: OutcomeState, reason: str | None = None, retry_in_s: float | None = None
@@ -121,6 +123,7 @@ class OutcomeWriter:
                     "reason": reason,
                     "at": at,
                     "next_try_at": next_try_at.isoformat() if next_try_at else None,
+                    "enqueued_at_ms": report.enqueued_ms,
                 }
                 script_keys += (keys.outcome_key(command_id), keys.outcome_done_key(command_id))
                 args += (json.dumps(document, ensure_ascii=False), report.ttl, state if state in FINAL_STATES else "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -107,3 +107,6 @@ class JobContext(TypedDict):
     job_try: int
     score: int
     runtime: Runtime
+    enqueued_ms: NotRequired[int | None]
+    """The job's `et` (when its producer enqueued it, epoch ms), written into its outcomes so that
+    a producer waiting on a re-send ignores the outcome of an earlier send."""

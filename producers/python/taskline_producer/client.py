@@ -158,7 +158,10 @@ class TaskProducer:
         now = epoch_ms()
         job = job_of_command(command, now, job_options(outcome_ttl))
         (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, str(command.command_id), job])
-        return Receipt(command.command_id, command.task_id, bool(queued), outcome_ttl, self)
+        # A queued job is this send's own: its outcome is the one written for it (a re-send of an
+        # applied command: `duplicate`). A refused one waits for the job already in the queue.
+        sent_at_ms = now if queued else None
+        return Receipt(command.command_id, command.task_id, bool(queued), outcome_ttl, self, sent_at_ms=sent_at_ms)
 
     # -- outcomes ----------------------------------------------------------------------------
 
@@ -168,17 +171,24 @@ class TaskProducer:
         *,
         job_id: str | None = None,
         timeout: float = 30.0,  # noqa: ASYNC109
+        sent_at_ms: int | None = None,
     ) -> Outcome:
         """Wait up to `timeout` seconds for a command's final outcome (it must have been sent with
         `outcome_ttl`); raises `OutcomeTimeout` with the last state seen. `job_id`: the
-        `apply_commands` job that carried it (default: its own job, the command id)."""
+        `apply_commands` job that carried it (default: its own job, the command id).
+        `sent_at_ms`: the send's time (a receipt's `sent_at_ms`), so that the outcome of an earlier
+        send of the same command is not taken for this one's."""
         command_id = _as_uuid(command_id)
-        return await wait_for_outcome(self.redis, command_id, job_id or str(command_id), timeout)
+        job_id = job_id or str(command_id)
+        return await wait_for_outcome(self.redis, command_id, job_id, timeout, sent_at_ms=sent_at_ms)
 
-    async def status(self, command_id: UUID | str, *, job_id: str | None = None) -> Outcome:
-        """A command's outcome now, final or not (`queued`, `running`, `retrying`, `unknown`...)."""
+    async def status(
+        self, command_id: UUID | str, *, job_id: str | None = None, sent_at_ms: int | None = None
+    ) -> Outcome:
+        """A command's outcome now, final or not (`queued`, `running`, `retrying`, `unknown`...);
+        `sent_at_ms` as for `outcome`."""
         command_id = _as_uuid(command_id)
-        return await read_outcome(self.redis, command_id, job_id or str(command_id))
+        return await read_outcome(self.redis, command_id, job_id or str(command_id), sent_at_ms=sent_at_ms)
 
     # -- many commands ---------------------------------------------------------------------
 
@@ -226,7 +236,8 @@ class TaskProducer:
             keys=[self.queue], args=[now, self.job_ttl_ms, bulk_id, envelope(BULK_JOB, items, now, options)]
         )
         command_ids = tuple(c.command_id for c in commands)
-        return BulkReceipt(bulk_id, len(commands), bool(queued), command_ids, outcome_ttl, self)
+        sent_at_ms = now if queued else None
+        return BulkReceipt(bulk_id, len(commands), bool(queued), command_ids, outcome_ttl, self, sent_at_ms=sent_at_ms)
 
     def _queue_chunk(self, pipe: Any, chunk: list[Command], options: dict[str, int]) -> None:
         now = epoch_ms()

@@ -42,6 +42,8 @@ class Receipt:
     queued: bool
     outcome_ttl: int | None = None
     producer: TaskProducer | None = field(default=None, repr=False, compare=False)
+    sent_at_ms: int | None = field(default=None, compare=False)
+    """The queued job's `et` (None when refused as a duplicate: the job in the queue is awaited)."""
 
     @property
     def job_id(self) -> str:
@@ -51,11 +53,12 @@ class Receipt:
         """Wait up to `timeout` seconds for a final outcome (applied, duplicate, dead_letter);
         raises `OutcomeTimeout` carrying the last state seen (queued, running, retrying...)."""
         _require_outcomes(self.outcome_ttl, f"command {self.command_id}")
-        return await _producer_of(self.producer).outcome(self.command_id, timeout=timeout)
+        producer = _producer_of(self.producer)
+        return await producer.outcome(self.command_id, timeout=timeout, sent_at_ms=self.sent_at_ms)
 
     async def status(self) -> Outcome:
         """The outcome now, final or not, without waiting."""
-        return await _producer_of(self.producer).status(self.command_id)
+        return await _producer_of(self.producer).status(self.command_id, sent_at_ms=self.sent_at_ms)
 
 
 @dataclass(slots=True)
@@ -78,6 +81,8 @@ class BulkReceipt:
     command_ids: tuple[UUID, ...] = ()
     outcome_ttl: int | None = None
     producer: TaskProducer | None = field(default=None, repr=False, compare=False)
+    sent_at_ms: int | None = field(default=None, compare=False)
+    """The queued job's `et` (None when refused as a duplicate)."""
 
     async def outcomes(self, timeout: float = 30.0) -> dict[UUID, Outcome]:  # noqa: ASYNC109
         """Wait up to `timeout` seconds in all for every command's final outcome, by command id;
@@ -90,7 +95,9 @@ class BulkReceipt:
         for command_id in self.command_ids:
             remaining = max(deadline - loop.time(), 0.001)
             try:
-                found[command_id] = await producer.outcome(command_id, job_id=self.job_id, timeout=remaining)
+                found[command_id] = await producer.outcome(
+                    command_id, job_id=self.job_id, timeout=remaining, sent_at_ms=self.sent_at_ms
+                )
             except OutcomeTimeout as exc:
                 raise OutcomeTimeout(exc.outcome, timeout) from None
         return found

@@ -120,7 +120,8 @@ export class TaskProducer {
     const job = this.sized(envelope(fn, command, this.kwargs(options), now), this.maxPayloadBytes, "PAYLOAD");
     const args = [String(now), String(this.jobTtlMs), command.command_id, job];
     const [queued] = (await this.enqueue(args)) as unknown[];
-    return this.receipt(command.command_id, command.command_id, command.task_id, Number(queued) === 1);
+    const wasQueued = Number(queued) === 1;
+    return this.receipt(command.command_id, command.command_id, command.task_id, wasQueued, wasQueued ? now : null);
   }
 
   // -- many commands -----------------------------------------------------------------------
@@ -154,7 +155,8 @@ export class TaskProducer {
         const queued = Number(flags[i]) === 1;
         if (queued) report.queued += 1;
         else report.duplicates.push(command.command_id);
-        report.receipts.push(this.receipt(command.command_id, command.command_id, command.task_id, queued));
+        const sentAtMs = queued ? now : null;
+        report.receipts.push(this.receipt(command.command_id, command.command_id, command.task_id, queued, sentAtMs));
       });
     }
     return report;
@@ -179,7 +181,9 @@ export class TaskProducer {
     return {
       jobId,
       queued: wasQueued,
-      receipts: commands.map(({ command }) => this.receipt(command.command_id, jobId, command.task_id, wasQueued)),
+      receipts: commands.map(({ command }) =>
+        this.receipt(command.command_id, jobId, command.task_id, wasQueued, wasQueued ? now : null),
+      ),
     };
   }
 
@@ -188,17 +192,24 @@ export class TaskProducer {
   /**
    * What became of a command sent earlier, perhaps by another process: as `receipt.outcome()`.
    * `jobId` is the bulk job's id for a command sent with `sendBulk`; by default the command id.
+   * `sentAtMs` (a receipt's): ignore the outcome of an earlier send of the same command.
    */
-  outcome(commandId: string, options: OutcomeOptions & { jobId?: string } = {}): Promise<Outcome> {
+  outcome(
+    commandId: string,
+    options: OutcomeOptions & { jobId?: string; sentAtMs?: number | null } = {},
+  ): Promise<Outcome> {
     const id = commandId.toLowerCase();
-    return this.waitFor(id, options.jobId ?? id, options.timeoutMs ?? DEFAULT_OUTCOME_TIMEOUT_MS);
+    const timeoutMs = options.timeoutMs ?? DEFAULT_OUTCOME_TIMEOUT_MS;
+    return this.waitFor(id, options.jobId ?? id, timeoutMs, options.sentAtMs ?? null);
   }
 
-  private receipt(commandId: string, jobId: string, taskId: string, queued: boolean): Receipt {
-    return new Receipt(commandId, jobId, taskId, queued, (c, j, timeoutMs) => this.waitFor(c, j, timeoutMs));
+  private receipt(commandId: string, jobId: string, taskId: string, queued: boolean, sentAtMs: number | null): Receipt {
+    const waiter = (c: string, j: string, timeoutMs: number, sent: number | null): Promise<Outcome> =>
+      this.waitFor(c, j, timeoutMs, sent);
+    return new Receipt(commandId, jobId, taskId, queued, waiter, sentAtMs);
   }
 
-  private async waitFor(commandId: string, jobId: string, timeoutMs: number): Promise<Outcome> {
+  private async waitFor(commandId: string, jobId: string, timeoutMs: number, sentAtMs: number | null): Promise<Outcome> {
     if (!Number.isFinite(timeoutMs) || timeoutMs < 0) {
       throw new InvalidSendError(`timeoutMs must be a number of milliseconds >= 0, got ${timeoutMs}`);
     }
@@ -218,7 +229,7 @@ export class TaskProducer {
       return own;
     };
     try {
-      return await waitForOutcome(this.client, blocking, commandId, jobId, timeoutMs);
+      return await waitForOutcome(this.client, blocking, commandId, jobId, timeoutMs, sentAtMs);
     } finally {
       await own?.close();
     }

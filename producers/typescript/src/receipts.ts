@@ -6,7 +6,7 @@ export interface OutcomeOptions {
   timeoutMs?: number | undefined;
 }
 
-type Waiter = (commandId: string, jobId: string, timeoutMs: number) => Promise<Outcome>;
+type Waiter = (commandId: string, jobId: string, timeoutMs: number, sentAtMs: number | null) => Promise<Outcome>;
 
 export const DEFAULT_OUTCOME_TIMEOUT_MS = 30_000;
 
@@ -21,6 +21,12 @@ export class Receipt {
     /** false: the job id was already queued or running, so Redis refused it as a duplicate. */
     readonly queued: boolean,
     private readonly waiter: Waiter,
+    /**
+     * The queued job's `et` (epoch ms): its outcome is the one written for it (a re-send of an
+     * applied command reports `duplicate`). null when refused as a duplicate: the job already
+     * in the queue is waited for.
+     */
+    readonly sentAtMs: number | null = null,
   ) {}
 
   /**
@@ -29,7 +35,7 @@ export class Receipt {
    * sent with `outcomeTtl`; otherwise the answer is `queued`, `running` or `unknown`.
    */
   outcome(options: OutcomeOptions = {}): Promise<Outcome> {
-    return this.waiter(this.commandId, this.jobId, options.timeoutMs ?? DEFAULT_OUTCOME_TIMEOUT_MS);
+    return this.waiter(this.commandId, this.jobId, options.timeoutMs ?? DEFAULT_OUTCOME_TIMEOUT_MS, this.sentAtMs);
   }
 
   toJSON(): { commandId: string; jobId: string; taskId: string; queued: boolean } {
