@@ -11,7 +11,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from taskline_producer import CreateTask, TaskProducer, UpdateTask, keys
+from taskline_producer import CompleteTask, CreateTask, TaskProducer, UpdateTask, keys
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms
 
 from tests.conftest import run_burst, taskline, wait_for
@@ -84,6 +84,54 @@ async def test_a_command_sent_again_after_it_took_effect_is_a_duplicate(settings
     duplicate = await waiter
     assert duplicate.state == "duplicate"
     assert duplicate.enqueued_at_ms == again.sent_at_ms
+
+
+async def test_a_command_id_used_again_for_another_command_is_a_dead_letter_that_says_so(settings, redis, db, users):
+    """A complete_task sent under an applied create_task's command_id is refused: a permanent dead
+    letter (and outcome) saying the id was reused, the task untouched, the create's record left as
+    it was; a redelivery of the create itself stays a duplicate, counted on that record."""
+    producer = TaskProducer(redis, queue=settings.queue)
+    create = created()
+    await producer.send(create, outcome_ttl=TTL)
+    await run_burst(settings)
+    impostor = CompleteTask(command_id=create.command_id, issued_at=create.issued_at, task_id=create.task_id, user_id=1)
+    sent = await producer.send(impostor, outcome_ttl=TTL)
+    assert sent.queued
+    await run_burst(settings)
+    outcome = await sent.outcome(timeout=5)
+    assert outcome.state == "dead_letter"
+    assert outcome.reason is not None
+    assert outcome.reason.startswith("command_id reused: this command_id was already applied for a different command")
+    row = await db.fetchrow(
+        "SELECT function, category, reason FROM dead_letter WHERE job_id = $1", str(create.command_id)
+    )
+    assert (row["function"], row["category"]) == ("complete_task", "permanent")
+    assert row["reason"] == outcome.reason
+    record = await db.fetchrow(
+        "SELECT function, duplicates FROM processed_command WHERE command_id = $1", create.command_id
+    )
+    assert (record["function"], record["duplicates"]) == ("create_task", 0)
+    assert await db.fetchval("SELECT completed FROM task WHERE id = $1", create.task_id) is False
+
+    again = await producer.send(create, outcome_ttl=TTL)  # the create itself, sent again: a no-op
+    await run_burst(settings)
+    assert (await again.outcome(timeout=5)).state == "duplicate"
+    assert await db.fetchval("SELECT duplicates FROM processed_command WHERE command_id = $1", create.command_id) == 1
+
+
+async def test_a_command_id_used_again_with_other_fields_is_refused_too(settings, redis, db, users):
+    """The same function with another title under an applied create's id is refused the same way;
+    the task keeps the first title."""
+    producer = TaskProducer(redis, queue=settings.queue)
+    create = created()
+    await producer.send(create)
+    await run_burst(settings)
+    changed = await producer.send(create.model_copy(update={"title": "another title"}), outcome_ttl=TTL)
+    await run_burst(settings)
+    outcome = await changed.outcome(timeout=5)
+    assert outcome.state == "dead_letter"
+    assert "command_id reused" in (outcome.reason or "")
+    assert await db.fetchval("SELECT title FROM task WHERE id = $1", create.task_id) == "outcomes"
 
 
 async def test_a_dead_lettered_command_reports_the_reason(settings, redis, db, users):

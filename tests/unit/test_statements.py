@@ -35,23 +35,24 @@ def binds(clause: sa.TextClause) -> set[str]:
 
 def test_record_commands_claims_commands_in_id_order_and_counts_redeliveries() -> None:
     """RECORD_COMMANDS inserts one processed_command row per element of the parallel arrays, in
-    command id order, stamped with now(), the worker and the transaction; a command already there
-    counts one more duplicate; only the rows with no duplicate come back."""
+    command id order, stamped with now(), the worker, the transaction and the command's
+    fingerprint; a command already there with the same fingerprint (or none) counts one more
+    duplicate, one with another fingerprint is left alone (and not returned); every row recorded
+    comes back with its duplicates."""
     sql = flat(statements.RECORD_COMMANDS)
-    assert sql.startswith(
-        "WITH recorded AS (INSERT INTO processed_command (command_id, function, task_id, issued_at, processed_at,"
-        " worker_id, transaction_id) SELECT c.command_id AS command_id, c.function AS function, c.task_id AS task_id,"
-        " c.issued_at AS issued_at, now() AS now_1, CAST(:worker_id AS TEXT) AS anon_1,"
-        " CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT) AS pg_current_xact_id_1"
-    ), sql
-    assert (
-        "FROM unnest(CAST(:command_ids AS UUID[]), CAST(:functions AS TEXT[]), CAST(:task_ids AS UUID[]),"
-        " CAST(:issued_ats AS TIMESTAMP WITH TIME ZONE[])) AS c(command_id, function, task_id, issued_at)"
+    assert sql == (
+        "INSERT INTO processed_command (command_id, function, task_id, issued_at, processed_at, worker_id,"
+        " transaction_id, fingerprint) SELECT c.command_id, c.function, c.task_id, c.issued_at, now() AS now_1,"
+        " CAST(:worker_id AS TEXT) AS anon_1, CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT) AS"
+        " pg_current_xact_id_1, c.fingerprint"
+        " FROM unnest(CAST(:command_ids AS UUID[]), CAST(:functions AS TEXT[]), CAST(:task_ids AS UUID[]),"
+        " CAST(:issued_ats AS TIMESTAMP WITH TIME ZONE[]), CAST(:fingerprints AS BYTEA[]))"
+        " AS c(command_id, function, task_id, issued_at, fingerprint)"
         " ORDER BY c.command_id"
         " ON CONFLICT (command_id) DO UPDATE SET duplicates = (processed_command.duplicates + 1)"
-        " RETURNING processed_command.command_id, processed_command.duplicates)"
-    ) in sql
-    assert sql.endswith("SELECT recorded.command_id FROM recorded WHERE recorded.duplicates = 0")
+        " WHERE processed_command.fingerprint IS NULL OR processed_command.fingerprint = excluded.fingerprint"
+        " RETURNING processed_command.command_id, processed_command.duplicates"
+    ), sql
 
 
 def test_insert_tasks_creates_in_id_order_only_for_existing_users_and_skips_taken_ids() -> None:
@@ -76,7 +77,8 @@ def test_insert_tasks_creates_in_id_order_only_for_existing_users_and_skips_take
 def test_record_and_insert_tasks_records_first_then_creates_only_fresh_creates() -> None:
     """RECORD_AND_INSERT_TASKS is RECORD_COMMANDS then INSERT_TASKS (`create_` arrays) in one
     statement: the commands are recorded (and locked) before the tasks, a create runs only when its
-    command is fresh, and the result is (command_id, NULL) per fresh command, (NULL, id) per task."""
+    command is fresh, and the result is (command_id, duplicates, NULL) per command recorded,
+    (NULL, NULL, id) per task."""
     sql = flat(statements.RECORD_AND_INSERT_TASKS)
     recorded, fresh, created = (sql.index(f"{name} AS (") for name in ("recorded", "fresh", "created"))
     assert sql.startswith("WITH recorded AS (INSERT INTO processed_command ")
@@ -85,8 +87,8 @@ def test_record_and_insert_tasks_records_first_then_creates_only_fresh_creates()
     assert "created AS (INSERT INTO task " in sql
     assert "AND c.command_id IN (SELECT fresh.command_id FROM fresh) ORDER BY c.id ON CONFLICT (id) DO NOTHING" in sql
     assert sql.endswith(
-        "SELECT fresh.command_id, CAST(NULL AS UUID) AS task_id FROM fresh"
-        " UNION ALL SELECT CAST(NULL AS UUID) AS anon_2, created.id FROM created"
+        "SELECT recorded.command_id, recorded.duplicates, CAST(NULL AS UUID) AS task_id FROM recorded"
+        " UNION ALL SELECT CAST(NULL AS UUID) AS anon_2, CAST(NULL AS INTEGER) AS duplicates, created.id FROM created"
     )
 
 

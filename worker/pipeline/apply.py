@@ -41,6 +41,8 @@ class Outcome(enum.Enum):
     """update/complete for a task that does not exist (yet)."""
     USER_MISSING = "user_missing"
     """create_task for a user that does not exist (yet)."""
+    REUSED_ID = "reused_id"
+    """Its command_id was recorded for another command (another function or other fields)."""
 
     @property
     def took_effect(self) -> bool:
@@ -85,11 +87,14 @@ async def apply_commands(
     first_round, later = _one_per_task(creates)
     if first_round:
         # The common case, one round trip: record the commands and create the tasks together.
-        fresh, created = await _record_and_create(session, list(unique.values()), first_round, worker_id)
+        recorded, created = await _record_and_create(session, list(unique.values()), first_round, worker_id)
     else:
-        fresh, created = await _record(session, list(unique.values()), worker_id), set()
+        recorded, created = await _record(session, list(unique.values()), worker_id), set()
+    fresh = {command_id for command_id, duplicates in recorded.items() if duplicates == 0}
     for command_id in unique:
-        if command_id not in fresh:
+        if command_id not in recorded:
+            outcomes[command_id] = Outcome.REUSED_ID  # its row is another command's: left alone
+        elif command_id not in fresh:
             outcomes[command_id] = Outcome.DUPLICATE
 
     if first_round:
@@ -100,7 +105,7 @@ async def apply_commands(
     if changes:
         outcomes.update(await _change(session, changes))
 
-    refused = [command_id for command_id, outcome in outcomes.items() if not outcome.took_effect]
+    refused = [c for c, outcome in outcomes.items() if not outcome.took_effect and outcome is not Outcome.REUSED_ID]
     if refused:
         await _run(session, statements.FORGET_COMMANDS, {"command_ids": refused})
 
@@ -116,9 +121,11 @@ async def apply_commands(
     return result
 
 
-async def _record(session: AsyncSession, commands: list[Command], worker_id: str | None) -> set[UUID]:
+async def _record(session: AsyncSession, commands: list[Command], worker_id: str | None) -> dict[UUID, int]:
+    """Record the commands; returns each recorded one's earlier deliveries (0: fresh). An id
+    missing from the answer is recorded for another command."""
     rows = await _run(session, statements.RECORD_COMMANDS, statements.record_arrays(commands, worker_id))
-    return {row[0] for row in rows}
+    return {row[0]: row[1] for row in rows}
 
 
 def _one_per_task(creates: list[CreateTask]) -> tuple[list[CreateTask], list[CreateTask]]:
@@ -136,22 +143,22 @@ def _one_per_task(creates: list[CreateTask]) -> tuple[list[CreateTask], list[Cre
 
 async def _record_and_create(
     session: AsyncSession, commands: list[Command], creates: list[CreateTask], worker_id: str | None
-) -> tuple[set[UUID], set[UUID]]:
+) -> tuple[dict[UUID, int], set[UUID]]:
     """Record the commands and insert the tasks of the fresh creates in one statement; returns
-    the fresh command ids and the created task ids."""
+    the recorded commands' earlier deliveries (as `_record`) and the created task ids."""
     rows = await _run(
         session,
         statements.RECORD_AND_INSERT_TASKS,
         {**statements.record_arrays(commands, worker_id), **statements.task_arrays(creates, prefix="create_")},
     )
-    fresh: set[UUID] = set()
+    recorded: dict[UUID, int] = {}
     created: set[UUID] = set()
-    for command_id, task_id in rows:
+    for command_id, duplicates, task_id in rows:
         if command_id is not None:
-            fresh.add(command_id)
+            recorded[command_id] = duplicates
         else:
             created.add(task_id)
-    return fresh, created
+    return recorded, created
 
 
 async def _create(session: AsyncSession, creates: list[CreateTask]) -> dict[UUID, Outcome]:

@@ -69,6 +69,12 @@ _OUTCOME_FAILURES: dict[Outcome, tuple[Kind, str]] = {
         Kind.NOT_YET,
         "task not found: no create_task for this task_id has been applied yet (send it, then replay)",
     ),
+    Outcome.REUSED_ID: (
+        Kind.PERMANENT,
+        "command_id reused: this command_id was already applied for a different command (another"
+        " function or other fields); a redelivery of the same command is a no-op, another command"
+        " needs a command_id of its own: send it again with a new command_id",
+    ),
     Outcome.USER_MISSING: (
         Kind.NOT_YET,
         "user not found: no row in the user table has this user_id yet (create the user, then replay)",

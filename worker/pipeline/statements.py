@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ColumnElement,
+    Integer,
     Text,
     TextClause,
     and_,
@@ -46,6 +47,7 @@ from sqlalchemy.sql.selectable import CTE, TableValuedAlias
 from sqlalchemy.types import TypeEngine
 from taskline_producer.contract import Command, CreateTask
 
+from worker.pipeline.fingerprint import command_fingerprint
 from worker.store.compiled import compiled_text
 from worker.store.models import ProcessedCommand, Task, User, table_of
 
@@ -88,16 +90,20 @@ def _by_id(ids: str) -> ColumnElement[bool]:
 
 
 def _record() -> ReturningInsert[Any]:
-    """Record each command with the worker and the transaction (now() is the transaction's start,
-    so processed_at and transaction_id together name it). A command already recorded is a
-    duplicate: its row counts one more duplicate (this touches only duplicates, which are rare)
-    and is returned with duplicates > 0, so only fresh rows (duplicates = 0) are newly recorded."""
+    """Record each command with the worker, the transaction (now() is the transaction's start,
+    so processed_at and transaction_id together name it) and its fingerprint. A command already
+    recorded with the same fingerprint (or none) is a duplicate: its row counts one more
+    duplicate (this touches only duplicates, which are rare) and is returned with duplicates > 0,
+    so fresh rows (duplicates = 0) are the newly recorded ones. A command whose id is recorded
+    with another fingerprint is another command reusing the id: its row is left alone and not
+    returned at all."""
     c = _unnest(
         "c",
         ("command_ids", "command_id", _UUID),
         ("functions", "function", Text()),
         ("task_ids", "task_id", _UUID),
         ("issued_ats", "issued_at", _TIME),
+        ("fingerprints", "fingerprint", _PROCESSED.c.fingerprint.type),
     )
     rows = select(
         c.c.command_id,
@@ -107,15 +113,16 @@ def _record() -> ReturningInsert[Any]:
         func.now(),
         cast(bindparam("worker_id"), Text),
         cast(cast(func.pg_current_xact_id(), Text), BigInteger),
+        c.c.fingerprint,
     ).order_by(c.c.command_id)
     p = _PROCESSED.c
     columns = [p.command_id, p.function, p.task_id, p.issued_at, p.processed_at, p.worker_id, p.transaction_id]
-    return (
-        insert(_PROCESSED)
-        .from_select(columns, rows)
-        .on_conflict_do_update(index_elements=[p.command_id], set_={p.duplicates: p.duplicates + literal_column("1")})
-        .returning(p.command_id, p.duplicates)
-    )
+    columns.append(p.fingerprint)
+    statement = insert(_PROCESSED).from_select(columns, rows)
+    same_command = or_(p.fingerprint.is_(None), p.fingerprint == statement.excluded.fingerprint)
+    return statement.on_conflict_do_update(
+        index_elements=[p.command_id], set_={p.duplicates: p.duplicates + literal_column("1")}, where=same_command
+    ).returning(p.command_id, p.duplicates)
 
 
 def _fresh(recorded: CTE) -> Any:
@@ -176,8 +183,8 @@ def _record_and_insert_tasks() -> Any:
     fresh = _fresh(recorded).cte("fresh")
     created = _insert_tasks("create_", fresh).cte("created")
     return union_all(
-        select(fresh.c.command_id, cast(null(), _UUID).label("task_id")),
-        select(cast(null(), _UUID), created.c.id),
+        select(recorded.c.command_id, recorded.c.duplicates, cast(null(), _UUID).label("task_id")),
+        select(cast(null(), _UUID), cast(null(), Integer).label("duplicates"), created.c.id),
     )
 
 
@@ -243,8 +250,9 @@ def _update_tasks() -> Any:
     )
 
 
-RECORD_COMMANDS: Final[TextClause] = compiled_text(_fresh(_record().cte("recorded")))
-"""Claim the commands as processed; the ids returned are the ones not processed before."""
+RECORD_COMMANDS: Final[TextClause] = compiled_text(_record())
+"""Claim the commands as processed; returns (command_id, duplicates): 0 for the ones not
+processed before, more for redeliveries; an id not returned is recorded for another command."""
 
 FORGET_COMMANDS: Final[TextClause] = compiled_text(
     delete(_PROCESSED).where(_PROCESSED.c.command_id == any_(_array("command_ids", _UUID)))
@@ -257,8 +265,9 @@ INSERT_TASKS: Final[TextClause] = compiled_text(_insert_tasks())
 RECORD_AND_INSERT_TASKS: Final[TextClause] = compiled_text(_record_and_insert_tasks())
 """RECORD_COMMANDS and INSERT_TASKS in one round trip, for a batch with creates (at most one per
 task id): records every command, and creates the tasks of the creates that were not processed
-before (`create_`-prefixed arrays). Returns (command_id, NULL) per newly recorded command and
-(NULL, task_id) per task created. Locks are taken in the same order as the two statements
+before (`create_`-prefixed arrays). Returns (command_id, duplicates, NULL) per command recorded
+(duplicates 0: newly; an id not returned is recorded for another command, as for
+RECORD_COMMANDS) and (NULL, NULL, task_id) per task created. Locks are taken in the same order as the two statements
 would take them: commands, then tasks."""
 
 UPDATE_TASKS: Final[TextClause] = compiled_text(_update_tasks())
@@ -282,6 +291,7 @@ def record_arrays(commands: Sequence[Command], worker_id: str | None) -> dict[st
         "functions": [c.function for c in commands],
         "task_ids": [c.task_id for c in commands],
         "issued_ats": [c.issued_at for c in commands],
+        "fingerprints": [command_fingerprint(c) for c in commands],
     }
 
 

@@ -93,7 +93,8 @@ class ProcessedCommand(SQLModel, table=True):
 
     Written in the same transaction as the command's effect, with the worker that applied it and
     the transaction's id (the commands that share `processed_at` and `transaction_id` committed
-    together); `duplicates` counts the later deliveries that found this row."""
+    together); `duplicates` counts the later deliveries that found this row; `fingerprint` tells
+    a redelivery from another command under the same id."""
 
     __tablename__ = "processed_command"
 
@@ -105,6 +106,10 @@ class ProcessedCommand(SQLModel, table=True):
     worker_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     transaction_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
     duplicates: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default=sa.text("0")))
+    fingerprint: bytes | None = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    """SHA-256 of the command (its function and fields): a later delivery under the same command_id
+    with another fingerprint is another command reusing the id, not a redelivery. NULL on rows
+    recorded before it was added (taken as matching)."""
 
 
 sa.Index("ix_processed_command_processed_at", table_of(ProcessedCommand).c.processed_at)
