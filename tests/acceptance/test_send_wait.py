@@ -25,7 +25,9 @@ def send(settings: Any, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_send_wait_prints_the_outcome_and_exits_by_it(settings, db, users, start_worker):
-    """applied: exit 0; dead letter: exit 4 with the reason; no worker to answer in time: exit 5, last state queued."""
+    """applied: exit 0; dead letter: exit 4 with the reason; the applied command sent again:
+    `duplicate`, exit 0; its command_id reused for another command: exit 4 saying so; no worker
+    to answer in time: exit 5, last state queued."""
     worker = start_worker()
     await wait_for(lambda: worker.proc.poll() is not None or "worker started" in worker.log(), timeout=30)
     task_id = str(uuid4())
@@ -42,6 +44,17 @@ async def test_send_wait_prints_the_outcome_and_exits_by_it(settings, db, users,
     assert outcome["state"] == "dead_letter"
     assert outcome["reason"].startswith("conflict")
     assert "dead-lettered: conflict" in clash.stderr
+
+    # The applied create sent again (the command line stamps a new issued_at): its own outcome,
+    # `duplicate`, not the first send's `applied`; under that id, a complete is another command.
+    command_id = result["command_id"]
+    resend = ("create", "--user-id", "1", "--title", "waited for", "--task-id", task_id, "--command-id", command_id)
+    again = send(settings, *resend, "--wait", "20")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["outcome"]["state"] == "duplicate"
+    reused = send(settings, "complete", "--user-id", "1", "--task-id", task_id, "--command-id", command_id, "--wait")
+    assert reused.returncode == 4, reused.stderr
+    assert json.loads(reused.stdout)["outcome"]["reason"].startswith("command_id reused")
 
     assert worker.stop() == 0
     late = send(settings, "complete", "--task-id", task_id, "--user-id", "1", "--wait", "0.5")

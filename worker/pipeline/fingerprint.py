@@ -17,9 +17,12 @@ __all__ = ["command_fingerprint"]
 
 
 def command_fingerprint(command: Command) -> bytes:
-    """SHA-256 of the command's function and validated fields, in the model's field order: equal
-    for every delivery of one command, whatever client serialised it. An update_task keeps
-    "absent" and "null" apart (they mean different things); the other commands' unset optional
-    fields are their defaults, the same as sent explicitly."""
-    fields = command.model_dump_json(exclude_unset=isinstance(command, UpdateTask))
+    """SHA-256 of the command's function and validated fields but `issued_at`, in the model's
+    field order: equal for every delivery of one command, whatever client serialised it.
+
+    `issued_at` is left out: a producer that rebuilds a command to send it again (the command
+    line does, stamping it anew) sends the same command, and it stays a no-op (the first
+    delivery's stamp holds). An update_task keeps "absent" and "null" apart (they mean different
+    things); the other commands' unset optional fields are their defaults, as if sent."""
+    fields = command.model_dump_json(exclude={"issued_at"}, exclude_unset=isinstance(command, UpdateTask))
     return hashlib.sha256(f"{command.function}\n{fields}".encode()).digest()
