@@ -142,7 +142,8 @@ async def apply_bulk(conn: Conn, commands: list[CreateTask], counters: Counters)
     parameters (`statements.record_arrays` and `statements.task_arrays`)."""
     async with conn.transaction():
         recorded = statements.record_arrays(commands, FLOOR_ID)
-        fresh = {row[0] for row in await conn.fetch(RECORD_COMMANDS, *[recorded[n] for n in RECORD_PARAMS])}
+        rows = await conn.fetch(RECORD_COMMANDS, *[recorded[n] for n in RECORD_PARAMS])
+        fresh = {row[0] for row in rows if row[1] == 0}  # (command_id, duplicates)
         todo = [c for c in commands if c.command_id in fresh]
         counters.duplicates += len(commands) - len(todo)
         if todo:
