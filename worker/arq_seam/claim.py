@@ -14,14 +14,15 @@ atomically inside Redis, in three steps:
    (so the claim itself names its worker from the moment it is taken, and the operations tools
    find claims from the queue, worker/tools/claims.py) and expiring like arq's; each claimed
    job comes back with its payload and its try number. The ids never cross the network twice.
-3. **Dead workers' claims** (only when the worker asks, at most once per heartbeat interval, so
-   the hot path stays one `SET NX` per job): a due job whose claim is held by a worker whose
-   heartbeat is older than `BEATS_PER_TTL` intervals (the same rule as `taskline health`; its age
-   measured by Redis from the key's PTTL) is taken over at once instead of waiting for the
-   claim's full expiry. A live worker's claim is never taken, however long its job runs: its
-   heartbeat is at most an interval old. A claim whose worker has no heartbeat at all (it has
-   not written its first one yet, or a restarted Redis lost it) is left to expire, and so is a
-   legacy claim holding '1'. The reply lists what was taken over, and from whom.
+3. **Dead workers' claims** (only when the worker asks: once per heartbeat interval, and after a
+   claim that found only held jobs; so a busy worker's hot path stays one `SET NX` per job): a
+   due job whose claim is held by a worker whose heartbeat is older than `BEATS_PER_TTL`
+   intervals (the same rule as `taskline health`; its age measured by Redis from the key's PTTL)
+   is taken over at once instead of waiting for the claim's full expiry. A live worker's claim
+   is never taken, however long its job runs: its heartbeat is at most an interval old. A claim
+   whose worker has no heartbeat at all (it has not written its first one yet, or a restarted
+   Redis lost it) is left to expire, and so is a legacy claim holding '1'. The reply lists what
+   was taken over, and from whom.
 """
 
 from __future__ import annotations

@@ -99,6 +99,8 @@ class _SeamState:
         """The last claim found claiming paused for the queue (keys.paused_key)."""
         self.next_take_over = 0.0
         """When (monotonic) the next claim also takes over the claims of dead workers."""
+        self.only_held = False
+        """The last claim found due jobs but claimed none: all held (by live workers, or dead)."""
         self.runner: JobRunner | None = None
         self.bookkeeper: Bookkeeper | None = None
 
@@ -134,9 +136,11 @@ class _SeamState:
             return
         self._ready()
         expiry_ms = int(w.in_progress_timeout_s * 1000)
-        # Dead workers' claims are looked for at most once per heartbeat interval: a worker is
-        # dead after three, so that costs recovery little and keeps the hot path at one SET NX.
-        take_over = time.monotonic() >= self.next_take_over
+        # Dead workers' claims are looked for once per heartbeat interval, and at every claim
+        # after one that found only held jobs (an idle worker facing stuck jobs then takes them
+        # over within a poll delay of their worker's death); a worker busy claiming other jobs
+        # keeps its hot path at one SET NX per job.
+        take_over = self.only_held or time.monotonic() >= self.next_take_over
         if take_over:
             self.next_take_over = time.monotonic() + self.heartbeat_interval_s
         args = claim_arguments(
@@ -151,6 +155,7 @@ class _SeamState:
         script_keys = claim_keys(w.queue_name, keys.paused_key(w.queue_name))
         reply = parse_claimed(await self.claim_script(keys=script_keys, args=args))
         self._note_pause(reply.paused)
+        self.only_held = not reply.claimed and not reply.paused
         if reply.taken_over:
             self.log.warning(
                 "took over the claims of a dead worker: its jobs run again now",
