@@ -10,9 +10,9 @@ do, dropped at the end) and a Redis queue of its own:
    batch over the whole heap, the worst case) and
    `--open` open ones with `generate_series`, then runs the purge with the scheduler's plan but
    no time budget, and reports rows/s; it checks every open task is still there;
-2. starts one real `.venv/bin/taskline worker` process and, for each round, seeds another
-   `--completed` rows (then VACUUM ANALYZE, so the table is settled), times how long
-   `--commands` create_task commands (sent with `TaskProducer.send_many`) take to land, first
+2. starts one real `.venv/bin/taskline worker` process, waits for its heartbeat, and, for each
+   round, seeds another `--completed` rows (then VACUUM ANALYZE, so the table is settled), times
+   how long `--commands` create_task commands (sent with `TaskProducer.send_many`) take to land, first
    with nothing else running, then while a purge of those rows runs; it prints the ratio of
    the two throughputs (goal: >= 0.8) and the purge's rows/s under that load.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import secrets
@@ -32,7 +31,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,12 +41,11 @@ from redis.asyncio import Redis
 from taskline_producer import TaskProducer
 from taskline_producer.contract import CreateTask
 
+from tests.support import services
+from tests.support.workers import wait_for_heartbeats
 from worker.config.settings import Settings
 from worker.purge.purger import TASKS, PurgePlan, PurgeSummary, make_purge_engine, purge
 
-ROOT = Path(__file__).resolve().parent.parent
-ADMIN_DATABASE_URL = os.environ.get("TASKLINE_TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_BASE_URL = os.environ.get("TASKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 USERS = 1000
 
 SEED_USERS = """
@@ -75,44 +72,22 @@ COMPLETED_AT = {
 }
 
 
-def _swap_database(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + name
-
-
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(ADMIN_DATABASE_URL)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@contextlib.contextmanager
-def bench_database() -> Iterator[str]:
-    """A fresh, migrated database, dropped at the end."""
-    name = f"taskline_bench_purge_{secrets.token_hex(4)}"
-    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
-    try:
-        url = _swap_database(ADMIN_DATABASE_URL, name)
-        from worker.store.migrate import upgrade
-
-        upgrade(url)
-        yield url
-    finally:
-        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
 def claim_redis_db() -> str:
-    import redis as redis_sync
+    db = services.claim_redis_database(services.REDIS_BASE_URL, "bench.purge")
+    if db is None:
+        raise SystemExit("no empty Redis database (1-15) to claim: flush one, or wait for a test run")
+    return f"{services.REDIS_BASE_URL}/{db}"
 
-    for db in range(1, 16):
-        client = redis_sync.Redis.from_url(f"{REDIS_BASE_URL}/{db}")
-        try:
-            if client.set("taskline-test:claimed-by", "bench.purge", nx=True, ex=3600) and client.dbsize() == 1:
-                return f"{REDIS_BASE_URL}/{db}"
-        finally:
-            client.close()
-    raise SystemExit("no free Redis database (1-15)")
+
+async def wait_until_up(worker: subprocess.Popen[bytes], redis_url: str, queue: str, log_path: Path) -> None:
+    """The worker has written its heartbeat (it fails here, with its log, if it exits first)."""
+
+    def check() -> None:
+        if worker.poll() is not None:
+            raise SystemExit(f"the worker exited with {worker.returncode}: {log_path.read_text(errors='replace')}")
+
+    async with Redis.from_url(redis_url) as redis:
+        await wait_for_heartbeats(redis, queue, [worker.pid], timeout=60, check=check)
 
 
 async def seed(database_url: str, completed: int, open_: int, order: str = "correlated") -> float:
@@ -237,7 +212,7 @@ def main() -> None:
     result: dict[str, Any] = {"cpus": os.cpu_count(), "load_before": os.getloadavg(), "plan": plan_changes(args)}
     redis_url = claim_redis_db()
     try:
-        with bench_database() as database_url:
+        with services.scratch_database(f"taskline_bench_purge_{secrets.token_hex(4)}") as database_url:
             settings = Settings(
                 DATABASE_URL=database_url, REDIS_URL=redis_url, queue=f"taskline:bench:{secrets.token_hex(4)}"
             )
@@ -277,7 +252,7 @@ def main() -> None:
                     [str(Path(sys.executable).parent / "taskline"), "worker"], env=env, stdout=log, stderr=log
                 )
             try:
-                time.sleep(2.0)
+                asyncio.run(wait_until_up(worker, redis_url, settings.queue, log_path))
                 rounds = []
                 for index in range(args.rounds):
                     outcome = asyncio.run(throughput_round(settings, database_url, args, index))
@@ -303,11 +278,7 @@ def main() -> None:
                 worker.terminate()
                 worker.wait(30)
     finally:
-        import redis as redis_sync
-
-        client = redis_sync.Redis.from_url(redis_url)
-        client.flushdb()
-        client.close()
+        services.flush_redis_database(redis_url)
     result["load_after"] = os.getloadavg()
     print(json.dumps(result, default=str))
 

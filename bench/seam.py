@@ -33,20 +33,10 @@ from taskline_producer import keys
 from taskline_producer.contract import CreateTask
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, epoch_ms, job_of_command
 
-from bench.run import (
-    ROOT,
-    Env,
-    Proc,
-    Starter,
-    clean_environ,
-    drain,
-    log,
-    setup,
-    start_worker,
-    steady_latency,
-    stop,
-    teardown,
-)
+from bench.processes import Proc, Starter, clean_environ, start_worker, stop, wait_workers_ready
+from bench.scenarios.drain import drain
+from bench.scenarios.latency import steady_latency
+from bench.services import ROOT, Env, log, setup, teardown
 
 DEFAULT_OLD = "9ab7695"
 """main before the worker moved onto arq's public surface."""
@@ -115,10 +105,7 @@ async def idle_commands_per_s(env: Env, tree: Path | None, seconds: float) -> di
                 await asyncio.sleep(0.05)
         queue = f"taskline:bench:{env.run_id}:idle"
         procs = await starter(env, tree, {"REDIS_URL": url})(queue)
-        for _ in range(600):  # arq writes its health key on the worker's first poll
-            if await client.exists(f"{queue}:health-check"):
-                break
-            await asyncio.sleep(0.1)
+        await wait_workers_ready(env, queue, procs, redis=client)
         await asyncio.sleep(2.0)  # start-up traffic (scripts loaded, first heartbeats) is over
         before = int((await client.info("stats"))["total_commands_processed"])
         started = time.monotonic()

@@ -1,4 +1,4 @@
-"""Alembic environment: async (asyncpg), URL from DATABASE_URL, metadata from worker.models."""
+"""Alembic environment: async (asyncpg), URL from DATABASE_URL, metadata from worker.store.models."""
 
 from __future__ import annotations
 

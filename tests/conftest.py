@@ -2,8 +2,9 @@
 
 Admin connections come from TASKLINE_TEST_ADMIN_DATABASE_URL (default: the local postgres
 superuser) and TASKLINE_TEST_REDIS_URL (default: local Redis). Each run creates its own
-database `taskline_test_<random>` and claims a Redis database number of its own (1–15); each
-test gets its own queue name.
+database `taskline_test_<random>` and claims a Redis database number of its own (1–15), with
+the helpers the benchmark uses too (tests/support/services.py); each test gets its own queue
+name.
 """
 
 from __future__ import annotations
@@ -16,71 +17,26 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-import redis as redis_sync
 from redis.asyncio import Redis
 
+from tests.support.services import REDIS_BASE_URL, claim_redis_database, flush_redis_database, scratch_database
 from worker.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_DATABASE_URL = os.environ.get("TASKLINE_TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_BASE_URL = os.environ.get("TASKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 RUN_ID = secrets.token_hex(4)
-
-
-def _swap_database(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A fresh, migrated database for this test run, dropped at the end."""
-    name = f"taskline_test_{RUN_ID}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(ADMIN_DATABASE_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    url = _swap_database(ADMIN_DATABASE_URL, name)
-    from worker.store.migrate import upgrade
-
-    upgrade(url)
-    yield url
-    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-CLAIM_KEY = "taskline-test:claimed-by"
-# Claims an empty database in one atomic step: a database that holds anything (another run's,
-# or someone's data) is left exactly as it was, without even a claim key written into it.
-_CLAIM_IF_EMPTY = """
-if redis.call('DBSIZE') ~= 0 then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return 1
-"""
-
-
-def claim_redis_database(
-    base_url: str, run_id: str, candidates: Iterable[int] = range(1, 16), key: str = CLAIM_KEY
-) -> int | None:
-    """The first empty database number among `candidates`, claimed for `run_id` (in `key`);
-    None if none is empty."""
-    for db in candidates:
-        client = redis_sync.Redis.from_url(f"{base_url}/{db}")
-        try:
-            if client.eval(_CLAIM_IF_EMPTY, 1, key, run_id, 3600):
-                return db
-        finally:
-            client.close()
-    return None
+    with scratch_database(f"taskline_test_{RUN_ID}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -90,9 +46,7 @@ def redis_url() -> Iterator[str]:
     if db is None:
         pytest.fail("no empty Redis database (1–15) to claim for this test run")
     yield f"{REDIS_BASE_URL}/{db}"
-    client = redis_sync.Redis.from_url(f"{REDIS_BASE_URL}/{db}")
-    client.flushdb()
-    client.close()
+    flush_redis_database(f"{REDIS_BASE_URL}/{db}")
 
 
 @pytest.fixture

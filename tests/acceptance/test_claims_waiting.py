@@ -13,10 +13,10 @@ from uuid import UUID
 
 import pytest
 from taskline_producer import TaskProducer
+from taskline_producer.keys import heartbeat_key
 
 from tests.conftest import procfile_command, taskline, wait_for, worker_env
 from worker.config.settings import Settings
-from worker.observe.health import heartbeat_key
 
 pytestmark = pytest.mark.acceptance
 

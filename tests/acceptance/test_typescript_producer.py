@@ -6,7 +6,6 @@ the Procfile's `worker` process applies what it sends to the test's PostgreSQL d
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -126,9 +125,7 @@ async def _gone(redis: Any, key: str) -> bool:
     return not await redis.exists(key)
 
 
-# --- outcomes: need the worker side of protocol.md (worker/pipeline/outcomes.py) ----------------
-
-WORKER_RECORDS_OUTCOMES = importlib.util.find_spec("worker.pipeline.outcomes") is not None
+# --- outcomes, recorded by the worker (worker/pipeline/outcomes.py) ------------------------------
 
 OUTCOMES = """
 async function gone(jobId) {
@@ -171,10 +168,6 @@ async function main() {
 """
 
 
-@pytest.mark.skipif(
-    not WORKER_RECORDS_OUTCOMES,
-    reason="the worker side of outcomes (worker/pipeline/outcomes.py, protocol.md) is not on this branch yet",
-)
 async def test_node_waits_for_outcomes_recorded_by_a_real_worker(settings, redis, db, users, start_worker):
     """receipt.outcome() reports applied, duplicate, dead_letter (with reason), retrying and bulk outcomes."""
     worker = start_worker()

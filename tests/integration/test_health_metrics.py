@@ -15,15 +15,17 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from taskline_producer import TaskProducer
+from taskline_producer.keys import heartbeat_key, workers_index_key
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, envelope, epoch_ms
 
 from tests.conftest import wait_for
 from tests.http_client import http_get
 from worker.arq_seam.wiring import supervise
 from worker.logs import get_logger
-from worker.observe.health import Health, Monitor, check_database, heartbeat_key, workers_index_key
+from worker.observe.health import Health, check_database
 from worker.observe.http_server import health_routes, serve
 from worker.observe.metrics import Metrics
+from worker.observe.monitor import Monitor
 from worker.store.engine import make_engine
 from worker.tools.fleet import live_workers
 

@@ -1,4 +1,5 @@
-"""The ops HTTP server bounds what clients can cost, and the fleet page is read at most once a second."""
+"""The observability HTTP server (worker/observe/http_server.py) bounds what clients can cost, and
+the fleet page is read at most once a second."""
 
 from __future__ import annotations
 

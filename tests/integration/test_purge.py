@@ -23,11 +23,11 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 from taskline_producer import TaskProducer
 from taskline_producer.contract import CompleteTask, CreateTask
+from taskline_producer.keys import scheduler_queue, workers_index_key
 
 from tests.conftest import run_burst, taskline, wait_for
 from worker.arq_seam.scheduler import PURGE_JOB, build_scheduler
 from worker.config.settings import Settings
-from worker.observe.health import scheduler_queue_name, workers_index_key
 from worker.observe.metrics import Metrics
 from worker.purge.purger import (
     DEAD_LETTERS,
@@ -449,13 +449,13 @@ async def test_a_scheduler_beats_and_its_purge_metrics_reach_the_fleet_page(
     )
     main = asyncio.create_task(scheduler.async_run())
     redis = Redis.from_url(settings.redis_url)
-    index = workers_index_key(scheduler_queue_name(settings.queue))
+    index = workers_index_key(scheduler_queue(settings.queue))
     document: dict[str, Any] | None = None
     try:
         await wait_for(lambda: any(runs), timeout=20, interval=0.1)
 
         async def snapshot_has_the_purge() -> dict[str, Any] | None:
-            documents = await live_workers(redis, scheduler_queue_name(settings.queue))
+            documents = await live_workers(redis, scheduler_queue(settings.queue))
             names = {family["name"] for doc in documents for family in doc["metrics"]}
             return documents[0] if "taskline_purge_rows_deleted" in names else None
 

@@ -9,9 +9,9 @@ from uuid import uuid4
 import pytest
 from taskline_producer import keys
 from taskline_producer.contract import UpdateTask
+from taskline_producer.keys import heartbeat_key, workers_index_key
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms, job_of_command
 
-from worker.observe.health import heartbeat_key, workers_index_key
 from worker.tools.queue_view import queue_jobs
 
 pytestmark = pytest.mark.integration

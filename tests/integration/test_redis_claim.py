@@ -1,11 +1,13 @@
-"""The test suite claims a Redis database only if it is empty, and writes nothing into one that is not."""
+"""The test suite (and the benchmark) claims a Redis database only if it is empty, and writes nothing into one
+that is not."""
 
 from __future__ import annotations
 
 import pytest
 import redis as redis_sync
 
-from tests.conftest import CLAIM_KEY, REDIS_BASE_URL, RUN_ID, claim_redis_database
+from tests.conftest import RUN_ID
+from tests.support.services import CLAIM_KEY, REDIS_BASE_URL, claim_redis_database
 
 pytestmark = pytest.mark.integration
 

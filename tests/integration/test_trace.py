@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from taskline_producer import keys
 from taskline_producer.contract import CompleteTask, CreateTask, UpdateTask
+from taskline_producer.keys import heartbeat_key, workers_index_key
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms, job_of_command
 
-from worker.observe.health import heartbeat_key, workers_index_key
 from worker.pipeline.apply import Outcome
 from worker.pipeline.group_commit import GroupCommitter
 from worker.tools.trace import trace

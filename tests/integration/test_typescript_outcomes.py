@@ -1,8 +1,8 @@
 """The TypeScript client's outcome wait against a real Redis, with this test playing the worker.
 
-The test writes outcomes exactly as protocol.md has the worker write them (SET the outcome with
-EX; on a final state RPUSH a token onto the done list and EXPIRE it, in the same MULTI), while
-node processes block in `receipt.outcome()`. It needs no worker, so it pins the client's side of
+The test writes outcomes exactly as docs/contract.md ("Outcomes") has the worker write them (SET
+the outcome with EX; on a final state RPUSH a token onto the done list and EXPIRE it, in the same
+MULTI), while node processes block in `receipt.outcome()`. It needs no worker, so it pins the client's side of
 the protocol on its own.
 """
 
@@ -53,7 +53,7 @@ def document(command_id: str, state: str, reason: str | None = None) -> str:
 
 
 async def record(redis: Any, command_id: str, state: str, reason: str | None = None) -> None:
-    """Write an outcome the way the worker does (protocol.md)."""
+    """Write an outcome the way the worker does (docs/contract.md, "Outcomes")."""
     async with redis.pipeline(transaction=True) as pipe:
         pipe.set(f"taskline:outcome:{command_id}", document(command_id, state, reason), ex=60)
         if state in {"applied", "duplicate", "dead_letter"}:

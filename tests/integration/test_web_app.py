@@ -7,8 +7,9 @@ import time
 
 import pytest
 from starlette.testclient import TestClient
+from taskline_producer.keys import heartbeat_key, workers_index_key
 
-from worker.observe.health import heartbeat_key, metrics_snapshot, workers_index_key
+from worker.observe.heartbeat import metrics_snapshot
 from worker.observe.metrics import Metrics
 from worker.web.app import SECURITY_HEADERS, create_app
 

@@ -10,21 +10,10 @@ import asyncpg
 import pytest
 from alembic import command
 
-from tests.conftest import ADMIN_DATABASE_URL, _swap_database
+from tests.support.services import scratch_database
 from worker.store.migrate import alembic_config, upgrade
 
 pytestmark = pytest.mark.integration
-
-
-def _admin(sql: str) -> None:
-    async def run() -> None:
-        conn = await asyncpg.connect(ADMIN_DATABASE_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
 
 
 def _tables(url: str) -> set[str]:
@@ -41,10 +30,8 @@ def _tables(url: str) -> set[str]:
 
 @pytest.fixture
 def empty_database() -> Iterator[str]:
-    name = f"taskline_migr_{secrets.token_hex(4)}"
-    _admin(f'CREATE DATABASE "{name}"')
-    yield _swap_database(ADMIN_DATABASE_URL, name)
-    _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(f"taskline_migr_{secrets.token_hex(4)}", migrate=False) as url:
+        yield url
 
 
 def test_upgrade_builds_the_schema_from_nothing_and_is_safe_to_run_again(empty_database):

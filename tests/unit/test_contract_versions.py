@@ -281,8 +281,9 @@ async def test_the_heartbeat_reports_the_newest_contract_version_the_worker_appl
     shows which workers still hold the fleet at an older version."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from worker.observe.health import Health, Monitor
+    from worker.observe.health import Health
     from worker.observe.metrics import Metrics
+    from worker.observe.monitor import Monitor
 
     engine = create_async_engine("postgresql+asyncpg://u@127.0.0.1/db")  # never connected
     try:

@@ -62,7 +62,7 @@ def create(n: int = 0) -> CreateTask:
 async def worker_writes(
     redis: FakeRedis, command_id: UUID, state: str, *, reason: str | None = None, ttl: int = 600
 ) -> None:
-    """What the worker writes (protocol.md): the outcome JSON and, when final, a done token."""
+    """What the worker writes (docs/contract.md, "Outcomes"): the outcome JSON and, when final, a done token."""
     document = {
         "command_id": str(command_id),
         "job_id": str(command_id),
@@ -91,7 +91,7 @@ def test_the_newest_contract_version_is_2() -> None:
 
 
 def test_outcome_keys_are_under_taskline_outcome() -> None:
-    """The outcome and its done list: the names protocol.md fixes (the TypeScript client mirrors them)."""
+    """The outcome and its done list: the names docs/contract.md fixes (the TypeScript client mirrors them)."""
     assert keys.outcome_key("c1") == "taskline:outcome:c1"
     assert keys.outcome_done_key("c1") == "taskline:outcome:c1:done"
 

@@ -7,10 +7,9 @@ import os
 import pytest
 
 from worker.arq_seam.scheduler import PURGE_JOB, PURGE_TIMEOUT_MARGIN_S, scheduler_queue, scheduler_settings
-from worker.arq_seam.wiring import ARQ_TIMEOUT_MARGIN_S, worker_settings
+from worker.arq_seam.wiring import worker_settings
 from worker.config.durations import parse_duration
-from worker.config.retention import ARQ_TIMEOUT_MARGIN_S as RETENTION_ARQ_MARGIN
-from worker.config.retention import redelivery_horizon, schedule_for
+from worker.config.retention import ARQ_TIMEOUT_MARGIN_S, redelivery_horizon, schedule_for
 from worker.config.settings import Settings, SettingsError, load_settings
 
 DB = "postgresql://user@db.example.com/tasks"
@@ -56,10 +55,6 @@ def test_the_horizon_formula() -> None:
     assert redelivery_horizon(job_timeout=20, not_yet_window=600, transient_tries=2, retry_max_delay=5) == (
         86400 + 600 + 2 * (5 + 25) + 25 + 10
     )
-
-
-def test_the_arq_margin_is_the_workers() -> None:
-    assert RETENTION_ARQ_MARGIN == ARQ_TIMEOUT_MARGIN_S
 
 
 def test_processed_retention_below_the_horizon_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

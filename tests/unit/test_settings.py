@@ -127,3 +127,39 @@ def test_taskline_prefixed_variables_set_the_other_settings(monkeypatch: pytest.
 def test_redact_url_hides_the_password(url: str, redacted: str) -> None:
     """redact_url replaces the password (if any) with *** and leaves the rest of the URL as it was."""
     assert redact_url(url) == redacted
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgres://u:p@db.example.com:5432/d1", "postgresql+asyncpg://u:p@db.example.com:5432/d1"),
+        ("postgres://u:p@db/d1?sslmode=require", "postgresql+asyncpg://u:p@db/d1?ssl=require"),
+        ("postgresql://u:p@db/d1?x=1&sslmode=verify-full", "postgresql+asyncpg://u:p@db/d1?x=1&ssl=verify-full"),
+    ],
+)
+def test_platform_database_urls_are_normalised_for_asyncpg(url: str, expected: str) -> None:
+    """Heroku's postgres:// and libpq's ?sslmode= (asyncpg.connect() has no sslmode argument)."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    normalised = Settings(DATABASE_URL=url).database_url  # type: ignore[call-arg]
+    assert normalised == expected
+    _, kwargs = create_async_engine(normalised).dialect.create_connect_args(create_async_engine(normalised).url)
+    assert "sslmode" not in kwargs
+
+
+def test_heartbeat_interval_and_metrics_port_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """TASKLINE_HEARTBEAT_INTERVAL and TASKLINE_METRICS_PORT are read; an interval of 0 is refused, naming it."""
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db/x")
+    monkeypatch.setenv("TASKLINE_HEARTBEAT_INTERVAL", "2.5")
+    monkeypatch.setenv("TASKLINE_METRICS_PORT", "9100")
+    settings = load_settings()
+    assert (settings.heartbeat_interval, settings.metrics_port) == (2.5, 9100)
+    monkeypatch.setenv("TASKLINE_HEARTBEAT_INTERVAL", "0")
+    with pytest.raises(SettingsError, match="TASKLINE_HEARTBEAT_INTERVAL"):
+        load_settings()
+
+
+def test_settings_model_has_the_operations_fields() -> None:
+    """A heartbeat every 5 s and no /metrics server unless a port is set."""
+    settings = Settings(DATABASE_URL="postgres://u:p@db/x")  # type: ignore[call-arg]
+    assert (settings.heartbeat_interval, settings.metrics_port) == (5.0, 0)

@@ -12,9 +12,10 @@ from fakeredis import FakeServer
 from fakeredis.aioredis import FakeRedis
 from rich.console import Console
 from taskline_producer import keys
+from taskline_producer.keys import heartbeat_key, workers_index_key
 
 from worker.cli.status import render_status
-from worker.observe.health import heartbeat_key, metrics_snapshot, workers_index_key
+from worker.observe.heartbeat import metrics_snapshot
 from worker.observe.metrics import Metrics
 from worker.tools.claims import ClaimWatch, stranded_claims
 from worker.tools.fleet import read_heartbeats

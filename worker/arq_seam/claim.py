@@ -17,6 +17,8 @@ from typing import Any, Final, NamedTuple
 
 from taskline_producer.keys import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RETRY_KEY_PREFIX, RETRY_KEY_TTL_S
 
+from worker.text import reply_text
+
 __all__ = ["CLAIM_SCRIPT", "Claimed", "claim_arguments", "parse_claimed"]
 
 CLAIM_SCRIPT: Final = f"""
@@ -59,7 +61,6 @@ def parse_claimed(reply: list[Any]) -> list[Claimed]:
     """The script's flat reply → one `Claimed` per job, in queue order."""
     jobs = []
     for index in range(0, len(reply), 4):
-        job_id = reply[index]
-        job_id = job_id.decode() if isinstance(job_id, bytes) else str(job_id)
+        job_id = reply_text(reply[index])
         jobs.append(Claimed(job_id, int(float(reply[index + 1])), reply[index + 2] or None, int(reply[index + 3])))
     return jobs

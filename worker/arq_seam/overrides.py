@@ -3,7 +3,7 @@
 taskline runs arq's own loop (`Worker.main`: start-up hook, the poll loop, burst mode, signals
 and graceful shutdown) with arq's public settings, job functions (`arq.func`) and `Retry`. It
 overrides two public methods, each for a reason arq's behaviour cannot serve; the tests in
-tests/unit/test_arq_seam.py pin the arq behaviour each override relies on, so an arq upgrade
+tests/integration/test_arq_seam.py pin the arq behaviour each override relies on, so an arq upgrade
 that changes it fails them.
 
 `start_jobs(job_ids)`: arq's poll reads the due job ids and calls this. arq's version claims

@@ -41,8 +41,9 @@ from worker.config.redis_connection import arq_redis_settings
 from worker.config.retention import schedule_for
 from worker.config.settings import Settings, load_settings, redact_url
 from worker.logs import configure_logging, get_logger
-from worker.observe.health import Health, Monitor, scheduler_queue_name
+from worker.observe.health import Health
 from worker.observe.metrics import Metrics
+from worker.observe.monitor import Monitor
 from worker.purge.purger import PurgePlan, PurgeSummary, make_purge_engine, purge
 from worker.tools.fleet_watch import FleetWatch
 
@@ -68,7 +69,7 @@ PurgeObserver = Callable[[str, PurgeSummary | None], None]
 
 
 def scheduler_queue(settings: Settings) -> str:
-    return scheduler_queue_name(settings.queue)
+    return keys.scheduler_queue(settings.queue)
 
 
 def _decode(raw: bytes) -> dict[str, Any]:

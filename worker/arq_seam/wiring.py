@@ -22,10 +22,12 @@ from taskline_producer.contract import BULK_JOB, COMMAND_JOBS, dumps
 from worker.arq_seam.overrides import SeamOptions, TasklineWorker
 from worker.arq_seam.supervisor import connector_for, run_until_stopped
 from worker.config.redis_connection import arq_redis_settings
+from worker.config.retention import ARQ_TIMEOUT_MARGIN_S
 from worker.config.settings import Settings, load_settings, redact_url
 from worker.logs import configure_logging, get_logger
-from worker.observe.health import Health, Monitor
+from worker.observe.health import Health
 from worker.observe.metrics import Metrics
+from worker.observe.monitor import Monitor
 from worker.observe.outages import OutageLog
 from worker.pipeline.decode import REJECT_JOB, Decoder
 from worker.pipeline.failures import Kind, RetryPolicy
@@ -35,9 +37,6 @@ from worker.pipeline.runtime import Runtime
 from worker.store.engine import make_engine, make_sessions
 
 __all__ = ["TasklineWorker", "build_worker", "run_worker", "supervise", "worker_settings"]
-
-ARQ_TIMEOUT_MARGIN_S = 5.0
-"""arq's own job timeout is ours plus this: taskline's timeout always fires first."""
 
 
 def arq_max_tries(policy: RetryPolicy) -> int:

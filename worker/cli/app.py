@@ -13,10 +13,9 @@ from taskline_producer.cli_errors import run_cli
 from taskline_producer.contract import command_json_schema
 
 from worker.cli import dead_letters as dead_letter_cli
-from worker.cli import health_metrics as ops_cli
+from worker.cli import health_metrics
 from worker.cli.arguments import parse_age
-from worker.cli.errors import load_cli_settings
-from worker.config.settings import SettingsError
+from worker.cli.errors import load_cli_settings, settings_errors_exit
 from worker.observe.service_errors import explain
 
 __all__ = ["app", "main"]
@@ -35,16 +34,14 @@ app.add_typer(dead_letter_cli.app, name="dead-letters")
 out = Console()
 err = Console(stderr=True)
 
+
 @app.command()
 def worker() -> None:
     """Run a worker (the Procfile's worker process). Stops cleanly on SIGTERM."""
     from worker.arq_seam.wiring import run_worker
 
-    try:
+    with settings_errors_exit():
         run_worker()
-    except SettingsError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -53,11 +50,8 @@ def scheduler() -> None:
     TASKLINE_PURGE_EVERY_MINUTES, once per tick however many schedulers run."""
     from worker.arq_seam.scheduler import run_scheduler
 
-    try:
+    with settings_errors_exit():
         run_scheduler()
-    except SettingsError as exc:
-        err.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -124,8 +118,8 @@ def demo(
 
 
 # `taskline health` (exit 0/1 for probes) and `taskline metrics` (the fleet's Prometheus page)
-app.command("health")(ops_cli.health)
-app.command("metrics")(ops_cli.metrics)
+app.command("health")(health_metrics.health)
+app.command("metrics")(health_metrics.metrics)
 
 
 @app.command()

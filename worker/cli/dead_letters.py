@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from worker.config.settings import Settings
+from worker.text import payload_text
 
 __all__ = ["app"]
 
@@ -133,7 +134,7 @@ def _as_dict(letter: Any, with_payload: bool = False) -> dict[str, Any]:
         "failed_at": letter.failed_at.isoformat(),
     }
     if with_payload:
-        data["payload"] = letter.payload.decode("utf-8", "replace") if letter.payload is not None else None
+        data["payload"] = payload_text(letter.payload)
     return data
 
 

@@ -36,11 +36,10 @@ class NoWorker(Exception):
 async def check_worker(settings: Settings, console: Console, look_s: float = WORKER_LOOK_S) -> int:
     """How many live workers beat on the queue; raises NoWorker, saying what to start, if none
     shows up within `look_s` (a worker that has just started may not have beaten yet)."""
-    from redis.asyncio import Redis
-
+    from worker.config.redis_connection import make_tool_redis
     from worker.tools.fleet import live_workers
 
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
+    redis = make_tool_redis(settings.redis_url)
     deadline = time.monotonic() + look_s
     try:
         with console.status(f"looking for a live worker on queue {settings.queue}"):

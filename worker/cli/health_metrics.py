@@ -1,6 +1,6 @@
 """`taskline health` and `taskline metrics`: the fleet's health and numbers, read from Redis.
 
-Both read the heartbeat keys the workers write (worker/observe/health.py), so they work where the
+Both read the heartbeat keys the workers write (worker/observe/heartbeat.py), so they work where the
 platform cannot reach a worker process (Heroku routes HTTP only to `web` dynos) and from an exec
 probe inside a container.
 """
@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from worker.config.redis_connection import make_tool_redis
 from worker.config.settings import Settings
 from worker.observe.service_errors import describe
 
@@ -25,7 +26,6 @@ __all__ = ["health", "metrics"]
 # Not a terminal (a probe, a pipe, a log): no wrapping at 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, soft_wrap=True)
-_REDIS_TIMEOUT_S = 5.0
 
 
 def _load() -> Settings:
@@ -34,18 +34,12 @@ def _load() -> Settings:
     return load_cli_settings()
 
 
-def _redis(settings: Settings) -> Any:
-    from redis.asyncio import Redis
-
-    return Redis.from_url(settings.redis_url, socket_connect_timeout=_REDIS_TIMEOUT_S, socket_timeout=_REDIS_TIMEOUT_S)
-
-
 async def _fetch_workers(settings: Settings, queue: str) -> tuple[list[dict[str, Any]], list[Any]]:
     """The live workers' heartbeats, and the claims waiting to expire of those that stopped beating."""
     from worker.tools.claims import stranded_claims
     from worker.tools.fleet import read_heartbeats
 
-    redis = _redis(settings)
+    redis = make_tool_redis(settings.redis_url)
     try:
         heartbeats = await read_heartbeats(redis, queue)
         return heartbeats.live, await stranded_claims(redis, heartbeats.gone)
@@ -89,11 +83,13 @@ def health(
     """Exit 0 if the worker(s) beat recently (their heartbeat keys in Redis are fresh), else 1.
 
     Without --worker-id or --all: the workers on this host (a container's exec probe)."""
-    from worker.observe.health import scheduler_queue_name, this_host
+    from taskline_producer.keys import scheduler_queue
+
+    from worker.observe.health import this_host
     from worker.tools.fleet import summary
 
     settings = _load()
-    queue = scheduler_queue_name(settings.queue) if scheduler else settings.queue
+    queue = scheduler_queue(settings.queue) if scheduler else settings.queue
     kind = "scheduler" if scheduler else "worker"
     try:
         workers, claims = asyncio.run(_fetch_workers(settings, queue))

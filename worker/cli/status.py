@@ -137,11 +137,10 @@ async def _collect(settings: Settings, redis: Any, engine: Any) -> dict[str, Any
 
 
 async def _run(settings: Settings, watch: bool, every: float, as_json: bool) -> None:
-    from redis.asyncio import Redis
-
+    from worker.config.redis_connection import make_tool_redis
     from worker.store.engine import make_tool_engine
 
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
+    redis = make_tool_redis(settings.redis_url)
     engine = make_tool_engine(settings, "taskline-status")
     try:
         if not watch:

@@ -104,12 +104,11 @@ def render_trace(story: dict[str, Any]) -> Group:
 
 
 async def run_trace(settings: Settings, ident: str) -> dict[str, Any] | None:
-    from redis.asyncio import Redis
-
+    from worker.config.redis_connection import make_tool_redis
     from worker.store.engine import make_tool_engine
     from worker.tools.trace import trace as find_story
 
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
+    redis = make_tool_redis(settings.redis_url)
     engine = make_tool_engine(settings, "taskline-trace", command_timeout=30)
     try:
         async with engine.connect() as conn:

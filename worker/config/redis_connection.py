@@ -1,4 +1,5 @@
-"""`REDIS_URL` → arq's RedisSettings, keeping what `RedisSettings.from_dsn` drops.
+"""`REDIS_URL` → arq's RedisSettings, keeping what `RedisSettings.from_dsn` drops; and the
+redis-py client every operations tool uses (`make_tool_redis`).
 
 arq 0.28's `from_dsn` reads only the scheme, host, port, user, password and database: it ignores
 the query string and does not %-decode the user and password. redis-py's `Redis.from_url`
@@ -11,12 +12,15 @@ certificate: its `rediss://` URL needs `?ssl_cert_reqs=none`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from arq.connections import RedisSettings
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
-__all__ = ["CERT_REQS", "arq_redis_settings"]
+__all__ = ["CERT_REQS", "TOOL_REDIS_TIMEOUT_S", "arq_redis_settings", "make_tool_redis"]
+
+TOOL_REDIS_TIMEOUT_S: Final = 5.0
 
 CERT_REQS = ("none", "optional", "required")
 _TRUE = ("1", "true", "yes", "on", "y")
@@ -25,6 +29,8 @@ _FALSE = ("0", "false", "no", "off", "n", "")
 
 def arq_redis_settings(url: str) -> Any:
     """arq RedisSettings for `url`; ValueError when a TLS option in the query is not understood."""
+    from arq.connections import RedisSettings  # not for the tools: `taskline health` starts fast
+
     settings = RedisSettings.from_dsn(url)
     parts = urlsplit(url)
     if parts.username:
@@ -49,3 +55,13 @@ def arq_redis_settings(url: str) -> Any:
             raise ValueError(f"ssl_check_hostname={flag!r} in the URL: use true or false")
         settings.ssl_check_hostname = flag in _TRUE
     return settings
+
+
+def make_tool_redis(redis_url: str, timeout_s: float = TOOL_REDIS_TIMEOUT_S) -> Redis:
+    """A redis-py client for an operations tool (health, metrics, status, trace, replay, the demo,
+    the web page): connecting and every command give up after `timeout_s`, so a tool says Redis
+    cannot be used instead of hanging."""
+    from redis.asyncio import Redis
+
+    client: Redis = Redis.from_url(redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    return client

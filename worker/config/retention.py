@@ -36,18 +36,18 @@ from taskline_producer.wire import DEFAULT_JOB_TTL_MS
 __all__ = [
     "ARQ_TIMEOUT_MARGIN_S",
     "CLAIM_MARGIN_S",
-    "DAY_S",
     "JOB_TTL_S",
     "redelivery_horizon",
     "schedule_for",
 ]
 
-DAY_S: Final = 86_400.0
 JOB_TTL_S: Final = DEFAULT_JOB_TTL_MS / 1000
 ARQ_TIMEOUT_MARGIN_S: Final = 5.0
-"""The same as `worker.app.ARQ_TIMEOUT_MARGIN_S` (a test checks): arq's timeout = ours + this."""
+"""arq's own job timeout is ours (`TASKLINE_JOB_TIMEOUT`) plus this: taskline's timeout always
+fires first. The worker's job functions are built with it (worker/arq_seam/wiring.py)."""
 CLAIM_MARGIN_S: Final = 10.0
 """arq's in-progress key lives for the longest function timeout + this."""
+
 
 def redelivery_horizon(
     *,

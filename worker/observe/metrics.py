@@ -1,4 +1,5 @@
-"""Prometheus metrics, named the way queue exporters name them.
+"""Prometheus metrics, named the way queue exporters name them (the names and help texts:
+worker/observe/metric_names.py).
 
 Each worker owns a registry (nothing is created at import time) and serves it on
 `TASKLINE_METRICS_PORT` when that is set.
@@ -13,6 +14,20 @@ from datetime import datetime
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from worker.observe.metric_names import (
+    CLAIMS_WAITING,
+    COMMAND_DURATION,
+    COMMAND_LATENCY,
+    COMMANDS_DEAD_LETTERED,
+    COMMANDS_PROCESSED,
+    COMMANDS_RETRIED,
+    DEAD_LETTERS_WAITING,
+    JOBS_IN_PROGRESS,
+    PURGE_DURATION,
+    PURGE_ROWS,
+    QUEUE_DEPTH,
+)
 
 __all__ = ["Metrics"]
 
@@ -36,6 +51,7 @@ _LATENCY_BUCKETS = (
     300.0,
     3600.0,
 )
+_PURGE_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0)
 
 
 class Metrics:
@@ -43,63 +59,24 @@ class Metrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self._processed_children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
         r = self.registry
-        self.commands = Counter(
-            "taskline_commands_processed",
-            "Commands that took effect or were duplicates.",
-            ["function", "outcome"],
-            registry=r,
-        )
-        self.retries = Counter(
-            "taskline_commands_retried",
-            "Command attempts that will be retried, by failure kind.",
-            ["function", "kind"],
-            registry=r,
-        )
+        self.commands = Counter(COMMANDS_PROCESSED.name, COMMANDS_PROCESSED.help, ["function", "outcome"], registry=r)
+        self.retries = Counter(COMMANDS_RETRIED.name, COMMANDS_RETRIED.help, ["function", "kind"], registry=r)
         self.dead_letters = Counter(
-            "taskline_commands_dead_lettered",
-            "Jobs or commands written to the dead_letter table.",
-            ["function", "kind"],
-            registry=r,
+            COMMANDS_DEAD_LETTERED.name, COMMANDS_DEAD_LETTERED.help, ["function", "kind"], registry=r
         )
         self.duration = Histogram(
-            "taskline_command_duration_seconds",
-            "Time from job start to commit.",
-            ["function"],
-            buckets=_DURATION_BUCKETS,
-            registry=r,
+            COMMAND_DURATION.name, COMMAND_DURATION.help, ["function"], buckets=_DURATION_BUCKETS, registry=r
         )
         self.latency = Histogram(
-            "taskline_command_latency_seconds",
-            "End-to-end latency: from issued_at to commit.",
-            ["function"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
+            COMMAND_LATENCY.name, COMMAND_LATENCY.help, ["function"], buckets=_LATENCY_BUCKETS, registry=r
         )
-        self.jobs_in_progress = Gauge(
-            "taskline_jobs_in_progress", "Jobs running in this worker.", ["function"], registry=r
-        )
-        self.queue_depth = Gauge(
-            "taskline_queue_depth",
-            "Jobs in the queue: ready to run now, or deferred (retries).",
-            ["queue", "state"],
-            registry=r,
-        )
-        self.dead_letters_waiting = Gauge("taskline_dead_letters_waiting", "Rows in the dead_letter table.", registry=r)
-        self.claims_waiting = Gauge(
-            "taskline_claims_waiting_to_expire",
-            "Jobs claimed by a worker that stopped beating: nobody runs them until their claims expire.",
-            registry=r,
-        )
+        self.jobs_in_progress = Gauge(JOBS_IN_PROGRESS.name, JOBS_IN_PROGRESS.help, ["function"], registry=r)
+        self.queue_depth = Gauge(QUEUE_DEPTH.name, QUEUE_DEPTH.help, ["queue", "state"], registry=r)
+        self.dead_letters_waiting = Gauge(DEAD_LETTERS_WAITING.name, DEAD_LETTERS_WAITING.help, registry=r)
+        self.claims_waiting = Gauge(CLAIMS_WAITING.name, CLAIMS_WAITING.help, registry=r)
         # the purge (worker/purge/purger.py)
-        self.purge_rows = Counter(
-            "taskline_purge_rows_deleted", "Rows the purge deleted, by table.", ["table"], registry=r
-        )
-        self.purge_duration = Histogram(
-            "taskline_purge_duration_seconds",
-            "Duration of one purge run.",
-            buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0),
-            registry=r,
-        )
+        self.purge_rows = Counter(PURGE_ROWS.name, PURGE_ROWS.help, ["table"], registry=r)
+        self.purge_duration = Histogram(PURGE_DURATION.name, PURGE_DURATION.help, buckets=_PURGE_BUCKETS, registry=r)
 
     @contextmanager
     def in_progress(self, function: str) -> Iterator[None]:
@@ -150,4 +127,3 @@ class Metrics:
 
     def purged(self, table: str, rows: int) -> None:
         self.purge_rows.labels(table).inc(rows)
-

@@ -15,7 +15,7 @@ from typing import Final
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
-from taskline_producer.cli_errors import ServiceProblem, causes, redis_problem
+from taskline_producer.cli_errors import ServiceProblem, causes, error_text, redis_problem
 
 __all__ = ["database_problem", "describe", "explain"]
 
@@ -39,11 +39,6 @@ def _database_url() -> str:
 
 def _redis_url() -> str:
     return _setting("REDIS_URL", "TASKLINE_REDIS_URL", default=_DEFAULT_REDIS_URL)
-
-
-def _error_text(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 def _passed_through(exc: BaseException, *packages: str) -> bool:
@@ -76,11 +71,11 @@ def database_problem(exc: BaseException, url: str | None = None) -> ServiceProbl
     for error in causes(exc):
         hint = _postgres_hint(error)
         if hint is not None:
-            return ServiceProblem("PostgreSQL", "DATABASE_URL", url, _error_text(error), hint)
+            return ServiceProblem("PostgreSQL", "DATABASE_URL", url, error_text(error), hint)
         if isinstance(error, (OSError, TimeoutError)) and _passed_through(error, "asyncpg", "sqlalchemy"):
-            return ServiceProblem("PostgreSQL", "DATABASE_URL", url, _error_text(error), _UNREACHABLE_HINT)
+            return ServiceProblem("PostgreSQL", "DATABASE_URL", url, error_text(error), _UNREACHABLE_HINT)
         if isinstance(error, sa_exc.InterfaceError | asyncpg.InterfaceError):
-            return ServiceProblem("PostgreSQL", "DATABASE_URL", url, _error_text(error), _UNREACHABLE_HINT)
+            return ServiceProblem("PostgreSQL", "DATABASE_URL", url, error_text(error), _UNREACHABLE_HINT)
     return None
 
 
@@ -95,7 +90,7 @@ def explain(exc: BaseException) -> ServiceProblem | None:
     for error in causes(exc):  # a bare socket error from redis-py's own connect
         if isinstance(error, (OSError, TimeoutError)) and _passed_through(error, "redis"):
             hint = "Is Redis running and reachable there? Check the host, port and database number in REDIS_URL."
-            return ServiceProblem("Redis", "REDIS_URL", _redis_url(), _error_text(error), hint)
+            return ServiceProblem("Redis", "REDIS_URL", _redis_url(), error_text(error), hint)
     return None
 
 
@@ -103,5 +98,5 @@ def describe(exc: BaseException) -> str:
     """One line for a command that reports the failure itself (health, metrics)."""
     problem = explain(exc)
     if problem is None:
-        return _error_text(exc)
+        return error_text(exc)
     return f"{problem.message().rstrip('.')}. {problem.hint}"

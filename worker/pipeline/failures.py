@@ -23,6 +23,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import exc as sa_exc
 
 from worker.pipeline.apply import Outcome
+from worker.text import first_line
 
 __all__ = ["Kind", "RetryPolicy", "classify_exception", "classify_outcome", "is_database_unreachable"]
 
@@ -106,15 +107,14 @@ def classify_exception(exc: BaseException) -> tuple[Kind, str]:
 
 
 _UNREACHABLE = (ConnectionError, OSError, sa_exc.TimeoutError, sa_exc.DisconnectionError, asyncpg.InterfaceError)
+"""Errors that mean PostgreSQL cannot be reached (Redis's connection errors aside)."""
 
 
 def is_database_unreachable(exc: BaseException) -> bool:
     """Whether the error means PostgreSQL cannot be reached (rather than refusing one command)."""
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
         return False
-    if isinstance(
-        exc, (ConnectionError, OSError, sa_exc.TimeoutError, sa_exc.DisconnectionError, asyncpg.InterfaceError)
-    ):
+    if isinstance(exc, _UNREACHABLE):
         return True
     if isinstance(exc, sa_exc.DBAPIError):
         state = _sqlstate(exc) or ""
@@ -137,7 +137,7 @@ def _is_interface_error(exc: BaseException) -> bool:
 
 
 def _first_line(exc: object) -> str:
-    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    return first_line(exc) or type(exc).__name__
 
 
 @dataclass(frozen=True, slots=True)

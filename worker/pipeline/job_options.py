@@ -9,12 +9,13 @@ worker applies versions up to its `TASKLINE_CONTRACT_VERSION`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
 
 from taskline_producer.contract import CONTRACT_VERSION, OUTCOME_TTL_MAX_S, OUTCOME_VERSION
+
+from worker.text import json_object
 
 __all__ = [
     "NO_OPTIONS",
@@ -84,11 +85,8 @@ def job_options_of(k: dict[str, Any]) -> JobOptions | str:
 def too_new_in(raw: bytes) -> str | None:
     """The too-new reason when the job declares a contract version above this code's, whatever
     else it holds (its command may follow rules this code does not know)."""
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    k = value.get("k") if isinstance(value, dict) else None
+    value = json_object(raw)
+    k = value.get("k") if value is not None else None
     contract = k.get("contract") if isinstance(k, dict) else None
     if type(contract) is int and contract > CONTRACT_VERSION:
         return contract_too_new(contract, CONTRACT_VERSION)
@@ -98,11 +96,10 @@ def too_new_in(raw: bytes) -> str | None:
 def outcome_asked_by(raw: bytes) -> tuple[str, int] | tuple[()]:
     """(command id, outcome_ttl) of a refused command job whose `k` is valid and asks for
     outcomes and whose command has a UUID command_id; () otherwise. Read only on the refusal path."""
-    try:
-        value = json.loads(raw)
-    except ValueError:
+    value = json_object(raw)
+    if value is None:
         return ()
-    k = value.get("k") if isinstance(value, dict) else None
+    k = value.get("k")
     options = job_options_of(k) if isinstance(k, dict) else None
     if not isinstance(options, JobOptions) or options.outcome_ttl is None:
         return ()

@@ -2,9 +2,10 @@
 
 Each job ends in one of three ways: the command took effect (or was a duplicate), arq is asked
 to run it again later (`Retry`, for transient and not-yet failures within their budgets), or
-it becomes a dead letter. Nothing else: no exception escapes to arq, which would drop the job.
-Where a job that asked for outcomes (`k.outcome_ttl`) ends, its commands' outcomes are written
-(`worker.pipeline.outcomes`); a job that did not ask builds nothing for them.
+it becomes a dead letter (the last two: worker/pipeline/job_endings.py). Nothing else: no
+exception escapes to arq, which would drop the job. Where a job that asked for outcomes
+(`k.outcome_ttl`) ends, its commands' outcomes are written (`worker.pipeline.outcomes`); a job
+that did not ask builds nothing for them.
 
 A job written to a contract version above `TASKLINE_CONTRACT_VERSION` is dead-lettered before
 anything else, with a reason that says so (the decoder already refused versions this code does
@@ -17,13 +18,12 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from arq.worker import Retry
 from taskline_producer.contract import Command, is_in_future
 from taskline_producer.wire import epoch_ms, job_of_command
 
-from worker.pipeline.dead_letters import cap_reason
 from worker.pipeline.decode import BulkDelivery, Delivery, Rejected
 from worker.pipeline.failures import Kind, classify_exception, classify_outcome
+from worker.pipeline.job_endings import dead_letter_job, retry_or_dead_letter, write_dead_letter
 from worker.pipeline.job_options import JobOptions, contract_too_new
 from worker.pipeline.outcomes import OutcomeReport, OutcomeState
 from worker.pipeline.runtime import JobContext, Runtime
@@ -48,7 +48,7 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
         )
         if refusal:
             log = _command_log(ctx, command)
-            return await _give_up(ctx, log, delivery.raw, command.function, Kind.PERMANENT, refusal, report)
+            return await dead_letter_job(ctx, log, delivery.raw, command.function, Kind.PERMANENT, refusal, report)
         try:
             async with asyncio.timeout(runtime.settings.job_timeout):
                 outcome = await runtime.committer.apply(command)
@@ -56,11 +56,15 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
             kind, reason = classify_exception(exc)
             outage = runtime.database_failed(exc)
             log = _command_log(ctx, command)
-            return await _fail(ctx, log, delivery.raw, command.function, kind, reason, report, quiet=outage)
+            return await retry_or_dead_letter(
+                ctx, log, delivery.raw, command.function, kind, reason, report, quiet=outage
+            )
         runtime.database_answered()
         failure = classify_outcome(outcome)
         if failure is not None:
-            return await _fail(ctx, _command_log(ctx, command), delivery.raw, command.function, *failure, report)
+            return await retry_or_dead_letter(
+                ctx, _command_log(ctx, command), delivery.raw, command.function, *failure, report
+            )
     runtime.metrics.processed(command.function, outcome.value, runtime.clock() - started, command.issued_at)
     if runtime.log_each_command:
         _command_log(ctx, command).debug("command applied", outcome=outcome.value)
@@ -95,9 +99,9 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
         report = OutcomeReport(options.outcome_ttl, ctx["job_id"], _bulk_command_ids(bulk))
     too_new = _version_reason(runtime, options)
     if too_new:
-        return await _give_up(ctx, log, bulk.raw, "apply_commands", Kind.PERMANENT, too_new, report)
+        return await dead_letter_job(ctx, log, bulk.raw, "apply_commands", Kind.PERMANENT, too_new, report)
     for index, rejected in bulk.rejected:
-        await _dead_letter_item(
+        await write_dead_letter(
             ctx, log, index, rejected.command_id, rejected.function, rejected.raw, Kind.PERMANENT, rejected.reason
         )
         if report is not None and rejected.command_id is not None:  # a UUID, or None (decode.py)
@@ -108,7 +112,7 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
         reason = _future_reason(runtime, command, now)
         if reason:
             single = _single_job(command, options)
-            await _dead_letter_item(
+            await write_dead_letter(
                 ctx, log, index, str(command.command_id), command.function, single, Kind.PERMANENT, reason
             )
             if report is not None:
@@ -129,7 +133,7 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
         error: BaseException = results[0]  # type: ignore[assignment]
         kind, reason = classify_exception(error)
         outage = runtime.database_failed(error)
-        return await _fail(ctx, log, bulk.raw, "apply_commands", kind, reason, report, quiet=outage)
+        return await retry_or_dead_letter(ctx, log, bulk.raw, "apply_commands", kind, reason, report, quiet=outage)
     runtime.database_answered()
     requeue: list[Command] = []
     requeue_in_s = runtime.policy.delay(1)
@@ -147,7 +151,7 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
             kind, reason = failure
         if kind is Kind.PERMANENT:
             single = _single_job(command, options)
-            await _dead_letter_item(ctx, log, index, str(command.command_id), command.function, single, kind, reason)
+            await write_dead_letter(ctx, log, index, str(command.command_id), command.function, single, kind, reason)
             if report is not None:
                 report.add(str(command.command_id), "dead_letter", reason)
         else:
@@ -177,7 +181,7 @@ async def reject_job(ctx: JobContext, rejected: Rejected) -> str:
     report = None
     if rejected.outcome_ttl is not None and rejected.command_id is not None:
         report = OutcomeReport(rejected.outcome_ttl, ctx["job_id"], (rejected.command_id,))
-    return await _give_up(ctx, log, rejected.raw, rejected.function, Kind.PERMANENT, rejected.reason, report)
+    return await dead_letter_job(ctx, log, rejected.raw, rejected.function, Kind.PERMANENT, rejected.reason, report)
 
 
 async def settle_escaped_error(ctx: JobContext, raw: bytes, function: str | None, exc: BaseException) -> str:
@@ -186,7 +190,7 @@ async def settle_escaped_error(ctx: JobContext, raw: bytes, function: str | None
     runtime = ctx["runtime"]
     kind, reason = classify_exception(exc)
     log = runtime.log.bind(job_id=ctx["job_id"], function=function, **{"try": ctx["job_try"]})
-    return await _fail(ctx, log, raw, function, kind, reason)
+    return await retry_or_dead_letter(ctx, log, raw, function, kind, reason)
 
 
 async def give_up_on_job(ctx: JobContext, raw: bytes | None, function: str | None, reason: str) -> str:
@@ -194,7 +198,7 @@ async def give_up_on_job(ctx: JobContext, raw: bytes | None, function: str | Non
     `Retry` when the dead letter cannot be written yet."""
     runtime = ctx["runtime"]
     log = runtime.log.bind(job_id=ctx["job_id"], function=function, **{"try": ctx["job_try"]})
-    return await _give_up(ctx, log, raw, function, Kind.PERMANENT, reason)
+    return await dead_letter_job(ctx, log, raw, function, Kind.PERMANENT, reason)
 
 
 def _job_id_reason(job_id: str, command: Command) -> str | None:
@@ -228,88 +232,3 @@ def _future_reason(runtime: Runtime, command: Command, now: datetime | None = No
 def _single_job(command: Command, options: JobOptions) -> bytes:
     """A bulk item as the single-command job a replay enqueues (with the bulk job's options)."""
     return job_of_command(command, epoch_ms(), options.as_k())
-
-
-async def _fail(
-    ctx: JobContext,
-    log: Any,
-    raw: bytes,
-    function: str | None,
-    kind: Kind,
-    reason: str,
-    report: OutcomeReport | None = None,
-    *,
-    quiet: bool = False,
-) -> str:
-    """Retry within the budget of its kind (raises `Retry`), else dead-letter. `quiet`: the
-    failure is part of an outage already reported once, so each retry is logged at DEBUG.
-    `report`: the job asked for outcomes; `retrying` or `dead_letter` is recorded."""
-    runtime = ctx["runtime"]
-    attempt = ctx["job_try"]
-    # The transient budget counts transient failures only: arq's try number also counts the
-    # not-yet retries and crashed tries before, which must not use it up.
-    used = attempt
-    if kind is Kind.TRANSIENT:
-        used = await runtime.count_transient_failure(ctx["job_id"], fallback=attempt)
-    if runtime.policy.should_retry(kind, used):
-        delay = runtime.policy.delay(used)  # transient: backs off from its own first failure
-        (log.debug if quiet else log.info)(
-            "command will be retried", kind=kind.value, reason=reason, retry_in_s=round(delay, 3)
-        )
-        runtime.metrics.retried(function or "unknown", kind.value)
-        if report is not None:
-            report.add_job("retrying", reason, delay)
-            await runtime.outcome_writer.write(report)
-        raise Retry(defer=delay)
-    if kind is Kind.TRANSIENT:
-        reason = f"gave up after {used} transient failures ({attempt} tries): {reason}"
-    elif kind is Kind.NOT_YET:
-        reason = f"gave up after {attempt} tries: {reason}"
-    return await _give_up(ctx, log, raw, function, kind, reason, report)
-
-
-async def _give_up(
-    ctx: JobContext,
-    log: Any,
-    raw: bytes | None,
-    function: str | None,
-    kind: Kind,
-    reason: str,
-    report: OutcomeReport | None = None,
-) -> str:
-    await _dead_letter_item(ctx, log, None, None, function, raw, kind, reason)
-    if report is not None:
-        report.add_job("dead_letter", reason)
-        await ctx["runtime"].outcome_writer.write(report)
-    return "dead-lettered"
-
-
-async def _dead_letter_item(
-    ctx: JobContext,
-    log: Any,
-    index: int | None,
-    command_id: str | None,
-    function: str | None,
-    raw: bytes | None,
-    kind: Kind,
-    reason: str,
-) -> None:
-    runtime = ctx["runtime"]
-    job_id = ctx["job_id"] if index is None else (command_id or f"{ctx['job_id']}#{index}")
-    reason = cap_reason(reason)  # the row's and the log line's
-    try:
-        await runtime.dead_letter(
-            job_id=job_id,
-            function=function,
-            payload=raw,
-            reason=reason,
-            category=kind.value,
-            attempts=ctx["job_try"],
-        )
-    except Exception as exc:
-        # The database is away: leave the job in Redis and try again later; never drop it.
-        log.warning("could not write the dead letter yet", error=type(exc).__name__)
-        raise Retry(defer=runtime.policy.delay(ctx["job_try"])) from exc
-    item = {} if index is None else {"item": index, "command_id": command_id, "function": function}
-    log.warning("dead-lettered", dead_letter=job_id, kind=kind.value, reason=reason, **item)
-    runtime.metrics.dead_lettered(function or "unknown", kind.value)

@@ -46,8 +46,9 @@ for i = 1, #KEYS / 2 do
 end
 return #KEYS / 2
 """
-"""Writes a batch of outcomes atomically (as protocol.md's MULTI of SET, RPUSH, EXPIRE per outcome
-would, in one command instead of three or four per outcome: a third of the worker's CPU)."""
+"""Writes a batch of outcomes atomically (as the MULTI of SET, RPUSH, EXPIRE per outcome that
+docs/contract.md's "Outcomes" describes would, in one command instead of three or four per
+outcome: a third of the worker's CPU)."""
 
 _Pending = tuple[str, OutcomeState, str | None, datetime | None]  # command id, state, reason, next try
 

@@ -2,7 +2,7 @@
 (`arq:in-progress:<job id>`) expires, and their pickup afterwards.
 
 A worker's heartbeat lists the jobs it runs (`running_job_ids`) and is kept after a crash until
-its claims have expired (worker/observe/health.py). A claim is *waiting to expire* when its worker
+its claims have expired (worker/observe/heartbeat.py). A claim is *waiting to expire* when its worker
 stopped beating and the claim key still exists and names that worker (the claim's value is the
 claiming worker's id; a legacy claim holding '1' is taken at its word). Its PTTL says when it
 expires; then any worker claims the job again from the queue.
@@ -25,6 +25,7 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from taskline_producer import keys
 
+from worker.text import reply_text
 from worker.tools.fleet import Heartbeats, read_heartbeats
 
 __all__ = ["LEGACY_CLAIM_VALUE", "ClaimWatch", "StrandedClaim", "stranded_claims"]
@@ -48,12 +49,6 @@ class StrandedClaim:
         return asdict(self)
 
 
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 async def stranded_claims(redis: Redis, gone: Iterable[dict[str, Any]]) -> list[StrandedClaim]:
     """The claims of workers that stopped beating (their kept heartbeats) that still exist,
     soonest to expire first. One round trip, two commands per job listed."""
@@ -69,7 +64,7 @@ async def stranded_claims(redis: Redis, gone: Iterable[dict[str, Any]]) -> list[
         replies = await pipe.execute()
     claims = []
     for (document, job_id), holder, pttl in zip(listed, replies[0::2], replies[1::2], strict=True):
-        holder = _text(holder)
+        holder = None if holder is None else reply_text(holder)
         worker_id = str(document["worker_id"])
         if holder is None or holder not in (worker_id, LEGACY_CLAIM_VALUE) or int(pttl) < 0:
             continue  # expired already, or claimed again by another worker
@@ -130,7 +125,7 @@ class ClaimWatch:
                 pipe.zscore(self.queue, claim.job_id)
             replies = await pipe.execute()
         fates = {
-            claim.job_id: _fate(_text(holder), score)
+            claim.job_id: _fate(None if holder is None else reply_text(holder), score)
             for claim, holder, score in zip(ended, replies[0::2], replies[1::2], strict=True)
         }
         for worker_id, group in _by_worker(ended).items():

@@ -1,6 +1,10 @@
 """The fleet's Prometheus page for `taskline metrics`: read from Redis and the database,
 printed once or served over HTTP.
 
+The page keeps one series per worker (label `worker="<worker id>"`) instead of summing them: a
+sum would go down whenever a worker stops, which Prometheus' `rate()` reads as a counter reset;
+per-worker series let `sum(rate(...))` do the right thing.
+
 Served, the page is kept for `PAGE_TTL_S` (one second): Prometheus servers (often two, for
 redundancy) and dashboards may scrape as often as they like, and Redis and PostgreSQL see at
 most one read a second. Scrapes that arrive while a read is running wait for it instead of
@@ -12,22 +16,84 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Final
 
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from worker.config.redis_connection import make_tool_redis
 from worker.config.settings import Settings
+from worker.observe.metric_names import (
+    CLAIMS_WAITING,
+    DEAD_LETTERS_WAITING,
+    FLEET_GAUGES,
+    QUEUE_DEPTH,
+    WORKERS_LIVE,
+    MetricName,
+)
 from worker.observe.service_errors import describe
 
-__all__ = ["PAGE_TTL_S", "CachedPage", "FleetReader", "read_once", "serve_fleet"]
+__all__ = ["PAGE_TTL_S", "CachedPage", "FleetReader", "read_once", "render_fleet_metrics", "serve_fleet"]
 
 PAGE_TTL_S: Final = 1.0
 _TIMEOUT_S: Final = 5.0
 
 
-def _redis(settings: Settings) -> Any:
-    from redis.asyncio import Redis
+class _Families(Collector):
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self.families = families
 
-    return Redis.from_url(settings.redis_url, socket_connect_timeout=_TIMEOUT_S, socket_timeout=_TIMEOUT_S)
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+def _gauge(metric: MetricName) -> Metric:
+    return Metric(metric.name, metric.help, "gauge")
+
+
+def render_fleet_metrics(
+    queue: str,
+    workers: Iterable[dict[str, Any]],
+    depth: tuple[int, int] | None,
+    dead_letters: int | None,
+    schedulers: Iterable[dict[str, Any]] = (),
+    claims_waiting: int | None = None,
+) -> bytes:
+    """Prometheus text: every live worker's and scheduler's snapshot (labelled `worker` with the
+    process's id; a scheduler's holds the purge metrics), the queue depth, the dead letters
+    waiting, and how many workers are live (schedulers not counted)."""
+    workers = list(workers)
+    families: dict[str, Metric] = {}
+    for document in [*workers, *schedulers]:
+        worker_id = str(document["worker_id"])
+        for family in document.get("metrics") or []:
+            name, kind = family.get("name"), family.get("type")
+            if not isinstance(name, str) or name in FLEET_GAUGES or kind not in ("counter", "gauge", "histogram"):
+                continue
+            target = families.setdefault(name, Metric(name, str(family.get("help", name)), kind))
+            for sample_name, labels, value in family.get("samples", []):
+                target.add_sample(sample_name, {**labels, "worker": worker_id}, float(value))
+    live = _gauge(WORKERS_LIVE)
+    live.add_sample(WORKERS_LIVE.name, {"queue": queue}, float(len(workers)))
+    extra = [live]
+    if depth is not None:
+        gauge = _gauge(QUEUE_DEPTH)
+        gauge.add_sample(QUEUE_DEPTH.name, {"queue": queue, "state": "ready"}, float(depth[0]))
+        gauge.add_sample(QUEUE_DEPTH.name, {"queue": queue, "state": "deferred"}, float(depth[1]))
+        extra.append(gauge)
+    if dead_letters is not None:
+        gauge = _gauge(DEAD_LETTERS_WAITING)
+        gauge.add_sample(DEAD_LETTERS_WAITING.name, {}, float(dead_letters))
+        extra.append(gauge)
+    if claims_waiting is not None:
+        gauge = _gauge(CLAIMS_WAITING)
+        gauge.add_sample(CLAIMS_WAITING.name, {"queue": queue}, float(claims_waiting))
+        extra.append(gauge)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families([*families.values(), *extra]))
+    return generate_latest(registry)
 
 
 class FleetReader:
@@ -39,19 +105,21 @@ class FleetReader:
         self.settings = settings
         self.database_problem: str | None = None
         """Why the last page has no dead-letter count (the database could not be used), if so."""
-        self.redis = _redis(settings)
+        self.redis = make_tool_redis(settings.redis_url, _TIMEOUT_S)
         self.engine = make_tool_engine(settings, "taskline-metrics")
 
     async def page(self) -> bytes:
-        from worker.observe.health import count_dead_letters, queue_depth, scheduler_queue_name
+        from taskline_producer.keys import scheduler_queue
+
+        from worker.observe.health import count_dead_letters, queue_depth
         from worker.tools.claims import stranded_claims
-        from worker.tools.fleet import live_workers, read_heartbeats, render_fleet_metrics
+        from worker.tools.fleet import live_workers, read_heartbeats
 
         queue = self.settings.queue
         heartbeats = await read_heartbeats(self.redis, queue)
         workers = heartbeats.live
         claims = await stranded_claims(self.redis, heartbeats.gone)
-        schedulers = await live_workers(self.redis, scheduler_queue_name(queue))
+        schedulers = await live_workers(self.redis, scheduler_queue(queue))
         depth = await queue_depth(self.redis, queue)
         dead_letters: int | None
         try:

@@ -18,7 +18,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from worker.observe.health import describe_error, queue_depth
+from worker.observe.health import queue_depth
+from worker.text import describe_error
 from worker.tools.claims import ClaimWatch, StrandedClaim
 from worker.tools.fleet import Heartbeats, read_heartbeats
 from worker.tools.history import take_sample

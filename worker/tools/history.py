@@ -26,12 +26,14 @@ from typing import Any, Final
 from redis.asyncio import Redis
 from taskline_producer import keys
 
+from worker.observe.metric_names import COMMAND_LATENCY, COMMANDS_DEAD_LETTERED, COMMANDS_PROCESSED, COMMANDS_RETRIED
+from worker.text import json_object
+
 __all__ = [
     "KEEP_S",
     "Counters",
     "Window",
     "counters_of",
-    "json_object",
     "read_history",
     "summarise",
     "take_sample",
@@ -39,7 +41,6 @@ __all__ = [
 
 KEEP_S: Final = 3 * 3600
 """Samples older than this are trimmed."""
-_LATENCY_BUCKET: Final = "taskline_command_latency_seconds_bucket"
 
 
 @dataclass
@@ -102,16 +103,16 @@ def counters_of(document: dict[str, Any]) -> Counters:
     counters = Counters()
     for family in document.get("metrics") or []:
         for name, labels, value in family.get("samples", []):
-            if name == "taskline_commands_processed_total":
+            if name == COMMANDS_PROCESSED.total:
                 if labels.get("outcome") == "duplicate":
                     counters.duplicates += float(value)
                 else:
                     counters.applied += float(value)
-            elif name == "taskline_commands_dead_lettered_total":
+            elif name == COMMANDS_DEAD_LETTERED.total:
                 counters.dead_lettered += float(value)
-            elif name == "taskline_commands_retried_total":
+            elif name == COMMANDS_RETRIED.total:
                 counters.retried += float(value)
-            elif name == _LATENCY_BUCKET and "le" in labels:
+            elif name == COMMAND_LATENCY.bucket and "le" in labels:
                 counters.latency[labels["le"]] = counters.latency.get(labels["le"], 0.0) + float(value)
     return counters
 
@@ -153,17 +154,6 @@ async def take_sample(
             pipe.zremrangebyscore(keys.history_key(queue), "-inf", f"({now - KEEP_S}")
         await pipe.execute()
     return sample
-
-
-def json_object(raw: Any) -> dict[str, Any] | None:
-    """A Redis value holding a JSON object, decoded; None when absent or anything else."""
-    if raw is None:
-        return None
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 async def read_history(redis: Redis, queue: str, *, since_s: float, now: float | None = None) -> list[dict[str, Any]]:

@@ -15,16 +15,13 @@ from redis.asyncio import Redis
 from taskline_producer import keys
 from taskline_producer.wire import epoch_ms
 
+from worker.text import reply_text
 from worker.tools.fleet import read_heartbeats
 
 __all__ = ["SHOWN", "queue_jobs"]
 
 SHOWN: Final = 50
 """Jobs listed per state."""
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _describe(envelope: Any) -> dict[str, Any]:
@@ -65,22 +62,24 @@ async def _details(redis: Redis, job_ids: list[str]) -> list[dict[str, Any]]:
 
 async def queue_jobs(redis: Redis, queue: str, *, limit: int = SHOWN) -> dict[str, list[dict[str, Any]]]:
     now = epoch_ms()
-    ready_ids = await redis.zrangebyscore(queue, "-inf", now, start=0, num=limit, withscores=True)
-    deferred_ids = await redis.zrangebyscore(queue, f"({now}", "+inf", start=0, num=limit, withscores=True)
+    ready = await redis.zrangebyscore(queue, "-inf", now, start=0, num=limit, withscores=True)
+    deferred = await redis.zrangebyscore(queue, f"({now}", "+inf", start=0, num=limit, withscores=True)
+    ready_ids = [(reply_text(member), score) for member, score in ready]
+    deferred_ids = [(reply_text(member), score) for member, score in deferred]
     heartbeats = await read_heartbeats(redis, queue)
     running_ids = [
         (str(job_id), str(doc["worker_id"])) for doc in heartbeats.live for job_id in doc.get("running_job_ids") or []
     ][:limit]
-    listed = [_text(m) for m, _ in ready_ids] + [_text(m) for m, _ in deferred_ids] + [j for j, _ in running_ids]
+    listed = [j for j, _ in ready_ids] + [j for j, _ in deferred_ids] + [j for j, _ in running_ids]
     details = {row["job_id"]: row for row in await _details(redis, listed)}
 
     def at(score: float) -> str:
         return datetime.fromtimestamp(score / 1000, UTC).isoformat()
 
     return {
-        "ready": [{**details[_text(m)], "runs_at": at(s)} for m, s in ready_ids],
+        "ready": [{**details[job_id], "runs_at": at(s)} for job_id, s in ready_ids],
         "deferred": [
-            {**details[_text(m)], "runs_at": at(s), "runs_in_s": round((s - now) / 1000, 1)} for m, s in deferred_ids
+            {**details[job_id], "runs_at": at(s), "runs_in_s": round((s - now) / 1000, 1)} for job_id, s in deferred_ids
         ],
         "running": [{**details[job_id], "worker_id": worker_id} for job_id, worker_id in running_ids],
     }

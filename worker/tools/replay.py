@@ -41,6 +41,7 @@ from redis.asyncio import Redis
 from taskline_producer import keys
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms
 
+from worker.config.redis_connection import make_tool_redis
 from worker.config.settings import Settings
 from worker.store.dead_letter_queries import (
     DeadLetterFilter,
@@ -86,7 +87,7 @@ async def replay_dead_letters(settings: Settings, where: DeadLetterFilter, *, dr
     """Re-enqueue each matching dead letter under its job id and delete it (see the module's
     docstring for why no dead letter can be lost). With `dry_run`, only say what would happen."""
     engine = make_engine(settings)
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=_REDIS_TIMEOUT_S, socket_timeout=_REDIS_TIMEOUT_S)
+    redis = make_tool_redis(settings.redis_url, _REDIS_TIMEOUT_S)
     report = ReplayReport(dry_run=dry_run)
     try:
         await redis.ping()  # a Redis that cannot be used is said before anything is read or locked
@@ -147,10 +148,6 @@ async def _replay_batch(
             await delete_dead_letters(session, queued)  # 3. the rows locked in 1
         # 4. the commit, on leaving the block; a worker waiting to re-write one of them goes on
     report.replayed += queued
-
-
-def _outcome_keys(job_id: str) -> tuple[str, str]:
-    return keys.outcome_key(job_id), keys.outcome_done_key(job_id)
 
 
 async def _preview_batch(

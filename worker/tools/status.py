@@ -15,9 +15,11 @@ from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
+from taskline_producer import keys
 
-from worker.observe.health import count_dead_letters, describe_error, queue_depth, scheduler_queue_name
+from worker.observe.health import count_dead_letters, queue_depth
 from worker.store.dead_letter_queries import DEAD_LETTER_GROUPS_SINCE, group_recent_dead_letters
+from worker.text import describe_error
 from worker.tools.claims import stranded_claims
 from worker.tools.fleet import read_heartbeats, summary
 from worker.tools.fleet_watch import sample_now
@@ -80,7 +82,7 @@ async def collect_status(
     heartbeats = await read_heartbeats(redis, queue)
     claims = await stranded_claims(redis, heartbeats.gone)
     ready, deferred = await queue_depth(redis, queue)
-    schedulers = await read_heartbeats(redis, scheduler_queue_name(queue))
+    schedulers = await read_heartbeats(redis, keys.scheduler_queue(queue))
     await sample_now(redis, queue, sample_every_s, claims, heartbeats)
     hour = await read_history(redis, queue, since_s=3600)
     newest = hour[-1]["t"] if hour else 0.0

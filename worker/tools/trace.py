@@ -30,9 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from taskline_producer import keys
 
 from worker.store import trace_queries as queries
+from worker.text import json_object, payload_text, reply_text
 from worker.tools.claims import LEGACY_CLAIM_VALUE
 from worker.tools.fleet import read_heartbeats
-from worker.tools.history import json_object
 
 __all__ = ["trace", "trace_command", "trace_task"]
 
@@ -42,12 +42,6 @@ TRANSACTION_SHOWN: Final = 50
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _command_of(envelope: bytes | None) -> dict[str, Any] | None:
@@ -76,7 +70,7 @@ async def _redis_side(redis: Redis, queue: str, job_id: str) -> dict[str, Any]:
         "outcome": json_object(outcome),
         "envelope": envelope,
         "score": score,
-        "holder": _text(holder),
+        "holder": None if holder is None else reply_text(holder),
         "claim_pttl_ms": int(claim_pttl),
         "transient_failures": int(transient) if transient is not None else 0,
         "tries": int(tries) if tries is not None else 0,
@@ -109,7 +103,7 @@ async def trace_command(conn: AsyncConnection, redis: Redis, queue: str, job_id:
             "worker_id": dead["worker_id"],
             "function": dead["function"],
             "payload_size": dead["payload_size"],
-            "payload": (dead["payload"] or b"")[:4096].decode("utf-8", "replace"),
+            "payload": payload_text(dead["payload"] or b"", 4096),
         }
     if "applied" in story:
         states.insert(0, "applied")

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -24,6 +23,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from worker.config.redis_connection import make_tool_redis
 from worker.config.settings import Settings
 from worker.logs import get_logger
 from worker.store.engine import make_sessions, make_tool_engine
@@ -73,7 +73,7 @@ def create_app(settings: Settings, *, watch: bool = True) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=5)
+        redis = make_tool_redis(settings.redis_url)
         engine = make_tool_engine(settings, "taskline-web", pool_size=2, max_overflow=2, command_timeout=10)
         password = settings.web_password.get_secret_value() if settings.web_password else None
         app.state.web = WebState(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from html import escape
 from typing import Final
 
@@ -106,7 +105,3 @@ def _runs(points: Sequence[tuple[float, float | None]], start: float) -> list[li
             continue
         runs[-1].append((t, v))
     return [run for run in runs if run]
-
-
-def utc_label(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%H:%M:%S")

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from worker.store.dead_letter_queries import DeadLetterFilter, delete_dead_letters, find_dead_letters
+from worker.text import payload_text
 from worker.tools.status import collect_status
 from worker.tools.trace import trace
 from worker.web.auth import Refusal
@@ -140,7 +141,7 @@ async def dead_letter(request: Request) -> Response:
     if not letters:
         return _render(request, "message.html", {"title": "Not found", "text": f"No dead letter {job_id}."}, 404)
     letter = letters[0]
-    payload = letter.payload.decode("utf-8", "replace") if letter.payload is not None else None
+    payload = payload_text(letter.payload)
     return _render(request, "dead_letter.html", {"letter": letter, "payload": payload})
 
 

@@ -3,7 +3,7 @@
 Imports only pydantic, redis and the standard library: no database code.
 """
 
-from taskline_producer.client import BulkReceipt, Receipt, SendReport, TaskProducer
+from taskline_producer.client import TaskProducer
 from taskline_producer.contract import (
     BULK_JOB,
     COMMAND_JOBS,
@@ -16,6 +16,7 @@ from taskline_producer.contract import (
     command_json_schema,
 )
 from taskline_producer.outcomes import Outcome, OutcomeTimeout
+from taskline_producer.receipts import BulkReceipt, Receipt, SendReport
 
 __all__ = [
     "BULK_JOB",

@@ -25,9 +25,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from taskline_producer.cli_errors import ServiceUnavailable, redis_problem, run_cli
-from taskline_producer.client import Receipt, TaskProducer
+from taskline_producer.client import TaskProducer
 from taskline_producer.contract import COMMAND_MODELS, DEFAULT_QUEUE, OUTCOME_TTL_MAX_S, Command
 from taskline_producer.outcomes import Outcome, OutcomeTimeout
+from taskline_producer.receipts import Receipt
 
 __all__ = ["DEFAULT_WAIT_S", "EXIT_DEAD_LETTER", "EXIT_TIMEOUT", "app", "expand_bare_wait", "main"]
 

@@ -29,6 +29,7 @@ __all__ = [
     "ServiceProblem",
     "ServiceUnavailable",
     "causes",
+    "error_text",
     "redact_url",
     "redis_problem",
     "run_cli",
@@ -93,7 +94,8 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
                 stack.append(linked)
 
 
-def _error_text(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
+    """`Type: message`, the whole message folded onto one line and cut to 300 characters."""
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
@@ -107,13 +109,13 @@ def redis_problem(exc: BaseException, url: str, setting: str = "REDIS_URL") -> S
             isinstance(error, ResponseError) and str(error).startswith(("NOAUTH", "WRONGPASS", "NOPERM"))
         ):
             hint = f"Redis refused the credentials or the command: check the user and password in {setting}"
-            return ServiceProblem("Redis", setting, url, _error_text(error), hint + " (and its ACL rules).")
+            return ServiceProblem("Redis", setting, url, error_text(error), hint + " (and its ACL rules).")
         if isinstance(error, (RedisConnectionError, RedisTimeoutError)):
             hint = (
                 f"Is Redis running and reachable there? Check the host, port and database number in {setting}"
                 " (rediss:// for TLS)."
             )
-            return ServiceProblem("Redis", setting, url, _error_text(error), hint)
+            return ServiceProblem("Redis", setting, url, error_text(error), hint)
     return None
 
 

@@ -46,7 +46,6 @@ __all__ = [
     "command_json_schema",
     "dumps",
     "is_in_future",
-    "job_function_of",
 ]
 
 DEFAULT_QUEUE: Final = keys.DEFAULT_QUEUE
@@ -207,10 +206,6 @@ BULK_JOB: Final = "apply_commands"
 def command_from_json(function: str, raw: bytes | str) -> Command:
     """Validate one command's JSON text against the model named by `function`."""
     return COMMAND_MODELS[function].model_validate_json(raw)
-
-
-def job_function_of(command: Command) -> str:
-    return command.function
 
 
 def is_in_future(command: Command, now: datetime, tolerance: timedelta) -> bool:

@@ -5,7 +5,7 @@ scripts (`taskline_producer.wire`, `worker.arq_seam.claim`) are assembled from t
 so no key literal appears anywhere else.
 
 arq's keys (`arq:job:`, `arq:in-progress:`, `arq:retry:`, `arq:result:`) are fixed by arq, whose
-wire format is taskline's: a test (`tests/unit/test_arq_seam.py`) fails if arq ever changes them.
+wire format is taskline's: a test (`tests/unit/test_arq_surface.py`) fails if arq ever changes them.
 Everything taskline adds lives under `taskline:` or under the queue's own name.
 """
 

@@ -1,0 +1,232 @@
+"""The benchmark's report: the table (one row per measured key, with its ratio to its floor), the
+notes under it, the profile and diagnose sections; bench/README.md, "Reading the table", says what
+each column means."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+RATIO_BASE = {
+    "x taskline K=1 uvloop": "x floor P=1 uvloop",
+    "3 taskline K=1": "1 floor P=1",
+    "3 taskline K=2": "1 floor P=2",
+    "4 taskline bulk K=1": "2 bulk floor, bulk jobs P=1",
+    "4 taskline bulk K=2": "2 bulk floor, bulk jobs P=2",
+}
+
+
+def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    s = results["scenarios"]
+    rows: list[dict[str, Any]] = []
+
+    def rate_of(key: str) -> float | None:
+        rate = s.get(key, {}).get("commands_per_s")
+        return float(rate) if rate is not None else None
+
+    for key in (
+        "1 floor P=1",
+        "1 floor P=2",
+        "2 bulk floor, 100 single jobs/tx P=1",
+        "2 bulk floor, bulk jobs P=1",
+        "2 bulk floor, bulk jobs P=2",
+        "3 taskline K=1",
+        "3 taskline K=2",
+        "4 taskline bulk K=1",
+        "4 taskline bulk K=2",
+        "x floor P=1 uvloop",
+        "x taskline K=1 uvloop",
+        "7 taskline K=1 outcomes off #1",
+        "7 taskline K=1 outcomes on #1",
+        "7 taskline K=1 outcomes off #2",
+        "7 taskline K=1 outcomes on #2",
+        "7 taskline bulk K=1 outcomes off",
+        "7 taskline bulk K=1 outcomes on",
+    ):
+        if key not in s:
+            continue
+        r = s[key]
+        if "error" in r:
+            rows.append({"scenario": key, "error": r["error"]})
+            continue
+        base = RATIO_BASE.get(key)
+        ratio = (r["commands_per_s"] / rate_of(base)) if base and rate_of(base) else None
+        rows.append(
+            {
+                "scenario": key,
+                "commands_per_s": r["commands_per_s"],
+                "ratio": ratio,
+                "ratio_to": base,
+                "client_cpu_ms": r["client_cpu_ms_per_command"],
+                "pg_cpu_ms": r["pg_cpu_ms_per_command"],
+                "cmds_per_tx": r["commands_per_transaction_approx"],
+                "rss_mib": r["peak_rss_mib"],
+                "machine_busy_pct": r["usage"].get("machine_busy_pct"),
+            }
+        )
+    for key in ("5 latency floor", "5 latency taskline K=1"):
+        if key not in s:
+            continue
+        r = s[key]
+        if "error" in r:
+            rows.append({"scenario": key, "error": r["error"]})
+            continue
+        rows.append(
+            {
+                "scenario": f"{key} @ {r['offered_rate']:.0f}/s",
+                "commands_per_s": r["achieved_rate"],
+                "p50_ms": r["latency_ms"]["p50"],
+                "p99_ms": r["latency_ms"]["p99"],
+                "client_cpu_ms": r["client_cpu_ms_per_command"],
+                "pg_cpu_ms": r["pg_cpu_ms_per_command"],
+                "rss_mib": r["peak_rss_mib"],
+                "machine_busy_pct": r["usage"].get("machine_busy_pct"),
+            }
+        )
+    if "6 enqueue" in s:
+        r = s["6 enqueue"]
+        if "error" in r:
+            rows.append({"scenario": "6 enqueue", "error": r["error"]})
+        else:
+            rows.append(
+                {
+                    "scenario": "6 enqueue send_many (1 process)",
+                    "commands_per_s": r["send_many"]["commands_per_s"],
+                    "client_cpu_ms": r["send_many"]["producer_cpu_ms_per_command"],
+                }
+            )
+            rows.append(
+                {
+                    "scenario": "6 enqueue send_bulk x100 (1 process)",
+                    "commands_per_s": r["send_bulk"]["commands_per_s"],
+                    "client_cpu_ms": r["send_bulk"]["producer_cpu_ms_per_command"],
+                }
+            )
+            rows.append(
+                {"scenario": "6 single send() call", "p50_ms": r["send"]["p50_ms"], "p99_ms": r["send"]["p99_ms"]}
+            )
+    return rows
+
+
+def fmt(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def render_table(rows: list[dict[str, Any]]) -> str:
+    headers = [
+        "scenario",
+        "cmd/s",
+        "ratio",
+        "p50 ms",
+        "p99 ms",
+        "CPU ms/cmd",
+        "PG CPU ms/cmd",
+        "cmd/tx",
+        "RSS MiB",
+        "busy %",
+    ]
+    lines = []
+    for row in rows:
+        if "error" in row:
+            lines.append([row["scenario"], "ERROR: " + row["error"][:60]] + [""] * (len(headers) - 2))
+            continue
+        lines.append(
+            [
+                row["scenario"],
+                fmt(row.get("commands_per_s"), ",.0f"),
+                fmt(row.get("ratio"), ".2f")
+                if row.get("ratio") is not None
+                else ("floor" if "floor" in row["scenario"] and "latency" not in row["scenario"] else "–"),
+                fmt(row.get("p50_ms"), ".2f"),
+                fmt(row.get("p99_ms"), ".2f"),
+                fmt(row.get("client_cpu_ms"), ".3f"),
+                fmt(row.get("pg_cpu_ms"), ".3f"),
+                fmt(row.get("cmds_per_tx"), ".1f"),
+                fmt(row.get("rss_mib"), ".0f"),
+                fmt(row.get("machine_busy_pct"), ".0f"),
+            ]
+        )
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *lines, strict=False)]
+    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"]
+    out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for line in lines:
+        cells = [
+            str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def notes(results: dict[str, Any]) -> list[str]:
+    s = results["scenarios"]
+    out = []
+    e = s.get("6 enqueue", {})
+    if "redis_memory" in e:
+        m = e["redis_memory"]
+        out.append(
+            f"Redis memory per queued command: {m['memory_usage_bytes_per_command']:.0f} B by MEMORY USAGE "
+            f"(job key {m['memory_usage_job_key_bytes']:.0f} B"
+            f" + queue entry {m['memory_usage_queue_bytes_per_command']:.0f} B; job JSON {m['job_json_bytes']} B);"
+            f" INFO used_memory delta {m['used_memory_delta_bytes_per_command']:.0f} B "
+            f"(noisy: the Redis server is shared) over {m['commands']:,} commands"
+        )
+    for key in ("3 taskline K=1", "3 taskline K=2", "4 taskline bulk K=1", "4 taskline bulk K=2"):
+        left = s.get(key, {}).get("redis_leftovers")
+        if left:
+            out.append(
+                f"{key}: Redis keys left per job after processing = {left['per_job_total']} "
+                f"(job {left['job']}, in-progress {left['in_progress']}, retry {left['retry']},"
+                f" result {left['result']}); queue members {left['queue_members']},"
+                f" arq:* keys in the db {left['arq_keys_in_db']}; dead letters {s[key]['dead_letters']},"
+                f" worker log lines at WARNING {s[key]['worker_log_lines']}"
+            )
+    for key in ("1 floor P=1", "3 taskline K=1", "x floor P=1 uvloop", "x taskline K=1 uvloop"):
+        ev = s.get(key, {}).get("client_events_per_command")
+        if ev:
+            out.append(
+                f"{key}: per command, minor page faults {ev.get('minor_faults', 0):.2f}, context switches "
+                f"{ev.get('voluntary_switches', 0):.2f} voluntary / {ev.get('involuntary_switches', 0):.2f} involuntary"
+            )
+    if "latency_rate" in results:
+        out.append(
+            f"steady-rate scenario offered {results['latency_rate']:.0f} commands/s "
+            "(half the K=1 drain rate, capped at 1,000/s)"
+        )
+    return out
+
+
+def print_report(results: dict[str, Any], out: Path, profile_seconds: float) -> None:
+    """Print the report of `results` (written to `out`) to stdout."""
+    machine = results.get("machine", {})
+    print(
+        f"taskline benchmark, {machine.get('date')}, {results['commands']:,} commands per drain, "
+        f"nproc {machine.get('nproc')}, Python {machine.get('python')}, PostgreSQL {machine.get('postgres')}, "
+        f"Redis {machine.get('redis')}, load average {machine.get('loadavg_start')} -> {machine.get('loadavg_end')}"
+    )
+    print("Shared machine: other test suites ran concurrently; numbers are noisy, ratios are within one run.\n")
+    print(render_table(results["table"]))
+    print()
+    for line in results["notes"]:
+        print("- " + line)
+    for key in ("profile worker", "profile floor"):
+        prof = results["scenarios"].get(key, {}).get("side")
+        if prof and "text" in prof:
+            print(f"\n{key} (py-spy, {profile_seconds:.0f} s, separate run):\n{prof['text']}")
+    for key in ("diagnose floor P=1", "diagnose taskline K=1", "diagnose bulk floor P=1", "diagnose taskline bulk K=1"):
+        diag = results["scenarios"].get(key, {})
+        side = diag.get("side")
+        if not side:
+            if "error" in diag:
+                print(f"\n{key}: ERROR {diag['error']}")
+            continue
+        syscalls = side.get("syscalls_per_command")
+        print(
+            f"\n{key}: {side['redis_commands_per_command']:.2f} Redis commands per command "
+            f"{side['redis_commands_by_name_per_command']}; "
+            + (
+                f"{syscalls:.1f} syscalls per command {side['syscalls_by_name_per_command']}"
+                if syscalls
+                else "no strace"
+            )
+        )
+    print(f"\nJSON: {out}")

@@ -1,0 +1,90 @@
+"""What the scenarios send and what they check afterwards: `create_task` commands for the
+benchmark's users, queued on a staging key; the keys arq could leave behind per job; percentiles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from taskline_producer.client import TaskProducer
+from taskline_producer.contract import CreateTask
+from taskline_producer.keys import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RESULT_KEY_PREFIX, RETRY_KEY_PREFIX
+
+from bench.services import USERS, Env
+
+BULK_SIZE = 100
+"""Commands per `apply_commands` job (`TaskProducer.send_bulk`)."""
+
+
+def make_commands(n: int, offset: int = 0) -> list[CreateTask]:
+    now = datetime.now(UTC)
+    return [
+        CreateTask(
+            command_id=uuid4(),
+            issued_at=now,
+            task_id=uuid4(),
+            user_id=(offset + i) % USERS + 1,
+            title=f"bench task {offset + i}",
+            description="created by the taskline benchmark",
+        )
+        for i in range(n)
+    ]
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+async def enqueue_staged(
+    env: Env, staging: str, commands: list[CreateTask], bulk: bool, outcome_ttl: int | None = None
+) -> list[str]:
+    """Queue the commands on a staging key (renamed to the real queue when the clock starts)."""
+    producer = TaskProducer(env.redis, queue=staging)
+    if bulk:
+        ids = []
+        for start in range(0, len(commands), BULK_SIZE):
+            receipt = await producer.send_bulk(commands[start : start + BULK_SIZE], outcome_ttl=outcome_ttl)
+            ids.append(receipt.job_id)
+        return ids
+    report = await producer.send_many(commands, outcome_ttl=outcome_ttl)
+    if report.duplicates:
+        raise RuntimeError(f"{len(report.duplicates)} duplicates while queueing")
+    return [str(c.command_id) for c in commands]
+
+
+async def leftovers(env: Env, queue: str, job_ids: list[str]) -> dict[str, int]:
+    """Keys arq could leave per job (job, in-progress, retry, result), and the rest of the db."""
+    counts = {"job": 0, "in_progress": 0, "retry": 0, "result": 0}
+    prefixes = {
+        "job": JOB_KEY_PREFIX,
+        "in_progress": IN_PROGRESS_KEY_PREFIX,
+        "retry": RETRY_KEY_PREFIX,
+        "result": RESULT_KEY_PREFIX,
+    }
+    for start in range(0, len(job_ids), 1000):
+        chunk = job_ids[start : start + 1000]
+        async with env.redis.pipeline(transaction=False) as pipe:
+            for name in counts:
+                pipe.exists(*[prefixes[name] + job_id for job_id in chunk])
+            for name, found in zip(counts, await pipe.execute(), strict=True):
+                counts[name] += int(found)
+    arq_keys = 0
+    async for _ in env.redis.scan_iter(match=JOB_KEY_PREFIX.split(":")[0] + ":*", count=1000):
+        arq_keys += 1
+    counts["queue_members"] = int(await env.redis.zcard(queue))
+    counts["arq_keys_in_db"] = arq_keys
+    counts["per_job_total"] = counts["job"] + counts["in_progress"] + counts["retry"] + counts["result"]
+    return counts
+
+
+async def unlink_jobs(env: Env, queue: str, job_ids: list[str]) -> None:
+    for start in range(0, len(job_ids), 1000):
+        await env.redis.unlink(*[JOB_KEY_PREFIX + j for j in job_ids[start : start + 1000]])
+    await env.redis.unlink(queue)

@@ -1,0 +1,61 @@
+"""The fleet's Prometheus page and heartbeat summaries, from heartbeat documents (no services)."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from worker.observe.heartbeat import metrics_snapshot
+from worker.observe.metrics import Metrics
+from worker.tools.fleet import summary
+from worker.tools.fleet_metrics import render_fleet_metrics
+
+
+def _document(worker_id: str, processed: float) -> dict[str, object]:
+    metrics = Metrics()
+    metrics.commands.labels("create_task", "applied").inc(processed)
+    metrics.duration.labels("create_task").observe(0.01)
+    metrics.queue_depth.labels("q", "ready").set(99)  # fleet gauges are not part of a worker's snapshot
+    return {
+        "worker_id": worker_id,
+        "host": "h",
+        "db_ok": True,
+        "stopping": False,
+        "metrics": metrics_snapshot(metrics.registry),
+    }
+
+
+def test_the_fleet_page_keeps_one_series_per_worker_and_adds_the_fleet_gauges() -> None:
+    """Each worker's series labelled with its id; queue depth, dead letters and live workers read fresh."""
+    page = render_fleet_metrics("q", [_document("a:1:x", 5), _document("b:2:y", 7)], (4, 2), 3).decode()
+    families = {family.name: family for family in text_string_to_metric_families(page)}
+    processed = {
+        sample.labels["worker"]: sample.value
+        for sample in families["taskline_commands_processed"].samples
+        if sample.name == "taskline_commands_processed_total"
+    }
+    assert processed == {"a:1:x": 5.0, "b:2:y": 7.0}
+    assert families["taskline_command_duration_seconds"].type == "histogram"
+    depth = {s.labels["state"]: s.value for s in families["taskline_queue_depth"].samples}
+    assert depth == {"ready": 4.0, "deferred": 2.0}  # the fresh reading, not a worker's stale 99
+    assert families["taskline_dead_letters_waiting"].samples[0].value == 3.0
+    assert families["taskline_workers_live"].samples[0].value == 2.0
+
+
+def test_a_schedulers_series_are_on_the_fleet_page_but_it_is_not_a_live_worker() -> None:
+    """The scheduler's purge metrics are on the page; `taskline_workers_live` does not count it."""
+    metrics = Metrics()
+    metrics.purge_rows.labels("task").inc(40)
+    scheduler = {"worker_id": "s:3:z", "role": "scheduler", "metrics": metrics_snapshot(metrics.registry)}
+    page = render_fleet_metrics("q", [_document("a:1:x", 5)], None, None, schedulers=[scheduler]).decode()
+    families = {family.name: family for family in text_string_to_metric_families(page)}
+    purged = [s for s in families["taskline_purge_rows_deleted"].samples if s.name.endswith("_total")]
+    assert [(s.labels, s.value) for s in purged] == [({"table": "task", "worker": "s:3:z"}, 40.0)]
+    assert families["taskline_workers_live"].samples[0].value == 1.0
+
+
+def test_a_summary_drops_the_snapshot_and_says_whether_the_worker_is_ready() -> None:
+    """`ready` is a reachable database and not stopping."""
+    document = _document("a:1:x", 1)
+    assert summary(document) == {"worker_id": "a:1:x", "host": "h", "db_ok": True, "stopping": False, "ready": True}
+    assert summary({**document, "stopping": True})["ready"] is False
+    assert summary({**document, "db_ok": False})["ready"] is False

@@ -1,0 +1,75 @@
+"""Every metric taskline exports, named once: its name and its help text (docs/operations.md lists
+them with their labels).
+
+The process's own registry (worker/observe/metrics.py) is built from these; the heartbeat's
+metrics snapshot (worker/observe/heartbeat.py), the fleet's Prometheus page
+(worker/tools/fleet_metrics.py) and the history samples (worker/tools/history.py) find the same
+names in the heartbeats. No
+import beyond the standard library: `taskline health`, an exec probe, loads this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = [
+    "CLAIMS_WAITING",
+    "COMMANDS_DEAD_LETTERED",
+    "COMMANDS_PROCESSED",
+    "COMMANDS_RETRIED",
+    "COMMAND_DURATION",
+    "COMMAND_LATENCY",
+    "DEAD_LETTERS_WAITING",
+    "FLEET_GAUGES",
+    "JOBS_IN_PROGRESS",
+    "PURGE_DURATION",
+    "PURGE_ROWS",
+    "QUEUE_DEPTH",
+    "WORKERS_LIVE",
+    "MetricName",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricName:
+    """A metric family's name (without `_total`) and its help text."""
+
+    name: str
+    help: str
+
+    @property
+    def total(self) -> str:
+        """The name of a counter's sample."""
+        return f"{self.name}_total"
+
+    @property
+    def bucket(self) -> str:
+        """The name of a histogram's bucket samples."""
+        return f"{self.name}_bucket"
+
+
+COMMANDS_PROCESSED: Final = MetricName("taskline_commands_processed", "Commands that took effect or were duplicates.")
+COMMANDS_RETRIED: Final = MetricName(
+    "taskline_commands_retried", "Command attempts that will be retried, by failure kind."
+)
+COMMANDS_DEAD_LETTERED: Final = MetricName(
+    "taskline_commands_dead_lettered", "Jobs or commands written to the dead_letter table."
+)
+COMMAND_DURATION: Final = MetricName("taskline_command_duration_seconds", "Time from job start to commit.")
+COMMAND_LATENCY: Final = MetricName("taskline_command_latency_seconds", "End-to-end latency: from issued_at to commit.")
+JOBS_IN_PROGRESS: Final = MetricName("taskline_jobs_in_progress", "Jobs running in this worker.")
+QUEUE_DEPTH: Final = MetricName("taskline_queue_depth", "Jobs in the queue: ready to run now, or deferred (retries).")
+DEAD_LETTERS_WAITING: Final = MetricName("taskline_dead_letters_waiting", "Rows in the dead_letter table.")
+CLAIMS_WAITING: Final = MetricName(
+    "taskline_claims_waiting_to_expire",
+    "Jobs claimed by a worker that stopped beating: nobody runs them until their claims expire.",
+)
+PURGE_ROWS: Final = MetricName("taskline_purge_rows_deleted", "Rows the purge deleted, by table.")
+PURGE_DURATION: Final = MetricName("taskline_purge_duration_seconds", "Duration of one purge run.")
+WORKERS_LIVE: Final = MetricName("taskline_workers_live", "Workers whose heartbeat is fresh.")
+"""Only on the fleet's page (worker/tools/fleet_metrics.py)."""
+
+FLEET_GAUGES: Final = frozenset({QUEUE_DEPTH.name, DEAD_LETTERS_WAITING.name, CLAIMS_WAITING.name})
+"""Gauges that describe the queue and the table, not one worker: not part of a worker's snapshot,
+read afresh by the fleet's page."""
