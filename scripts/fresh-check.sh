@@ -195,7 +195,7 @@ else
         | sed "s/^$COMMIT://" | tr '\n' ' ')"
     [ -n "$files" ] || die "found no test file that uses a system tool"
     say "light: scripts/test.sh $files"
-    commands="echo 'quickstart - 0' >/root/fresh-result
+    commands="echo 'quickstart 0 0' >/root/fresh-result
 SECONDS=0
 scripts/test.sh $files </dev/null; echo \"test \$? \$SECONDS\" >>/root/fresh-result"
 fi
