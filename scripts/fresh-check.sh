@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prove that the README's two commands work on a fresh, minimal Debian 12, with nothing skipped.
 #
-#   scripts/fresh-check.sh            # quickstart.sh, then the whole test.sh (about 15 minutes)
+#   scripts/fresh-check.sh            # quickstart.sh, then the whole test.sh (15 to 20 minutes)
 #   scripts/fresh-check.sh --light    # install steps + the tests that need system packages only
 #   scripts/fresh-check.sh --keep     # keep the chroot afterwards (its path is printed)
 #
