@@ -115,6 +115,9 @@ def main() -> int:
     failed = py.failed + py.errors + (node or {}).get("fail", 0) + (node or {}).get("cancelled", 0)
     skipped = py.skipped + (node or {}).get("skipped", 0) + (node or {}).get("todo", 0)
     setup_broken = strict and bool(not_run)
+    tools_file = args.junit.parent / "test-tools-missing"  # written by scripts/services.sh --tests
+    if tools_file.is_file() and (packages := tools_file.read_text().split()):
+        print(f"missing Debian packages: {' '.join(packages)} (apt-get install {' '.join(packages)}, as root)")
     if not_run:
         verdict = "a set-up failure: they can be installed here" if strict else "allowed: nothing here installs them"
         print(f"NOT RUN: {'; '.join(not_run)} ({verdict})")
