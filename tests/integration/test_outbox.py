@@ -120,7 +120,8 @@ async def test_relay_publishes_confirms_and_prunes(
 async def test_relay_republishes_what_redis_lost_but_not_what_is_still_queued(
     relay: Relay, settings: Settings, redis: Redis, db: asyncpg.Connection, users: list[int]
 ) -> None:
-    """After the window, a published command Redis knows nothing of is published again; one still
+    """After the window, a published command Redis holds no job for (even if its last outcome says
+    retrying) is published again; one still
     queued is only asked about later; the worker then applies each once."""
     commands = creates_and_updates(4)
     await insert_commands(db, commands)
@@ -128,6 +129,9 @@ async def test_relay_republishes_what_redis_lost_but_not_what_is_still_queued(
     lost = str(commands[0].command_id)
     await redis.delete(keys.job_key(lost))
     await redis.zrem(settings.queue, lost)
+    # a FLUSHALL between a worker's retry and its next try leaves the outcome "retrying", no job
+    retrying = {"command_id": lost, "state": "retrying", "reason": "not yet", "at": datetime.now(UTC).isoformat()}
+    await redis.set(keys.outcome_key(lost), json.dumps(retrying))
     await db.execute("UPDATE taskline_outbox SET next_check_at = now(), published_at = now() - interval '1 s'")
     assert await relay.confirm() == 4
     rows = {

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from redis.asyncio import Redis
 from taskline_producer import keys
-from taskline_producer.outcomes import Outcome
+from taskline_producer.outcomes import FINAL_STATES, Outcome
 from taskline_producer.wire import ENQUEUE_SCRIPT
 
 __all__ = ["SCRIPT_CHUNK", "publish_jobs", "read_states"]
@@ -45,7 +45,9 @@ async def publish_jobs(
 
 async def read_states(redis: Redis, command_ids: Sequence[str]) -> list[str]:
     """The state of each command (its job id is its command id): a final outcome (`applied`,
-    `duplicate`, `dead_letter`), `retrying`, `running`, `queued`, or `unknown` (Redis has nothing)."""
+    `duplicate`, `dead_letter`), `running`, `queued` (waiting, or waiting for a retry), or
+    `unknown`: Redis holds no job for it, although its last outcome may say `retrying` (a
+    FLUSHALL between the worker's retry and its next try takes the job and leaves the outcome)."""
     if not command_ids:
         return []
     async with redis.pipeline(transaction=False) as pipe:
@@ -57,8 +59,9 @@ async def read_states(redis: Redis, command_ids: Sequence[str]) -> list[str]:
     states: list[str] = []
     for i in range(len(command_ids)):
         raw, queued, running = replies[3 * i : 3 * i + 3]
-        if raw is not None:
-            states.append(Outcome.from_json(raw).state)
+        state = Outcome.from_json(raw).state if raw is not None else None
+        if state in FINAL_STATES:
+            states.append(state)
         elif running:
             states.append("running")
         elif queued:
