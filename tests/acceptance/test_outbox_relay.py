@@ -12,6 +12,7 @@ ones, and each task as its create and update left it. Redis is a redis-server of
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
@@ -27,7 +28,7 @@ from taskline_producer import keys
 from taskline_producer.contract import Command, CreateTask
 from taskline_producer.outbox import add_to_outbox
 
-from tests.conftest import WorkerProcess, procfile_command, wait_for, worker_env
+from tests.conftest import WorkerProcess, procfile_command, taskline, wait_for, worker_env
 from tests.support.outbox import creates_and_updates, insert_commands, reset_outbox
 from tests.support.redis_server import PrivateRedis
 from worker.config.settings import Settings
@@ -205,7 +206,21 @@ async def test_flushall_mid_run_loses_nothing(stack: Any, private_redis: Private
     async def flush(_: list[RelayProcess]) -> None:
         private_redis.flushall()
 
-    await _scenario(stack, db, flush)
+    commands, _ = await _scenario(stack, db, flush)
+    settings = stack[0]
+    await wait_for(lambda: _status_shows_the_outbox(settings), timeout=20)
+    traced = await taskline(settings, "trace", str(commands[0].command_id), "--json")
+    story = json.loads(traced.stdout)
+    assert story["states"][0] == "applied"
+    assert story["outbox"][0]["state"].startswith("confirmed: ")
+
+
+async def _status_shows_the_outbox(settings: Settings) -> bool:
+    """`taskline status --json` carries the relay's row and the outbox's figures (all confirmed)."""
+    done = await taskline(settings, "status", "--json")
+    outbox = json.loads(done.stdout).get("outbox") or {}
+    figures = outbox.get("figures") or {}
+    return bool(outbox.get("relays")) and figures.get("backlog") == 0 and outbox["relays"][0]["published"] > 0
 
 
 async def test_redis_restarted_without_persistence_loses_nothing(
