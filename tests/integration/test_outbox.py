@@ -195,3 +195,24 @@ async def test_two_relays_take_different_rows(settings: Settings, outbox: str, d
     assert first.counts.published > 0
     assert second.counts.published > 0
     assert await db.fetchval("SELECT max(publications) FROM taskline_outbox") == 1
+
+
+async def test_the_sql_file_and_the_sqlalchemy_table_agree(outbox: str, db: asyncpg.Connection) -> None:
+    """outbox.sql (the schema's home) creates exactly the columns `outbox_table` declares, with the
+    same nullability, so the producer's call and the relay's statements fit the table."""
+    rows = await db.fetch(
+        "SELECT column_name, is_nullable FROM information_schema.columns WHERE table_name = 'taskline_outbox'"
+    )
+    in_database = {r["column_name"]: r["is_nullable"] == "YES" for r in rows}
+    declared = {c.name: bool(c.nullable) and not c.primary_key for c in outbox_table.c}
+    assert in_database == declared
+
+
+def test_the_outbox_database_defaults_to_database_url(database_url: str) -> None:
+    """TASKLINE_OUTBOX_DATABASE_URL is optional: the relay reads DATABASE_URL's database unless it
+    is set, and messages name whichever variable is in force."""
+    plain = Settings(DATABASE_URL=database_url)  # type: ignore[call-arg]
+    assert (plain.outbox_url, plain.outbox_setting) == (plain.database_url, "DATABASE_URL")
+    other = Settings(DATABASE_URL=database_url, outbox_database_url="postgres://u@h/producer")  # type: ignore[call-arg]
+    assert other.outbox_url == "postgresql+asyncpg://u@h/producer"
+    assert other.outbox_setting == "TASKLINE_OUTBOX_DATABASE_URL"
