@@ -36,9 +36,13 @@ from worker.store import outbox_queries as q
 
 __all__ = ["RedisUnavailable", "Relay", "RelayCounts"]
 
-FIRST_CHECK_S: Final = 0.5
-"""How long after a publication its outcome is first asked."""
+CHECK_SHARE: Final = 0.1
+"""A publication's outcome is first asked this share of the re-publication window after it (and a
+command still waiting is asked again no sooner), between `MIN_CHECK_S` and `MAX_FIRST_CHECK_S`:
+6 s with the default window. Asking sooner only confirms sooner, and costs the database an UPDATE
+per command per check while the workers share it."""
 MIN_CHECK_S: Final = 0.5
+MAX_FIRST_CHECK_S: Final = 10.0
 PRUNE_BATCH: Final = 5000
 _FINAL: Final = ("applied", "duplicate", "dead_letter")
 
@@ -74,6 +78,10 @@ class Relay:
     redis_answered: bool = False
     """Set when Redis answered a step (the process reads and clears it, for its outage log)."""
 
+    @property
+    def first_check_s(self) -> float:
+        return min(max(self.republish_after_s * CHECK_SHARE, MIN_CHECK_S), MAX_FIRST_CHECK_S)
+
     async def publish(self) -> int:
         """Publish one batch of committed rows; how many rows it handled (published or refused)."""
         async with self.engine.begin() as conn:
@@ -84,7 +92,7 @@ class Relay:
             prepared = self.envelopes.prepare(((r.id, r.function, r.command) for r in rows), now)
             await self._enqueue(now, [(job_id, job) for _, job_id, job in prepared.jobs])
             await q.mark_invalid(conn, prepared.refused)
-            await q.mark_published(conn, [row_id for row_id, _, _ in prepared.jobs], FIRST_CHECK_S)
+            await q.mark_published(conn, [row_id for row_id, _, _ in prepared.jobs], self.first_check_s)
         self.counts.published += len(prepared.jobs)
         self.counts.invalid += len(prepared.refused)
         if self.metrics is not None:
@@ -117,10 +125,10 @@ class Relay:
             if lost:
                 prepared = self.envelopes.prepare(((r.id, r.function, r.command) for r in lost), now)
                 await self._enqueue(now, [(job_id, job) for _, job_id, job in prepared.jobs])
-                await q.mark_published(conn, [row_id for row_id, _, _ in prepared.jobs], FIRST_CHECK_S)
+                await q.mark_published(conn, [row_id for row_id, _, _ in prepared.jobs], self.first_check_s)
             for state, state_ids in final.items():
                 await q.confirm(conn, state_ids, state)
-            await q.postpone_checks(conn, waiting, MIN_CHECK_S, self.republish_after_s)
+            await q.postpone_checks(conn, waiting, self.first_check_s, self.republish_after_s)
         for state, state_ids in final.items():
             self.counts.confirmed[state] += len(state_ids)
             if self.metrics is not None:
