@@ -10,7 +10,7 @@ each command by its outcome.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -38,9 +38,13 @@ class Prepared:
 class Envelopes:
     """Builds and checks the jobs of outbox rows (see the module docstring)."""
 
-    def __init__(self, decoder: Decoder, outcome_ttl: int) -> None:
+    def __init__(self, decoder: Decoder, outcome_ttl: int, sign: Callable[[bytes], bytes] | None = None) -> None:
         self.decoder = decoder
         self.options = dumps(job_options(outcome_ttl))
+        self.sign = sign
+        """The hook for signed commands: applied to each job the decoder accepted, before it is
+        published (worker/relay/process.py's `build_relay` passes none yet; with signing, the
+        relay's own key from TASKLINE_RELAY_KEY_ID / TASKLINE_RELAY_SECRET goes here)."""
 
     def job(self, function: str, command_json: str, enqueued_ms: int) -> bytes:
         """The arq job JSON of one row (the command's JSON spliced in as it is stored)."""
@@ -72,7 +76,7 @@ class Envelopes:
             if decoded["f"] == REJECT_JOB or not isinstance(argument, Delivery):
                 prepared.refused.append((row_id, _reason_of(argument)))
                 continue
-            prepared.jobs.append((row_id, str(argument.command.command_id), raw))
+            prepared.jobs.append((row_id, str(argument.command.command_id), self.sign(raw) if self.sign else raw))
         return prepared
 
 
