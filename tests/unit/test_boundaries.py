@@ -131,3 +131,14 @@ def test_producers_all_is_the_curated_public_api() -> None:
     assert len(taskline_producer.__all__) == len(set(taskline_producer.__all__))
     for name in taskline_producer.__all__:
         assert getattr(taskline_producer, name) is not None
+
+
+def test_the_outbox_extra_loads_sqlalchemy_and_nothing_of_the_worker() -> None:
+    """`taskline_producer.outbox` (the `outbox` extra) needs SQLAlchemy only: no worker, arq,
+    sqlmodel, asyncpg or alembic comes with it."""
+    result = run_python("import json, sys, taskline_producer.outbox; print(json.dumps(sorted(sys.modules)))")
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert "sqlalchemy" in loaded
+    offenders = [name for name in loaded if name.split(".")[0] in set(FORBIDDEN_IN_PRODUCERS) - {"sqlalchemy"}]
+    assert offenders == []
