@@ -1,0 +1,175 @@
+"""Redis Sentinel: a real worker process, the producer and the tools on a `redis+sentinel://` URL
+follow a failover (tests/support/sentinel_group.py: one master, one replica, three sentinels).
+
+The direct-send test counts what a failover loses: commands the old master acknowledged that the
+replica had not received when the master was SIGKILLed (replication is asynchronous). It prints
+the count; docs/outbox.md ("Redis failover") states the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from taskline_producer import CreateTask, TaskProducer, keys
+from taskline_producer.connection import connect_redis
+
+from tests.acceptance.test_worker_process import BIN, processed_count, started
+from tests.conftest import wait_for, worker_env
+from tests.support.sentinel_group import SentinelGroup, binaries
+from tests.support.workers import wait_for_heartbeats
+
+pytestmark = pytest.mark.acceptance
+
+SENDERS = 4
+COMMANDS = 1200
+KILL_AFTER = 400  # acknowledged sends before the master is killed
+
+
+@pytest.fixture
+def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    found = binaries()
+    if found is None:
+        pytest.skip("redis-server and redis-sentinel are not installed (apt-get install redis-sentinel)")
+    directory = tmp_path / "sentinel"
+    directory.mkdir()
+    group = SentinelGroup(directory, *found)
+    try:
+        group.start()
+        yield group
+    finally:
+        group.stop()
+
+
+async def send_until_acknowledged(producer: TaskProducer, command: CreateTask, failures: list[str]) -> None:
+    """What a producer should do when a send raises during a failover: send the same command again
+    (the same command id: if the first try was queued after all, Redis refuses the copy)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            await producer.send(command)
+            return
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            failures.append(type(exc).__name__)
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)  # the producer's own backoff while the sentinels elect a master
+
+
+async def queue_drained(client: Any, queue: str) -> bool:
+    """Nothing left for the worker: no job queued or deferred, none claimed."""
+    if await client.zcard(queue):
+        return False
+    async for _ in client.scan_iter(match=keys.in_progress_key("*"), count=1000):
+        return False
+    return True
+
+
+async def test_a_worker_follows_a_failover_and_the_direct_sends_lost_are_counted(
+    settings: Any, db: Any, users: list[int], sentinel_group: SentinelGroup, start_worker: Any
+) -> None:
+    """Mid-stream the master is SIGKILLed: the worker process stays up, reconnects through the
+    sentinels to the promoted replica and keeps applying; the producer's retried sends reach the new
+    master; every command acknowledged after the failover is applied once, and the commands the
+    old master acknowledged but the replica never received are counted (and printed)."""
+    url = sentinel_group.url
+    settings = settings.model_copy(update={"redis_url": url})
+    worker = start_worker(REDIS_URL=url, TASKLINE_JOB_TIMEOUT="2")
+    await started(worker)
+    base = datetime.now(UTC)
+    commands = [
+        CreateTask(command_id=uuid4(), issued_at=base, task_id=uuid4(), user_id=1 + i % 20, title=f"failover {i}")
+        for i in range(COMMANDS)
+    ]
+    acknowledged_before: list[UUID] = []  # acknowledged before the kill: by the old master
+    in_flight: list[UUID] = []  # sent before the kill, acknowledged after: by either master
+    acknowledged_after: list[UUID] = []  # sent after the kill: by the new master
+    failures: list[str] = []
+    killed = asyncio.Event()
+    pending = iter(commands)
+    producer = TaskProducer.connect(url, queue=settings.queue)
+
+    async def sender() -> None:
+        for command in pending:
+            sent_before_kill = not killed.is_set()
+            await send_until_acknowledged(producer, command, failures)
+            if not killed.is_set():
+                acknowledged_before.append(command.command_id)
+            else:
+                (in_flight if sent_before_kill else acknowledged_after).append(command.command_id)
+            if len(acknowledged_before) >= KILL_AFTER and not killed.is_set():
+                killed.set()
+                sentinel_group.kill_master()
+
+    old_master = ("127.0.0.1", sentinel_group.master_port)
+    try:
+        await asyncio.gather(*(sender() for _ in range(SENDERS)))
+        assert killed.is_set()
+        assert failures, "no send failed: the master was not killed mid-stream"
+        new_master = await asyncio.to_thread(sentinel_group.master_address)
+        assert new_master == ("127.0.0.1", sentinel_group.replica_port), (new_master, sentinel_group.logs())
+        assert new_master != old_master
+
+        checker = connect_redis(url, socket_timeout=5)
+        try:
+            await wait_for(lambda: queue_drained(checker, settings.queue), timeout=90, interval=0.2)
+            # The worker's heartbeat is written on the new master: heartbeats followed the failover.
+            await wait_for_heartbeats(checker, settings.queue, [worker.proc.pid], timeout=30)
+        finally:
+            await checker.aclose()
+    finally:
+        await producer.close()
+
+    assert worker.proc.poll() is None, worker.log()
+    log = worker.log()
+    assert "lost the connection to Redis" in log, log[-3000:]
+    assert "Redis is reachable again" in log, log[-3000:]
+    # Sent after the failover: nothing lost, each applied once.
+    assert await processed_count(db, acknowledged_after) == len(acknowledged_after)
+    exposed = acknowledged_before + in_flight
+    lost = len(exposed) - await processed_count(db, exposed)
+    assert len(exposed) + len(acknowledged_after) == COMMANDS
+    tasks = await db.fetchval("SELECT count(*) FROM task WHERE id = ANY($1::uuid[])", [c.task_id for c in commands])
+    assert tasks == COMMANDS - lost  # nothing applied twice, nothing applied that was not sent
+    print(
+        f"\nsentinel failover: {lost} of {len(exposed)} direct sends acknowledged before or while the master"
+        f" was killed were lost; {len(acknowledged_after)} sent after it all applied;"
+        f" {len(failures)} send attempts failed during the failover"
+    )
+
+
+async def test_the_tools_and_the_producer_cli_use_a_sentinel_url(
+    settings: Any, db: Any, users: list[int], sentinel_group: SentinelGroup
+) -> None:
+    """`taskline-send` and `taskline status` accept a redis+sentinel:// REDIS_URL and reach the master."""
+    settings = settings.model_copy(update={"redis_url": sentinel_group.url})
+    env = worker_env(settings)
+    sent = await asyncio.to_thread(
+        subprocess.run,
+        [str(BIN / "taskline-send"), "create", "--user-id", "1", "--title", "through the sentinels"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert sent.returncode == 0, sent.stderr
+    master = connect_redis(sentinel_group.url)
+    try:
+        assert await master.zcard(settings.queue) == 1
+    finally:
+        await master.aclose()
+    status = await asyncio.to_thread(
+        subprocess.run, [str(BIN / "taskline"), "status", "--json"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["depth"]["ready"] == 1, status.stdout
