@@ -26,7 +26,7 @@ from taskline_producer.connection import connect_redis
 
 from tests.acceptance.test_worker_process import BIN, processed_count, started
 from tests.conftest import wait_for, worker_env
-from tests.support.sentinel_group import SentinelGroup, binaries
+from tests.support.sentinel_group import MASTER_NAME, SentinelGroup, binaries
 from tests.support.workers import wait_for_heartbeats
 
 pytestmark = pytest.mark.acceptance
@@ -173,3 +173,44 @@ async def test_the_tools_and_the_producer_cli_use_a_sentinel_url(
     )
     assert status.returncode == 0, status.stderr
     assert json.loads(status.stdout)["depth"]["ready"] == 1, status.stdout
+
+
+NODE_SENTINEL = """
+import { createSentinel } from "redis";
+import { TaskProducer } from "./dist/index.js";
+const ports = process.env.SENTINEL_PORTS.split(",").map(Number);
+const sentinel = createSentinel({
+  name: process.env.SENTINEL_MASTER,
+  sentinelRootNodes: ports.map((port) => ({ host: "127.0.0.1", port })),
+});
+sentinel.on("error", (error) => console.error("redis:", error.message));
+await sentinel.connect();
+try {
+  const producer = new TaskProducer(sentinel, { queue: process.env.TASKLINE_QUEUE });
+  const receipt = await producer.createTask({ userId: 1, title: "from node through the sentinels" });
+  const many = await producer.sendMany([]);
+  console.log(JSON.stringify({ receipt, many: many.queued }));
+} finally {
+  await sentinel.close();
+}
+"""
+
+
+async def test_the_typescript_producer_sends_through_a_node_redis_sentinel_client(
+    settings: Any, sentinel_group: SentinelGroup
+) -> None:
+    """`new TaskProducer(createSentinel({name, sentinelRootNodes}))` (node-redis 5/6) queues on the master."""
+    from tests.node_producer import node_json
+
+    env = {
+        **worker_env(settings),
+        "SENTINEL_PORTS": ",".join(str(port) for port in sentinel_group.sentinel_ports),
+        "SENTINEL_MASTER": MASTER_NAME,
+    }
+    out = await asyncio.to_thread(node_json, NODE_SENTINEL, env=env, timeout=120)
+    assert out["receipt"]["queued"] is True, out
+    master = connect_redis(sentinel_group.url)
+    try:
+        assert await master.zscore(settings.queue, out["receipt"]["commandId"]) is not None
+    finally:
+        await master.aclose()
