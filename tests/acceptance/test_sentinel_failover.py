@@ -214,3 +214,62 @@ async def test_the_typescript_producer_sends_through_a_node_redis_sentinel_clien
         assert await master.zscore(settings.queue, out["receipt"]["commandId"]) is not None
     finally:
         await master.aclose()
+
+
+async def test_what_a_lagging_replica_had_not_received_is_lost_in_a_failover(
+    settings: Any, sentinel_group: SentinelGroup
+) -> None:
+    """The window, made visible: with the replica's link down (dropped by the master, not yet
+    resynchronised), the master still acknowledges sends; SIGKILLed then, the replica is promoted
+    without them. Commands the replica had received are all on the new master."""
+    import redis as redis_sync
+
+    def command(i: int) -> CreateTask:
+        return CreateTask(command_id=uuid4(), issued_at=datetime.now(UTC), task_id=uuid4(), user_id=1, title=f"l{i}")
+
+    replicated = [command(i) for i in range(100)]
+    unreplicated = [command(100 + i) for i in range(50)]
+    master = redis_sync.Redis(port=sentinel_group.master_port)
+    replica = redis_sync.Redis(port=sentinel_group.replica_port, decode_responses=True)
+    producer = TaskProducer.connect(sentinel_group.url, queue=settings.queue)
+    try:
+        assert (await producer.send_many(replicated)).queued == len(replicated)
+        assert master.execute_command("WAIT", 1, 5000) == 1  # the replica has every one of them
+        # A dropped replication link that cannot be re-established: the master refuses PSYNC/SYNC
+        # from now on (an ACL rule; the producer's commands are still allowed), then drops the link.
+        master.execute_command("ACL", "SETUSER", "default", "-psync", "-sync")
+        master.client_kill_filter(_type="slave")  # CLIENT KILL TYPE replica
+        await wait_for(lambda: replica.info("replication")["master_link_status"] == "down", timeout=10)
+        report = await producer.send_many(unreplicated)
+        assert report.queued == len(unreplicated)  # acknowledged by the master
+        sentinel_group.kill_master()
+        promoted = ("127.0.0.1", sentinel_group.replica_port)
+
+        async def promoted_yet() -> bool:
+            return await asyncio.to_thread(sentinel_group.master_address) == promoted
+
+        try:
+            await wait_for(promoted_yet, timeout=60, interval=0.1)
+        except AssertionError:
+            pytest.fail(f"the sentinels did not promote the replica:\n{sentinel_group.logs()}")
+
+        async def present(commands: list[CreateTask]) -> int:
+            return sum([await producer.redis.exists(keys.job_key(str(c.command_id))) for c in commands])
+
+        await wait_for(lambda: _sends_again(producer), timeout=30)
+        assert await present(replicated) == len(replicated)
+        lost = len(unreplicated) - await present(unreplicated)
+        assert lost >= 1, "the replica had every acknowledged command: no window was made"
+        print(f"\nlagging replica: {lost} of {len(unreplicated)} acknowledged sends lost in the failover")
+    finally:
+        await producer.close()
+        master.close()
+        replica.close()
+
+
+async def _sends_again(producer: TaskProducer) -> bool:
+    """The producer's client reaches a master again (after the promotion)."""
+    try:
+        return bool(await producer.redis.ping())
+    except (RedisConnectionError, RedisTimeoutError, OSError):
+        return False
