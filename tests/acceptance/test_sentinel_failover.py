@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from taskline_producer import CreateTask, TaskProducer, keys
 from taskline_producer.connection import connect_redis
 
 from tests.acceptance.test_worker_process import BIN, processed_count, started
-from tests.conftest import wait_for, worker_env
+from tests.conftest import procfile_command, wait_for, worker_env
 from tests.support.sentinel_group import MASTER_NAME, SentinelGroup, binaries
 from tests.support.workers import wait_for_heartbeats
 
@@ -49,6 +50,30 @@ def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
         yield group
     finally:
         group.stop()
+
+
+@pytest.fixture
+def start_scheduler(tmp_path: Path) -> Iterator[Any]:
+    """Start the Procfile's `scheduler` process with the test's settings (heartbeat every second)."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(settings: Any) -> tuple[subprocess.Popen[bytes], Path]:
+        log = tmp_path / "scheduler.log"
+        with log.open("ab") as out:
+            env = worker_env(settings, TASKLINE_HEARTBEAT_INTERVAL="1")
+            started.append(
+                subprocess.Popen(procfile_command("scheduler"), env=env, stdout=out, stderr=subprocess.STDOUT)
+            )
+        return started[-1], log
+
+    yield start
+    for process in started:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 async def send_until_acknowledged(producer: TaskProducer, command: CreateTask, failures: list[str]) -> None:
@@ -75,17 +100,33 @@ async def queue_drained(client: Any, queue: str) -> bool:
     return True
 
 
+async def forget_heartbeats(client: Any, queue: str) -> None:
+    for worker_id in await client.zrange(keys.workers_index_key(queue), 0, -1):
+        await client.delete(keys.heartbeat_key(queue, worker_id.decode()))
+
+
+def _alive(log: Path, process: subprocess.Popen[bytes]) -> None:
+    assert process.poll() is None, log.read_text()
+
+
 async def test_a_worker_follows_a_failover_and_the_direct_sends_lost_are_counted(
-    settings: Any, db: Any, users: list[int], sentinel_group: SentinelGroup, start_worker: Any
+    settings: Any,
+    db: Any,
+    users: list[int],
+    sentinel_group: SentinelGroup,
+    start_worker: Any,
+    start_scheduler: Any,
 ) -> None:
     """Mid-stream the master is SIGKILLed: the worker process stays up, reconnects through the
-    sentinels to the promoted replica and keeps applying; the producer's retried sends reach the new
+    sentinels to the promoted replica and keeps applying; its heartbeat and the scheduler's are
+    written on the new master; the producer's retried sends reach the new
     master; every command acknowledged after the failover is applied once, and the commands the
     old master acknowledged but the replica never received are counted (and printed)."""
     url = sentinel_group.url
     settings = settings.model_copy(update={"redis_url": url})
-    worker = start_worker(REDIS_URL=url, TASKLINE_JOB_TIMEOUT="2")
+    worker = start_worker(REDIS_URL=url, TASKLINE_JOB_TIMEOUT="2", TASKLINE_HEARTBEAT_INTERVAL="1")
     await started(worker)
+    scheduler, scheduler_log = start_scheduler(settings)
     base = datetime.now(UTC)
     commands = [
         CreateTask(command_id=uuid4(), issued_at=base, task_id=uuid4(), user_id=1 + i % 20, title=f"failover {i}")
@@ -123,14 +164,23 @@ async def test_a_worker_follows_a_failover_and_the_direct_sends_lost_are_counted
         checker = connect_redis(url, socket_timeout=5)
         try:
             await wait_for(lambda: queue_drained(checker, settings.queue), timeout=90, interval=0.2)
-            # The worker's heartbeat is written on the new master: heartbeats followed the failover.
-            await wait_for_heartbeats(checker, settings.queue, [worker.proc.pid], timeout=30)
+            # Heartbeats follow the failover: the ones the replica received from the old master are
+            # removed, and the worker and the scheduler write theirs again, on the new master.
+            for queue, pid in (
+                (settings.queue, worker.proc.pid),
+                (keys.scheduler_queue(settings.queue), scheduler.pid),
+            ):
+                await forget_heartbeats(checker, queue)
+                await wait_for_heartbeats(
+                    checker, queue, [pid], timeout=30, check=lambda: _alive(scheduler_log, scheduler)
+                )
         finally:
             await checker.aclose()
     finally:
         await producer.close()
 
     assert worker.proc.poll() is None, worker.log()
+    assert scheduler.poll() is None, scheduler_log.read_text()[-3000:]
     log = worker.log()
     assert "lost the connection to Redis" in log, log[-3000:]
     assert "Redis is reachable again" in log, log[-3000:]
