@@ -37,12 +37,10 @@ COMMANDS = 1200
 KILL_AFTER = 400  # acknowledged sends before the master is killed
 
 
-@pytest.fixture
-def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
+def _running_group(directory: Path) -> Iterator[SentinelGroup]:
     found = binaries()
     if found is None:
         pytest.skip("redis-server and redis-sentinel are not installed (apt-get install redis-sentinel)")
-    directory = tmp_path / "sentinel"
     directory.mkdir()
     group = SentinelGroup(directory, *found)
     try:
@@ -50,6 +48,18 @@ def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
         yield group
     finally:
         group.stop()
+
+
+@pytest.fixture
+def sentinel_group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    """A group of this test's own, which it may break (kill its master)."""
+    yield from _running_group(tmp_path / "sentinel")
+
+
+@pytest.fixture(scope="module")
+def shared_sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    """A group the tests that leave it intact share (each on its own queue)."""
+    yield from _running_group(tmp_path_factory.mktemp("shared") / "sentinel")
 
 
 @pytest.fixture
@@ -199,10 +209,10 @@ async def test_a_worker_follows_a_failover_and_the_direct_sends_lost_are_counted
 
 
 async def test_the_tools_and_the_producer_cli_use_a_sentinel_url(
-    settings: Any, db: Any, users: list[int], sentinel_group: SentinelGroup
+    settings: Any, db: Any, users: list[int], shared_sentinel_group: SentinelGroup
 ) -> None:
     """`taskline-send` and `taskline status` accept a redis+sentinel:// REDIS_URL and reach the master."""
-    settings = settings.model_copy(update={"redis_url": sentinel_group.url})
+    settings = settings.model_copy(update={"redis_url": shared_sentinel_group.url})
     env = worker_env(settings)
     sent = await asyncio.to_thread(
         subprocess.run,
@@ -213,7 +223,7 @@ async def test_the_tools_and_the_producer_cli_use_a_sentinel_url(
         timeout=60,
     )
     assert sent.returncode == 0, sent.stderr
-    master = connect_redis(sentinel_group.url)
+    master = connect_redis(shared_sentinel_group.url)
     try:
         assert await master.zcard(settings.queue) == 1
     finally:
@@ -247,19 +257,19 @@ try {
 
 
 async def test_the_typescript_producer_sends_through_a_node_redis_sentinel_client(
-    settings: Any, sentinel_group: SentinelGroup
+    settings: Any, shared_sentinel_group: SentinelGroup
 ) -> None:
     """`new TaskProducer(createSentinel({name, sentinelRootNodes}))` (node-redis 5/6) queues on the master."""
     from tests.node_producer import node_json
 
     env = {
         **worker_env(settings),
-        "SENTINEL_PORTS": ",".join(str(port) for port in sentinel_group.sentinel_ports),
+        "SENTINEL_PORTS": ",".join(str(port) for port in shared_sentinel_group.sentinel_ports),
         "SENTINEL_MASTER": MASTER_NAME,
     }
     out = await asyncio.to_thread(node_json, NODE_SENTINEL, env=env, timeout=120)
     assert out["receipt"]["queued"] is True, out
-    master = connect_redis(sentinel_group.url)
+    master = connect_redis(shared_sentinel_group.url)
     try:
         assert await master.zscore(settings.queue, out["receipt"]["commandId"]) is not None
     finally:
