@@ -223,7 +223,7 @@ async def supervise_scheduler(settings: Settings, stopping: asyncio.Event | None
     log = get_logger("taskline.scheduler")
     async with process_ops(health, metrics, settings.metrics_port, log, host=settings.metrics_host):
         await run_until_stopped(
-            connect=connector_for(scheduler_settings(settings)),
+            connect=connector_for(settings.redis_url, scheduler_settings(settings)),
             build=lambda pool: build_scheduler(
                 settings,
                 redis_pool=pool,

@@ -13,15 +13,15 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import Any, TypeVar
 
-from arq.connections import ArqRedis, create_pool
+from arq.connections import ArqRedis
 from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from worker.config.redis_connection import connect_arq_pool
 from worker.observe.outages import OutageLog
 
 __all__ = ["REDIS_LOST", "connector_for", "run_until_stopped"]
@@ -37,19 +37,25 @@ UNREACHABLE: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutErro
 _FIRST_DELAY_S = 0.5
 _MAX_DELAY_S = 10.0
 _STABLE_S = 30.0
-REDIS_ADVICE = "check that Redis runs and that REDIS_URL points at it (host, port, password, rediss:// for TLS)"
+REDIS_ADVICE = (
+    "check that Redis runs and that REDIS_URL points at it (host, port, password, rediss:// for TLS;"
+    " for Sentinel, that the sentinels run and know a master of that name)"
+)
 
 
-def connector_for(options: dict[str, Any]) -> Callable[[], Awaitable[ArqRedis]]:
-    """How to connect the pool for a Worker with these options: arq's `create_pool`, without
-    arq's own retries (its countdown gives up; `run_until_stopped` retries for as long as it takes)."""
+def connector_for(redis_url: str, options: dict[str, Any]) -> Callable[[], Awaitable[ArqRedis]]:
+    """How to connect the pool for a Worker with these options (worker/config/redis_connection.py:
+    one Redis, or a Sentinel group's master), without arq's own retries (its countdown gives up;
+    `run_until_stopped` retries for as long as it takes). Each connect asks the sentinels afresh,
+    so the loop rebuilt after a failover runs on the new master."""
 
     async def connect() -> ArqRedis:
-        return await create_pool(
-            replace(options["redis_settings"], conn_retries=0),
+        return await connect_arq_pool(
+            redis_url,
+            options["redis_settings"],
             job_serializer=options.get("job_serializer"),
             job_deserializer=options.get("job_deserializer"),
-            default_queue_name=options["queue_name"],
+            queue_name=options["queue_name"],
         )
 
     return connect

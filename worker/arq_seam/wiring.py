@@ -21,7 +21,7 @@ from taskline_producer.contract import BULK_JOB, COMMAND_JOBS, dumps
 
 from worker.arq_seam.overrides import SeamOptions, TasklineWorker
 from worker.arq_seam.supervisor import connector_for, run_until_stopped
-from worker.config.redis_connection import arq_redis_settings
+from worker.config.redis_connection import arq_redis_settings, make_redis
 from worker.config.retention import ARQ_TIMEOUT_MARGIN_S
 from worker.config.settings import Settings, load_settings, redact_url
 from worker.logs import configure_logging, get_logger
@@ -245,7 +245,7 @@ async def _run_workers(settings: Settings, stopping: asyncio.Event, shared: dict
         abandoned.extend(job_id for job_id, task in worker.tasks.items() if not task.done())
 
     await run_until_stopped(
-        connect=connector_for(values),
+        connect=connector_for(settings.redis_url, values),
         build=lambda pool: build_worker(
             settings, redis_pool=pool, handle_signals=False, ctx={"settings": settings, **shared}
         ),
@@ -280,9 +280,7 @@ async def _release_claims(settings: Settings, job_ids: list[str]) -> list[str]:
     """Drop the claims of jobs this process abandoned when Redis went away, so they run again
     now rather than when their claims expire (their transactions rolled back, or committed and
     will be recognised as duplicates). Returns the ids still to release."""
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(settings.redis_url, socket_timeout=2)
+    client = make_redis(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
     try:
         await client.delete(*(keys.in_progress_key(job_id) for job_id in job_ids))
         return []

@@ -7,10 +7,11 @@ variables (`DATABASE_URL`, `REDIS_URL`) are the ones Heroku and friends already 
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from taskline_producer.connection import SENTINEL_SCHEMES, redact_url
 from taskline_producer.contract import CONTRACT_VERSION, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE, OUTCOME_TTL_MAX_S
 
 from worker.config.durations import parse_duration
@@ -38,16 +39,6 @@ def normalise_database_url(url: str) -> str:
         query = "&".join("ssl=" + p[len("sslmode=") :] if p.startswith("sslmode=") else p for p in query.split("&"))
         return f"postgresql+asyncpg://{base}{query_sep}{query}"
     raise ValueError(f"scheme {scheme!r} is not PostgreSQL; use postgresql://…")
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
 
 
 class Settings(BaseSettings):
@@ -169,9 +160,12 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
-            raise ValueError("must start with redis:// or rediss:// (TLS)")
-        arq_redis_settings(value)  # TLS options in the query string (?ssl_cert_reqs=none) must be valid
+        if urlsplit(value).scheme.lower() not in ("redis", "rediss", "unix", *SENTINEL_SCHEMES):
+            raise ValueError(
+                "must start with redis:// or rediss:// (TLS), or redis+sentinel:// for Sentinel"
+                " (redis+sentinel://[:password@]host1:26379,host2:26379/<master name>/<db>)"
+            )
+        arq_redis_settings(value)  # the query's options (?ssl_cert_reqs=none, sentinel_password=) must be valid
         return value
 
 

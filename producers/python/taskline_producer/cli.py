@@ -50,7 +50,12 @@ out = Console()
 err = Console(stderr=True)
 
 RedisUrl = Annotated[
-    str, typer.Option("--redis-url", envvar="REDIS_URL", help="redis:// or rediss:// URL of the queue's Redis.")
+    str,
+    typer.Option(
+        "--redis-url",
+        envvar="REDIS_URL",
+        help="The queue's Redis: redis://, rediss:// (TLS), redis+sentinel://h1,h2/<master>/<db>.",
+    ),
 ]
 Queue = Annotated[str, typer.Option("--queue", envvar="TASKLINE_QUEUE", help="The arq queue name.")]
 UserId = Annotated[int, typer.Option("--user-id", help="Owner of the task (a user.id).")]

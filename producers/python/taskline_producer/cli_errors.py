@@ -18,11 +18,12 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from taskline_producer.connection import redact_url
 
 __all__ = [
     "DEBUG_FLAG",
@@ -37,19 +38,6 @@ __all__ = [
 
 DEBUG_FLAG: Final = "--debug"
 EXIT_UNAVAILABLE: Final = 1
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparseable URL>"
-    if password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +101,7 @@ def redis_problem(exc: BaseException, url: str, setting: str = "REDIS_URL") -> S
         if isinstance(error, (RedisConnectionError, RedisTimeoutError)):
             hint = (
                 f"Is Redis running and reachable there? Check the host, port and database number in {setting}"
-                " (rediss:// for TLS)."
+                " (rediss:// for TLS; redis+sentinel://sentinel1,sentinel2/<master name>/<db> for Sentinel)."
             )
             return ServiceProblem("Redis", setting, url, error_text(error), hint)
     return None

@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 
 from redis.asyncio import Redis
 
+from taskline_producer.connection import connect_redis
 from taskline_producer.contract import (
     BULK_JOB,
     DEFAULT_MAX_BULK_COMMANDS,
@@ -66,8 +67,10 @@ class TaskProducer:
 
     @classmethod
     def connect(cls, redis_url: str, *, queue: str = DEFAULT_QUEUE, **kwargs: Any) -> TaskProducer:
-        """A producer with its own connection pool to `redis_url` (redis:// or rediss://)."""
-        return cls(Redis.from_url(redis_url), queue=queue, owns_client=True, **kwargs)
+        """A producer with its own connection pool to `redis_url`: redis:// or rediss:// for one
+        Redis, redis+sentinel:// or rediss+sentinel:// for the master of a Sentinel group, followed
+        across failovers (taskline_producer/connection.py gives the form)."""
+        return cls(connect_redis(redis_url), queue=queue, owns_client=True, **kwargs)
 
     async def close(self) -> None:
         if self._owns_client:

@@ -1,12 +1,13 @@
 /**
  * The producer takes node-redis clients as they come: a plain client, a client with RESP3, and
- * a client pool all type-check as the producer's client (and the pool as a blocking client).
+ * a client pool and a Sentinel client (`createSentinel`) all type-check as the producer's client
+ * (and the pool as a blocking client).
  * Nothing connects: creating a node-redis client opens no connection.
  */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { createClient, createClientPool } from "redis";
+import { createClient, createClientPool, createSentinel } from "redis";
 
 import { TaskProducer } from "../src/index.js";
 
@@ -21,4 +22,11 @@ test("node-redis clients and pools are accepted as they are", () => {
   ];
   assert.equal(producers.length, 3);
   assert.equal(client.isOpen, false);
+});
+
+test("a node-redis Sentinel client is accepted as it is", () => {
+  const sentinel = createSentinel({ name: "taskline", sentinelRootNodes: [{ host: "127.0.0.1", port: 26379 }] });
+  const producer = new TaskProducer(sentinel, { queue: "q" });
+  assert.equal(producer.queue, "q");
+  assert.equal(sentinel.isOpen, false);
 });
