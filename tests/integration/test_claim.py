@@ -6,13 +6,16 @@ import pytest
 from taskline_producer import keys
 from taskline_producer.wire import epoch_ms
 
-from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, claim_arguments, parse_claimed
+from worker.arq_seam.claim import CLAIM_SCRIPT, OVERSIZED_HEAD_BYTES, Claimed, claim_arguments, parse_claimed
 
 pytestmark = pytest.mark.integration
 
 
-async def _claim(redis, queue: str, *, limit: int, scan: int = 50, worker_id: str = "w-1") -> list[Claimed]:
-    reply = await redis.eval(CLAIM_SCRIPT, 1, queue, *claim_arguments(epoch_ms(), 60_000, worker_id, limit, scan))
+async def _claim(
+    redis, queue: str, *, limit: int, scan: int = 50, worker_id: str = "w-1", max_bytes: int = 1 << 20
+) -> list[Claimed]:
+    arguments = claim_arguments(epoch_ms(), 60_000, worker_id, limit, scan, max_bytes)
+    reply = await redis.eval(CLAIM_SCRIPT, 1, queue, *arguments)
     return parse_claimed(reply)
 
 
@@ -61,3 +64,19 @@ async def test_looks_at_no_more_due_jobs_than_the_scan_limit(redis, queue):
 
     assert await _claim(redis, queue, limit=5, scan=2) == []
     assert [job.job_id for job in await _claim(redis, queue, limit=5, scan=3)] == ["r"]
+
+
+async def test_an_oversized_job_is_measured_not_read(redis, queue):
+    """A job value larger than `max_bytes` comes back as its size and its first bytes only (STRLEN
+    in Redis, then GETRANGE): the worker never receives the whole value. One at the limit is read."""
+    now = epoch_ms()
+    await redis.zadd(queue, {"big": now - 2, "fits": now - 1})
+    await redis.set(keys.job_key("big"), b"{" + b"x" * 200_000)
+    await redis.set(keys.job_key("fits"), b"y" * 1000)
+
+    claimed = await _claim(redis, queue, limit=5, max_bytes=1000)
+
+    big, fits = claimed
+    assert (big.job_id, big.oversized, big.job_try) == ("big", 200_001, 1)
+    assert big.payload == (b"{" + b"x" * 200_000)[:OVERSIZED_HEAD_BYTES]
+    assert (fits.job_id, fits.oversized, fits.payload) == ("fits", 0, b"y" * 1000)

@@ -7,11 +7,12 @@ variables (`DATABASE_URL`, `REDIS_URL`) are the ones Heroku and friends already 
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from taskline_producer.contract import CONTRACT_VERSION, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE
+from taskline_producer.redaction import redact_text, redact_url
 
 from worker.config.durations import parse_duration
 from worker.config.redis_connection import arq_redis_settings
@@ -19,6 +20,7 @@ from worker.config.retention import redelivery_horizon, schedule_for
 
 __all__ = ["Settings", "SettingsError", "load_settings", "redact_url"]
 
+_URL_VARIABLES = {"database_secret": "DATABASE_URL", "redis_secret": "REDIS_URL"}
 _HORIZON_INPUTS = ("job_timeout", "not_yet_window", "transient_tries", "retry_max_delay")
 
 
@@ -40,22 +42,14 @@ def normalise_database_url(url: str) -> str:
     raise ValueError(f"scheme {scheme!r} is not PostgreSQL; use postgresql://…")
 
 
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[-1]}"))
-
-
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TASKLINE_", extra="ignore", frozen=True)
 
-    database_url: str = Field(validation_alias=AliasChoices("DATABASE_URL", "TASKLINE_DATABASE_URL"))
-    redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL", "TASKLINE_REDIS_URL")
+    # The two URLs carry passwords: held as secrets (a repr, a dump or a validation error shows
+    # **********); `database_url` / `redis_url` below hand the value to what connects.
+    database_secret: SecretStr = Field(validation_alias=AliasChoices("DATABASE_URL", "TASKLINE_DATABASE_URL"))
+    redis_secret: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"), validation_alias=AliasChoices("REDIS_URL", "TASKLINE_REDIS_URL")
     )
     queue: str = Field(default=DEFAULT_QUEUE, min_length=1)
 
@@ -131,19 +125,41 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8000, ge=1, le=65535, validation_alias=AliasChoices("TASKLINE_WEB_PORT", "PORT"))
     web_user: str = Field(default="admin", min_length=1)
     web_password: SecretStr | None = None
+    web_allow_open: bool = False
+    """Serve the page on a host other than loopback without a password (a trusted network only)."""
 
-    @field_validator("database_url")
+    @field_validator("database_secret", mode="before")
     @classmethod
-    def _database_url(cls, value: str) -> str:
-        return normalise_database_url(value)
+    def _database_url(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return SecretStr(normalise_database_url(value)) if isinstance(value, str) else value
 
-    @field_validator("redis_url")
+    @field_validator("redis_secret", mode="before")
     @classmethod
-    def _redis_url(cls, value: str) -> str:
+    def _redis_url(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
         if urlsplit(value).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must start with redis:// or rediss:// (TLS)")
-        arq_redis_settings(value)  # TLS options in the query string (?ssl_cert_reqs=none) must be valid
-        return value
+        try:
+            arq_redis_settings(value)  # TLS options in the query string (?ssl_cert_reqs=none) must be valid
+        except ValueError as exc:
+            raise ValueError(redact_text(str(exc))) from None
+        return SecretStr(value)
+
+    @property
+    def database_url(self) -> str:
+        """DATABASE_URL in the asyncpg form, password included: for connecting, never for printing
+        (`redact_url` it)."""
+        return self.database_secret.get_secret_value()
+
+    @property
+    def redis_url(self) -> str:
+        """REDIS_URL, password included: for connecting, never for printing (`redact_url` it)."""
+        return self.redis_secret.get_secret_value()
 
 
 def load_settings() -> Settings:
@@ -154,7 +170,7 @@ def load_settings() -> Settings:
         problems = []
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
-            variable = field if field.isupper() else f"TASKLINE_{field.upper()}"
+            variable = _URL_VARIABLES.get(field) or (field if field.isupper() else f"TASKLINE_{field.upper()}")
             message = "is not set" if error["type"] == "missing" else error["msg"]
             problems.append(f"{variable} {message}")
         raise SettingsError("; ".join(problems) + " (see the README's Settings table)") from None

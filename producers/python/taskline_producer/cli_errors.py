@@ -18,11 +18,12 @@ import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
 
 from redis.exceptions import AuthenticationError, AuthorizationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from taskline_producer.redaction import redact_text, redact_url
 
 __all__ = [
     "DEBUG_FLAG",
@@ -37,19 +38,6 @@ __all__ = [
 
 DEBUG_FLAG: Final = "--debug"
 EXIT_UNAVAILABLE: Final = 1
-
-
-def redact_url(url: str) -> str:
-    """The URL with its password replaced by ***."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparseable URL>"
-    if password is None:
-        return url
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +83,9 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def error_text(exc: BaseException) -> str:
-    """`Type: message`, the whole message folded onto one line and cut to 300 characters."""
-    text = " ".join(str(exc).split())
+    """`Type: message`, the whole message folded onto one line, URLs in it redacted, cut to 300
+    characters."""
+    text = redact_text(" ".join(str(exc).split()))
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
