@@ -34,7 +34,7 @@ def json_object(raw: Any) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter goes
         return None
     return value if isinstance(value, dict) else None
 

@@ -43,7 +43,8 @@ def normalise_database_url(url: str) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TASKLINE_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a ValidationError never quotes a value (DATABASE_URL with its password)
+    model_config = SettingsConfigDict(env_prefix="TASKLINE_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
     # The two URLs carry passwords: held as secrets (a repr, a dump or a validation error shows
     # **********); `database_url` / `redis_url` below hand the value to what connects.

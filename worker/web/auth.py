@@ -117,6 +117,10 @@ class SignInThrottle:
             del self._failures[peer]
         return failures
 
+    def __len__(self) -> int:
+        """How many addresses are remembered."""
+        return len(self._failures)
+
     def retry_after_s(self, peer: str) -> float:
         """0 when `peer` may try; else how many seconds until it may."""
         failures = self._recent(peer)
