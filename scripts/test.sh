@@ -24,6 +24,9 @@ step() {  # NAME COMMAND...
     "$@" || failed+=("$name")
 }
 step "ruff check ." .venv/bin/ruff check .
+# The lock files against pyproject.toml, and the locked set against PyPI's advisories (both ask PyPI).
+step "lock files match pyproject.toml (scripts/lock.sh --check)" bash scripts/lock.sh --check
+step "pip-audit of the locked set (scripts/audit_lock.py)" .venv/bin/python scripts/audit_lock.py
 step "mypy" .venv/bin/mypy
 step "pytest $*" .venv/bin/pytest "$@"
 if command -v npm >/dev/null 2>&1; then
