@@ -11,11 +11,12 @@ from taskline_producer import keys
 from taskline_producer.wire import epoch_ms
 
 from worker.web.app import create_app
-from worker.web.views import FORM_LIMIT_BYTES
 
 pytestmark = pytest.mark.integration
 
 AUTH = ("admin", "pw")
+FORM_LIMIT_BYTES = 4096
+"""worker.web.views.FORM_LIMIT_BYTES, written out so that this file runs against any version."""
 
 
 def _with_password(settings):
