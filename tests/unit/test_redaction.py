@@ -110,3 +110,14 @@ def test_log_lines_redact_every_url_in_them(monkeypatch: pytest.MonkeyPatch) -> 
     assert lines.count("\n") >= 3
     assert "s3cret" not in lines
     assert "password=***" in lines
+
+
+def test_a_copy_of_the_settings_takes_new_urls_as_secrets() -> None:
+    """`model_copy(update={"database_url": ..., "redis_url": ...})` (how tests point a copy
+    elsewhere) replaces the URLs behind the secrets, the database URL normalised."""
+    settings = Settings(DATABASE_URL="postgres://u@db/x")  # type: ignore[call-arg]
+    moved = settings.model_copy(update={"database_url": "postgres://u:s3cret@other/y", "redis_url": "redis://c:1/2"})
+    assert moved.database_url == "postgresql+asyncpg://u:s3cret@other/y"
+    assert moved.redis_url == "redis://c:1/2"
+    assert "s3cret" not in repr(moved)
+    assert settings.database_url == "postgresql+asyncpg://u@db/x"

@@ -6,7 +6,8 @@ variables (`DATABASE_URL`, `REDIS_URL`) are the ones Heroku and friends already 
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -150,6 +151,17 @@ class Settings(BaseSettings):
         except ValueError as exc:
             raise ValueError(redact_text(str(exc))) from None
         return SecretStr(value)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """pydantic's copy, taking `database_url` and `redis_url` in `update` as well (held as the
+        secrets behind them, the database URL normalised)."""
+        if update and ("database_url" in update or "redis_url" in update):
+            update = dict(update)
+            if "database_url" in update:
+                update["database_secret"] = SecretStr(normalise_database_url(update.pop("database_url")))
+            if "redis_url" in update:
+                update["redis_secret"] = SecretStr(update.pop("redis_url"))
+        return super().model_copy(update=update, deep=deep)
 
     @property
     def database_url(self) -> str:
