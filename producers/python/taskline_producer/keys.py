@@ -21,6 +21,8 @@ __all__ = [
     "JOB_KEY_PREFIX",
     "OUTCOME_DONE_SUFFIX",
     "OUTCOME_KEY_PREFIX",
+    "RELAYS_INDEX_PREFIX",
+    "RELAY_KEY_PREFIX",
     "RESULT_KEY_PREFIX",
     "RETRY_KEY_PREFIX",
     "RETRY_KEY_TTL_S",
@@ -35,6 +37,8 @@ __all__ = [
     "job_key",
     "outcome_done_key",
     "outcome_key",
+    "relay_key",
+    "relays_index_key",
     "result_key",
     "retry_key",
     "scheduler_queue",
@@ -82,6 +86,11 @@ the `outcome_ttl` its job asked for; only for jobs that asked."""
 OUTCOME_DONE_SUFFIX: Final = ":done"
 """`taskline:outcome:<command id>:done`: a list the worker pushes one token onto when the command
 reaches a final state; waiting producers block on it (BLMOVE onto itself, so any number can)."""
+RELAY_KEY_PREFIX: Final = "taskline:relay:"
+"""`taskline:relay:<queue>:<relay id>`: a live outbox relay's heartbeat document, with the
+outbox's figures (worker/relay/)."""
+RELAYS_INDEX_PREFIX: Final = "taskline:relays:"
+"""`taskline:relays:<queue>`: sorted set of relay ids by last heartbeat."""
 SCHEDULER_QUEUE_SUFFIX: Final = ":scheduler"
 """`<queue>:scheduler`: the scheduler's own arq queue (its cron job)."""
 SCHEDULER_TICK_INFIX: Final = ":ran:"
@@ -146,3 +155,11 @@ def scheduler_queue(queue: str) -> str:
 
 def scheduler_tick_key(scheduler_queue_name: str, job_id: str) -> str:
     return scheduler_queue_name + SCHEDULER_TICK_INFIX + job_id
+
+
+def relay_key(queue: str, relay_id: str) -> str:
+    return f"{RELAY_KEY_PREFIX}{queue}:{relay_id}"
+
+
+def relays_index_key(queue: str) -> str:
+    return RELAYS_INDEX_PREFIX + queue
