@@ -4,8 +4,10 @@
 #   scripts/install.sh           # what the quick start needs
 #   scripts/install.sh --tests   # and a Node.js for the TypeScript producer's tests (below)
 #
-# Safe to run again: when pyproject.toml has not changed since the last install it only says
-# so. TASKLINE_REINSTALL=1 installs again anyway; PYTHON=/path/to/python picks the interpreter.
+# What it installs is pinned: requirements-dev.lock (every version with its hashes; written from
+# pyproject.toml by scripts/lock.sh), then taskline and its producer client from this checkout.
+# Safe to run again: when pyproject.toml and the lock file have not changed since the last install
+# it only says so. TASKLINE_REINSTALL=1 installs again anyway; PYTHON=/path/to/python picks the interpreter.
 #
 # The TypeScript producer needs Node.js 20.19 or newer, and Debian 12 ships 18.20. With --tests,
 # when no such node (with npm) is on PATH, Node.js 22 (LTS) comes from PyPI: the
@@ -156,7 +158,7 @@ finish() {
 }
 
 # What the install depends on: the project's requirements and the interpreter.
-wanted="$(cat pyproject.toml producers/python/pyproject.toml "$VENV/pyvenv.cfg" | sha256sum | cut -d' ' -f1)"
+wanted="$(cat pyproject.toml producers/python/pyproject.toml requirements-dev.lock "$VENV/pyvenv.cfg" | sha256sum | cut -d' ' -f1)"
 if [ "${TASKLINE_REINSTALL:-0}" != 1 ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$wanted" ] \
     && [ -x "$VENV/bin/taskline" ]; then
     say ".venv is up to date (TASKLINE_REINSTALL=1 to install again)"
@@ -170,11 +172,15 @@ if ! "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then  # e.g. a venv ma
 fi
 say "upgrading pip"
 pip_install --upgrade pip
-say "installing taskline and its dev tools (pip install -e '.[dev]'; log: ${PIP_LOG#"$ROOT"/})"
-pip_install -e '.[dev]'
-# The producer client is a distribution of its own that the worker depends on; made editable
-# here so that a change under producers/python is seen without reinstalling.
-pip_install --no-deps -e producers/python
+# What is installed is pinned: requirements-dev.lock holds every version and its hashes, written
+# from pyproject.toml by scripts/lock.sh (a change to either installs again).
+say "installing the locked dependencies (requirements-dev.lock, every hash checked; log: ${PIP_LOG#"$ROOT"/})"
+pip_install --require-hashes -r requirements-dev.lock
+# taskline and the producer client (a distribution of its own that the worker depends on) from
+# this checkout, editable, so a change under worker/ or producers/python is seen without
+# reinstalling; --no-deps: every dependency of both is in the lock file, installed above.
+say "installing taskline and the producer client from this checkout (editable)"
+pip_install --no-deps -e . -e producers/python
 echo "$wanted" >"$STAMP"
 finish
 say "done: $("$VENV/bin/python" -V), taskline in $VENV/bin"

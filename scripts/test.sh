@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Everything CI checks: install (with a Node.js for the TypeScript producer), install the system
-# packages the tests need and make sure PostgreSQL and Redis run, then ruff, mypy, pytest, and the
-# TypeScript producer's own tests (npm test). Ends with one line of counts for pytest and npm test.
+# packages the tests need and make sure PostgreSQL and Redis run, then ruff, the lock files against
+# pyproject.toml (scripts/lock.sh --check), pip-audit of the locked set (scripts/audit_lock.py),
+# mypy, pytest, and the TypeScript producer's own tests (npm test). Ends with one line of counts
+# for pytest and npm test.
 #
 #   scripts/test.sh                      # the whole suite
 #   scripts/test.sh -q -x tests/unit     # arguments go to pytest
@@ -50,6 +52,9 @@ step() {  # NAME COMMAND...
 npm_test() { npm --prefix producers/typescript test 2>&1 | tee "$NPM_LOG"; }
 
 step "ruff check ." .venv/bin/ruff check .
+# The lock files against pyproject.toml, and the locked set against PyPI's advisories (both ask PyPI).
+step "lock files match pyproject.toml (scripts/lock.sh --check)" bash scripts/lock.sh --check
+step "pip-audit of the locked set (scripts/audit_lock.py)" .venv/bin/python scripts/audit_lock.py
 step "mypy" .venv/bin/mypy
 step "pytest $*" .venv/bin/pytest --junitxml="$JUNIT" "$@"
 if command -v npm >/dev/null 2>&1 && [ -d producers/typescript/node_modules ]; then

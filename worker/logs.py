@@ -1,18 +1,30 @@
 """Structured logs: one JSON object per line in production, readable lines in a terminal.
 
 stdlib logging (arq, SQLAlchemy, alembic) is routed through the same renderer. Job lines carry
-command_id, task_id, function, job_id and try; payloads and secrets are never logged.
+command_id, task_id, function, job_id and try; payloads and secrets are never logged. Every
+string in a line (the message, each value, a traceback) passes through `redact_text` last, so a
+URL with a password in it (`user:password@`, `?password=`) is logged as `***` whoever logs it.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from taskline_producer.redaction import redact_text
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["configure_logging", "get_logger", "redact_event"]
+
+
+def redact_event(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A structlog processor: every string value with a URL in it, redacted."""
+    for name, value in event.items():
+        if isinstance(value, str) and "://" in value:
+            event[name] = redact_text(value)
+    return event
 
 
 def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
@@ -37,6 +49,7 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            redact_event,
             renderer,
         ],
     )

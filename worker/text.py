@@ -5,7 +5,8 @@
 * `payload_text`: a stored payload (bytes, perhaps not UTF-8) as `str`, never raising;
 * `first_line`: the first line of an error's message, cut to a length a log line or a dead
   letter's reason can hold;
-* `describe_error`: `Type: first line` with passwords hidden, for heartbeats and probes.
+* `describe_error`: `Type: first line` with passwords and URLs' credentials hidden, for
+  heartbeats, probes, `status --json` and the page.
 
 The whole message folded onto one line (what a command line prints when a service fails it) is
 `taskline_producer.cli_errors.error_text`, shared with the producer's CLI.
@@ -16,6 +17,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from typing import Any
+
+from taskline_producer.redaction import redact_text
 
 __all__ = ["describe_error", "first_line", "json_object", "payload_text", "reply_text"]
 
@@ -31,7 +34,7 @@ def json_object(raw: Any) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter goes
         return None
     return value if isinstance(value, dict) else None
 
@@ -42,8 +45,9 @@ def payload_text(payload: bytes | None, limit: int | None = None) -> str | None:
 
 
 def first_line(error: object, limit: int = 300) -> str:
-    """The first line of `str(error)`, stripped and cut to `limit` characters; "" when it is empty."""
-    message = str(error).strip()
+    """The first line of `str(error)`, URLs redacted, stripped and cut to `limit` characters; ""
+    when it is empty."""
+    message = redact_text(str(error).strip())
     return message.splitlines()[0][:limit] if message else ""
 
 

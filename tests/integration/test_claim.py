@@ -8,22 +8,46 @@ import pytest
 from taskline_producer import keys
 from taskline_producer.wire import epoch_ms
 
-from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, ClaimReply, claim_arguments, claim_keys, parse_claimed
+from worker.arq_seam.claim import (
+    CLAIM_SCRIPT,
+    OVERSIZED_HEAD_BYTES,
+    Claimed,
+    ClaimReply,
+    claim_arguments,
+    claim_keys,
+    parse_claimed,
+)
 
 pytestmark = pytest.mark.integration
 
 
 async def _reply(
-    redis, queue: str, *, limit: int, scan: int = 50, worker_id: str = "w-1", take_over: bool = False
+    redis,
+    queue: str,
+    *,
+    limit: int,
+    scan: int = 50,
+    worker_id: str = "w-1",
+    take_over: bool = False,
+    max_bytes: int = 1 << 20,
 ) -> ClaimReply:
     arguments = claim_arguments(
-        epoch_ms(), 60_000, worker_id, limit, scan, take_over=take_over, heartbeat_prefix=keys.heartbeat_key(queue, "")
+        epoch_ms(),
+        60_000,
+        worker_id,
+        limit,
+        scan,
+        max_bytes,
+        take_over=take_over,
+        heartbeat_prefix=keys.heartbeat_key(queue, ""),
     )
     return parse_claimed(await redis.eval(CLAIM_SCRIPT, 2, *claim_keys(queue, keys.paused_key(queue)), *arguments))
 
 
-async def _claim(redis, queue: str, *, limit: int, scan: int = 50, worker_id: str = "w-1") -> list[Claimed]:
-    return (await _reply(redis, queue, limit=limit, scan=scan, worker_id=worker_id)).claimed
+async def _claim(
+    redis, queue: str, *, limit: int, scan: int = 50, worker_id: str = "w-1", max_bytes: int = 1 << 20
+) -> list[Claimed]:
+    return (await _reply(redis, queue, limit=limit, scan=scan, worker_id=worker_id, max_bytes=max_bytes)).claimed
 
 
 async def _beat(redis, queue: str, worker_id: str, *, age_s: float, interval_s: float = 1.0) -> None:
@@ -134,3 +158,19 @@ async def test_claims_nothing_while_the_queue_is_paused(redis, queue):
     resumed = await _reply(redis, queue, limit=5)
     assert resumed.paused is False
     assert [job.job_id for job in resumed.claimed] == [job_id]
+
+
+async def test_an_oversized_job_is_measured_not_read(redis, queue):
+    """A job value larger than `max_bytes` comes back as its size and its first bytes only (STRLEN
+    in Redis, then GETRANGE): the worker never receives the whole value. One at the limit is read."""
+    now = epoch_ms()
+    await redis.zadd(queue, {"big": now - 2, "fits": now - 1})
+    await redis.set(keys.job_key("big"), b"{" + b"x" * 200_000)
+    await redis.set(keys.job_key("fits"), b"y" * 1000)
+
+    claimed = await _claim(redis, queue, limit=5, max_bytes=1000)
+
+    big, fits = claimed
+    assert (big.job_id, big.oversized, big.job_try) == ("big", 200_001, 1)
+    assert big.payload == (b"{" + b"x" * 200_000)[:OVERSIZED_HEAD_BYTES]
+    assert (fits.job_id, fits.oversized, fits.payload) == ("fits", 0, b"y" * 1000)

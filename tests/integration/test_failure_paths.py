@@ -227,3 +227,22 @@ async def test_bulk_jobs_are_decoded_and_applied_a_few_at_a_time(settings, redis
     assert applied_singles == len(singles)
     task_ids = [c.task_id for commands in bulks for c in commands] + [r.task_id for r in singles]
     assert await db.fetchval("SELECT count(*) FROM task WHERE id = ANY($1::uuid[])", task_ids) == len(task_ids)
+
+
+async def test_an_oversized_job_is_dead_lettered_without_being_loaded(settings, redis, db):
+    """A job value larger than any job may be (here 3 MiB against a 1 MiB bulk limit) becomes a
+    dead letter naming its size; the worker received only its first bytes (the claim script
+    measures it with STRLEN), so the dead letter holds those."""
+    head_bytes = 4096  # worker.arq_seam.claim.OVERSIZED_HEAD_BYTES, written out so this runs against any version
+    job_id = str(uuid4())
+    huge = envelope("create_task", {"title": "x" * (3 * 1024 * 1024)}, epoch_ms())
+    await redis.set(f"arq:job:{job_id}", huge)
+    await redis.zadd(settings.queue, {job_id: epoch_ms()})
+
+    await run_burst(settings)
+
+    letter = await _dead_letter(db, job_id)
+    assert letter is not None
+    assert f"{len(huge)} bytes in Redis" in letter["reason"]
+    assert letter["payload"] == huge[:head_bytes]
+    assert await redis.zcard(settings.queue) == 0

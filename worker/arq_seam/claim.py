@@ -23,6 +23,11 @@ atomically inside Redis, in three steps:
    whose worker has no heartbeat at all (it has not written its first one yet, or a restarted
    Redis lost it) is left to expire, and so is a legacy claim holding '1'. The reply lists what
    was taken over, and from whom.
+
+A job value larger than any job may be (`max_bytes`, TASKLINE_MAX_BULK_PAYLOAD_BYTES or
+TASKLINE_MAX_PAYLOAD_BYTES, whichever is larger) is measured with STRLEN and never read whole:
+the script hands back its size and its first `OVERSIZED_HEAD_BYTES`, and the worker dead-letters
+it from those (worker/arq_seam/job_runner.py) without loading it.
 """
 
 from __future__ import annotations
@@ -34,13 +39,25 @@ from taskline_producer.keys import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RETRY
 from worker.observe.heartbeat import BEATS_PER_TTL
 from worker.text import reply_text
 
-__all__ = ["CLAIM_SCRIPT", "ClaimReply", "Claimed", "claim_arguments", "claim_keys", "parse_claimed"]
+__all__ = [
+    "CLAIM_SCRIPT",
+    "OVERSIZED_HEAD_BYTES",
+    "ClaimReply",
+    "Claimed",
+    "claim_arguments",
+    "claim_keys",
+    "parse_claimed",
+]
+
+OVERSIZED_HEAD_BYTES: Final = 4096
+"""How much of an oversized job is read: enough for the dead letter to show what it was."""
 
 CLAIM_SCRIPT: Final = f"""
 -- KEYS[1]: the queue; KEYS[2]: the queue's pause key.
 -- ARGV[1]: now (epoch ms); ARGV[2]: claim expiry (ms); ARGV[3]: the claiming worker's id;
 -- ARGV[4]: most jobs to claim; ARGV[5]: how many due jobs to look at; ARGV[6]: '1' to take
--- over the claims of dead workers; ARGV[7]: the queue's heartbeat key prefix.
+-- over the claims of dead workers; ARGV[7]: the queue's heartbeat key prefix; ARGV[8]: the
+-- largest job value to read (bytes): a larger one comes back as {{size, its first bytes}}.
 -- Returns {{paused (0/1), {{taken-over job id, dead worker id, ...}}, {{per job claimed in queue
 -- order: job id, score, payload (false when its key expired), try number, ...}}}}.
 if redis.call('EXISTS', KEYS[2]) == 1 then return {{1, {{}}, {{}}}} end
@@ -78,7 +95,12 @@ for i = 1, #due, 2 do
   if mine then
     claimed[#claimed + 1] = id
     claimed[#claimed + 1] = due[i + 1]
-    claimed[#claimed + 1] = redis.call('GET', '{JOB_KEY_PREFIX}' .. id)
+    local size = redis.call('STRLEN', '{JOB_KEY_PREFIX}' .. id)
+    if size > tonumber(ARGV[8]) then
+      claimed[#claimed + 1] = {{size, redis.call('GETRANGE', '{JOB_KEY_PREFIX}' .. id, 0, {OVERSIZED_HEAD_BYTES - 1})}}
+    else
+      claimed[#claimed + 1] = redis.call('GET', '{JOB_KEY_PREFIX}' .. id)
+    end
     claimed[#claimed + 1] = redis.call('INCR', '{RETRY_KEY_PREFIX}' .. id)
     redis.call('EXPIRE', '{RETRY_KEY_PREFIX}' .. id, {RETRY_KEY_TTL_S})
   end
@@ -91,8 +113,11 @@ class Claimed(NamedTuple):
     job_id: str
     score: int
     payload: bytes | None
-    """None when the job's key had expired (the job TTL passed before it ran)."""
+    """None when the job's key had expired (the job TTL passed before it ran); for an oversized
+    job, its first OVERSIZED_HEAD_BYTES."""
     job_try: int
+    oversized: int = 0
+    """The size in Redis of a job too large to read (0: not oversized)."""
 
 
 class ClaimReply(NamedTuple):
@@ -114,13 +139,15 @@ def claim_arguments(
     worker_id: str,
     limit: int,
     scan: int,
+    max_bytes: int,
     *,
     take_over: bool = False,
     heartbeat_prefix: str = "",
 ) -> list[Any]:
-    """ARGV for CLAIM_SCRIPT: claim up to `limit` of the first `scan` due jobs; with `take_over`,
-    also those held by dead workers, whose heartbeats are `heartbeat_prefix` + their id."""
-    return [now_ms, expiry_ms, worker_id, limit, scan, "1" if take_over else "0", heartbeat_prefix]
+    """ARGV for CLAIM_SCRIPT: claim up to `limit` of the first `scan` due jobs, reading none larger
+    than `max_bytes`; with `take_over`, also those held by dead workers, whose heartbeats are
+    `heartbeat_prefix` + their id."""
+    return [now_ms, expiry_ms, worker_id, limit, scan, "1" if take_over else "0", heartbeat_prefix, max_bytes]
 
 
 def parse_claimed(reply: list[Any]) -> ClaimReply:
@@ -130,6 +157,10 @@ def parse_claimed(reply: list[Any]) -> ClaimReply:
     jobs = []
     for index in range(0, len(flat), 4):
         job_id = reply_text(flat[index])
-        jobs.append(Claimed(job_id, int(float(flat[index + 1])), flat[index + 2] or None, int(flat[index + 3])))
+        score, payload, job_try = int(float(flat[index + 1])), flat[index + 2], int(flat[index + 3])
+        if isinstance(payload, list):  # {size, head}: too large to read
+            jobs.append(Claimed(job_id, score, payload[1] or b"", job_try, oversized=int(payload[0])))
+        else:
+            jobs.append(Claimed(job_id, score, payload or None, job_try))
     taken_over = {reply_text(taken[i]): reply_text(taken[i + 1]) for i in range(0, len(taken), 2)}
     return ClaimReply(paused, jobs, taken_over)

@@ -6,7 +6,9 @@ exception from its own bookkeeping as the worker's problem. Here every claimed j
 of four ways, and nothing else:
 
 * FINISH: the job function returned (the command was applied, was a duplicate, or became a
-  dead letter), or the job can never run and became a dead letter;
+  dead letter), or the job can never run and became a dead letter (its key expired, its tries
+  ran out, or it is larger than any job may be: the claim script measured it and read only its
+  first bytes);
 * DEFER: the job asked to run again later (arq's `Retry`), or an error escaped the job function
   and is retried within its budget (`worker.pipeline.jobs.settle_escaped_error`);
 * RELEASE: the job was cancelled (a stopping worker, a lost Redis connection): its claim is
@@ -44,6 +46,14 @@ EXPIRED_REASON: Final = (
     "the job's key expired in Redis before a worker ran it (the job TTL, one day by default, passed"
     " while it waited); the payload is gone: ask the producer to send the command again"
 )
+
+
+def oversized_reason(size: int) -> str:
+    return (
+        f"the job is {size} bytes in Redis, more than any job may be (TASKLINE_MAX_PAYLOAD_BYTES,"
+        " TASKLINE_MAX_BULK_PAYLOAD_BYTES): it was not loaded, and only its first bytes are kept here;"
+        " split the work into smaller commands"
+    )
 
 
 class Ending(enum.Enum):
@@ -101,6 +111,9 @@ class JobRunner:
             return JobEnd(Ending.LEAVE)
 
     async def _run(self, ctx: JobContext, job: Claimed) -> JobEnd:
+        if job.oversized:
+            await give_up_on_job(ctx, job.payload, None, oversized_reason(job.oversized))
+            return JobEnd(Ending.FINISH, failed=True)
         if job.payload is None:
             await give_up_on_job(ctx, None, None, EXPIRED_REASON)
             return JobEnd(Ending.FINISH, failed=True)

@@ -54,7 +54,7 @@ __all__ = ["SeamOptions", "TasklineWorker"]
 class SeamOptions:
     """taskline's own settings of the loop (arq's constructor has no room for them)."""
 
-    def __init__(self, *, idle_wait_s: float, bulk_concurrency: int, scan_limit: int) -> None:
+    def __init__(self, *, idle_wait_s: float, bulk_concurrency: int, scan_limit: int, max_job_bytes: int) -> None:
         self.idle_wait_s = idle_wait_s
         """How long an idle worker waits for a wake-up token before polling again; 0 (burst mode
         in tests) polls again at once."""
@@ -62,6 +62,8 @@ class SeamOptions:
         """How many apply_commands jobs are decoded and applied at once (memory)."""
         self.scan_limit = scan_limit
         """How many due jobs one claim looks at (running jobs stay at the head of the queue)."""
+        self.max_job_bytes = max_job_bytes
+        """The largest job value a claim reads; a larger one is dead-lettered unread."""
 
 
 class TasklineWorker(Worker):
@@ -149,6 +151,7 @@ class _SeamState:
             self.worker_id,
             free,
             self.options.scan_limit,
+            self.options.max_job_bytes,
             take_over=take_over,
             heartbeat_prefix=keys.heartbeat_key(w.queue_name, ""),
         )

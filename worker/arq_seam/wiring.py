@@ -182,6 +182,7 @@ def build_worker(settings: Settings, **overrides: Any) -> TasklineWorker:
         idle_wait_s=idle_wait,
         bulk_concurrency=settings.bulk_concurrency,
         scan_limit=max(values["max_jobs"] * 5, 100),
+        max_job_bytes=max(settings.max_payload_bytes, settings.max_bulk_payload_bytes),
     )
     worker = TasklineWorker(**values, seam=seam)
     worker.ctx.setdefault("worker", worker)  # the heartbeat reports its job counts

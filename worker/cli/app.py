@@ -155,10 +155,13 @@ def web(
     ] = None,
 ) -> None:
     """Serve the fleet's page (the Procfile's web process): overview with plots, workers, queue,
-    dead letters, trace. Read-only unless TASKLINE_WEB_PASSWORD is set."""
+    dead letters, trace. Read-only unless TASKLINE_WEB_PASSWORD is set; on a host other than
+    loopback it needs the password, or TASKLINE_WEB_ALLOW_OPEN=1."""
     from worker.web.server import run_web
 
-    run_web(load_cli_settings(), host=host, port=port)
+    settings = load_cli_settings()
+    with settings_errors_exit():
+        run_web(settings, host=host, port=port)
 
 
 @app.command("trace")

@@ -6,13 +6,15 @@ variables (`DATABASE_URL`, `REDIS_URL`) are the ones Heroku and friends already 
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from taskline_producer.connection import SENTINEL_SCHEMES, redact_url
+from taskline_producer.connection import SENTINEL_SCHEMES
 from taskline_producer.contract import CONTRACT_VERSION, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE, OUTCOME_TTL_MAX_S
+from taskline_producer.redaction import redact_text, redact_url
 
 from worker.config.durations import parse_duration
 from worker.config.redis_connection import arq_redis_settings
@@ -20,6 +22,7 @@ from worker.config.retention import redelivery_horizon, schedule_for
 
 __all__ = ["Settings", "SettingsError", "load_settings", "redact_url"]
 
+_URL_VARIABLES = {"database_secret": "DATABASE_URL", "redis_secret": "REDIS_URL"}
 _HORIZON_INPUTS = ("job_timeout", "not_yet_window", "transient_tries", "retry_max_delay")
 
 
@@ -42,11 +45,14 @@ def normalise_database_url(url: str) -> str:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="TASKLINE_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a ValidationError never quotes a value (DATABASE_URL with its password)
+    model_config = SettingsConfigDict(env_prefix="TASKLINE_", extra="ignore", frozen=True, hide_input_in_errors=True)
 
-    database_url: str = Field(validation_alias=AliasChoices("DATABASE_URL", "TASKLINE_DATABASE_URL"))
-    redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0", validation_alias=AliasChoices("REDIS_URL", "TASKLINE_REDIS_URL")
+    # The two URLs carry passwords: held as secrets (a repr, a dump or a validation error shows
+    # **********); `database_url` / `redis_url` below hand the value to what connects.
+    database_secret: SecretStr = Field(validation_alias=AliasChoices("DATABASE_URL", "TASKLINE_DATABASE_URL"))
+    redis_secret: SecretStr = Field(
+        default=SecretStr("redis://127.0.0.1:6379/0"), validation_alias=AliasChoices("REDIS_URL", "TASKLINE_REDIS_URL")
     )
     queue: str = Field(default=DEFAULT_QUEUE, min_length=1)
 
@@ -136,11 +142,15 @@ class Settings(BaseSettings):
     web_port: int = Field(default=8000, ge=1, le=65535, validation_alias=AliasChoices("TASKLINE_WEB_PORT", "PORT"))
     web_user: str = Field(default="admin", min_length=1)
     web_password: SecretStr | None = None
+    web_allow_open: bool = False
+    """Serve the page on a host other than loopback without a password (a trusted network only)."""
 
-    @field_validator("database_url")
+    @field_validator("database_secret", mode="before")
     @classmethod
-    def _database_url(cls, value: str) -> str:
-        return normalise_database_url(value)
+    def _database_url(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        return SecretStr(normalise_database_url(value)) if isinstance(value, str) else value
 
     @field_validator("outbox_database_url")
     @classmethod
@@ -157,16 +167,45 @@ class Settings(BaseSettings):
         """The variable that names the outbox's database, for messages."""
         return "TASKLINE_OUTBOX_DATABASE_URL" if self.outbox_database_url else "DATABASE_URL"
 
-    @field_validator("redis_url")
+    @field_validator("redis_secret", mode="before")
     @classmethod
-    def _redis_url(cls, value: str) -> str:
+    def _redis_url(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
         if urlsplit(value).scheme.lower() not in ("redis", "rediss", "unix", *SENTINEL_SCHEMES):
             raise ValueError(
                 "must start with redis:// or rediss:// (TLS), or redis+sentinel:// for Sentinel"
                 " (redis+sentinel://[:password@]host1:26379,host2:26379/<master name>/<db>)"
             )
-        arq_redis_settings(value)  # the query's options (?ssl_cert_reqs=none, sentinel_password=) must be valid
-        return value
+        try:
+            arq_redis_settings(value)  # the query's options (?ssl_cert_reqs=none, sentinel_password=) must be valid
+        except ValueError as exc:
+            raise ValueError(redact_text(str(exc))) from None
+        return SecretStr(value)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """pydantic's copy, taking `database_url` and `redis_url` in `update` as well (held as the
+        secrets behind them, the database URL normalised)."""
+        if update and ("database_url" in update or "redis_url" in update):
+            update = dict(update)
+            if "database_url" in update:
+                update["database_secret"] = SecretStr(normalise_database_url(update.pop("database_url")))
+            if "redis_url" in update:
+                update["redis_secret"] = SecretStr(update.pop("redis_url"))
+        return super().model_copy(update=update, deep=deep)
+
+    @property
+    def database_url(self) -> str:
+        """DATABASE_URL in the asyncpg form, password included: for connecting, never for printing
+        (`redact_url` it)."""
+        return self.database_secret.get_secret_value()
+
+    @property
+    def redis_url(self) -> str:
+        """REDIS_URL, password included: for connecting, never for printing (`redact_url` it)."""
+        return self.redis_secret.get_secret_value()
 
 
 def load_settings() -> Settings:
@@ -177,7 +216,7 @@ def load_settings() -> Settings:
         problems = []
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
-            variable = field if field.isupper() else f"TASKLINE_{field.upper()}"
+            variable = _URL_VARIABLES.get(field) or (field if field.isupper() else f"TASKLINE_{field.upper()}")
             message = "is not set" if error["type"] == "missing" else error["msg"]
             problems.append(f"{variable} {message}")
         raise SettingsError("; ".join(problems) + " (see the README's Settings table)") from None

@@ -9,7 +9,9 @@ HEAD, one request per connection.
 
 What a slow or hostile client can cost is bounded: 5 s to send the request head, 10 s for the
 answer to be built and taken (a client that stops reading is cut off), and at most
-`MAX_CONNECTIONS` connections at once; a connection beyond that is closed at once, unread.
+`MAX_CONNECTIONS` connections at once and `MAX_PER_PEER` from one address; a connection beyond
+either is closed at once, unread. With a token (TASKLINE_METRICS_TOKEN) every path but the
+probes' needs it.
 It listens on `TASKLINE_METRICS_HOST`, 127.0.0.1 by default: set 0.0.0.0 (or the pod's IP)
 where Prometheus or the kubelet must reach it from outside (Kubernetes probes and scrapes
 connect to the pod's IP, not to its loopback).
@@ -21,17 +23,27 @@ import asyncio
 import contextlib
 import hmac
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from worker.observe.health import Health
 from worker.observe.metrics import Metrics
 
-__all__ = ["DEFAULT_HOST", "MAX_CONNECTIONS", "Response", "health_routes", "json_response", "process_ops", "serve"]
+__all__ = [
+    "DEFAULT_HOST",
+    "MAX_CONNECTIONS",
+    "MAX_PER_PEER",
+    "PROBE_PATHS",
+    "Response",
+    "health_routes",
+    "json_response",
+    "process_ops",
+    "serve",
+]
 
 _REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
 _HEAD_LIMIT = 16 * 1024
@@ -39,7 +51,12 @@ _REQUEST_DEADLINE_S = 5.0
 _RESPONSE_DEADLINE_S = 10.0
 MAX_CONNECTIONS: Final = 32
 """Connections served at once; probes and scrapes need a handful."""
+MAX_PER_PEER: Final = 8
+"""Connections served at once to one peer address: one client holding idle sockets open cannot
+fill `MAX_CONNECTIONS` and starve the kubelet's probes or Prometheus (other addresses)."""
 DEFAULT_HOST: Final = "127.0.0.1"
+PROBE_PATHS: Final = frozenset({"/healthz", "/livez", "/readyz"})
+"""The only paths served without the token when one is set (probes carry no credentials)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,19 +97,24 @@ async def serve(
     token: str | None = None,
     *,
     max_connections: int = MAX_CONNECTIONS,
+    max_per_peer: int = MAX_PER_PEER,
     request_deadline_s: float = _REQUEST_DEADLINE_S,
     response_deadline_s: float = _RESPONSE_DEADLINE_S,
 ) -> asyncio.Server:
-    """Start serving `handler` on host:port (None: every interface). With `token`, /metrics
-    needs `Authorization: Bearer <token>`; the health paths never do."""
+    """Start serving `handler` on host:port (None: every interface). With `token`, every path but
+    the probes' (`PROBE_PATHS`) needs `Authorization: Bearer <token>`, checked before the handler
+    runs."""
     open_connections = 0
+    per_peer: Counter[str] = Counter()
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal open_connections
-        if open_connections >= max_connections:
-            writer.transport.abort()  # over the cap: closed at once, nothing read or written
+        peer = _peer_host(writer)
+        if open_connections >= max_connections or per_peer[peer] >= max_per_peer:
+            writer.transport.abort()  # over a cap: closed at once, nothing read or written
             return
         open_connections += 1
+        per_peer[peer] += 1
         try:
             async with asyncio.timeout(request_deadline_s):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -102,6 +124,9 @@ async def serve(
             writer.transport.abort()  # a client that sends nonsense, stalls or goes away gets nothing more
         finally:
             open_connections -= 1
+            per_peer[peer] -= 1
+            if per_peer[peer] <= 0:
+                del per_peer[peer]
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
@@ -112,7 +137,7 @@ async def serve(
 async def _answer(handler: Handler, token: str | None, head: bytes, writer: asyncio.StreamWriter) -> None:
     request_line, *header_lines = head.decode("latin-1").split("\r\n")
     method, target, _version = request_line.split(" ", 2)
-    path = urlsplit(target).path or "/"
+    path = target.split("?", 1)[0].split("#", 1)[0] or "/"  # as sent: "//metrics" is not "/metrics"
     headers = {}
     for line in header_lines:
         name, sep, value = line.partition(":")
@@ -120,7 +145,7 @@ async def _answer(handler: Handler, token: str | None, head: bytes, writer: asyn
             headers[name.strip().lower()] = value.strip()
     if method not in ("GET", "HEAD"):
         response = json_response(405, {"error": "only GET and HEAD"})
-    elif token and path == "/metrics" and not _authorised(headers.get("authorization", ""), token):
+    elif token and path not in PROBE_PATHS and not _authorised(headers.get("authorization", ""), token):
         response = json_response(401, {"error": "send Authorization: Bearer <TASKLINE_METRICS_TOKEN>"})
     else:
         response = await handler(path)
@@ -133,6 +158,11 @@ async def _answer(handler: Handler, token: str | None, head: bytes, writer: asyn
     )
     writer.write(head_out.encode("latin-1") + (response.body if method == "GET" else b""))
     await writer.drain()
+
+
+def _peer_host(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "?"
 
 
 def _loopback(host: str) -> bool:

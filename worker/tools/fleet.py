@@ -10,15 +10,20 @@ The fleet's Prometheus page is built from these documents in worker/tools/fleet_
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from redis.asyncio import Redis
 from taskline_producer.keys import heartbeat_key, workers_index_key
 
 from worker.observe.heartbeat import heartbeat_age_s, is_live
 from worker.text import json_object, reply_text
+from worker.tools.bounded_reads import Oversized, read_values
 
 __all__ = ["Heartbeats", "live_workers", "read_heartbeats", "summary"]
+
+
+MAX_WORKERS_READ: Final = 10_000
+"""The most heartbeat documents one reading looks at (each read only up to VIEW_MAX_BYTES)."""
 
 
 @dataclass
@@ -32,17 +37,19 @@ class Heartbeats:
 
 async def read_heartbeats(redis: Redis, queue: str) -> Heartbeats:
     """Every kept heartbeat document of the queue, split into live and gone, oldest first."""
-    ids = [reply_text(member) for member in await redis.zrange(workers_index_key(queue), 0, -1)]
+    index = await redis.zrange(workers_index_key(queue), 0, MAX_WORKERS_READ - 1)
+    ids = [reply_text(member) for member in index]
     found = Heartbeats()
     if not ids:
         return found
+    documents = await read_values(redis, [heartbeat_key(queue, worker_id) for worker_id in ids])
     async with redis.pipeline(transaction=False) as pipe:
         for worker_id in ids:
-            pipe.get(heartbeat_key(queue, worker_id))
             pipe.pttl(heartbeat_key(queue, worker_id))
-        replies = await pipe.execute()
-    for raw, pttl in zip(replies[0::2], replies[1::2], strict=True):
-        document = json_object(raw)  # None: expired, or not a heartbeat
+        pttls = await pipe.execute()
+    for raw, pttl in zip(documents, pttls, strict=True):
+        # None: expired, not a heartbeat, or larger than any heartbeat (Oversized is not read)
+        document = None if isinstance(raw, Oversized) else json_object(raw)
         if document is None or "worker_id" not in document:
             continue
         document["age_s"] = round(heartbeat_age_s(document, int(pttl)), 3)

@@ -1,13 +1,13 @@
 """The jobs themselves: the first ones ready, the next deferred (retries), and the running ones.
 
-Read for the page's Queue view: two ZRANGEBYSCOREs with a LIMIT, then one pipeline that reads each
-listed job's envelope, try counter and transient-failure counter; the running jobs come from the
+Read for the page's Queue view: two ZRANGEBYSCOREs with a LIMIT, then each listed job's envelope
+(measured first, never read past VIEW_MAX_BYTES: worker/tools/bounded_reads.py), try counter and
+transient-failure counter; the running jobs come from the
 live workers' heartbeats (their `running_job_ids`). Never a scan of the keyspace.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -16,6 +16,7 @@ from taskline_producer import keys
 from taskline_producer.wire import epoch_ms
 
 from worker.text import reply_text
+from worker.tools.bounded_reads import Oversized, parse_json_bounded, read_job_values
 from worker.tools.fleet import read_heartbeats
 
 __all__ = ["SHOWN", "queue_jobs"]
@@ -25,10 +26,12 @@ SHOWN: Final = 50
 
 
 def _describe(envelope: Any) -> dict[str, Any]:
+    if isinstance(envelope, Oversized):
+        return {"function": "(too large to read)", "task_id": None, "size": int(envelope)}
     if not envelope:
         return {"function": None, "task_id": None, "size": 0}
     try:
-        job = json.loads(envelope)
+        job = parse_json_bounded(envelope)
         argument = job["a"][0]
         task_id = argument.get("task_id") if isinstance(argument, dict) else None
         count = len(argument) if isinstance(argument, list) else None
@@ -40,15 +43,16 @@ def _describe(envelope: Any) -> dict[str, Any]:
 async def _details(redis: Redis, job_ids: list[str]) -> list[dict[str, Any]]:
     if not job_ids:
         return []
+    envelopes = await read_job_values(redis, job_ids)
     async with redis.pipeline(transaction=False) as pipe:
         for job_id in job_ids:
-            pipe.get(keys.job_key(job_id))
             pipe.get(keys.retry_key(job_id))
             pipe.get(keys.transient_key(job_id))
         replies = await pipe.execute()
     rows = []
     for index, job_id in enumerate(job_ids):
-        envelope, tries, transient = replies[3 * index : 3 * index + 3]
+        envelope = envelopes[index]
+        tries, transient = replies[2 * index : 2 * index + 2]
         rows.append(
             {
                 "job_id": job_id,

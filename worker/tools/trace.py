@@ -19,7 +19,6 @@ few, and kept TASKLINE_DEAD_LETTER_RETENTION; the callers bound it with a statem
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -32,6 +31,7 @@ from taskline_producer import keys
 from worker.store import trace_queries as queries
 from worker.store.outbox_queries import outbox_rows_of
 from worker.text import json_object, payload_text, reply_text
+from worker.tools.bounded_reads import Oversized, parse_json_bounded, read_job_values
 from worker.tools.claims import LEGACY_CLAIM_VALUE, stranded_claims
 from worker.tools.fleet import read_heartbeats
 
@@ -45,12 +45,14 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
 
 
-def _command_of(envelope: bytes | None) -> dict[str, Any] | None:
+def _command_of(envelope: bytes | Oversized | None) -> dict[str, Any] | None:
     """The function and command inside a job's JSON envelope, when it parses."""
+    if isinstance(envelope, Oversized):
+        return {"function": f"(too large to read: {int(envelope)} bytes)", "command": None}
     if not envelope:
         return None
     try:
-        job = json.loads(envelope)
+        job = parse_json_bounded(envelope)
         argument = job["a"][0]
     except (ValueError, KeyError, IndexError, TypeError):
         return None
@@ -58,15 +60,15 @@ def _command_of(envelope: bytes | None) -> dict[str, Any] | None:
 
 
 async def _redis_side(redis: Redis, queue: str, job_id: str) -> dict[str, Any]:
+    (envelope,) = await read_job_values(redis, [job_id])
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(keys.job_key(job_id))
         pipe.zscore(queue, job_id)
         pipe.get(keys.in_progress_key(job_id))
         pipe.pttl(keys.in_progress_key(job_id))
         pipe.get(keys.transient_key(job_id))
         pipe.get(keys.retry_key(job_id))
         pipe.get(keys.outcome_key(job_id))
-        envelope, score, holder, claim_pttl, transient, tries, outcome = await pipe.execute()
+        score, holder, claim_pttl, transient, tries, outcome = await pipe.execute()
     return {
         "outcome": json_object(outcome),
         "envelope": envelope,

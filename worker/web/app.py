@@ -10,6 +10,7 @@ without a scheduler.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,10 @@ from worker.logs import get_logger
 from worker.store.engine import make_sessions, make_tool_engine
 from worker.tools.fleet_watch import FleetWatch
 from worker.web import views
-from worker.web.auth import Access
+from worker.web.auth import Access, SignInThrottle
 from worker.web.state import WebState
 
-__all__ = ["create_app"]
+__all__ = ["NO_STORE", "SECURITY_HEADERS", "create_app"]
 
 HERE = Path(__file__).resolve().parent
 SECURITY_HEADERS = {
@@ -42,28 +43,49 @@ SECURITY_HEADERS = {
 }
 
 
+NO_STORE = "no-store"
+"""Cache-Control of every answer but the static files: pages show payloads, users' ids and
+reasons, which no browser or proxy cache should keep."""
+
+
 class _SecurityHeaders(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         response = await call_next(request)
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/static/"):
+            response.headers["cache-control"] = NO_STORE
         return response
 
 
 class _SignInRequired(BaseHTTPMiddleware):
     """With TASKLINE_WEB_PASSWORD set, every page needs it (payloads are data too); /healthz and
-    the static files do not."""
+    the static files do not. An address with too many failed sign-ins is refused for a while
+    (worker/web/auth.py's SignInThrottle)."""
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        access: Access = request.app.state.web.access
+        web: WebState = request.app.state.web
+        access = web.access
         open_path = request.url.path == "/healthz" or request.url.path.startswith("/static/")
-        if access.enabled and not open_path and not access.authenticated(request):
-            return Response(
-                "Sign in with TASKLINE_WEB_USER and TASKLINE_WEB_PASSWORD.\n",
-                status_code=401,
-                headers={"www-authenticate": 'Basic realm="taskline", charset="UTF-8"'},
-                media_type="text/plain",
-            )
+        if access.enabled and not open_path:
+            peer = request.client.host if request.client else "?"
+            wait_s = web.sign_ins.retry_after_s(peer)
+            if wait_s > 0:
+                return Response(
+                    f"Too many failed sign-ins from {peer}: try again in {math.ceil(wait_s)} s.\n",
+                    status_code=429,
+                    headers={"retry-after": str(math.ceil(wait_s))},
+                    media_type="text/plain",
+                )
+            if not access.authenticated(request):
+                if "authorization" in request.headers:
+                    web.sign_ins.failed(peer)
+                return Response(
+                    "Sign in with TASKLINE_WEB_USER and TASKLINE_WEB_PASSWORD.\n",
+                    status_code=401,
+                    headers={"www-authenticate": 'Basic realm="taskline", charset="UTF-8"'},
+                    media_type="text/plain",
+                )
         return await call_next(request)
 
 
@@ -82,6 +104,7 @@ def create_app(settings: Settings, *, watch: bool = True) -> Starlette:
             engine=engine,
             sessions=make_sessions(engine),
             access=Access(settings.web_user, password),
+            sign_ins=SignInThrottle(),
             templates=_templates(),
         )
         fleet_watch = FleetWatch(

@@ -11,7 +11,7 @@ from starlette.templating import Jinja2Templates
 
 from worker.config.settings import Settings
 from worker.store.engine import Sessions
-from worker.web.auth import Access
+from worker.web.auth import Access, SignInThrottle
 
 __all__ = ["WebState"]
 
@@ -23,6 +23,7 @@ class WebState:
     engine: AsyncEngine
     sessions: Sessions
     access: Access
+    sign_ins: SignInThrottle
     templates: Jinja2Templates
     status_cache: tuple[float, dict[str, Any]] | None = None
     """The last status reading and when (monotonic) it was taken."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from urllib.parse import quote
+from typing import Any, Final
+from urllib.parse import parse_qsl, quote
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -37,6 +37,11 @@ __all__ = [
 _STATUS_FRESH_S = 1.0
 """Browsers refresh every 2 s; one reading serves every request within this long."""
 _LIST_LIMIT = 200
+FORM_LIMIT_BYTES: Final = 4096
+"""The most a POST body may hold: the page's forms send a CSRF token and a job id."""
+_FORM_FIELDS: Final = 20
+MAX_HOURS: Final = 24 * 366 * 10
+"""The longest look back the dead letters' `hours=` filter takes (ten years)."""
 
 
 def _state(request: Request) -> WebState:
@@ -117,18 +122,33 @@ def _filter(request: Request) -> tuple[DeadLetterFilter, dict[str, str]]:
     params = {name: request.query_params.get(name, "").strip() for name in ("function", "reason", "hours")}
     newer = None
     if params["hours"]:
-        try:
-            newer = datetime.now(UTC) - timedelta(hours=float(params["hours"]))
-        except ValueError:
-            params["hours"] = ""
+        newer = datetime.now(UTC) - timedelta(hours=_hours(params["hours"]))
     where = DeadLetterFilter(
         function=params["function"] or None, reason_contains=params["reason"] or None, newer_than=newer
     )
     return where, params
 
 
+class BadFilter(ValueError):
+    """A filter value the page cannot use; the message says which values it takes."""
+
+
+def _hours(text: str) -> float:
+    """`hours=` as a number of hours from 0 to MAX_HOURS (BadFilter otherwise: nan, 1e20, -1)."""
+    try:
+        hours = float(text)
+    except ValueError:
+        raise BadFilter(f"hours={text[:40]!r} is not a number of hours") from None
+    if not (0 <= hours <= MAX_HOURS):  # also false for nan
+        raise BadFilter(f"hours={text[:40]!r}: give a number of hours from 0 to {MAX_HOURS}")
+    return hours
+
+
 async def dead_letters(request: Request) -> Response:
-    where, params = _filter(request)
+    try:
+        where, params = _filter(request)
+    except BadFilter as bad:
+        return _render(request, "message.html", {"title": "Bad filter", "text": str(bad)}, 400)
     async with _state(request).sessions() as session:
         letters = await find_dead_letters(session, where, limit=_LIST_LIMIT)
     return _render(request, "dead_letters.html", {"letters": letters, "params": params, "limit": _LIST_LIMIT})
@@ -145,19 +165,39 @@ async def dead_letter(request: Request) -> Response:
     return _render(request, "dead_letter.html", {"letter": letter, "payload": payload})
 
 
+async def _small_form(request: Request, limit: int = FORM_LIMIT_BYTES) -> dict[str, str]:
+    """The urlencoded form of a POST, read only up to `limit` bytes (Refusal 413 beyond)."""
+    too_big = Refusal(413, f"refused: a form of more than {limit} bytes; the page's forms are far smaller")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_big
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_big
+    pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=_FORM_FIELDS)
+    return dict(pairs)
+
+
 async def _guarded(request: Request) -> str | Response:
-    """The job id of a permitted change, or the refusal's page."""
-    form = await request.form()
-    token = form.get("csrf")
-    job_id = form.get("job_id")
+    """The job id of a permitted change, or the refusal's page. Who sent it is checked before
+    the body is read; the body is read only up to FORM_LIMIT_BYTES."""
+    access = _state(request).access
     try:
-        _state(request).access.check_change(request, token if isinstance(token, str) else None)
+        access.check_sender(request)
+        try:
+            form = await _small_form(request)
+        except ValueError:  # more fields than a form of the page has
+            raise Refusal(413, "refused: too many form fields") from None
+        access.check_token(form.get("csrf"))
     except Refusal as refusal:
         headers = {"www-authenticate": 'Basic realm="taskline", charset="UTF-8"'} if refusal.status == 401 else None
         response = _render(request, "message.html", {"title": "Not allowed", "text": str(refusal)}, refusal.status)
         if headers:
             response.headers.update(headers)
         return response
+    job_id = form.get("job_id")
     if not isinstance(job_id, str) or not job_id:
         return _render(request, "message.html", {"title": "Nothing to do", "text": "No job id was given."}, 400)
     return job_id

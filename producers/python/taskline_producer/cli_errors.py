@@ -23,7 +23,7 @@ from redis.exceptions import AuthenticationError, AuthorizationError, ResponseEr
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from taskline_producer.connection import redact_url
+from taskline_producer.redaction import redact_text, redact_url
 
 __all__ = [
     "DEBUG_FLAG",
@@ -83,8 +83,9 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def error_text(exc: BaseException) -> str:
-    """`Type: message`, the whole message folded onto one line and cut to 300 characters."""
-    text = " ".join(str(exc).split())
+    """`Type: message`, the whole message folded onto one line, URLs in it redacted, cut to 300
+    characters."""
+    text = redact_text(" ".join(str(exc).split()))
     return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+
+from taskline_producer.redaction import redact_url
 
 __all__ = [
     "DEFAULT_SENTINEL_PORT",
@@ -51,7 +53,6 @@ _OPTIONS: Final = ("sentinel_username", "sentinel_password", *_TLS_OPTIONS)
 _CERT_REQS: Final = ("none", "optional", "required")
 _TRUE: Final = ("1", "true", "yes", "on", "y")
 _FALSE: Final = ("0", "false", "no", "off", "n", "")
-_SECRET_OPTIONS: Final = ("password", "sentinel_password")
 _FORM: Final = "redis+sentinel://[:password@]host1:26379,host2:26379/<master name>/<db>"
 
 R = TypeVar("R", bound=Redis)
@@ -84,26 +85,6 @@ class SentinelURL:
         if self.tls:
             kwargs.update(ssl=True, **self.tls_options)
         return kwargs
-
-
-def redact_url(url: str) -> str:
-    """The URL with its passwords (the user's, and `sentinel_password=` or `password=` in the
-    query) replaced by ***, for logs and error messages."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparseable URL>"
-    if password is not None:
-        hosts = parts.netloc.rsplit("@", 1)[-1]
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{hosts}")
-    if parts.query:
-        pairs = [pair.partition("=") for pair in parts.query.split("&")]
-        query = "&".join(
-            f"{name}{eq}***" if name in _SECRET_OPTIONS and value else f"{name}{eq}{value}" for name, eq, value in pairs
-        )
-        parts = parts._replace(query=query)
-    return urlunsplit(parts)
 
 
 def is_sentinel_url(url: str) -> bool:
