@@ -35,18 +35,19 @@ def binds(clause: sa.TextClause) -> set[str]:
 
 def test_record_commands_claims_commands_in_id_order_and_counts_redeliveries() -> None:
     """RECORD_COMMANDS inserts one processed_command row per element of the parallel arrays, in
-    command id order, stamped with now(), the worker and the transaction; a command already there
-    counts one more duplicate; only the rows with no duplicate come back."""
+    command id order, stamped with now(), the worker, the transaction and the key that signed it;
+    a command already there counts one more duplicate; only the rows with no duplicate come back."""
     sql = flat(statements.RECORD_COMMANDS)
     assert sql.startswith(
         "WITH recorded AS (INSERT INTO processed_command (command_id, function, task_id, issued_at, processed_at,"
-        " worker_id, transaction_id) SELECT c.command_id AS command_id, c.function AS function, c.task_id AS task_id,"
-        " c.issued_at AS issued_at, now() AS now_1, CAST(:worker_id AS TEXT) AS anon_1,"
-        " CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT) AS pg_current_xact_id_1"
+        " worker_id, transaction_id, signed_by) SELECT c.command_id AS command_id, c.function AS function,"
+        " c.task_id AS task_id, c.issued_at AS issued_at, now() AS now_1, CAST(:worker_id AS TEXT) AS anon_1,"
+        " CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT) AS pg_current_xact_id_1, c.signed_by AS signed_by"
     ), sql
     assert (
         "FROM unnest(CAST(:command_ids AS UUID[]), CAST(:functions AS TEXT[]), CAST(:task_ids AS UUID[]),"
-        " CAST(:issued_ats AS TIMESTAMP WITH TIME ZONE[])) AS c(command_id, function, task_id, issued_at)"
+        " CAST(:issued_ats AS TIMESTAMP WITH TIME ZONE[]), CAST(:signed_bys AS TEXT[]))"
+        " AS c(command_id, function, task_id, issued_at, signed_by)"
         " ORDER BY c.command_id"
         " ON CONFLICT (command_id) DO UPDATE SET duplicates = (processed_command.duplicates + 1)"
         " RETURNING processed_command.command_id, processed_command.duplicates)"

@@ -12,8 +12,9 @@ the benchmark's floor (bench/floor.py) uses them too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
+from uuid import UUID
 
 from sqlalchemy import (
     BigInteger,
@@ -98,6 +99,7 @@ def _record() -> ReturningInsert[Any]:
         ("functions", "function", Text()),
         ("task_ids", "task_id", _UUID),
         ("issued_ats", "issued_at", _TIME),
+        ("signed_bys", "signed_by", Text()),
     )
     rows = select(
         c.c.command_id,
@@ -107,9 +109,19 @@ def _record() -> ReturningInsert[Any]:
         func.now(),
         cast(bindparam("worker_id"), Text),
         cast(cast(func.pg_current_xact_id(), Text), BigInteger),
+        c.c.signed_by,
     ).order_by(c.c.command_id)
     p = _PROCESSED.c
-    columns = [p.command_id, p.function, p.task_id, p.issued_at, p.processed_at, p.worker_id, p.transaction_id]
+    columns = [
+        p.command_id,
+        p.function,
+        p.task_id,
+        p.issued_at,
+        p.processed_at,
+        p.worker_id,
+        p.transaction_id,
+        p.signed_by,
+    ]
     return (
         insert(_PROCESSED)
         .from_select(columns, rows)
@@ -274,14 +286,18 @@ LOCK_TASKS: Final[TextClause] = compiled_text(
 version. A task whose create has not committed yet is not found: its changes must wait."""
 
 
-def record_arrays(commands: Sequence[Command], worker_id: str | None) -> dict[str, Any]:
-    """The parameters of RECORD_COMMANDS (and of RECORD_AND_INSERT_TASKS' recording)."""
+def record_arrays(
+    commands: Sequence[Command], worker_id: str | None, signers: Mapping[UUID, str] | None = None
+) -> dict[str, Any]:
+    """The parameters of RECORD_COMMANDS (and of RECORD_AND_INSERT_TASKS' recording); `signers`:
+    the id of the key that signed each signed command's job, by command id."""
     return {
         "worker_id": worker_id,
         "command_ids": [c.command_id for c in commands],
         "functions": [c.function for c in commands],
         "task_ids": [c.task_id for c in commands],
         "issued_ats": [c.issued_at for c in commands],
+        "signed_bys": [signers.get(c.command_id) for c in commands] if signers else [None] * len(commands),
     }
 
 

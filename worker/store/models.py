@@ -105,6 +105,8 @@ class ProcessedCommand(SQLModel, table=True):
     worker_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     transaction_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
     duplicates: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default=sa.text("0")))
+    signed_by: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    """The id of the key that signed the command's job (None: unsigned)."""
 
 
 sa.Index("ix_processed_command_processed_at", table_of(ProcessedCommand).c.processed_at)
@@ -127,6 +129,8 @@ class DeadLetter(SQLModel, table=True):
     failed_at: datetime = Field(sa_column=_timestamptz(server_default=True))
     worker_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     """The worker that wrote it (None: written by an operations tool, or before taskline recorded it)."""
+    signed_by: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    """The id of the key the job was signed with, or claims to be (None: unsigned)."""
 
 
 sa.Index("ix_dead_letter_failed_at", table_of(DeadLetter).c.failed_at)
