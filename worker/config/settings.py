@@ -93,7 +93,8 @@ class Settings(BaseSettings):
         except ValidationError as exc:  # never echo the input: it holds the secrets
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"][1:])
-            raise ValueError(f"{where}: {first['msg']}") from None
+            error = first.get("ctx", {}).get("error")
+            raise ValueError(f"{where}: {error if error is not None else first['msg']}") from None
 
     @field_validator("require_signatures")
     @classmethod

@@ -51,10 +51,20 @@ class KeyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    secret: SecretStr = Field(min_length=MIN_SECRET_CHARS)
+    secret: SecretStr
     functions: frozenset[str] = COMMAND_JOBS
     user_ids: UserRange | frozenset[_USER_ID] | None = None
     retired: bool = False
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        length = len(value.get_secret_value())
+        if length < MIN_SECRET_CHARS:
+            raise ValueError(
+                f"is {length} characters; use at least {MIN_SECRET_CHARS} random characters (openssl rand -hex 32)"
+            )
+        return value
 
     @field_validator("functions")
     @classmethod
