@@ -9,12 +9,14 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+from starlette.testclient import TestClient
 from taskline_producer import SigningKey, TaskProducer
 from taskline_producer.contract import CreateTask, UpdateTask
 from taskline_producer.wire import epoch_ms, job_of_command
 
 from tests.acceptance.test_worker_process import dead_letters, raw_enqueue, started
-from tests.conftest import wait_for
+from tests.conftest import taskline, wait_for
+from worker.web.app import create_app
 
 pytestmark = pytest.mark.acceptance
 
@@ -123,6 +125,19 @@ async def test_a_worker_that_requires_signatures_applies_only_what_a_key_may_sen
     }
     assert await db.fetchval("SELECT title FROM task WHERE id = $1", later.task_id) == "u"
     assert worker.proc.poll() is None, worker.log()
+
+    # The trace (command line and page) and the dead letter page name the key.
+    traced = await taskline(settings, "trace", str(applied.command_id), "--json")
+    assert json.loads(traced.stdout)["applied"]["signed_by"] == "producer-a", traced.stderr
+    traced = await taskline(settings, "trace", str(forged.command_id), "--json")
+    assert json.loads(traced.stdout)["dead_letter"]["signed_by"] == "producer-a", traced.stderr
+    with TestClient(create_app(settings, watch=False)) as client:
+        page = client.get(f"/trace?id={applied.command_id}").text
+        assert '<dd data-field="signed-by">producer-a</dd>' in page
+        page = client.get(f"/dead-letters/{forged.command_id}").text
+        assert '<dd data-field="signed-by">producer-a</dd>' in page
+        page = client.get(f"/trace?id={later.task_id}").text
+        assert "<td>producer-b</td>" in page
 
 
 async def _count(db, job_ids: list[str]) -> bool:

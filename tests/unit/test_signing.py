@@ -241,9 +241,7 @@ def test_requiring_signatures_without_an_active_key_stops_the_worker(monkeypatch
     monkeypatch.setenv("DATABASE_URL", "postgresql://u@h/db")
     monkeypatch.setenv("TASKLINE_REQUIRE_SIGNATURES", "1")
     monkeypatch.setenv("TASKLINE_SIGNING_KEYS", json.dumps({"old": {"secret": SECRET_A, "retired": True}}))
-    with pytest.raises(
-        SettingsError, match=r"TASKLINE_REQUIRE_SIGNATURES .*is on but .* no active key"
-    ):
+    with pytest.raises(SettingsError, match=r"TASKLINE_REQUIRE_SIGNATURES .*is on but .* no active key"):
         load_settings()
 
 
