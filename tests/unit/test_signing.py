@@ -252,3 +252,15 @@ def test_the_producer_reads_its_key_from_the_environment() -> None:
     assert SigningKey.from_env({}) is None
     with pytest.raises(ValueError, match="TASKLINE_SIGNING_SECRET is not set"):
         SigningKey.from_env({"TASKLINE_SIGNING_KEY_ID": "producer-a"})
+
+
+def test_a_float_refuses_a_signed_job_but_leaves_an_unsigned_one_to_validation() -> None:
+    """A number that is not an integer has no canonical form: a signed job holding one is a bad
+    signature; an unsigned one (signatures not required) gets the contract's own reason."""
+    value = json.loads(job_of_command(create(), 1, None, KEY_A))
+    value["a"][0]["user_id"] = 7.0
+    assert refusal(decoder(), json.dumps(value).encode()).reason.startswith("bad signature: the job has no canonical")
+    del value["k"]["sig"]
+    value["k"] = {}
+    reason = refusal(decoder(), json.dumps(value).encode()).reason
+    assert reason.startswith("command.user_id"), reason

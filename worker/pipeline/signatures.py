@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from taskline_producer.contract import Command
-from taskline_producer.signing import NotCanonical, SigningKey, job_mac
+from taskline_producer.signing import NotCanonical, SigningKey, job_mac, loads_for_signature
 
 from worker.config.signing_keys import KeyConfig
 
@@ -55,6 +55,7 @@ class Verifier:
     def __init__(self, keys: Mapping[str, KeyConfig], *, required: bool) -> None:
         self.keys = dict(keys)
         self.required = required
+        self._secrets = {key_id: key.secret_bytes() for key_id, key in self.keys.items()}
 
     @property
     def active(self) -> bool:
@@ -64,7 +65,12 @@ class Verifier:
     def verify(self, raw: bytes) -> Signer | Refusal | None:
         """The job's signer, None (unsigned, and allowed), or why it is refused."""
         try:
-            value = json.loads(raw)
+            value = loads_for_signature(raw)
+        except NotCanonical as exc:  # a float somewhere: only a signed job is refused for it here
+            key_id = _claimed_key(raw)
+            if key_id is None or (key_id not in self.keys and not self.required):
+                return self._unsigned()
+            return Refusal(f"bad signature: the job has no canonical form to verify ({exc})", key_id)
         except (ValueError, RecursionError):
             return None  # not JSON: the decoder dead-letters it with its own reason
         if not isinstance(value, dict):
@@ -72,12 +78,7 @@ class Verifier:
         options = value.get("k")
         sig = options.get("sig") if isinstance(options, dict) else None
         if sig is None:
-            if self.required:
-                return Refusal(
-                    "unsigned: this worker requires signed jobs (TASKLINE_REQUIRE_SIGNATURES); sign it"
-                    " with the producer's key (docs/contract.md, Signed jobs)"
-                )
-            return None
+            return self._unsigned()
         key_id = sig.get("kid") if isinstance(sig, dict) else None
         mac = sig.get("mac") if isinstance(sig, dict) else None
         if not isinstance(key_id, str) or not isinstance(mac, str) or set(sig) != {"kid", "mac"}:
@@ -104,7 +105,7 @@ class Verifier:
         if len(mac) != _MAC_HEX_CHARS or not _HEX.issuperset(mac):
             return Refusal(f"bad signature: the mac of key {key_id!r} is not 64 lower-case hex digits", key_id)
         try:
-            expected = job_mac(key.secret_bytes(), value.get("f"), value.get("a"), options)  # type: ignore[arg-type]
+            expected = job_mac(self._secrets[key_id], value.get("f"), value.get("a"), options, checked=False)  # type: ignore[arg-type]
         except NotCanonical as exc:
             return Refusal(f"bad signature: the job has no canonical form to verify ({exc})", key_id)
         if not hmac.compare_digest(expected, mac):
@@ -114,6 +115,14 @@ class Verifier:
                 key_id,
             )
         return Signer(key_id, key)
+
+    def _unsigned(self) -> Refusal | None:
+        if self.required:
+            return Refusal(
+                "unsigned: this worker requires signed jobs (TASKLINE_REQUIRE_SIGNATURES); sign it"
+                " with the producer's key (docs/signing.md)"
+            )
+        return None
 
     @staticmethod
     def scope_refusal(signer: Signer, command: Command) -> str | None:
@@ -135,3 +144,15 @@ class Verifier:
         if key is None or key.retired:
             return None
         return SigningKey(key_id, key.secret_bytes())  # type: ignore[arg-type]
+
+
+def _claimed_key(raw: bytes) -> str | None:
+    """The key id a job that cannot be verified names, for its dead letter (None: none found)."""
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    options = value.get("k") if isinstance(value, dict) else None
+    sig = options.get("sig") if isinstance(options, dict) else None
+    key_id = sig.get("kid") if isinstance(sig, dict) else None
+    return key_id if isinstance(key_id, str) else None

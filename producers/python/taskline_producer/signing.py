@@ -22,7 +22,6 @@ letter, a relay re-publishing, and the worker's own re-enqueue write the same co
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
@@ -74,21 +73,39 @@ def _check_canonical(value: Any) -> None:
 def canonical_json(value: Any) -> bytes:
     """`value`'s canonical JSON text, UTF-8 encoded (see the module docstring)."""
     _check_canonical(value)
+    return _canonical_text(value)
+
+
+def _canonical_text(value: Any) -> bytes:
+    """canonical_json without the walk that refuses floats, for values known to hold none: a
+    validated command's JSON form, or JSON parsed by `loads_for_signature`."""
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     except UnicodeEncodeError as exc:  # an unpaired surrogate
         raise NotCanonical("text holds an unpaired surrogate, which UTF-8 cannot encode") from exc
 
 
-def signing_input(function: Any, arguments: Any, options: dict[str, Any]) -> bytes:
-    """What a job's MAC covers: its function, its arguments and its options without `sig`."""
+def _refuse_number(text: str) -> Any:
+    raise NotCanonical(f"{text} is not an integer: numbers in a signed job must be integers")
+
+
+def loads_for_signature(raw: bytes | str) -> Any:
+    """Parse a job's JSON for its signature: a number that is not an integer (or NaN,
+    Infinity) raises NotCanonical, so what comes back has a canonical form."""
+    return json.loads(raw, parse_float=_refuse_number, parse_constant=_refuse_number)
+
+
+def signing_input(function: Any, arguments: Any, options: dict[str, Any], *, checked: bool = True) -> bytes:
+    """What a job's MAC covers: its function, its arguments and its options without `sig`.
+    `checked=False`: the values are known to hold no float (see `_canonical_text`)."""
     unsigned = {name: value for name, value in options.items() if name != "sig"}
-    return canonical_json({"a": arguments, "f": function, "k": unsigned})
+    value = {"a": arguments, "f": function, "k": unsigned}
+    return canonical_json(value) if checked else _canonical_text(value)
 
 
-def job_mac(secret: bytes, function: Any, arguments: Any, options: dict[str, Any]) -> str:
+def job_mac(secret: bytes, function: Any, arguments: Any, options: dict[str, Any], *, checked: bool = True) -> str:
     """The HMAC-SHA256 of the job's signing input, as 64 lower-case hex digits."""
-    return hmac.new(secret, signing_input(function, arguments, options), hashlib.sha256).hexdigest()
+    return hmac.digest(secret, signing_input(function, arguments, options, checked=checked), "sha256").hex()
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +143,14 @@ class SigningKey:
         return cls.of(key_id, secret)
 
 
-def sign_options(key: SigningKey, function: Any, arguments: Any, options: dict[str, Any]) -> dict[str, Any]:
-    """The job options `options` with the job's signature added (and `contract` raised to 3)."""
+def sign_options(
+    key: SigningKey, function: Any, arguments: Any, options: dict[str, Any], *, checked: bool = True
+) -> dict[str, Any]:
+    """The job options `options` with the job's signature added (and `contract` raised to 3).
+    `checked=False`: the arguments are a validated command's JSON form (no float to refuse)."""
     signed: dict[str, Any] = {name: value for name, value in options.items() if name != "sig"}
     signed["contract"] = max(int(signed.get("contract", 1)), SIGNATURE_VERSION)
-    signed["sig"] = {"kid": key.key_id, "mac": job_mac(key.secret, function, arguments, signed)}
+    signed["sig"] = {"kid": key.key_id, "mac": job_mac(key.secret, function, arguments, signed, checked=checked)}
     return signed
 
 
@@ -140,8 +160,8 @@ def sign_job(job: bytes | str, key: SigningKey) -> bytes:
     For what publishes ready-made envelopes (the outbox relay, a replay under another key): the
     envelope's `f`, `a` and `k` are read back, `k` gains the signature, and the job is written
     again in taskline's JSON encoding; `t` and `et` are kept as they are."""
-    value = json.loads(job)
+    value = loads_for_signature(job)
     if not isinstance(value, dict) or not isinstance(value.get("k", {}), dict):
         raise ValueError('a job is a JSON object {"f", "a", "k", "t", "et"} whose "k" is an object')
-    value["k"] = sign_options(key, value.get("f"), value.get("a"), value.get("k", {}))
+    value["k"] = sign_options(key, value.get("f"), value.get("a"), value.get("k", {}), checked=False)
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()

@@ -88,7 +88,11 @@ def job_of_command(
     command: Command, enqueued_ms: int, options: dict[str, int] | None = None, key: SigningKey | None = None
 ) -> bytes:
     """The arq job JSON of one command as its own job (signed with `key`, when given)."""
-    return envelope(command.function, wire_argument(command), enqueued_ms, options, key)
+    argument = wire_argument(command)
+    if key is None:
+        return envelope(command.function, argument, enqueued_ms, options)
+    k = sign_options(key, command.function, [argument], dict(options or {}), checked=False)  # a validated command
+    return dumps({"f": command.function, "a": [argument], "k": k, "t": None, "et": enqueued_ms})
 
 
 def envelope(
