@@ -23,11 +23,11 @@ from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, field_validator
 from taskline_producer.contract import COMMAND_JOBS, USER_ID_MAX
-from taskline_producer.signing import KEY_ID_MAX_CHARS, MIN_SECRET_CHARS
+from taskline_producer.signing import KEY_ID_PATTERN, MIN_SECRET_CHARS
 
 __all__ = ["KeyConfig", "UserRange", "parse_signing_keys"]
 
-KeyId = Annotated[str, StringConstraints(min_length=1, max_length=KEY_ID_MAX_CHARS)]
+KeyId = Annotated[str, StringConstraints(pattern=f"^{KEY_ID_PATTERN}$")]
 _USER_ID = Annotated[int, Field(ge=1, le=USER_ID_MAX, strict=True)]
 MAX_LISTED_USERS: Final = 100_000
 

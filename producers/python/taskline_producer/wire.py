@@ -23,7 +23,7 @@ from typing import Any, Final
 
 from taskline_producer.contract import OUTCOME_TTL_MAX_S, OUTCOME_VERSION, Command, dumps
 from taskline_producer.keys import JOB_KEY_PREFIX, RESULT_KEY_PREFIX, WAKE_KEY_SUFFIX
-from taskline_producer.signing import SigningKey, sign_options
+from taskline_producer.signing import SigningKey, seal, signature_options
 
 __all__ = [
     "DEFAULT_JOB_TTL_MS",
@@ -88,11 +88,7 @@ def job_of_command(
     command: Command, enqueued_ms: int, options: dict[str, int] | None = None, key: SigningKey | None = None
 ) -> bytes:
     """The arq job JSON of one command as its own job (signed with `key`, when given)."""
-    argument = wire_argument(command)
-    if key is None:
-        return envelope(command.function, argument, enqueued_ms, options)
-    k = sign_options(key, command.function, [argument], dict(options or {}), checked=False)  # a validated command
-    return dumps({"f": command.function, "a": [argument], "k": k, "t": None, "et": enqueued_ms})
+    return envelope(command.function, wire_argument(command), enqueued_ms, options, key)
 
 
 def envelope(
@@ -104,7 +100,7 @@ def envelope(
 ) -> bytes:
     """The arq job JSON for one job function, its single positional argument and its options
     (`job_options`; none: a contract-1 job), signed with `key` when given (contract 3)."""
-    k: dict[str, Any] = dict(options or {})
-    if key is not None:
-        k = sign_options(key, function, [argument], k)
-    return dumps({"f": function, "a": [argument], "k": k, "t": None, "et": enqueued_ms})
+    if key is None:
+        return dumps({"f": function, "a": [argument], "k": options or {}, "t": None, "et": enqueued_ms})
+    k = signature_options(key, dict(options or {}))
+    return seal(dumps({"f": function, "a": [argument], "k": k, "t": None, "et": enqueued_ms}), key)

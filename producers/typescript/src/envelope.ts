@@ -3,7 +3,7 @@
  * and the versioned per-job options carried in `k` (docs/contract.md, "Contract versions").
  */
 import { InvalidSendError } from "./errors.js";
-import { signKwargs, type SigningKey } from "./signing.js";
+import { seal, signatureKwargs, type SigningKey } from "./signing.js";
 
 /** The contract version that added `k.outcome_ttl`. A job without it carries no version (1). */
 export const OUTCOMES_CONTRACT_VERSION = 2;
@@ -39,7 +39,5 @@ export function envelope(
   key?: SigningKey,
 ): string {
   if (key === undefined) return JSON.stringify({ f: fn, a: [argument], k: kwargs, t: null, et: enqueuedMs });
-  // Through JSON first: the signature covers the job as the worker parses it (undefined members gone).
-  const args: unknown = JSON.parse(JSON.stringify([argument]));
-  return JSON.stringify({ f: fn, a: args, k: signKwargs(key, fn, args, kwargs), t: null, et: enqueuedMs });
+  return seal(JSON.stringify({ f: fn, a: [argument], k: signatureKwargs(key, kwargs), t: null, et: enqueuedMs }), key);
 }

@@ -1,38 +1,36 @@
-/** Signed jobs: the canonical form and the signature, as the Python producer and the worker have them. */
+/** Signed jobs: the MAC over the job's bytes with the mac zeroed, as the Python producer and the worker have it. */
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { describe, test } from "node:test";
 
-import { canonicalJson, InvalidSendError, signJob, signingInput, signingKeyFromEnv } from "../src/index.js";
-import { envelope } from "../src/wire.js";
+import { InvalidSendError, signJob, signingKeyFromEnv, TaskProducer } from "../src/index.js";
+import { envelope, MAC_PLACEHOLDER } from "../src/wire.js";
 
 const KEY = { keyId: "producer-a", secret: "a".repeat(40) };
 
-describe("canonical JSON", () => {
-  test("sorts members, drops whitespace and undefined members, escapes only what JSON requires", () => {
-    const value = { b: [1, null, true], a: { z: 'é\n\u0001"\\', y: -3, x: undefined } };
-    assert.equal(canonicalJson(value), '{"a":{"y":-3,"z":"é\\n\\u0001\\"\\\\"},"b":[1,null,true]}');
-  });
-
-  test("refuses numbers that are not integers", () => {
-    assert.throws(() => canonicalJson({ user_id: 1.5 }), InvalidSendError);
-  });
-});
-
 describe("signing", () => {
-  test("a signed envelope carries contract 3 and the HMAC of f, a and k without sig", () => {
-    const job = JSON.parse(envelope("complete_task", { user_id: 1 }, { contract: 2, outcome_ttl: 60 }, 5, KEY));
+  test("a signed envelope carries contract 3 and the HMAC of its own bytes with the mac as zeros", () => {
+    const text = envelope("complete_task", { user_id: 1 }, { contract: 2, outcome_ttl: 60 }, 5, KEY);
+    const job = JSON.parse(text);
+    assert.deepEqual(Object.keys(job.k), ["contract", "outcome_ttl", "sig"]);
     assert.equal(job.k.contract, 3);
-    assert.equal(job.k.outcome_ttl, 60);
     assert.equal(job.k.sig.kid, "producer-a");
-    const input = signingInput("complete_task", [{ user_id: 1 }], { contract: 3, outcome_ttl: 60 });
-    assert.equal(input, '{"a":[{"user_id":1}],"f":"complete_task","k":{"contract":3,"outcome_ttl":60}}');
-    assert.equal(job.k.sig.mac, createHmac("sha256", KEY.secret).update(input).digest("hex"));
+    const zeroed = text.replace(job.k.sig.mac, MAC_PLACEHOLDER);
+    assert.ok(zeroed.includes(`"sig":{"kid":"producer-a","mac":"${MAC_PLACEHOLDER}"}`));
+    assert.equal(job.k.sig.mac, createHmac("sha256", KEY.secret).update(zeroed).digest("hex"));
   });
 
   test("signJob signs a ready envelope like envelope() does and keeps t and et", () => {
     const plain = envelope("complete_task", { user_id: 1 }, {}, 123);
-    assert.deepEqual(JSON.parse(signJob(plain, KEY)), JSON.parse(envelope("complete_task", { user_id: 1 }, {}, 123, KEY)));
+    assert.equal(signJob(plain, KEY), envelope("complete_task", { user_id: 1 }, {}, 123, KEY));
+  });
+
+  test("a key id JSON would escape, or a short secret, is refused at once", () => {
+    assert.throws(() => signJob("{}", { keyId: 'a"b', secret: KEY.secret }), InvalidSendError);
+    const client = {} as unknown as ConstructorParameters<typeof TaskProducer>[0];
+    assert.throws(() => new TaskProducer(client, { signingKey: { keyId: "k", secret: "short" } }), /too short/);
+    assert.throws(() => new TaskProducer(client, { signingKey: { keyId: "a b", secret: KEY.secret } }), /key id/);
+    assert.equal(new TaskProducer(client, { signingKey: KEY }).signingKeyId, "producer-a");
   });
 
   test("the key comes from both environment variables or neither", () => {
