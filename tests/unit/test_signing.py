@@ -261,3 +261,13 @@ def test_a_member_added_anywhere_breaks_the_signature() -> None:
         assert refusal(decoder(required=True), forged.encode()).reason.startswith("bad signature"), forged
     twice = raw.replace('"k":{', '"k":{"sig":{"kid":"producer-a","mac":"' + "0" * 64 + '"},', 1)
     assert refusal(decoder(), twice.encode()).reason.startswith("bad signature: k.sig must be written exactly once")
+
+
+@pytest.mark.parametrize("secret", [b"s" * 32, b"t" * 64, b"u" * 65, bytes(range(200))])
+def test_the_workers_hmac_from_hashed_key_blocks_is_hmac_sha256(secret: bytes) -> None:
+    """Mac (the key's padded blocks hashed once) computes exactly hmac's HMAC-SHA256, for keys
+    shorter than, as long as and longer than SHA-256's block."""
+    from taskline_producer.signing import Mac
+
+    for message in (b"", b"x", job_of_command(create(), 1)):
+        assert Mac(secret).hexdigest(message) == job_mac(secret, message)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from taskline_producer.contract import Command
-from taskline_producer.signing import KEY_ID_PATTERN, MAC_PLACEHOLDER, SIGNATURE_MARKER, SigningKey, job_mac
+from taskline_producer.signing import KEY_ID_PATTERN, MAC_PLACEHOLDER, SIGNATURE_MARKER, Mac, SigningKey
 
 from worker.config.signing_keys import KeyConfig
 
@@ -61,7 +61,7 @@ class Verifier:
     def __init__(self, keys: Mapping[str, KeyConfig], *, required: bool) -> None:
         self.keys = dict(keys)
         self.required = required
-        self._secrets = {key_id: key.secret_bytes() for key_id, key in self.keys.items()}
+        self._macs = {key_id: Mac(key.secret_bytes()) for key_id, key in self.keys.items()}
 
     @property
     def active(self) -> bool:
@@ -95,7 +95,7 @@ class Verifier:
                 key_id,
             )
         start, end = found.span(2)
-        expected = job_mac(self._secrets[key_id], raw[:start] + _ZEROS + raw[end:])
+        expected = self._macs[key_id].hexdigest(raw[:start] + _ZEROS + raw[end:])
         if not hmac.compare_digest(expected.encode(), found.group(2)):
             return Refusal(
                 f"bad signature: the mac does not match key {key_id!r} (the job was changed after it was"
