@@ -5,7 +5,16 @@
 #
 #   scripts/quickstart.sh
 #
-# DATABASE_URL and REDIS_URL are used when set; otherwise the local defaults below.
+# It writes only into places of its own (scripts/quickstart_places.py), never into data it did
+# not write:
+# - PostgreSQL: the database `taskline_quickstart` on the local server, which it creates and
+#   marks as its own (a comment on the database). An existing database without that mark is
+#   asked about on a terminal, and left alone otherwise.
+# - Redis: a database number of its own on the local server: the one an earlier run marked (key
+#   `taskline-quickstart:owner`), else the first empty one from 15 down to 1, claimed in one
+#   atomic step. Never database 0 by default.
+# DATABASE_URL and REDIS_URL choose other places; the same checks apply to them (a Redis
+# database that holds keys the quick start did not write is refused).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,8 +30,9 @@ die() { printf 'quickstart: ERROR: %s\n' "$*" >&2; exit 1; }
 
 bash scripts/install.sh
 
-export DATABASE_URL="${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/taskline}"
-export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
+export DATABASE_URL="${DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/taskline_quickstart}"
+export QUICKSTART_REDIS_URL="${REDIS_URL:-}"  # the user's choice, if any
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 export PATH="$ROOT/.venv/bin:$PATH"
 bash scripts/services.sh
 
@@ -53,36 +63,40 @@ trap 'stop_worker || true' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-say "database: $(printf '%s' "$DATABASE_URL" | sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#')"
-python - <<'EOF'
-import asyncio, os, re
+redacted() { printf '%s' "$1" | sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#'; }
 
-import asyncpg
+say "database: $(redacted "$DATABASE_URL")"
+db_name="$(printf '%s' "$DATABASE_URL" | sed -E 's#^.*/##; s#\?.*$##')"
+db_state="$(python scripts/quickstart_places.py database)" || die "could not check database $db_name (the error is above)"
+case "$db_state" in
+    created) echo "created database $db_name (the quick start's own)" ;;
+    ours) echo "database $db_name is the quick start's own (made by an earlier run)" ;;
+    foreign*)
+        why="${db_state#foreign }"
+        if [ -t 0 ] && [ -t 1 ]; then
+            printf 'Database %s exists, but %s.\nMigrate it and write the demo into it (users 1-3, two tasks, a dead letter)? [y/N] ' "$db_name" "$why"
+            answer=""
+            read -r answer || true
+            case "$answer" in
+                y | Y | yes) ;;
+                *) die "left database $db_name alone; set DATABASE_URL to a database that does not exist yet, and the quick start creates it" ;;
+            esac
+        else
+            die "database $db_name exists, but $why: the quick start does not write into it. Drop it, or set DATABASE_URL to a database that does not exist yet (the quick start creates it and marks it as its own), or run this on a terminal to be asked"
+        fi
+        ;;
+    *) die "could not check database $db_name: $db_state" ;;
+esac
 
-url = re.sub(r"^postgres(ql)?(\+asyncpg)?://", "postgresql://", os.environ["DATABASE_URL"])
-base, _, rest = url.rpartition("/")
-name = rest.split("?", 1)[0]
-
-
-async def main() -> None:
-    try:
-        conn = await asyncpg.connect(url, timeout=10)
-    except asyncpg.InvalidCatalogNameError:
-        admin = await asyncpg.connect(f"{base}/postgres", timeout=10)
-        try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        except asyncpg.DuplicateDatabaseError:
-            pass
-        finally:
-            await admin.close()
-        print(f"created database {name}")
-    else:
-        await conn.close()
-        print(f"database {name} is there")
-
-
-asyncio.run(main())
-EOF
+say "redis: $(redacted "$REDIS_URL")"
+redis_choice="$(python scripts/quickstart_places.py redis)" || die "could not choose a Redis database (the error is above)"
+case "$redis_choice" in
+    refused*)
+        die "${redis_choice#refused }: the quick start does not write into it. Point REDIS_URL at an empty database (for example redis://127.0.0.1:6379/15), or unset it and the quick start takes an empty one of its own" ;;
+    *)
+        export REDIS_URL="$redis_choice"
+        echo "Redis database ${REDIS_URL##*/} is the quick start's own (key taskline-quickstart:owner in it)" ;;
+esac
 
 release="$(procfile release 'taskline migrate')"
 say "release step (Procfile): $release"
@@ -126,7 +140,7 @@ cat <<EOF
 
 Done. To run a worker yourself:
 
-  export DATABASE_URL=$(printf '%s' "$DATABASE_URL" | sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#')
+  export DATABASE_URL=$(redacted "$DATABASE_URL")
   export REDIS_URL=$REDIS_URL
   .venv/bin/taskline worker          # stop it with Ctrl-C (SIGINT) or SIGTERM
   .venv/bin/taskline demo            # in another terminal: send the demo commands again

@@ -7,8 +7,14 @@
 # 127.0.0.1:6379. When they answer it does nothing else. When they don't, it starts them
 # (PostgreSQL through pg_ctlcluster, creating a cluster if there is none; Redis as a daemon),
 # installing them from Debian's packages first if they are missing. It never needs systemd.
-# With --tests it also installs Debian's chromium (for the browser test) when it is missing and
-# this script may use apt-get.
+#
+# With --tests it first installs, from Debian's packages, every system package the test suite
+# needs and does not find: chromium and fonts-liberation (the browser test), libatomic1 (the
+# playwright package's driver), redis-server and PostgreSQL's server binaries (the crash tests,
+# which start servers of their own), openssl (the TLS test), redis-sentinel and pgbouncer. It
+# needs root (or sudo without a password) and apt-get for that; a failed apt-get is an error.
+# Without them it lists what is missing, and scripts/test.sh reports the tests that were
+# skipped for it. (Node.js comes from PyPI: scripts/install.sh --tests.)
 #
 # DATABASE_URL and REDIS_URL override the targets (with --tests: TASKLINE_TEST_ADMIN_DATABASE_URL
 # and TASKLINE_TEST_REDIS_URL, which the tests use). One that points anywhere but the local
@@ -313,22 +319,56 @@ apt_install() {
         || { log_tail "$LOG"; die "apt-get install $* failed; see the lines above"; }
 }
 
-# The browser test (tests/acceptance/test_web_browser.py) drives Debian's Chromium; it is
-# skipped, saying why, where Chromium is missing and cannot be installed here.
-browser_ensure() {
-    if [ -x /usr/bin/chromium ]; then
-        return 0
-    fi
-    if have apt-get && { [ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null; }; then
-        apt_install chromium fonts-liberation
-        say "chromium installed for the browser test: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
-    else
-        say "no /usr/bin/chromium and no root to apt-get install it: the browser test will be skipped"
-    fi
+# ---------------------------------------------------------------- what the tests need
+
+can_apt() { have apt-get && { [ "$(id -u)" -eq 0 ] || sudo -n true 2>/dev/null; }; }
+have_lib() { /sbin/ldconfig -p 2>/dev/null | grep -qF "$1 " || compgen -G "/usr/lib/*/$1" >/dev/null || compgen -G "/lib/*/$1" >/dev/null; }
+have_pg_server() {
+    local bindir
+    if have pg_config && bindir="$(pg_config --bindir 2>/dev/null)" && [ -x "$bindir/initdb" ]; then return 0; fi
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
+}
+have_sbin() { have "$1" || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
+package_installed() { have dpkg-query && [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+
+# Debian's packages the suite needs, each with what shows it is there already.
+test_packages_missing() {
+    local chromium="${TASKLINE_TEST_CHROMIUM:-/usr/bin/chromium}"
+    [ -x "$chromium" ] || echo chromium
+    [ ! -x "$chromium" ] && ! package_installed fonts-liberation && echo fonts-liberation
+    have_lib libatomic.so.1 || echo libatomic1           # the playwright package's driver (a node binary)
+    have redis-server || echo redis-server               # crash test, TLS test
+    have_sbin redis-sentinel || echo redis-sentinel      # Sentinel tests
+    have_pg_server || echo postgresql                    # crash test: initdb and pg_ctl
+    have openssl || echo openssl                         # TLS test
+    have_sbin pgbouncer || echo pgbouncer                # PgBouncer tests
+    return 0
 }
 
+test_tools_ensure() {
+    local missing
+    missing="$(test_packages_missing | tr '\n' ' ')"
+    missing="${missing% }"
+    if [ -z "$missing" ]; then
+        say "test tools ok (chromium, libatomic1, redis-server, redis-sentinel, PostgreSQL's server, openssl, pgbouncer)"
+        return 0
+    fi
+    if ! can_apt; then
+        say "missing for the tests: $missing; no root (or sudo) and apt-get to install them here: the tests that need them will be skipped, and scripts/test.sh lists them"
+        printf '%s\n' "$missing" >"$RUN_DIR/test-tools-missing"
+        return 0
+    fi
+    local wanted="$missing"
+    # shellcheck disable=SC2086  # one word per package
+    apt_install $wanted
+    missing="$(test_packages_missing | tr '\n' ' ')"
+    [ -z "${missing% }" ] || die "still missing after apt-get install $wanted: ${missing% } (see $LOG)"
+    say "installed for the tests: $wanted"
+}
+
+rm -f "$RUN_DIR/test-tools-missing"
+if [ "${1:-}" = "--tests" ]; then
+    test_tools_ensure  # first: it may install PostgreSQL and Redis too, in one apt-get
+fi
 pg_ensure
 redis_ensure
-if [ "${1:-}" = "--tests" ]; then
-    browser_ensure
-fi
