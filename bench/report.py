@@ -44,8 +44,8 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         "7 taskline bulk K=1 outcomes on",
         "8 taskline K=1 signing off #1",
         "8 taskline K=1 signing on #1",
-        "8 taskline K=1 signing off #2",
         "8 taskline K=1 signing on #2",
+        "8 taskline K=1 signing off #2",
     ):
         if key not in s:
             continue

@@ -3,7 +3,7 @@
 Two measurements side by side:
 
 * the single-command drain of scenario 3 with one worker (K=1), unsigned and signed (producer
-  signs, worker requires signatures and verifies), twice each, alternating;
+  signs, worker requires signatures and verifies), twice each, in the order off, on, on, off;
 * the CPU time signing and verifying add per command, measured in this process on the same kind
   of jobs: the producer's `job_of_command` with and without a key, and the worker's decoder with
   and without a verifier that requires signatures. Its sum is set against the time one command
@@ -75,10 +75,10 @@ def signing_cost(commands: list[CreateTask], rounds: int = 5) -> dict[str, float
 
 
 async def signing(suite: Suite) -> None:
-    """Unsigned and signed drains, twice each, alternating; then the per-command CPU cost."""
+    """Unsigned and signed drains, twice each (off, on, on, off); then the per-command CPU cost."""
     env, n = suite.env, suite.sizes.commands
-    for round_ in (1, 2):
-        for label, key in (("off", None), ("on", KEY)):
+    for round_, order in ((1, (("off", None), ("on", KEY))), (2, (("on", KEY), ("off", None)))):
+        for label, key in order:  # off-on, then on-off: a drift of the machine's load cancels out
             starter = suite.workers(1, extra_env=WORKER_ENV if key else None)
             await suite.attempt(
                 f"8 taskline K=1 signing {label} #{round_}",
