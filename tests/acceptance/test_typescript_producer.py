@@ -201,7 +201,7 @@ async def test_node_waits_for_outcomes_recorded_by_a_real_worker(settings, redis
 async def test_jobs_signed_by_node_verify_in_a_worker_that_requires_signatures(
     settings, redis, db, users, start_worker
 ):
-    """The cross-language check of the canonical form: the TypeScript client, keyed from
+    """The cross-language check of signing: the TypeScript client, keyed from
     TASKLINE_SIGNING_KEY_ID/SECRET, signs single, bulk and pipelined jobs (non-ASCII text and
     U+2028 included) that a worker requiring signatures applies, recording the key."""
     secret = "n" * 64
