@@ -42,6 +42,10 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         "7 taskline K=1 outcomes on #2",
         "7 taskline bulk K=1 outcomes off",
         "7 taskline bulk K=1 outcomes on",
+        "8 taskline K=1 signing off #1",
+        "8 taskline K=1 signing on #1",
+        "8 taskline K=1 signing on #2",
+        "8 taskline K=1 signing off #2",
     ):
         if key not in s:
             continue
@@ -187,6 +191,20 @@ def notes(results: dict[str, Any]) -> list[str]:
                 f"{key}: per command, minor page faults {ev.get('minor_faults', 0):.2f}, context switches "
                 f"{ev.get('voluntary_switches', 0):.2f} voluntary / {ev.get('involuntary_switches', 0):.2f} involuntary"
             )
+    cost = s.get("8 signing cost")
+    if cost:
+        share = cost.get("sign_and_verify_pct_of_drain")
+        out.append(
+            f"signing: {cost['sign_us']:.1f} µs per command to sign (producer: {cost['producer_us_unsigned']:.1f}"
+            f" -> {cost['producer_us_signed']:.1f} µs), {cost['verify_us']:.1f} µs to verify (worker decoder:"
+            f" {cost['worker_decode_us_unsigned']:.1f} -> {cost['worker_decode_us_verified']:.1f} µs)"
+            + (
+                f"; together {share:.2f} % of one command's time at the unsigned K=1 drain rate"
+                f" ({cost['unsigned_drain_us_per_command']:.0f} µs)"
+                if share is not None
+                else ""
+            )
+        )
     if "latency_rate" in results:
         out.append(
             f"steady-rate scenario offered {results['latency_rate']:.0f} commands/s "

@@ -70,10 +70,10 @@ class Suite:
 
         return start
 
-    def workers(self, count: int, uvloop: bool = False) -> Starter:
-        """Starts `count` taskline worker processes."""
+    def workers(self, count: int, uvloop: bool = False, extra_env: dict[str, str] | None = None) -> Starter:
+        """Starts `count` taskline worker processes (with `extra_env` added to their settings)."""
 
         async def start(queue: str) -> list[Proc]:
-            return [await start_worker(self.env, queue, i, uvloop=uvloop) for i in range(count)]
+            return [await start_worker(self.env, queue, i, extra_env, uvloop=uvloop) for i in range(count)]
 
         return start

@@ -17,6 +17,7 @@ from bench.profiling import diagnose, pyspy
 from bench.scenarios.drain import drain
 from bench.scenarios.enqueue import enqueue
 from bench.scenarios.latency import steady_latency
+from bench.scenarios.signing import signing
 from bench.suite import Suite
 
 OUTCOME_TTL_S = 600
@@ -148,6 +149,7 @@ SCENARIOS: dict[str, Scenario] = {
     "drain": drain_single,
     "drain-bulk": drain_bulk,
     "outcomes": outcomes,
+    "signing": signing,
     "latency": latency,  # after "drain": it offers half of that scenario's K=1 rate
 }
 EXTRAS: dict[str, Scenario] = {"uvloop": uvloop, "profile": profile, "diagnose": diagnose_scenario}

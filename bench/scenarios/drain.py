@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from taskline_producer.signing import SigningKey
+
 from bench.meter import Meter, peak_rss_mib
 from bench.processes import Proc, Starter, stop, tail, wait_workers_ready, warnings_in
 from bench.scenarios.workload import enqueue_staged, leftovers, make_commands
@@ -34,14 +36,15 @@ async def drain(
     kind: str,
     during: Side | None = None,
     outcome_ttl: int | None = None,
+    signing_key: SigningKey | None = None,
 ) -> dict[str, Any]:
-    """Queue n commands (asking for outcomes if `outcome_ttl`), start the consumers, release the
-    queue, time until n tasks exist."""
+    """Queue n commands (asking for outcomes if `outcome_ttl`, signed with `signing_key`), start
+    the consumers, release the queue, time until n tasks exist."""
     await reset_tables(env)
     queue = f"taskline:bench:{env.run_id}:{name}"
     staging = f"{queue}:staging"
     commands = make_commands(n)
-    job_ids = await enqueue_staged(env, staging, commands, bulk, outcome_ttl)
+    job_ids = await enqueue_staged(env, staging, commands, bulk, outcome_ttl, signing_key)
     del commands
     procs = await start(queue)
     side_task: asyncio.Task[Any] | None = None

@@ -10,6 +10,7 @@ from uuid import uuid4
 from taskline_producer.client import TaskProducer
 from taskline_producer.contract import CreateTask
 from taskline_producer.keys import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RESULT_KEY_PREFIX, RETRY_KEY_PREFIX
+from taskline_producer.signing import SigningKey
 
 from bench.services import USERS, Env
 
@@ -43,10 +44,16 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 
 
 async def enqueue_staged(
-    env: Env, staging: str, commands: list[CreateTask], bulk: bool, outcome_ttl: int | None = None
+    env: Env,
+    staging: str,
+    commands: list[CreateTask],
+    bulk: bool,
+    outcome_ttl: int | None = None,
+    signing_key: SigningKey | None = None,
 ) -> list[str]:
-    """Queue the commands on a staging key (renamed to the real queue when the clock starts)."""
-    producer = TaskProducer(env.redis, queue=staging)
+    """Queue the commands on a staging key (renamed to the real queue when the clock starts),
+    signed with `signing_key` when given."""
+    producer = TaskProducer(env.redis, queue=staging, signing_key=signing_key)
     if bulk:
         ids = []
         for start in range(0, len(commands), BULK_SIZE):

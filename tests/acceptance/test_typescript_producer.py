@@ -196,3 +196,42 @@ async def test_node_waits_for_outcomes_recorded_by_a_real_worker(settings, redis
     row = await db.fetchrow("SELECT description FROM task WHERE id = $1", a)
     assert row["description"] == "from the bulk"
     assert worker.proc.poll() is None
+
+
+async def test_jobs_signed_by_node_verify_in_a_worker_that_requires_signatures(
+    settings, redis, db, users, start_worker
+):
+    """The cross-language check of signing: the TypeScript client, keyed from
+    TASKLINE_SIGNING_KEY_ID/SECRET, signs single, bulk and pipelined jobs (non-ASCII text and
+    U+2028 included) that a worker requiring signatures applies, recording the key."""
+    secret = "n" * 64
+    keys = {"node-key": {"secret": secret, "user_ids": {"min": 1, "max": 4}}}
+    worker = start_worker(TASKLINE_SIGNING_KEYS=json.dumps(keys), TASKLINE_REQUIRE_SIGNATURES="true")
+    await started(worker)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    a, b, c, d = (uuid4() for _ in range(4))
+    plan = {"base": base.isoformat(), "a": str(a), "b": str(b), "c": str(c), "d": str(d)}
+    env = {**node_env(settings), "TASKLINE_SIGNING_KEY_ID": "node-key", "TASKLINE_SIGNING_SECRET": secret}
+
+    sent = node_json(PRELUDE + SEND, stdin=json.dumps(plan), env=env, timeout=120)
+
+    command_ids = [UUID(sent[name]["commandId"]) for name in ("created", "updated", "completed")]
+    command_ids += [UUID(r["commandId"]) for r in sent["bulk"]["receipts"]]
+    command_ids.append(UUID(sent["many"]["receipts"][0]["commandId"]))
+
+    async def all_recorded() -> bool:
+        found = await db.fetchval(
+            "SELECT count(*) FROM processed_command WHERE command_id = ANY($1::uuid[])", command_ids
+        )
+        ours = [str(command_id) for command_id in command_ids] + [sent["bulk"]["jobId"]]
+        dead = await db.fetch("SELECT job_id, reason FROM dead_letter WHERE job_id = ANY($1::text[])", ours)
+        assert not dead, dead
+        return found == len(command_ids)
+
+    await wait_for(all_recorded, timeout=30)
+    signers = await db.fetch(
+        "SELECT DISTINCT signed_by FROM processed_command WHERE command_id = ANY($1::uuid[])", command_ids
+    )
+    assert [row["signed_by"] for row in signers] == ["node-key"]
+    description = await db.fetchval("SELECT description FROM task WHERE id = $1", c)
+    assert description == "ünïcødé 😀 \u2028"

@@ -203,20 +203,20 @@ async def test_bulk_jobs_are_decoded_and_applied_a_few_at_a_time(settings, redis
         runtime.committer._watched = True
         apply_many, apply = runtime.committer.apply_many, runtime.committer.apply
 
-        async def counted_apply_many(commands: Any) -> Any:
+        async def counted_apply_many(commands: Any, signed_by: str | None = None) -> Any:
             nonlocal running, most
             running += 1
             most = max(most, running)
             try:
                 await asyncio.sleep(0.05)  # long enough for the other claimed bulk jobs to pile up
-                return await apply_many(commands)
+                return await apply_many(commands, signed_by)
             finally:
                 running -= 1
 
-        async def counted_apply(command: Any) -> Any:
+        async def counted_apply(command: Any, signed_by: str | None = None) -> Any:
             nonlocal applied_singles
             applied_singles += 1
-            return await apply(command)
+            return await apply(command, signed_by)
 
         runtime.committer.apply_many = counted_apply_many
         runtime.committer.apply = counted_apply

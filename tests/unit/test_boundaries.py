@@ -30,9 +30,11 @@ PUBLIC_API = {
     "OutcomeTimeout",
     "Receipt",
     "SendReport",
+    "SigningKey",
     "TaskProducer",
     "UpdateTask",
     "command_json_schema",
+    "sign_job",
 }
 
 

@@ -23,7 +23,7 @@ from worker.pipeline.job_options import NO_OPTIONS, JobOptions
 from worker.pipeline.outcomes import WRITE_SCRIPT, OutcomeReport, OutcomeWriter
 
 decode = Decoder(max_payload_bytes=4096, max_bulk_payload_bytes=256 * 1024)
-TOO_NEW = "contract version 3 is newer than this worker accepts (1..2): upgrade the workers, then replay"
+TOO_NEW = "contract version 4 is newer than this worker accepts (1..3): upgrade the workers, then replay"
 
 
 def command(**overrides: Any) -> dict[str, Any]:
@@ -78,8 +78,8 @@ def test_known_options_decode_onto_the_delivery(k: dict[str, Any], options: JobO
 @pytest.mark.parametrize(
     ("k", "reason"),
     [
-        ({"contract": 3}, TOO_NEW),
-        ({"contract": 3, "priority": 1}, TOO_NEW),
+        ({"contract": 4}, TOO_NEW),
+        ({"contract": 4, "priority": 1}, TOO_NEW),
         ({"contract": 0}, 'k: "contract" must be a whole number from 1'),
         ({"contract": "2"}, 'k: "contract" must be a whole number from 1'),
         ({"contract": True}, 'k: "contract" must be a whole number from 1'),
@@ -99,12 +99,12 @@ def test_options_that_break_the_contract_are_dead_lettered_with_the_reason(k: di
 
 
 def test_a_newer_version_wins_over_what_this_code_cannot_read() -> None:
-    """A version-3 job may use a new command or new fields: the reason is the version, not the parse."""
-    assert reason_of(job("delete_task", {"task_id": str(uuid4())}, {"contract": 3})).startswith(TOO_NEW)
-    assert reason_of(job("create_task", command(colour="red"), {"contract": 3})).startswith(TOO_NEW)
+    """A version-4 job may use a new command or new fields: the reason is the version, not the parse."""
+    assert reason_of(job("delete_task", {"task_id": str(uuid4())}, {"contract": 4})).startswith(TOO_NEW)
+    assert reason_of(job("create_task", command(colour="red"), {"contract": 4})).startswith(TOO_NEW)
     bulk = [{"function": "create_task", "command": command(colour="red")}]
-    assert reason_of(job("apply_commands", bulk, {"contract": 3})).startswith(TOO_NEW)
-    assert "taskline dead-letters replay" in reason_of(job("create_task", command(), {"contract": 3}))
+    assert reason_of(job("apply_commands", bulk, {"contract": 4})).startswith(TOO_NEW)
+    assert "taskline dead-letters replay" in reason_of(job("create_task", command(), {"contract": 4}))
 
 
 def test_the_version_is_checked_against_what_this_code_knows() -> None:
@@ -184,7 +184,7 @@ def test_workers_accept_the_newest_version_by_default(environment: pytest.Monkey
     assert load_settings().contract_version == 1
 
 
-@pytest.mark.parametrize("value", ["0", "3"])
+@pytest.mark.parametrize("value", ["0", "4"])
 def test_a_contract_version_the_code_does_not_know_stops_the_worker(
     environment: pytest.MonkeyPatch, value: str
 ) -> None:

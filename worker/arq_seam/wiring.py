@@ -34,6 +34,7 @@ from worker.pipeline.failures import Kind, RetryPolicy
 from worker.pipeline.group_commit import GroupCommitter
 from worker.pipeline.jobs import apply_commands_job, command_job, reject_job
 from worker.pipeline.runtime import Runtime
+from worker.pipeline.signatures import Verifier
 from worker.store.engine import make_engine, make_sessions
 
 __all__ = ["TasklineWorker", "build_worker", "run_worker", "supervise", "worker_settings"]
@@ -146,7 +147,8 @@ def worker_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:
     ]
     functions.append(func(cast(Any, apply_commands_job), name=BULK_JOB, timeout=arq_timeout, max_tries=tries))
     functions.append(func(cast(Any, reject_job), name=REJECT_JOB, timeout=arq_timeout, max_tries=tries))
-    decoder = Decoder(settings.max_payload_bytes, settings.max_bulk_payload_bytes)
+    verifier = Verifier(settings.signing_keys, required=settings.require_signatures)
+    decoder = Decoder(settings.max_payload_bytes, settings.max_bulk_payload_bytes, verifier)
     values: dict[str, Any] = {
         "functions": functions,
         "queue_name": settings.queue,

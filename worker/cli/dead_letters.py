@@ -132,6 +132,7 @@ def _as_dict(letter: Any, with_payload: bool = False) -> dict[str, Any]:
         "payload_size": letter.payload_size,
         "queue": letter.queue,
         "failed_at": letter.failed_at.isoformat(),
+        "signed_by": letter.signed_by,
     }
     if with_payload:
         data["payload"] = payload_text(letter.payload)

@@ -56,7 +56,7 @@ def render_trace(story: dict[str, Any]) -> Group:
                 Text(
                     f"applied: {_when(applied['applied_at'])} by {applied['worker_id'] or 'an unrecorded worker'};"
                     f" {applied['function']} of task {applied['task_id']}, issued {_when(applied['issued_at'])};"
-                    f" duplicates since: {applied['duplicates']}"
+                    f" duplicates since: {applied['duplicates']}; {_signed(applied['signed_by'])}"
                 )
             )
             transaction = applied.get("transaction")
@@ -70,8 +70,8 @@ def render_trace(story: dict[str, Any]) -> Group:
             dead = story["dead_letter"]
             parts.append(
                 Text(
-                    f"dead letter: {_when(dead['failed_at'])}, {dead['category']} after {dead['attempts']} tries:"
-                    f" {dead['reason']}",
+                    f"dead letter: {_when(dead['failed_at'])}, {dead['category']} after {dead['attempts']} tries"
+                    f" ({_signed(dead['signed_by'])}): {dead['reason']}",
                     style="red",
                 )
             )
@@ -89,7 +89,7 @@ def render_trace(story: dict[str, Any]) -> Group:
         parts.append(
             Text(f"user {task['user_id']}, {state}: title {task['title']!r}, description {task['description']!r}")
         )
-    table = Table("issued at", "command", "function", "applied at", "worker", "won", "dups")
+    table = Table("issued at", "command", "function", "applied at", "worker", "key", "won", "dups")
     for command in story["commands"]:
         table.add_row(
             _when(command["issued_at"]),
@@ -97,6 +97,7 @@ def render_trace(story: dict[str, Any]) -> Group:
             command["function"],
             _when(command["applied_at"]),
             command["worker_id"] or "-",
+            command["signed_by"] or "-",
             ", ".join(command["won"]) or "-",
             str(command["duplicates"]),
         )
@@ -156,3 +157,8 @@ def trace(
         print(json.dumps(story))
     else:
         out.print(render_trace(story))
+
+
+def _signed(key_id: str | None) -> str:
+    """Which key signed the job, in words."""
+    return f"signed by key {key_id}" if key_id else "unsigned"

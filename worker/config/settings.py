@@ -7,11 +7,11 @@ variables (`DATABASE_URL`, `REDIS_URL`) are the ones Heroku and friends already 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from taskline_producer.connection import SENTINEL_SCHEMES
 from taskline_producer.contract import CONTRACT_VERSION, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE, OUTCOME_TTL_MAX_S
 from taskline_producer.redaction import redact_text, redact_url
@@ -19,6 +19,7 @@ from taskline_producer.redaction import redact_text, redact_url
 from worker.config.durations import parse_duration
 from worker.config.redis_connection import arq_redis_settings
 from worker.config.retention import redelivery_horizon, schedule_for
+from worker.config.signing_keys import KeyConfig, parse_signing_keys
 
 __all__ = ["Settings", "SettingsError", "load_settings", "redact_url"]
 
@@ -74,6 +75,34 @@ class Settings(BaseSettings):
     contract_version: int = Field(default=CONTRACT_VERSION, ge=1, le=CONTRACT_VERSION)
     """The newest contract version this worker applies (1..it); newer jobs become dead letters.
     Hold a fleet at the older version while some workers still run the previous release."""
+
+    # signed jobs (docs/contract.md, "Signed jobs"; worker/config/signing_keys.py)
+    signing_keys: Annotated[dict[str, KeyConfig], NoDecode] = Field(default_factory=dict)
+    """The keys jobs may be signed with, by key id, each with its scope; a JSON object or a file path."""
+    require_signatures: bool = False
+    """Refuse (dead-letter) every job that is not signed by a known, active key."""
+
+    @field_validator("signing_keys", mode="before")
+    @classmethod
+    def _signing_keys(cls, value: Any) -> dict[str, KeyConfig]:
+        try:
+            return parse_signing_keys(value)
+        except ValidationError as exc:  # never echo the input: it holds the secrets
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"][1:])
+            error = first.get("ctx", {}).get("error")
+            raise ValueError(f"{where}: {error if error is not None else first['msg']}") from None
+
+    @field_validator("require_signatures")
+    @classmethod
+    def _keys_for_required(cls, value: bool, info: ValidationInfo) -> bool:
+        keys = info.data.get("signing_keys")
+        if value and keys is not None and not any(not key.retired for key in keys.values()):
+            raise ValueError(
+                "is on but TASKLINE_SIGNING_KEYS holds no active key: every job would be refused;"
+                " add the producers' keys first"
+            )
+        return value
 
     # failures
     transient_tries: int = Field(default=8, ge=1, le=100)

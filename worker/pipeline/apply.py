@@ -13,7 +13,7 @@ in the state of applying them once each in `issued_at` order.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -74,10 +74,15 @@ class _Change:
 
 
 async def apply_commands(
-    session: AsyncSession, commands: Sequence[Command], *, worker_id: str | None = None
+    session: AsyncSession,
+    commands: Sequence[Command],
+    *,
+    worker_id: str | None = None,
+    signers: Mapping[UUID, str] | None = None,
 ) -> list[Outcome]:
     """Apply `commands` in the session's open transaction; one outcome per command, in order.
-    `worker_id` is recorded with each processed command (`taskline trace` shows it)."""
+    `worker_id` is recorded with each processed command (`taskline trace` shows it), and so is
+    the key that signed it (`signers`, by command id; unsigned commands are not in it)."""
     outcomes: dict[UUID, Outcome] = {}
     unique: dict[UUID, Command] = {}
     for command in commands:
@@ -87,9 +92,9 @@ async def apply_commands(
     first_round, later = _one_per_task(creates)
     if first_round:
         # The common case, one round trip: record the commands and create the tasks together.
-        recorded, created = await _record_and_create(session, list(unique.values()), first_round, worker_id)
+        recorded, created = await _record_and_create(session, list(unique.values()), first_round, worker_id, signers)
     else:
-        recorded, created = await _record(session, list(unique.values()), worker_id), set()
+        recorded, created = await _record(session, list(unique.values()), worker_id, signers), set()
     fresh = {command_id for command_id, duplicates in recorded.items() if duplicates == 0}
     for command_id in unique:
         if command_id not in recorded:
@@ -121,10 +126,12 @@ async def apply_commands(
     return result
 
 
-async def _record(session: AsyncSession, commands: list[Command], worker_id: str | None) -> dict[UUID, int]:
+async def _record(
+    session: AsyncSession, commands: list[Command], worker_id: str | None, signers: Mapping[UUID, str] | None
+) -> dict[UUID, int]:
     """Record the commands; returns each recorded one's earlier deliveries (0: fresh). An id
     missing from the answer is recorded for another command."""
-    rows = await _run(session, statements.RECORD_COMMANDS, statements.record_arrays(commands, worker_id))
+    rows = await _run(session, statements.RECORD_COMMANDS, statements.record_arrays(commands, worker_id, signers))
     return {row[0]: row[1] for row in rows}
 
 
@@ -142,14 +149,18 @@ def _one_per_task(creates: list[CreateTask]) -> tuple[list[CreateTask], list[Cre
 
 
 async def _record_and_create(
-    session: AsyncSession, commands: list[Command], creates: list[CreateTask], worker_id: str | None
+    session: AsyncSession,
+    commands: list[Command],
+    creates: list[CreateTask],
+    worker_id: str | None,
+    signers: Mapping[UUID, str] | None,
 ) -> tuple[dict[UUID, int], set[UUID]]:
     """Record the commands and insert the tasks of the fresh creates in one statement; returns
     the recorded commands' earlier deliveries (as `_record`) and the created task ids."""
     rows = await _run(
         session,
         statements.RECORD_AND_INSERT_TASKS,
-        {**statements.record_arrays(commands, worker_id), **statements.task_arrays(creates, prefix="create_")},
+        {**statements.record_arrays(commands, worker_id, signers), **statements.task_arrays(creates, prefix="create_")},
     )
     recorded: dict[UUID, int] = {}
     created: set[UUID] = set()

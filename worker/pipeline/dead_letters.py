@@ -49,8 +49,10 @@ async def upsert_dead_letter(
     queue: str,
     max_payload_bytes: int,
     worker_id: str | None = None,
+    signed_by: str | None = None,
 ) -> None:
-    """Insert the job's dead letter, or update it when a replayed job fails again."""
+    """Insert the job's dead letter, or update it when a replayed job fails again. `signed_by`:
+    the key id the job was signed with, or claims (a refused signature names the key it claims)."""
     size = len(payload) if payload is not None else 0
     kept = payload if payload is None or size <= max_payload_bytes else payload[:PAYLOAD_KEEP_BYTES]
     values = {
@@ -63,6 +65,7 @@ async def upsert_dead_letter(
         "attempts": max(1, attempts),
         "queue": queue,
         "worker_id": worker_id,
+        "signed_by": signed_by,
         "failed_at": sa.func.now(),
     }
     statement = insert(DeadLetter).values(**values)

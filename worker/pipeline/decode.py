@@ -6,6 +6,11 @@ function with a `Delivery`; anything else (oversized, not JSON, a pickle, a malf
 an unknown function, an invalid command) becomes a call of the internal `REJECT_JOB` function
 with a `Rejected`, which dead-letters it. arq itself would log and drop such jobs silently.
 
+A signed job (contract version 3) is verified first, before its command is parsed
+(`worker.pipeline.signatures`): a refused signature makes it a `Rejected` naming the key id, and
+after validation each command is checked against its key's scope. The key that signed a job
+travels with it (`signed_by`) into its dead letter and its processed command.
+
 The envelope's `k` holds taskline's job options (`worker.pipeline.job_options`), carried on the
 `Delivery`. A contract version newer than this code knows is rejected here, before its command
 is read (it may use what this code cannot parse); a version this code knows but
@@ -16,7 +21,7 @@ has the settings (`worker.pipeline.jobs`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Final, Literal, Union
 from uuid import UUID
 
@@ -31,9 +36,10 @@ from taskline_producer.contract import (
     CreateTask,
     UpdateTask,
 )
-from taskline_producer.wire import envelope, epoch_ms
+from taskline_producer.wire import envelope, epoch_ms, wire_argument
 
 from worker.pipeline.job_options import NO_OPTIONS, JobOptions, job_options_of, outcome_asked_by, too_new_in
+from worker.pipeline.signatures import Refusal, Signer, Verifier
 from worker.pipeline.validation_errors import describe_errors
 from worker.text import json_object
 
@@ -58,6 +64,8 @@ class Delivery:
     raw: bytes
     command: Command
     options: JobOptions = NO_OPTIONS
+    signed_by: str | None = None
+    """The id of the key that signed the job (verified), None when unsigned."""
 
     def __repr__(self) -> str:  # arq formats job arguments for its logs: never the payload
         return f"<{self.command.function} {self.command.command_id}>"
@@ -74,6 +82,8 @@ class Rejected:
     outcome_ttl: int | None = None
     """Set when a refused single-command job asked for outcomes (valid `k`, a UUID command_id):
     its dead letter is then recorded as its outcome, reason included."""
+    signed_by: str | None = None
+    """The key id the job was signed with, or claims to be (a refused signature, an out-of-scope command)."""
 
     def __repr__(self) -> str:
         return f"<rejected {len(self.raw)} bytes>"
@@ -87,6 +97,7 @@ class BulkDelivery:
     commands: list[tuple[int, Command]]
     rejected: list[tuple[int, Rejected]]
     options: JobOptions = NO_OPTIONS
+    signed_by: str | None = None
 
     def __repr__(self) -> str:
         return f"<apply_commands {len(self.commands) + len(self.rejected)} commands>"
@@ -183,9 +194,10 @@ def _canonical_uuid(value: Any) -> str | None:
 class Decoder:
     """arq's job_deserializer: bytes in, an arq job dict out, for every possible input."""
 
-    def __init__(self, max_payload_bytes: int, max_bulk_payload_bytes: int) -> None:
+    def __init__(self, max_payload_bytes: int, max_bulk_payload_bytes: int, verifier: Verifier | None = None) -> None:
         self.max_payload_bytes = max_payload_bytes
         self.max_bulk_payload_bytes = max_bulk_payload_bytes
+        self.verifier = verifier if verifier is not None and verifier.active else None
 
     def __call__(self, raw: bytes) -> dict[str, Any]:
         try:
@@ -201,6 +213,12 @@ class Decoder:
             return self._reject(
                 raw, None, "the job is a Python pickle, not JSON; taskline never unpickles: send JSON jobs"
             )
+        signer = None
+        if self.verifier is not None:
+            verdict = self.verifier.verify(raw)
+            if isinstance(verdict, Refusal):
+                return self._reject(raw, _function_of(raw), verdict.reason, signed_by=verdict.key_id)
+            signer = verdict
         try:
             job = _JOB.validate_json(raw)
         except ValidationError as exc:
@@ -209,20 +227,25 @@ class Decoder:
             if too_new:
                 return self._reject(raw, function, too_new)
             if function == BULK_JOB:
-                return self._lax_bulk(raw, exc)
+                return self._lax_bulk(raw, exc, signer)
             return self._reject(
                 raw, function, describe_errors(exc, drop=1, bulk=function == BULK_JOB), *outcome_asked_by(raw)
             )
         options = job_options_of(job.k)
         if isinstance(options, str):
             return self._reject(raw, job.f, options)
+        signed_by = signer.key_id if signer is not None else None
         if isinstance(job, _BulkJob):
             commands: list[tuple[int, Command]] = [(index, item.command) for index, item in enumerate(job.a[0])]
-            argument: Delivery | BulkDelivery = BulkDelivery(raw, commands, [], options)
+            argument: Delivery | BulkDelivery = self._in_scope(BulkDelivery(raw, commands, [], options), signer)
         elif size > self.max_payload_bytes:  # the bulk prefix, but a repeated "f" made it a command job
             return self._too_large(raw)
         else:
-            argument = Delivery(raw, job.a[0], options)
+            command = job.a[0]
+            out_of_scope = Verifier.scope_refusal(signer, command) if signer is not None else None
+            if out_of_scope:
+                return self._reject(raw, job.f, out_of_scope, *outcome_asked_by(raw), signed_by=signed_by)
+            argument = Delivery(raw, command, options, signed_by)
         return {"f": job.f, "a": (argument,), "k": {}, "t": job.t, "et": job.et}
 
     def _too_large(self, raw: bytes) -> dict[str, Any]:
@@ -234,7 +257,26 @@ class Decoder:
             ' with {"f":"apply_commands"). Split it into smaller jobs.',
         )
 
-    def _lax_bulk(self, raw: bytes, strict_error: ValidationError) -> dict[str, Any]:
+    def _in_scope(self, bulk: BulkDelivery, signer: Signer | None) -> BulkDelivery:
+        """The bulk job with the signer's name on it, and its commands outside the signing key's
+        scope moved to its rejected items (each kept as the single job it would have been)."""
+        if signer is None:
+            return bulk
+        key = self.verifier.signing_key(signer.key_id) if self.verifier is not None else None
+        commands: list[tuple[int, Command]] = []
+        rejected = [(index, replace(item, signed_by=signer.key_id)) for index, item in bulk.rejected]
+        for index, command in bulk.commands:
+            reason = Verifier.scope_refusal(signer, command)
+            if reason is None:
+                commands.append((index, command))
+                continue
+            single = envelope(command.function, wire_argument(command), epoch_ms(), bulk.options.as_k(), key)
+            item = Rejected(single, command.function, reason, str(command.command_id), None, signer.key_id)
+            rejected.append((index, item))
+        rejected.sort(key=lambda item: item[0])
+        return BulkDelivery(bulk.raw, commands, rejected, bulk.options, signer.key_id)
+
+    def _lax_bulk(self, raw: bytes, strict_error: ValidationError, signer: Signer | None) -> dict[str, Any]:
         """Some item of an apply_commands job is invalid (or its envelope is): keep the valid
         items and reject the others one by one."""
         try:
@@ -244,7 +286,7 @@ class Decoder:
         options = job_options_of(job.k)
         if isinstance(options, str):
             return self._reject(raw, BULK_JOB, options)
-        bulk = self._bulk(raw, job.a[0], options)
+        bulk = self._in_scope(self._bulk(raw, job.a[0], options), signer)
         return {"f": job.f, "a": (bulk,), "k": {}, "t": job.t, "et": job.et}
 
     @staticmethod
@@ -274,7 +316,13 @@ class Decoder:
 
     @staticmethod
     def _reject(
-        raw: bytes, function: str | None, reason: str, command_id: str | None = None, outcome_ttl: int | None = None
+        raw: bytes,
+        function: str | None,
+        reason: str,
+        command_id: str | None = None,
+        outcome_ttl: int | None = None,
+        *,
+        signed_by: str | None = None,
     ) -> dict[str, Any]:
-        rejected = Rejected(raw, function, reason, command_id, outcome_ttl)
+        rejected = Rejected(raw, function, reason, command_id, outcome_ttl, signed_by)
         return {"f": REJECT_JOB, "a": (rejected,), "k": {}, "t": None, "et": 0}

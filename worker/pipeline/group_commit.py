@@ -23,7 +23,7 @@ from worker.store.engine import Sessions
 
 __all__ = ["GroupCommitter"]
 
-_Waiter = tuple[Command, "asyncio.Future[Outcome]"]
+_Waiter = tuple[Command, str | None, "asyncio.Future[Outcome]"]
 
 
 class GroupCommitter:
@@ -38,20 +38,23 @@ class GroupCommitter:
         self._running: set[asyncio.Task[None]] = set()
         self.batches = 0
 
-    async def apply(self, command: Command) -> Outcome:
-        """Apply one command in the next group transaction; returns its outcome or raises."""
+    async def apply(self, command: Command, signed_by: str | None = None) -> Outcome:
+        """Apply one command in the next group transaction; returns its outcome or raises.
+        `signed_by`: the key that signed its job, recorded with it."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._waiting.append((command, future))
+        self._waiting.append((command, signed_by, future))
         self._start_flusher()
         return await future
 
-    async def apply_many(self, commands: Sequence[Command]) -> list[Outcome | BaseException]:
+    async def apply_many(
+        self, commands: Sequence[Command], signed_by: str | None = None
+    ) -> list[Outcome | BaseException]:
         """Apply a bulk job's commands in their own transaction(s), `max_batch` at a time.
 
         Returns one outcome, or the exception that stopped it, per command."""
         results: list[Outcome | BaseException] = []
         for start in range(0, len(commands), self._max_batch):
-            chunk = list(commands[start : start + self._max_batch])
+            chunk = [(command, signed_by) for command in commands[start : start + self._max_batch]]
             results.extend(await self._apply_isolated(chunk))
         return results
 
@@ -74,11 +77,11 @@ class GroupCommitter:
         while self._waiting:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
-            batch = [(command, future) for command, future in batch if not future.done()]
+            batch = [waiter for waiter in batch if not waiter[2].done()]
             if not batch:
                 continue
-            results = await self._apply_isolated([command for command, _ in batch])
-            for (_, future), result in zip(batch, results, strict=True):
+            results = await self._apply_isolated([(command, signed_by) for command, signed_by, _ in batch])
+            for (_, _, future), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, BaseException):
@@ -86,7 +89,7 @@ class GroupCommitter:
                 else:
                     future.set_result(result)
 
-    async def _apply_isolated(self, commands: list[Command]) -> list[Outcome | BaseException]:
+    async def _apply_isolated(self, commands: list[tuple[Command, str | None]]) -> list[Outcome | BaseException]:
         try:
             return list(await self._transaction(commands))
         except Exception as exc:
@@ -100,7 +103,11 @@ class GroupCommitter:
                 results.append(exc)
         return results
 
-    async def _transaction(self, commands: list[Command]) -> list[Outcome]:
+    async def _transaction(self, commands: list[tuple[Command, str | None]]) -> list[Outcome]:
+        """One transaction for (command, the key that signed it) pairs."""
         self.batches += 1
+        signers = {command.command_id: signed_by for command, signed_by in commands if signed_by is not None}
         async with self._sessions() as session, session.begin():
-            return await apply_commands(session, commands, worker_id=self._worker_id)
+            return await apply_commands(
+                session, [command for command, _ in commands], worker_id=self._worker_id, signers=signers
+            )

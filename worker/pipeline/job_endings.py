@@ -31,6 +31,7 @@ async def retry_or_dead_letter(
     report: OutcomeReport | None = None,
     *,
     quiet: bool = False,
+    signed_by: str | None = None,
 ) -> str:
     """Retry within the budget of its kind (raises `Retry`), else dead-letter. `quiet`: the
     failure is part of an outage already reported once, so each retry is logged at DEBUG.
@@ -56,7 +57,7 @@ async def retry_or_dead_letter(
         reason = f"gave up after {used} transient failures ({attempt} tries): {reason}"
     elif kind is Kind.NOT_YET:
         reason = f"gave up after {attempt} tries: {reason}"
-    return await dead_letter_job(ctx, log, raw, function, kind, reason, report)
+    return await dead_letter_job(ctx, log, raw, function, kind, reason, report, signed_by=signed_by)
 
 
 async def dead_letter_job(
@@ -67,8 +68,10 @@ async def dead_letter_job(
     kind: Kind,
     reason: str,
     report: OutcomeReport | None = None,
+    *,
+    signed_by: str | None = None,
 ) -> str:
-    await write_dead_letter(ctx, log, None, None, function, raw, kind, reason)
+    await write_dead_letter(ctx, log, None, None, function, raw, kind, reason, signed_by=signed_by)
     if report is not None:
         report.add_job("dead_letter", reason)
         await ctx["runtime"].outcome_writer.write(report)
@@ -84,7 +87,10 @@ async def write_dead_letter(
     raw: bytes | None,
     kind: Kind,
     reason: str,
+    *,
+    signed_by: str | None = None,
 ) -> None:
+    """One dead letter row; `signed_by`: the key id the job was signed with (or claims)."""
     runtime = ctx["runtime"]
     job_id = ctx["job_id"] if index is None else (command_id or f"{ctx['job_id']}#{index}")
     reason = cap_reason(reason)  # the row's and the log line's
@@ -96,11 +102,13 @@ async def write_dead_letter(
             reason=reason,
             category=kind.value,
             attempts=ctx["job_try"],
+            signed_by=signed_by,
         )
     except Exception as exc:
         # The database is away: leave the job in Redis and try again later; never drop it.
         log.warning("could not write the dead letter yet", error=type(exc).__name__)
         raise Retry(defer=runtime.policy.delay(ctx["job_try"])) from exc
     item = {} if index is None else {"item": index, "command_id": command_id, "function": function}
-    log.warning("dead-lettered", dead_letter=job_id, kind=kind.value, reason=reason, **item)
+    signer = {} if signed_by is None else {"signed_by": signed_by}
+    log.warning("dead-lettered", dead_letter=job_id, kind=kind.value, reason=reason, **item, **signer)
     runtime.metrics.dead_lettered(function or "unknown", kind.value)

@@ -3,8 +3,10 @@ and whether its outcomes are to be recorded (docs/contract.md, "Compatibility an
 versions").
 
 Version 1 is the contract of the previous release, whose `k` is empty; version 2 adds
-`outcome_ttl`. This code knows versions up to `taskline_producer.contract.CONTRACT_VERSION`; a
-worker applies versions up to its `TASKLINE_CONTRACT_VERSION`.
+`outcome_ttl`; version 3 adds `sig`, the job's signature, which the decoder has verified before
+these options are read (worker/pipeline/signatures.py). This code knows versions up to
+`taskline_producer.contract.CONTRACT_VERSION`; a worker applies versions up to its
+`TASKLINE_CONTRACT_VERSION`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
 
-from taskline_producer.contract import CONTRACT_VERSION, OUTCOME_TTL_MAX_S, OUTCOME_VERSION
+from taskline_producer.contract import CONTRACT_VERSION, OUTCOME_TTL_MAX_S, OUTCOME_VERSION, SIGNATURE_VERSION
 
 from worker.text import json_object
 
@@ -26,7 +28,7 @@ __all__ = [
     "too_new_in",
 ]
 
-_OPTION_NAMES: Final = ("contract", "outcome_ttl")
+_OPTION_NAMES: Final = ("contract", "outcome_ttl", "sig")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,8 @@ class JobOptions:
     outcome_ttl: int | None = None
 
     def as_k(self) -> dict[str, int]:
-        """The `k` of a job re-enqueued with the same options (a bulk item retried on its own)."""
+        """The `k` of a job re-enqueued with the same options (a bulk item retried on its own),
+        before it is signed again (a signature covers one job)."""
         k = {"contract": self.contract} if self.contract > 1 else {}
         if self.outcome_ttl is not None:
             k["outcome_ttl"] = self.outcome_ttl
@@ -72,6 +75,8 @@ def job_options_of(k: dict[str, Any]) -> JobOptions | str:
             f"k: {unknown[0]!r} is not a taskline job option; contract version {contract} knows"
             f" {', '.join(_OPTION_NAMES)} (send other data inside the command)"
         )
+    if "sig" in k and contract < SIGNATURE_VERSION:
+        return f'k: "sig" is new in contract version {SIGNATURE_VERSION}: the job must carry "contract": 3'
     if "outcome_ttl" not in k:
         return JobOptions(contract)
     ttl = k["outcome_ttl"]

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from taskline_producer.contract import Command, is_in_future
-from taskline_producer.wire import epoch_ms, job_of_command
 
 from worker.pipeline.decode import BulkDelivery, Delivery, Rejected
 from worker.pipeline.failures import Kind, classify_exception, classify_outcome
@@ -36,6 +35,7 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
     runtime = ctx["runtime"]
     command = delivery.command
     options = delivery.options
+    signed_by = delivery.signed_by
     report = None
     if options.outcome_ttl is not None:
         report = OutcomeReport(
@@ -50,22 +50,24 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
         )
         if refusal:
             log = _command_log(ctx, command)
-            return await dead_letter_job(ctx, log, delivery.raw, command.function, Kind.PERMANENT, refusal, report)
+            return await dead_letter_job(
+                ctx, log, delivery.raw, command.function, Kind.PERMANENT, refusal, report, signed_by=signed_by
+            )
         try:
             async with asyncio.timeout(runtime.settings.job_timeout):
-                outcome = await runtime.committer.apply(command)
+                outcome = await runtime.committer.apply(command, signed_by)
         except Exception as exc:
             kind, reason = classify_exception(exc)
             outage = runtime.database_failed(exc)
             log = _command_log(ctx, command)
             return await retry_or_dead_letter(
-                ctx, log, delivery.raw, command.function, kind, reason, report, quiet=outage
+                ctx, log, delivery.raw, command.function, kind, reason, report, quiet=outage, signed_by=signed_by
             )
         runtime.database_answered()
         failure = classify_outcome(outcome)
         if failure is not None:
             return await retry_or_dead_letter(
-                ctx, _command_log(ctx, command), delivery.raw, command.function, *failure, report
+                ctx, _command_log(ctx, command), delivery.raw, command.function, *failure, report, signed_by=signed_by
             )
     runtime.metrics.processed(command.function, outcome.value, runtime.clock() - started, command.issued_at)
     if runtime.log_each_command:
@@ -96,6 +98,7 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
     runtime = ctx["runtime"]
     log = runtime.log.bind(job_id=ctx["job_id"], function="apply_commands", **{"try": ctx["job_try"]})
     options = bulk.options
+    signed_by = bulk.signed_by
     report = None
     if options.outcome_ttl is not None:
         report = OutcomeReport(
@@ -103,10 +106,20 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
         )
     too_new = _version_reason(runtime, options)
     if too_new:
-        return await dead_letter_job(ctx, log, bulk.raw, "apply_commands", Kind.PERMANENT, too_new, report)
+        return await dead_letter_job(
+            ctx, log, bulk.raw, "apply_commands", Kind.PERMANENT, too_new, report, signed_by=signed_by
+        )
     for index, rejected in bulk.rejected:
         await write_dead_letter(
-            ctx, log, index, rejected.command_id, rejected.function, rejected.raw, Kind.PERMANENT, rejected.reason
+            ctx,
+            log,
+            index,
+            rejected.command_id,
+            rejected.function,
+            rejected.raw,
+            Kind.PERMANENT,
+            rejected.reason,
+            signed_by=rejected.signed_by,
         )
         if report is not None and rejected.command_id is not None:  # a UUID, or None (decode.py)
             report.add(rejected.command_id, "dead_letter", rejected.reason)
@@ -115,9 +128,17 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
     for index, command in bulk.commands:
         reason = _future_reason(runtime, command, now)
         if reason:
-            single = _single_job(command, options)
+            single = runtime.single_job(command, options, signed_by)
             await write_dead_letter(
-                ctx, log, index, str(command.command_id), command.function, single, Kind.PERMANENT, reason
+                ctx,
+                log,
+                index,
+                str(command.command_id),
+                command.function,
+                single,
+                Kind.PERMANENT,
+                reason,
+                signed_by=signed_by,
             )
             if report is not None:
                 report.add(str(command.command_id), "dead_letter", reason)
@@ -131,13 +152,15 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
         return "dead-lettered"
     started = runtime.clock()
     with runtime.metrics.in_progress("apply_commands"):
-        results = await runtime.committer.apply_many([command for _, command in commands])
+        results = await runtime.committer.apply_many([command for _, command in commands], signed_by)
     if all(isinstance(result, BaseException) for result in results):
         # Nothing was applied (the database is away): retry the whole job, or dead-letter it.
         error: BaseException = results[0]  # type: ignore[assignment]
         kind, reason = classify_exception(error)
         outage = runtime.database_failed(error)
-        return await retry_or_dead_letter(ctx, log, bulk.raw, "apply_commands", kind, reason, report, quiet=outage)
+        return await retry_or_dead_letter(
+            ctx, log, bulk.raw, "apply_commands", kind, reason, report, quiet=outage, signed_by=signed_by
+        )
     runtime.database_answered()
     requeue: list[Command] = []
     requeue_in_s = runtime.policy.delay(1)
@@ -154,8 +177,10 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
                 continue
             kind, reason = failure
         if kind is Kind.PERMANENT:
-            single = _single_job(command, options)
-            await write_dead_letter(ctx, log, index, str(command.command_id), command.function, single, kind, reason)
+            single = runtime.single_job(command, options, signed_by)
+            await write_dead_letter(
+                ctx, log, index, str(command.command_id), command.function, single, kind, reason, signed_by=signed_by
+            )
             if report is not None:
                 report.add(str(command.command_id), "dead_letter", reason)
         else:
@@ -166,7 +191,7 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
         # Before the requeue: a requeued command's own job must not finish before its `retrying`.
         await runtime.outcome_writer.write(report)
     if requeue:
-        await runtime.requeue(requeue, defer_s=requeue_in_s, options=options.as_k())
+        await runtime.requeue(requeue, defer_s=requeue_in_s, options=options.as_k(), signed_by=signed_by)
         runtime.metrics.retried("apply_commands", "requeued", len(requeue))
     return f"applied {len(commands) - len(requeue)}, requeued {len(requeue)}"
 
@@ -185,7 +210,9 @@ async def reject_job(ctx: JobContext, rejected: Rejected) -> str:
     report = None
     if rejected.outcome_ttl is not None and rejected.command_id is not None:
         report = OutcomeReport(rejected.outcome_ttl, ctx["job_id"], (rejected.command_id,))
-    return await dead_letter_job(ctx, log, rejected.raw, rejected.function, Kind.PERMANENT, rejected.reason, report)
+    return await dead_letter_job(
+        ctx, log, rejected.raw, rejected.function, Kind.PERMANENT, rejected.reason, report, signed_by=rejected.signed_by
+    )
 
 
 async def settle_escaped_error(ctx: JobContext, raw: bytes, function: str | None, exc: BaseException) -> str:
@@ -231,8 +258,3 @@ def _future_reason(runtime: Runtime, command: Command, now: datetime | None = No
             " clock; check the producer's clock (or raise TASKLINE_FUTURE_TOLERANCE)"
         )
     return None
-
-
-def _single_job(command: Command, options: JobOptions) -> bytes:
-    """A bulk item as the single-command job a replay enqueues (with the bulk job's options)."""
-    return job_of_command(command, epoch_ms(), options.as_k())

@@ -18,7 +18,9 @@ from worker.config.settings import Settings
 from worker.pipeline.dead_letters import record_dead_letter
 from worker.pipeline.failures import RetryPolicy, is_database_unreachable
 from worker.pipeline.group_commit import GroupCommitter
+from worker.pipeline.job_options import JobOptions
 from worker.pipeline.outcomes import OutcomeWriter
+from worker.pipeline.signatures import Verifier
 from worker.pipeline.sinks import CommandMetrics, OutageReporter
 from worker.store.engine import Sessions
 
@@ -49,9 +51,12 @@ class Runtime:
     """Says once when PostgreSQL goes away and once when it is back (worker/observe/outages.py)."""
     outcome_writer: OutcomeWriter = field(init=False)
     """Writes the outcomes of jobs that asked for them, batched across the jobs that end together."""
+    verifier: Verifier = field(init=False)
+    """The signing keys: what signs a job the worker writes for a signed one (a bulk item on its own)."""
 
     def __post_init__(self) -> None:
         self.outcome_writer = OutcomeWriter(self.redis, self.log)
+        self.verifier = Verifier(self.settings.signing_keys, required=self.settings.require_signatures)
 
     def database_failed(self, exc: BaseException) -> bool:
         """Note a failed apply; True when it means the database is unreachable (an outage)."""
@@ -86,16 +91,28 @@ class Runtime:
             return fallback
         return int(count)
 
+    def single_job(self, command: Command, options: JobOptions, signed_by: str | None) -> bytes:
+        """A bulk item as the single-command job a replay enqueues (with the bulk job's options),
+        signed again with the bulk job's key when it was signed, so that it verifies as the
+        producer's own (the worker holds the producers' secrets: HMAC keys are shared)."""
+        return job_of_command(command, epoch_ms(), options.as_k(), self.verifier.signing_key(signed_by))
+
     async def requeue(
-        self, commands: Sequence[Command], *, defer_s: float, options: dict[str, int] | None = None
+        self,
+        commands: Sequence[Command],
+        *,
+        defer_s: float,
+        options: dict[str, int] | None = None,
+        signed_by: str | None = None,
     ) -> None:
         """Enqueue commands as single-command jobs (job id = command id), after `defer_s`, with the
-        job options (`k`) of the job they came in."""
+        job options (`k`) of the job they came in, signed with its key (`signed_by`) when it was."""
         now = epoch_ms()
+        key = self.verifier.signing_key(signed_by)
         args: list[Any] = [now + int(defer_s * 1000), DEFAULT_JOB_TTL_MS]
         for command in commands:
             args.append(str(command.command_id))
-            args.append(job_of_command(command, now, options))
+            args.append(job_of_command(command, now, options, key))
         await cast(Awaitable[Any], self.redis.eval(ENQUEUE_SCRIPT, 1, self.settings.queue, *args))
 
 

@@ -12,8 +12,9 @@ the benchmark's floor (bench/floor.py) uses them too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
+from uuid import UUID
 
 from sqlalchemy import (
     BigInteger,
@@ -104,6 +105,7 @@ def _record() -> ReturningInsert[Any]:
         ("task_ids", "task_id", _UUID),
         ("issued_ats", "issued_at", _TIME),
         ("fingerprints", "fingerprint", _PROCESSED.c.fingerprint.type),
+        ("signed_bys", "signed_by", Text()),
     )
     rows = select(
         c.c.command_id,
@@ -114,10 +116,11 @@ def _record() -> ReturningInsert[Any]:
         cast(bindparam("worker_id"), Text),
         cast(cast(func.pg_current_xact_id(), Text), BigInteger),
         c.c.fingerprint,
+        c.c.signed_by,
     ).order_by(c.c.command_id)
     p = _PROCESSED.c
     columns = [p.command_id, p.function, p.task_id, p.issued_at, p.processed_at, p.worker_id, p.transaction_id]
-    columns.append(p.fingerprint)
+    columns += [p.fingerprint, p.signed_by]
     statement = insert(_PROCESSED).from_select(columns, rows)
     same_command = or_(p.fingerprint.is_(None), p.fingerprint == statement.excluded.fingerprint)
     return statement.on_conflict_do_update(
@@ -283,8 +286,11 @@ LOCK_TASKS: Final[TextClause] = compiled_text(
 version. A task whose create has not committed yet is not found: its changes must wait."""
 
 
-def record_arrays(commands: Sequence[Command], worker_id: str | None) -> dict[str, Any]:
-    """The parameters of RECORD_COMMANDS (and of RECORD_AND_INSERT_TASKS' recording)."""
+def record_arrays(
+    commands: Sequence[Command], worker_id: str | None, signers: Mapping[UUID, str] | None = None
+) -> dict[str, Any]:
+    """The parameters of RECORD_COMMANDS (and of RECORD_AND_INSERT_TASKS' recording); `signers`:
+    the id of the key that signed each signed command's job, by command id."""
     return {
         "worker_id": worker_id,
         "command_ids": [c.command_id for c in commands],
@@ -292,6 +298,7 @@ def record_arrays(commands: Sequence[Command], worker_id: str | None) -> dict[st
         "task_ids": [c.task_id for c in commands],
         "issued_ats": [c.issued_at for c in commands],
         "fingerprints": [command_fingerprint(c) for c in commands],
+        "signed_bys": [signers.get(c.command_id) for c in commands] if signers else [None] * len(commands),
     }
 
 

@@ -110,6 +110,8 @@ class ProcessedCommand(SQLModel, table=True):
     """SHA-256 of the command (its function and fields): a later delivery under the same command_id
     with another fingerprint is another command reusing the id, not a redelivery. NULL on rows
     recorded before it was added (taken as matching)."""
+    signed_by: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    """The id of the key that signed the command's job (None: unsigned)."""
 
 
 sa.Index("ix_processed_command_processed_at", table_of(ProcessedCommand).c.processed_at)
@@ -132,6 +134,8 @@ class DeadLetter(SQLModel, table=True):
     failed_at: datetime = Field(sa_column=_timestamptz(server_default=True))
     worker_id: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     """The worker that wrote it (None: written by an operations tool, or before taskline recorded it)."""
+    signed_by: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    """The id of the key the job was signed with, or claims to be (None: unsigned)."""
 
 
 sa.Index("ix_dead_letter_failed_at", table_of(DeadLetter).c.failed_at)

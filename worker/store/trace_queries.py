@@ -91,6 +91,7 @@ async def dead_letter(conn: AsyncConnection, job_id: str) -> sa.RowMapping | Non
         d.attempts,
         d.failed_at,
         d.worker_id,
+        d.signed_by,
         d.payload_size,
         d.payload,
     )
@@ -105,7 +106,16 @@ async def task_row(conn: AsyncConnection, task_id: UUID) -> sa.RowMapping | None
 async def task_commands(conn: AsyncConnection, task_id: UUID) -> Sequence[sa.RowMapping]:
     """The processed_command rows of the task (every column but task_id), in issued_at order."""
     c = _COMMANDS.c
-    shown = (c.command_id, c.function, c.issued_at, c.processed_at, c.worker_id, c.transaction_id, c.duplicates)
+    shown = (
+        c.command_id,
+        c.function,
+        c.issued_at,
+        c.processed_at,
+        c.worker_id,
+        c.transaction_id,
+        c.duplicates,
+        c.signed_by,
+    )
     return await _all(conn, sa.select(*shown).where(c.task_id == task_id).order_by(c.issued_at, c.command_id))
 
 

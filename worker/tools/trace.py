@@ -104,6 +104,7 @@ async def trace_command(conn: AsyncConnection, redis: Redis, queue: str, job_id:
             "attempts": dead["attempts"],
             "failed_at": _iso(dead["failed_at"]),
             "worker_id": dead["worker_id"],
+            "signed_by": dead["signed_by"],
             "function": dead["function"],
             "payload_size": dead["payload_size"],
             "payload": payload_text(dead["payload"] or b"", 4096),
@@ -187,6 +188,7 @@ async def _applied(conn: AsyncConnection, job_id: str, story: dict[str, Any]) ->
         "issued_at": _iso(row["issued_at"]),
         "applied_at": _iso(row["processed_at"]),
         "worker_id": row["worker_id"],
+        "signed_by": row["signed_by"],
         "duplicates": row["duplicates"],
     }
     if row["transaction_id"] is not None:
@@ -249,6 +251,7 @@ async def trace_task(conn: AsyncConnection, task_id: UUID) -> dict[str, Any] | N
                 "issued_at": _iso(c["issued_at"]),
                 "applied_at": _iso(c["processed_at"]),
                 "worker_id": c["worker_id"],
+                "signed_by": c["signed_by"],
                 "transaction_id": c["transaction_id"],
                 "duplicates": c["duplicates"],
                 "won": winners.get(c["command_id"], []),

@@ -17,6 +17,7 @@ from taskline_producer.contract import (
 )
 from taskline_producer.outcomes import Outcome, OutcomeTimeout
 from taskline_producer.receipts import BulkReceipt, Receipt, SendReport
+from taskline_producer.signing import SigningKey, sign_job
 
 __all__ = [
     "BULK_JOB",
@@ -31,7 +32,9 @@ __all__ = [
     "OutcomeTimeout",
     "Receipt",
     "SendReport",
+    "SigningKey",
     "TaskProducer",
     "UpdateTask",
     "command_json_schema",
+    "sign_job",
 ]

@@ -22,6 +22,7 @@ from taskline_producer.contract import (
 )
 from taskline_producer.outcomes import Outcome, read_outcome, wait_for_outcome
 from taskline_producer.receipts import BulkReceipt, Receipt, SendReport
+from taskline_producer.signing import SigningKey
 from taskline_producer.wire import (
     DEFAULT_JOB_TTL_MS,
     ENQUEUE_SCRIPT,
@@ -35,6 +36,7 @@ from taskline_producer.wire import (
 __all__ = ["TaskProducer"]
 
 _UNSET: Final[Any] = object()
+_FROM_ENV: Final[Any] = object()
 _SCRIPT_CHUNK = 500  # commands per EVALSHA: bounds how long one script blocks Redis (~1 ms)
 
 
@@ -49,6 +51,10 @@ class TaskProducer:
 
     Use `TaskProducer.connect(url)` (and `await producer.close()`, or `async with`), or hand it
     an existing `redis.asyncio.Redis` client, which it then leaves open.
+
+    `signing_key`: every job is signed with it (contract version 3, docs/contract.md "Signed
+    jobs"). Not given: the key in TASKLINE_SIGNING_KEY_ID and TASKLINE_SIGNING_SECRET when they
+    are set, else none; `None`: unsigned whatever the environment says.
     """
 
     def __init__(
@@ -58,10 +64,12 @@ class TaskProducer:
         queue: str = DEFAULT_QUEUE,
         job_ttl_ms: int = DEFAULT_JOB_TTL_MS,
         owns_client: bool = False,
+        signing_key: SigningKey | None = _FROM_ENV,
     ) -> None:
         self.redis = redis
         self.queue = queue
         self.job_ttl_ms = job_ttl_ms
+        self.signing_key: SigningKey | None = SigningKey.from_env() if signing_key is _FROM_ENV else signing_key
         self._owns_client = owns_client
         self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
 
@@ -159,7 +167,7 @@ class TaskProducer:
         With `outcome_ttl` (seconds, up to a week) the worker records the command's outcome for
         that long: `await receipt.outcome(timeout=...)`."""
         now = epoch_ms()
-        job = job_of_command(command, now, job_options(outcome_ttl))
+        job = job_of_command(command, now, job_options(outcome_ttl), self.signing_key)
         (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, str(command.command_id), job])
         # A queued job is this send's own: its outcome is the one written for it (a re-send of an
         # applied command: `duplicate`). A refused one waits for the job already in the queue.
@@ -235,9 +243,8 @@ class TaskProducer:
         now = epoch_ms()
         items = [{"function": c.function, "command": wire_argument(c)} for c in commands]
         bulk_id = job_id or str(uuid4())
-        (queued,) = await self._enqueue(
-            keys=[self.queue], args=[now, self.job_ttl_ms, bulk_id, envelope(BULK_JOB, items, now, options)]
-        )
+        job = envelope(BULK_JOB, items, now, options, self.signing_key)
+        (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, bulk_id, job])
         command_ids = tuple(c.command_id for c in commands)
         sent_at_ms = now if queued else None
         return BulkReceipt(bulk_id, len(commands), bool(queued), command_ids, outcome_ttl, self, sent_at_ms=sent_at_ms)
@@ -247,7 +254,7 @@ class TaskProducer:
         args: list[Any] = [now, self.job_ttl_ms]
         for command in chunk:
             args.append(str(command.command_id))
-            args.append(job_of_command(command, now, options))
+            args.append(job_of_command(command, now, options, self.signing_key))
         # EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and the script text is
         # small next to 500 commands.
         pipe.eval(ENQUEUE_SCRIPT, 1, self.queue, *args)

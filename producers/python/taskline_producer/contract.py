@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_QUEUE",
     "OUTCOME_TTL_MAX_S",
     "OUTCOME_VERSION",
+    "SIGNATURE_VERSION",
     "Command",
     "CompleteTask",
     "CreateTask",
@@ -57,14 +58,18 @@ DEFAULT_MAX_PAYLOAD_BYTES: Final = 64 * 1024
 DEFAULT_MAX_BULK_COMMANDS: Final = 1000
 """The most commands one `apply_commands` job may carry."""
 
-CONTRACT_VERSION: Final = 2
+CONTRACT_VERSION: Final = 3
 """The newest contract version this package writes and understands. 1 is the contract of the
-previous release (the envelope's `k` is empty); 2 adds `k.outcome_ttl`. A job carries the lowest
+previous release (the envelope's `k` is empty); 2 adds `k.outcome_ttl`; 3 adds `k.sig`, the job's
+signature (taskline_producer/signing.py). A job carries the lowest
 version that has what it uses (`k.contract`, absent for 1); docs/contract.md, "Compatibility and
 contract versions"."""
 
 OUTCOME_VERSION: Final = 2
 """The first contract version that carries `k.outcome_ttl`."""
+
+SIGNATURE_VERSION: Final = 3
+"""The first contract version that carries `k.sig`."""
 
 OUTCOME_TTL_MAX_S: Final = 7 * 86_400
 """The longest an outcome may be kept in Redis (`k.outcome_ttl`, seconds): one week."""

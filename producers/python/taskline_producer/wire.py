@@ -8,7 +8,8 @@ arq's layout, which taskline keeps so that arq workers can run the jobs:
   `{"f": <function>, "a": [<command>], "k": {}, "t": null, "et": <enqueue epoch ms>}`, with a
   time to live after which an unstarted job expires (a dead letter);
 * `k` (arq's keyword arguments) carries taskline's job options: empty for a contract-1 job,
-  `{"contract": 2, "outcome_ttl": <seconds>}` for a job whose outcomes are to be recorded;
+  `{"contract": 2, "outcome_ttl": <seconds>}` for a job whose outcomes are to be recorded, and
+  `"sig"` with `"contract": 3` for a signed job (taskline_producer/signing.py);
 * a job id whose `arq:job:` or `arq:result:` key exists is a duplicate and is not enqueued.
 
 The enqueue script below does the duplicate check and both writes in one atomic step; it is
@@ -22,6 +23,7 @@ from typing import Any, Final
 
 from taskline_producer.contract import OUTCOME_TTL_MAX_S, OUTCOME_VERSION, Command, dumps
 from taskline_producer.keys import JOB_KEY_PREFIX, RESULT_KEY_PREFIX, WAKE_KEY_SUFFIX
+from taskline_producer.signing import SigningKey, seal, signature_options
 
 __all__ = [
     "DEFAULT_JOB_TTL_MS",
@@ -82,12 +84,23 @@ def job_options(outcome_ttl: int | None = None) -> dict[str, int]:
     return {"contract": OUTCOME_VERSION, "outcome_ttl": outcome_ttl}
 
 
-def job_of_command(command: Command, enqueued_ms: int, options: dict[str, int] | None = None) -> bytes:
-    """The arq job JSON of one command as its own job."""
-    return envelope(command.function, wire_argument(command), enqueued_ms, options)
+def job_of_command(
+    command: Command, enqueued_ms: int, options: dict[str, int] | None = None, key: SigningKey | None = None
+) -> bytes:
+    """The arq job JSON of one command as its own job (signed with `key`, when given)."""
+    return envelope(command.function, wire_argument(command), enqueued_ms, options, key)
 
 
-def envelope(function: str, argument: Any, enqueued_ms: int, options: dict[str, int] | None = None) -> bytes:
+def envelope(
+    function: str,
+    argument: Any,
+    enqueued_ms: int,
+    options: dict[str, int] | None = None,
+    key: SigningKey | None = None,
+) -> bytes:
     """The arq job JSON for one job function, its single positional argument and its options
-    (`job_options`; none: a contract-1 job)."""
-    return dumps({"f": function, "a": [argument], "k": options or {}, "t": None, "et": enqueued_ms})
+    (`job_options`; none: a contract-1 job), signed with `key` when given (contract 3)."""
+    if key is None:
+        return dumps({"f": function, "a": [argument], "k": options or {}, "t": None, "et": enqueued_ms})
+    k = signature_options(key, dict(options or {}))
+    return seal(dumps({"f": function, "a": [argument], "k": k, "t": None, "et": enqueued_ms}), key)

@@ -3,6 +3,7 @@
  * and the versioned per-job options carried in `k` (docs/contract.md, "Contract versions").
  */
 import { InvalidSendError } from "./errors.js";
+import { seal, signatureKwargs, type SigningKey } from "./signing.js";
 
 /** The contract version that added `k.outcome_ttl`. A job without it carries no version (1). */
 export const OUTCOMES_CONTRACT_VERSION = 2;
@@ -29,7 +30,14 @@ export function jobKwargs(options: JobOptions): Record<string, number> {
   return { contract: OUTCOMES_CONTRACT_VERSION, outcome_ttl: ttl };
 }
 
-/** The job JSON for one job function and its single positional argument. */
-export function envelope(fn: string, argument: unknown, kwargs: Record<string, number>, enqueuedMs: number): string {
-  return JSON.stringify({ f: fn, a: [argument], k: kwargs, t: null, et: enqueuedMs });
+/** The job JSON for one job function and its single positional argument, signed with `key` when given. */
+export function envelope(
+  fn: string,
+  argument: unknown,
+  kwargs: Record<string, number>,
+  enqueuedMs: number,
+  key?: SigningKey,
+): string {
+  if (key === undefined) return JSON.stringify({ f: fn, a: [argument], k: kwargs, t: null, et: enqueuedMs });
+  return seal(JSON.stringify({ f: fn, a: [argument], k: signatureKwargs(key, kwargs), t: null, et: enqueuedMs }), key);
 }

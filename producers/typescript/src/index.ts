@@ -35,6 +35,8 @@ export type {
   UpdateTaskCommand,
 } from "./contract.js";
 export { OUTCOMES_CONTRACT_VERSION, OUTCOME_TTL_MAX_S } from "./envelope.js";
+export { SIGNATURE_CONTRACT_VERSION, signJob, signingKeyFromEnv } from "./signing.js";
+export type { SigningKey } from "./signing.js";
 export { InvalidCommandError, InvalidSendError, TasklineProducerError } from "./errors.js";
 export { DEFAULT_QUEUE } from "./keys.js";
 export { addToOutbox, OUTBOX_INSERT } from "./outbox.js";

@@ -19,6 +19,7 @@ import {
 } from "./contract.js";
 import { ENQUEUE_SCRIPT } from "./enqueue-script.js";
 import { envelope, jobKwargs, type JobOptions } from "./envelope.js";
+import { checkSigningKey, signingKeyFromEnv, type SigningKey } from "./signing.js";
 import { InvalidSendError } from "./errors.js";
 import { DEFAULT_QUEUE } from "./keys.js";
 import { waitForOutcome, type Outcome } from "./outcome.js";
@@ -56,6 +57,12 @@ export interface ProducerOptions {
   maxPayloadBytes?: number | undefined;
   /** The workers' TASKLINE_MAX_BULK_PAYLOAD_BYTES, if not the default 1048576. */
   maxBulkPayloadBytes?: number | undefined;
+  /**
+   * Sign every job with this key (contract version 3; docs/contract.md, "Signed jobs"). Not
+   * given: the key in TASKLINE_SIGNING_KEY_ID and TASKLINE_SIGNING_SECRET when they are set;
+   * `null`: unsigned whatever the environment says.
+   */
+  signingKey?: SigningKey | null | undefined;
 }
 
 /** Per-send options; `outcomeTtl: null` sends without outcomes whatever the producer's default. */
@@ -80,6 +87,7 @@ export class TaskProducer {
   private readonly defaults: JobOptions;
   private readonly maxPayloadBytes: number;
   private readonly maxBulkPayloadBytes: number;
+  private readonly signingKey: SigningKey | undefined;
 
   constructor(
     readonly client: ProducerRedis & Partial<DuplicableRedis> & Partial<BlockingRedis>,
@@ -94,6 +102,13 @@ export class TaskProducer {
     jobKwargs(this.defaults); // refuse a bad default now rather than at the first send
     this.maxPayloadBytes = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
     this.maxBulkPayloadBytes = options.maxBulkPayloadBytes ?? DEFAULT_MAX_BULK_PAYLOAD_BYTES;
+    const key = options.signingKey === undefined ? signingKeyFromEnv() : (options.signingKey ?? undefined);
+    this.signingKey = key === undefined ? undefined : checkSigningKey(key);
+  }
+
+  /** The id of the key this producer signs with, if it signs. */
+  get signingKeyId(): string | undefined {
+    return this.signingKey?.keyId;
   }
 
   // -- one command at a time ---------------------------------------------------------------
@@ -117,7 +132,7 @@ export class TaskProducer {
   async send(item: Command, options: SendOptions = {}): Promise<Receipt> {
     const { function: fn, command } = checkItem(item);
     const now = Date.now();
-    const job = this.sized(envelope(fn, command, this.kwargs(options), now), this.maxPayloadBytes, "PAYLOAD");
+    const job = this.sized(envelope(fn, command, this.kwargs(options), now, this.signingKey), this.maxPayloadBytes, "PAYLOAD");
     const args = [String(now), String(this.jobTtlMs), command.command_id, job];
     const [queued] = (await this.enqueue(args)) as unknown[];
     const wasQueued = Number(queued) === 1;
@@ -143,7 +158,7 @@ export class TaskProducer {
       for (let i = 0; i < slice.length; i += SCRIPT_CHUNK) {
         const args = [String(now), String(this.jobTtlMs)];
         for (const { function: fn, command } of slice.slice(i, i + SCRIPT_CHUNK)) {
-          const job = this.sized(envelope(fn, command, kwargs, now), this.maxPayloadBytes, "PAYLOAD");
+          const job = this.sized(envelope(fn, command, kwargs, now, this.signingKey), this.maxPayloadBytes, "PAYLOAD");
           args.push(command.command_id, job);
         }
         // EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and the script is small
@@ -175,7 +190,7 @@ export class TaskProducer {
     const jobId = options.jobId ?? randomUUID();
     if (jobId.length === 0) throw new InvalidSendError("jobId must not be empty");
     const now = Date.now();
-    const job = this.sized(envelope(BULK_JOB, commands, this.kwargs(options), now), this.maxBulkPayloadBytes, "BULK");
+    const job = this.sized(envelope(BULK_JOB, commands, this.kwargs(options), now, this.signingKey), this.maxBulkPayloadBytes, "BULK");
     const [queued] = (await this.enqueue([String(now), String(this.jobTtlMs), jobId, job])) as unknown[];
     const wasQueued = Number(queued) === 1;
     return {
