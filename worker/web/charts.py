@@ -37,6 +37,10 @@ def _format(value: float, unit: str) -> str:
     return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
 
 
+def _ago(seconds: float) -> str:
+    return f"-{seconds / 3600:g} h" if seconds >= 7200 else f"-{seconds / 60:.0f} min"
+
+
 def line_chart(title: str, series: Sequence[Series], *, unit: str = "", span_s: float = 3600, now: float) -> str:
     """An SVG line chart of `series` over the last `span_s` seconds up to `now`."""
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
@@ -66,7 +70,7 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str = "", span_s: 
             f'<text x="{_LEFT - 6}" y="{y(level) + 4:.1f}" font-size="11" text-anchor="end"'
             f' fill="#6b7280">{escape(_format(level, unit))}</text>'
         )
-    for offset, label in ((span_s, f"-{span_s / 60:.0f} min"), (span_s / 2, f"-{span_s / 120:.0f} min"), (0, "now")):
+    for offset, label in ((span_s, _ago(span_s)), (span_s / 2, _ago(span_s / 2)), (0, "now")):
         parts.append(
             f'<text x="{x(now - offset):.1f}" y="{HEIGHT - 8}" font-size="11" text-anchor="middle"'
             f' fill="#6b7280">{escape(label)}</text>'

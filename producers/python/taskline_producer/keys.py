@@ -21,6 +21,7 @@ __all__ = [
     "JOB_KEY_PREFIX",
     "OUTCOME_DONE_SUFFIX",
     "OUTCOME_KEY_PREFIX",
+    "PAUSED_KEY_SUFFIX",
     "RESULT_KEY_PREFIX",
     "RETRY_KEY_PREFIX",
     "RETRY_KEY_TTL_S",
@@ -35,6 +36,7 @@ __all__ = [
     "job_key",
     "outcome_done_key",
     "outcome_key",
+    "paused_key",
     "result_key",
     "retry_key",
     "scheduler_queue",
@@ -82,6 +84,9 @@ the `outcome_ttl` its job asked for; only for jobs that asked."""
 OUTCOME_DONE_SUFFIX: Final = ":done"
 """`taskline:outcome:<command id>:done`: a list the worker pushes one token onto when the command
 reaches a final state; waiting producers block on it (BLMOVE onto itself, so any number can)."""
+PAUSED_KEY_SUFFIX: Final = ":paused"
+"""`<queue>:paused`: present while claiming from the queue is paused (workers stay up and claim
+nothing); its value a small JSON `{"by": ..., "at": ...}` saying who paused it and when."""
 SCHEDULER_QUEUE_SUFFIX: Final = ":scheduler"
 """`<queue>:scheduler`: the scheduler's own arq queue (its cron job)."""
 SCHEDULER_TICK_INFIX: Final = ":ran:"
@@ -118,6 +123,10 @@ def outcome_done_key(command_id: str) -> str:
 
 def wake_key(queue: str) -> str:
     return queue + WAKE_KEY_SUFFIX
+
+
+def paused_key(queue: str) -> str:
+    return queue + PAUSED_KEY_SUFFIX
 
 
 def heartbeat_key(queue: str, worker_id: str) -> str:
