@@ -154,3 +154,48 @@ async def test_pause_and_resume_set_and_clear_the_queues_pause_key_with_who_and_
     async with sessions() as session:
         actions = [a.action for a in await find_actions(session, queue=settings.queue)]
     assert actions == ["resume", "resume", "pause", "pause"]
+
+
+async def test_dead_letters_filter_by_the_user_and_the_task_their_payload_names(settings, redis, sessions):
+    """The dead-letter view's user and task filters match the payload's `user_id` exactly (user 1
+    is not user 12) and the task id's text; pages follow each other by offset."""
+    from worker.store.dead_letter_queries import DeadLetterFilter, find_dead_letters
+
+    made = [await _enqueue(redis, settings.queue, user_id=user, delay_ms=600_000) for user in (1, 12, 1)]
+    for command in made:
+        job_id = str(command.command_id)
+        await delete_queued_job(redis, sessions, settings.queue, job_id, who=WHO, max_payload_bytes=65536)
+    ids = [str(c.command_id) for c in made]
+    async with sessions() as session:
+        ones = await find_dead_letters(session, DeadLetterFilter(job_ids=ids, user_id=1))
+        twelve = await find_dead_letters(session, DeadLetterFilter(job_ids=ids, user_id=12))
+        task = await find_dead_letters(session, DeadLetterFilter(job_ids=ids, task_id=str(made[1].task_id)))
+        first = await find_dead_letters(session, DeadLetterFilter(job_ids=ids), limit=2)
+        rest = await find_dead_letters(session, DeadLetterFilter(job_ids=ids), limit=2, offset=2)
+    assert sorted(d.job_id for d in ones) == sorted([ids[0], ids[2]])
+    assert [d.job_id for d in twelve] == [ids[1]]
+    assert [d.job_id for d in task] == [ids[1]]
+    assert sorted(d.job_id for d in first + rest) == sorted(ids) and len(rest) == 1
+
+
+async def test_the_command_lines_replay_and_discard_are_recorded_under_the_os_user(settings, redis, db, sessions):
+    """`taskline dead-letters replay` and `discard` write operator_action rows naming `cli:<OS user>`."""
+    import getpass
+
+    from tests.conftest import taskline
+
+    made = [str((await _enqueue(redis, settings.queue, delay_ms=600_000)).command_id) for _ in range(2)]
+    for job_id in made:
+        await delete_queued_job(redis, sessions, settings.queue, job_id, who=WHO, max_payload_bytes=65536)
+    replayed = await taskline(settings, "dead-letters", "replay", made[0])
+    assert replayed.returncode == 0, replayed.stderr
+    discarded = await taskline(settings, "dead-letters", "discard", made[1])
+    assert discarded.returncode == 0, discarded.stderr
+    rows = await db.fetch(
+        "SELECT who, action, target, detail FROM operator_action WHERE target = ANY($1) AND who LIKE 'cli:%'", made
+    )
+    assert sorted((r["action"], r["target"], r["detail"]) for r in rows) == [
+        ("discard", made[1], "discarded"),
+        ("replay", made[0], "replayed"),
+    ]
+    assert {r["who"] for r in rows} == {f"cli:{getpass.getuser()}"}
