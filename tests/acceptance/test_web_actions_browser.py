@@ -32,7 +32,13 @@ async def _enqueue(redis, queue: str, *, delay_ms: int) -> str:
 
 
 async def test_every_action_by_its_button_with_a_real_worker_and_each_recorded(
-    settings: Settings, redis, db, users, start_worker, web_url: str, browser  # noqa: F811
+    settings: Settings,
+    redis,
+    db,
+    users,
+    start_worker,
+    web_url: str,  # noqa: F811
+    browser,  # noqa: F811
 ):
     """Pause sets the queue's pause key and shows on every page; resume clears it and a job sent
     meanwhile is applied; Delete turns a deferred job into a 'removed by an operator' dead
@@ -92,7 +98,9 @@ async def test_every_action_by_its_button_with_a_real_worker_and_each_recorded(
     # The Actions view: who, when, what, for each.
     await page.goto(web_url + "/actions")
     rows = page.locator("table.operator-actions tr[data-action]")
-    seen = {(await row.get_attribute("data-action"), await row.get_attribute("data-target")) for row in await rows.all()}
+    seen = {
+        (await row.get_attribute("data-action"), await row.get_attribute("data-target")) for row in await rows.all()
+    }
     for expected in (
         ("pause", ""),
         ("resume", ""),

@@ -70,10 +70,12 @@ async def test_delete_refuses_a_running_job_and_one_not_in_the_queue(settings, r
     job_id = str(command.command_id)
     await redis.set(keys.in_progress_key(job_id), "w:1:a", px=30_000)
     running = await delete_queued_job(redis, sessions, settings.queue, job_id, who=WHO, max_payload_bytes=65536)
-    assert not running.done and "running" in running.message
+    assert not running.done
+    assert "running" in running.message
     assert await redis.zscore(settings.queue, job_id) is not None
     absent = await delete_queued_job(redis, sessions, settings.queue, "no-such-job", who=WHO, max_payload_bytes=65536)
-    assert not absent.done and "not in the queue" in absent.message
+    assert not absent.done
+    assert "not in the queue" in absent.message
     assert await db.fetchval("SELECT count(*) FROM dead_letter WHERE job_id = ANY($1)", [job_id, "no-such-job"]) == 0
     async with sessions() as session:
         assert len(await find_actions(session, queue=settings.queue, action="delete")) == 2
@@ -89,7 +91,7 @@ async def test_with_the_database_down_delete_releases_its_hold_so_the_job_still_
     down = settings.model_copy(update={"database_url": "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere"})
     engine = make_engine(down)
     try:
-        with pytest.raises(OSError):
+        with pytest.raises(OSError):  # noqa: PT011 (a refused connection: its text varies by platform)
             await delete_queued_job(redis, make_sessions(engine), settings.queue, job_id, who=WHO, max_payload_bytes=1)
     finally:
         await engine.dispose()
@@ -112,10 +114,12 @@ async def test_a_job_deleted_while_workers_claim_is_either_run_or_removed_never_
     await asyncio.gather(run_burst(settings, max_jobs=4), delete_all())
     await run_burst(settings)  # what the first burst left, if the deletes held it back
     applied = {
-        str(r[0]) for r in await db.fetch("SELECT command_id FROM processed_command WHERE command_id::text = ANY($1)", ids)
+        str(r[0])
+        for r in await db.fetch("SELECT command_id FROM processed_command WHERE command_id::text = ANY($1)", ids)
     }
     removed = {
-        r[0] for r in await db.fetch("SELECT job_id FROM dead_letter WHERE category = 'removed' AND job_id = ANY($1)", ids)
+        r[0]
+        for r in await db.fetch("SELECT job_id FROM dead_letter WHERE category = 'removed' AND job_id = ANY($1)", ids)
     }
     assert applied & removed == set()
     assert applied | removed == set(ids)
@@ -146,7 +150,8 @@ async def test_pause_and_resume_set_and_clear_the_queues_pause_key_with_who_and_
     assert (await pause_claiming(redis, settings.queue, WHO, sessions)).done
     assert not (await pause_claiming(redis, settings.queue, WHO, sessions)).done
     document = json.loads(await redis.get(keys.paused_key(settings.queue)))
-    assert document["by"] == WHO and document["at"]
+    assert document["by"] == WHO
+    assert document["at"]
     assert (await paused_by(redis, settings.queue))["by"] == WHO
     assert (await resume_claiming(redis, settings.queue, WHO, sessions)).done
     assert await redis.exists(keys.paused_key(settings.queue)) == 0
@@ -175,7 +180,8 @@ async def test_dead_letters_filter_by_the_user_and_the_task_their_payload_names(
     assert sorted(d.job_id for d in ones) == sorted([ids[0], ids[2]])
     assert [d.job_id for d in twelve] == [ids[1]]
     assert [d.job_id for d in task] == [ids[1]]
-    assert sorted(d.job_id for d in first + rest) == sorted(ids) and len(rest) == 1
+    assert sorted(d.job_id for d in first + rest) == sorted(ids)
+    assert len(rest) == 1
 
 
 async def test_the_command_lines_replay_and_discard_are_recorded_under_the_os_user(settings, redis, db, sessions):

@@ -71,7 +71,8 @@ async def test_queue_pages_follow_each_other_and_filters_read_a_bounded_stretch(
     one = await queue_page(redis, queue, QueueFilter(state="ready", task_id=str(commands[20].task_id)))
     assert [j["job_id"] for j in one.jobs] == [str(commands[20].command_id)]
     deferred = await queue_page(redis, queue, QueueFilter(state="deferred"))
-    assert deferred.jobs == [] and deferred.next_offset is None
+    assert deferred.jobs == []
+    assert deferred.next_offset is None
 
     pipe = redis.pipeline(transaction=False)
     for n in range(SCAN_MAX + 100):

@@ -50,7 +50,9 @@ async def test_samples_count_commands_per_function_and_the_rates_table_divides_b
         ("update_task", 1.0, 1.0, 1.0),
     ]
     drawn = charts(samples, keep_s=10_800, now=1010.0)
-    assert len(drawn) == 4 and "by function" in drawn[3] and "update_task" in drawn[3]
+    assert len(drawn) == 4
+    assert "by function" in drawn[3]
+    assert "update_task" in drawn[3]
 
 
 async def test_samples_older_than_the_kept_length_are_trimmed(redis):
