@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 
 from worker.store.operator_actions import ACTIONS, find_actions
 from worker.tools.queue_actions import delete_queued_job, pause_claiming, resume_claiming, run_now
-from worker.tools.queue_view import SHOWN, STATES, QueueFilter, queue_page
+from worker.tools.queue_view import SCAN_MAX, SHOWN, STATES, QueueFilter, queue_page
 from worker.web.state import WebState
 from worker.web.views import operator, refused, render
 
@@ -67,6 +67,7 @@ async def queue_view(request: Request) -> Response:
         "previous_url": previous_url,
         "first_url": f"/queue?{urlencode(query)}" if page.offset else None,
         "here": here,
+        "scan_max": SCAN_MAX,
     }
     return await render(request, "queue.html", context)
 

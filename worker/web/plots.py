@@ -37,8 +37,10 @@ class KeptHistory:
     async def refresh(self, redis: Redis, queue: str, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
         newest = self.samples[-1]["t"] if self.samples else now - self.keep_s
-        fresh = [s for s in await read_history(redis, queue, since_s=now - newest, now=now) if s["t"] > newest]
-        self.samples = [s for s in self.samples + fresh if s["t"] >= now - self.keep_s]
+        fresh = await read_history(redis, queue, since_s=now - newest, now=now)
+        # read again after the await: another request may have added some of them meanwhile
+        newest = self.samples[-1]["t"] if self.samples else newest
+        self.samples = [s for s in self.samples + [f for f in fresh if f["t"] > newest] if s["t"] >= now - self.keep_s]
         return self.samples
 
 

@@ -27,7 +27,9 @@ def run_web(settings: Settings, *, host: str | None = None, port: int | None = N
         queue=settings.queue,
         redis=redact_url(settings.redis_url),
         database=redact_url(settings.database_url),
-        changes="replay and discard behind a password" if settings.web_password else "read-only",
+        changes="replay, discard, delete, run now, pause and resume behind a password"
+        if settings.web_password
+        else "read-only",
     )
     if not settings.web_password and host not in ("127.0.0.1", "localhost", "::1"):
         get_logger("taskline.web").warning(

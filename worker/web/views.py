@@ -236,7 +236,10 @@ async def login(request: Request) -> Response:
     if not target.startswith("/") or target.startswith("//"):
         target = "/"
     if not web.access.enabled:
-        text = "This page is read-only: set TASKLINE_WEB_PASSWORD (and restart `taskline web`) to replay or discard."
+        text = (
+            "This page is read-only: set TASKLINE_WEB_PASSWORD (and restart `taskline web`)"
+            " to act on the queue and the dead letters."
+        )
         return await render(request, "message.html", {"title": "Read-only", "text": text}, 403)
     if web.access.authenticated(request):
         return RedirectResponse(target, status_code=303)
