@@ -44,7 +44,8 @@ from taskline_producer.contract import CreateTask
 from tests.support import services
 from tests.support.workers import wait_for_heartbeats
 from worker.config.settings import Settings
-from worker.purge.purger import TASKS, PurgePlan, PurgeSummary, make_purge_engine, purge
+from worker.purge.plan import TASKS, PurgePlan, PurgeSummary
+from worker.purge.purger import make_purge_engine, purge
 
 USERS = 1000
 

@@ -29,16 +29,8 @@ from tests.conftest import run_burst, taskline, wait_for
 from worker.arq_seam.scheduler import PURGE_JOB, build_scheduler
 from worker.config.settings import Settings
 from worker.observe.metrics import Metrics
-from worker.purge.purger import (
-    DEAD_LETTERS,
-    PROCESSED_COMMANDS,
-    TASKS,
-    PurgePlan,
-    PurgeSummary,
-    Target,
-    make_purge_engine,
-    purge,
-)
+from worker.purge.plan import DEAD_LETTERS, PROCESSED_COMMANDS, TASKS, PurgePlan, PurgeSummary, Target
+from worker.purge.purger import make_purge_engine, purge
 from worker.tools.fleet import live_workers
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as pg_asyncpg
 from taskline_producer.contract import CompleteTask, CreateTask
 
 from worker.pipeline import statements
-from worker.purge.purger import DEAD_LETTERS, PROCESSED_COMMANDS, TASKS
+from worker.purge.plan import DEAD_LETTERS, PROCESSED_COMMANDS, TASKS
 from worker.store.compiled import compiled_text
 from worker.store.dead_letter_queries import DEAD_LETTER_GROUPS_SINCE, RECENT_GROUPS
 from worker.store.models import Task, metadata, table_of

@@ -44,7 +44,8 @@ from worker.logs import configure_logging, get_logger
 from worker.observe.health import Health
 from worker.observe.metrics import Metrics
 from worker.observe.monitor import Monitor
-from worker.purge.purger import PurgePlan, PurgeSummary, make_purge_engine, purge
+from worker.purge.plan import PurgePlan, PurgeSummary
+from worker.purge.purger import make_purge_engine, purge
 from worker.tools.fleet_watch import FleetWatch
 
 __all__ = [

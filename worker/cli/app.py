@@ -55,6 +55,17 @@ def scheduler() -> None:
 
 
 @app.command()
+def relay() -> None:
+    """Run the outbox relay (the Procfile's relay process): publish the commands services committed
+    to taskline_outbox (TASKLINE_OUTBOX_DATABASE_URL, else DATABASE_URL), confirm each by its
+    outcome, publish again what Redis lost. Stops cleanly on SIGTERM. docs/outbox.md."""
+    from worker.relay.process import run_relay
+
+    with settings_errors_exit():
+        run_relay()
+
+
+@app.command()
 def purge(
     older_than: Annotated[
         str | None,

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from worker.config.settings import Settings
 from worker.logs import configure_logging
-from worker.purge.purger import PurgePlan, PurgeSummary, count_due, make_purge_engine, purge
+from worker.purge.plan import PurgePlan, PurgeSummary
+from worker.purge.purger import count_due, make_purge_engine, purge
 
 __all__ = ["run_purge_cli"]
 

@@ -110,6 +110,7 @@ def render_status(data: dict[str, Any]) -> Group:
         parts.append(Text("last purge: none since the scheduler started"))
     else:
         parts.append(Text("scheduler: none running (`taskline scheduler` runs the purge)"))
+    parts.extend(_outbox_parts(data.get("outbox")))
     letters = data.get("dead_letters")
     if letters is None:
         pass
@@ -128,6 +129,38 @@ def render_status(data: dict[str, Any]) -> Group:
         table.title = f"dead letters: {letters['total']} in all; the last {letters['since']} by function and kind"
         parts.append(table)
     return Group(*parts)
+
+
+def _outbox_parts(outbox: dict[str, Any] | None) -> list[Any]:
+    """The outbox's figures and its relays (nothing when no relay runs)."""
+    if not outbox:
+        return []
+    parts: list[Any] = []
+    figures = outbox.get("figures")
+    if figures:
+        parts.append(
+            Text.assemble(
+                ("outbox ", "bold"),
+                f"{figures['unpublished']} to publish (oldest {_seconds(figures['oldest_unpublished_s'])}),",
+                f" {figures['unconfirmed']} waiting for an outcome",
+                f" (oldest {_seconds(figures['oldest_unconfirmed_s'])}), ",
+                (f"{figures['invalid']} invalid", "bold red" if figures["invalid"] else ""),
+            )
+        )
+    relays = Table("relay", "host", "pid", "published", "re-published", "confirmed", "invalid", "last beat")
+    for r in outbox["relays"]:
+        relays.add_row(
+            str(r["relay_id"]),
+            str(r["host"]),
+            _n(r["pid"]),
+            _n(r["published"]),
+            _n(r["republished"]),
+            _n(r["confirmed"]),
+            _n(r["invalid"]),
+            f"{r['last_beat_age_s']:.1f}s ago" if r["last_beat_age_s"] is not None else "-",
+        )
+    parts.append(relays)
+    return parts
 
 
 async def _collect(settings: Settings, redis: Any, engine: Any) -> dict[str, Any]:

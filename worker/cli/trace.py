@@ -28,6 +28,15 @@ def render_trace(story: dict[str, Any]) -> Group:
     parts: list[Any] = []
     if story["kind"] == "command":
         parts.append(Text.assemble(("command ", "bold"), story["id"], ": ", (", ".join(story["states"]), "bold")))
+        for row in story.get("outbox") or []:
+            line = f"outbox: row {row['row_id']} added {_when(row['added_at'])}"
+            if row["published_at"]:
+                line += f", published {_when(row['published_at'])} ({row['publications']} times)"
+            if row["confirmed_at"]:
+                line += f", confirmed {row['outcome']} {_when(row['confirmed_at'])}"
+            if row["invalid_reason"]:
+                line += f", refused: {row['invalid_reason'][:300]}"
+            parts.append(Text(line, style="red" if row["invalid_reason"] else ""))
         job = story.get("job")
         if job:
             parts.append(Text(f"job: {job.get('function')} {json.dumps(job.get('command'))[:300]}"))
@@ -110,12 +119,15 @@ async def run_trace(settings: Settings, ident: str) -> dict[str, Any] | None:
 
     redis = make_tool_redis(settings.redis_url)
     engine = make_tool_engine(settings, "taskline-trace", command_timeout=30)
+    outbox_settings = settings.model_copy(update={"database_url": settings.outbox_url})
+    outbox_engine = make_tool_engine(outbox_settings, "taskline-trace", command_timeout=30)
     try:
-        async with engine.connect() as conn:
-            return await find_story(conn, redis, settings.queue, ident)
+        async with engine.connect() as conn, outbox_engine.connect() as outbox:
+            return await find_story(conn, redis, settings.queue, ident, outbox)
     finally:
         await redis.aclose()
         await engine.dispose()
+        await outbox_engine.dispose()
 
 
 def trace(

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from taskline_producer.contract import CONTRACT_VERSION, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE
+from taskline_producer.contract import CONTRACT_VERSION, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE, OUTCOME_TTL_MAX_S
 
 from worker.config.durations import parse_duration
 from worker.config.redis_connection import arq_redis_settings
@@ -118,6 +118,20 @@ class Settings(BaseSettings):
             )
         return value
 
+    # the outbox relay (worker/relay/, docs/outbox.md): the outbox lives in the producer's database
+    outbox_database_url: str | None = None
+    """The database holding `taskline_outbox` (TASKLINE_OUTBOX_DATABASE_URL); DATABASE_URL when unset."""
+    relay_batch: int = Field(default=1000, ge=1, le=10_000)
+    relay_poll_delay: float = Field(default=0.2, gt=0, le=30)
+    relay_republish_after: float = Field(default=60.0, gt=0)
+    relay_outcome_ttl: int = Field(default=86_400, ge=60, le=OUTCOME_TTL_MAX_S)
+    relay_retention: float = Field(default=86_400.0, ge=0)
+
+    @field_validator("relay_retention", "relay_republish_after", mode="before")
+    @classmethod
+    def _relay_age(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
+
     # operations
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -138,6 +152,21 @@ class Settings(BaseSettings):
     @classmethod
     def _database_url(cls, value: str) -> str:
         return normalise_database_url(value)
+
+    @field_validator("outbox_database_url")
+    @classmethod
+    def _outbox_database_url(cls, value: str | None) -> str | None:
+        return normalise_database_url(value) if value else None
+
+    @property
+    def outbox_url(self) -> str:
+        """Where the relay finds the outbox: TASKLINE_OUTBOX_DATABASE_URL, else DATABASE_URL."""
+        return self.outbox_database_url or self.database_url
+
+    @property
+    def outbox_setting(self) -> str:
+        """The variable that names the outbox's database, for messages."""
+        return "TASKLINE_OUTBOX_DATABASE_URL" if self.outbox_database_url else "DATABASE_URL"
 
     @field_validator("redis_url")
     @classmethod

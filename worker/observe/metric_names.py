@@ -23,6 +23,13 @@ __all__ = [
     "DEAD_LETTERS_WAITING",
     "FLEET_GAUGES",
     "JOBS_IN_PROGRESS",
+    "OUTBOX_CONFIRMED",
+    "OUTBOX_GAUGES",
+    "OUTBOX_INVALID",
+    "OUTBOX_OLDEST",
+    "OUTBOX_PUBLISHED",
+    "OUTBOX_REPUBLISHED",
+    "OUTBOX_ROWS",
     "PURGE_DURATION",
     "PURGE_ROWS",
     "QUEUE_DEPTH",
@@ -70,6 +77,25 @@ PURGE_DURATION: Final = MetricName("taskline_purge_duration_seconds", "Duration 
 WORKERS_LIVE: Final = MetricName("taskline_workers_live", "Workers whose heartbeat is fresh.")
 """Only on the fleet's page (worker/tools/fleet_metrics.py)."""
 
-FLEET_GAUGES: Final = frozenset({QUEUE_DEPTH.name, DEAD_LETTERS_WAITING.name, CLAIMS_WAITING.name})
+# the outbox relay (worker/relay/)
+OUTBOX_ROWS: Final = MetricName(
+    "taskline_outbox_rows", "Outbox rows by state: unpublished (the backlog to publish), unconfirmed, invalid."
+)
+OUTBOX_OLDEST: Final = MetricName(
+    "taskline_outbox_oldest_seconds", "Age of the oldest outbox command not yet published, or not yet confirmed."
+)
+OUTBOX_PUBLISHED: Final = MetricName("taskline_outbox_published", "Outbox commands this relay published.")
+OUTBOX_REPUBLISHED: Final = MetricName(
+    "taskline_outbox_republished", "Outbox commands published again because Redis had lost them."
+)
+OUTBOX_CONFIRMED: Final = MetricName("taskline_outbox_confirmed", "Outbox commands confirmed, by final outcome.")
+OUTBOX_INVALID: Final = MetricName(
+    "taskline_outbox_invalid", "Outbox rows refused by the contract (kept with the reason, never published)."
+)
+OUTBOX_GAUGES: Final = frozenset({OUTBOX_ROWS.name, OUTBOX_OLDEST.name})
+"""Gauges that describe the outbox table, which every relay reads the same: the relay's heartbeat
+carries them as its `outbox` figures instead."""
+
+FLEET_GAUGES: Final = frozenset({QUEUE_DEPTH.name, DEAD_LETTERS_WAITING.name, CLAIMS_WAITING.name}) | OUTBOX_GAUGES
 """Gauges that describe the queue and the table, not one worker: not part of a worker's snapshot,
 read afresh by the fleet's page."""

@@ -24,6 +24,12 @@ from worker.observe.metric_names import (
     COMMANDS_RETRIED,
     DEAD_LETTERS_WAITING,
     JOBS_IN_PROGRESS,
+    OUTBOX_CONFIRMED,
+    OUTBOX_INVALID,
+    OUTBOX_OLDEST,
+    OUTBOX_PUBLISHED,
+    OUTBOX_REPUBLISHED,
+    OUTBOX_ROWS,
     PURGE_DURATION,
     PURGE_ROWS,
     QUEUE_DEPTH,
@@ -77,6 +83,13 @@ class Metrics:
         # the purge (worker/purge/purger.py)
         self.purge_rows = Counter(PURGE_ROWS.name, PURGE_ROWS.help, ["table"], registry=r)
         self.purge_duration = Histogram(PURGE_DURATION.name, PURGE_DURATION.help, buckets=_PURGE_BUCKETS, registry=r)
+        # the outbox relay (worker/relay/)
+        self.outbox_rows = Gauge(OUTBOX_ROWS.name, OUTBOX_ROWS.help, ["state"], registry=r)
+        self.outbox_oldest = Gauge(OUTBOX_OLDEST.name, OUTBOX_OLDEST.help, ["state"], registry=r)
+        self.outbox_published = Counter(OUTBOX_PUBLISHED.name, OUTBOX_PUBLISHED.help, registry=r)
+        self.outbox_republished = Counter(OUTBOX_REPUBLISHED.name, OUTBOX_REPUBLISHED.help, registry=r)
+        self.outbox_confirmed = Counter(OUTBOX_CONFIRMED.name, OUTBOX_CONFIRMED.help, ["outcome"], registry=r)
+        self.outbox_invalid = Counter(OUTBOX_INVALID.name, OUTBOX_INVALID.help, registry=r)
 
     @contextmanager
     def in_progress(self, function: str) -> Iterator[None]:
@@ -127,3 +140,24 @@ class Metrics:
 
     def purged(self, table: str, rows: int) -> None:
         self.purge_rows.labels(table).inc(rows)
+
+    def outbox_figures(self, unpublished: int, unconfirmed: int, invalid: int, oldest: dict[str, float]) -> None:
+        """The outbox table now, as the relay last read it."""
+        self.outbox_rows.labels("unpublished").set(unpublished)
+        self.outbox_rows.labels("unconfirmed").set(unconfirmed)
+        self.outbox_rows.labels("invalid").set(invalid)
+        for state, age_s in oldest.items():
+            self.outbox_oldest.labels(state).set(age_s)
+
+    def outbox_step(self, *, published: int = 0, republished: int = 0, invalid: int = 0) -> None:
+        """One relay step's publications, re-publications and refusals."""
+        if published:
+            self.outbox_published.inc(published)
+        if republished:
+            self.outbox_republished.inc(republished)
+        if invalid:
+            self.outbox_invalid.inc(invalid)
+
+    def outbox_confirmed_as(self, outcome: str, count: int) -> None:
+        if count:
+            self.outbox_confirmed.labels(outcome).inc(count)

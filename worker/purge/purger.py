@@ -41,9 +41,10 @@ time left, and each batch runs under a `statement_timeout` of the time that rema
 waits for the next run; a backlog of any size drains over several runs. Completed tasks may use
 80 % of the budget when the bookkeeping tables follow, so a large task backlog never starves them.
 
-`purge()` returns a `PurgeSummary` (rows per table, batches, seconds, whether everything due
-was removed), logs one structured line per run and counts `taskline_purge_rows_deleted_total`
-and `taskline_purge_duration_seconds`. With `dry_run=True` it only counts what would go.
+`purge()` runs a `PurgePlan` over the tables it names (worker/purge/plan.py) and returns a
+`PurgeSummary` (rows per table, batches, seconds, whether everything due was removed), logs one
+structured line per run and counts `taskline_purge_rows_deleted_total` and
+`taskline_purge_duration_seconds`. With `dry_run=True` it only counts what would go.
 """
 
 from __future__ import annotations
@@ -51,9 +52,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 import sqlalchemy as sa
@@ -62,22 +61,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from worker.config.settings import Settings
 from worker.logs import get_logger
-from worker.store.compiled import compiled_text
-from worker.store.models import DeadLetter, ProcessedCommand, Task, table_of
+from worker.purge.plan import DEAD_LETTERS, PROCESSED_COMMANDS, TARGETS, TASKS, PurgePlan, PurgeSummary, Target
 
-__all__ = [
-    "DEAD_LETTERS",
-    "PROCESSED_COMMANDS",
-    "TARGETS",
-    "TASKS",
-    "PurgeMetrics",
-    "PurgePlan",
-    "PurgeSummary",
-    "Target",
-    "count_due",
-    "make_purge_engine",
-    "purge",
-]
+__all__ = ["Progress", "PurgeMetrics", "count_due", "make_purge_engine", "purge"]
 
 _QUERY_CANCELED: Final = "57014"
 _TASK_SHARE: Final = 0.8
@@ -95,125 +81,6 @@ class PurgeMetrics(Protocol):
     def purge_finished(self, seconds: float) -> None: ...
 
     def purged(self, table: str, rows: int) -> None: ...
-
-
-@dataclass(frozen=True, eq=False)
-class Target:
-    """One table the purge deletes from: rows whose `stamp` column is older than the cutoff,
-    among those matching `only` (when given: it must match a partial index's predicate)."""
-
-    stamp: sa.Column[datetime]
-    only: sa.ColumnElement[bool] | None = None
-
-    @property
-    def table(self) -> str:
-        return self.stamp.table.name
-
-    def _where(self) -> list[sa.ColumnElement[bool]]:
-        due = self.stamp < sa.bindparam("cutoff")
-        return [due] if self.only is None else [self.only, due]
-
-    @cached_property
-    def delete_sql(self) -> sa.TextClause:
-        """One batch: `DELETE ... WHERE ctid = ANY(ARRAY(SELECT ctid ... LIMIT :batch FOR UPDATE
-        SKIP LOCKED))` (see the module docstring), rendered once."""
-        table = self.stamp.table
-        ctid: sa.ColumnClause[Any] = sa.column("ctid")  # PostgreSQL's system column: the row's address
-        batch = (
-            sa.select(ctid)
-            .select_from(table)
-            .where(*self._where())
-            .order_by(self.stamp)
-            .limit(sa.bindparam("batch"))
-            .with_for_update(skip_locked=True)
-            .correlate(None)
-        )
-        return compiled_text(sa.delete(table).where(ctid == sa.any_(sa.func.array(batch.scalar_subquery()))))
-
-    @cached_property
-    def count_sql(self) -> sa.TextClause:
-        return compiled_text(sa.select(sa.func.count()).select_from(self.stamp.table).where(*self._where()))
-
-
-_TASK: Final = table_of(Task)
-TASKS: Final = Target(_TASK.c.completed_at, only=_TASK.c.completed)
-PROCESSED_COMMANDS: Final = Target(table_of(ProcessedCommand).c.processed_at)
-DEAD_LETTERS: Final = Target(table_of(DeadLetter).c.failed_at)
-TARGETS: Final = (TASKS, PROCESSED_COMMANDS, DEAD_LETTERS)
-
-
-@dataclass(frozen=True)
-class PurgePlan:
-    """What to purge and how hard to push. A retention of None leaves that table alone."""
-
-    task_retention: timedelta | None
-    processed_retention: timedelta | None
-    dead_letter_retention: timedelta | None
-    batch: int = 5000
-    time_budget: float | None = 50.0  # seconds; None: until done
-    slow_batch_s: float = 1.0
-    pause_ratio: float = 1.0
-    contention_backoff: float = 2.0
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **changes: Any) -> PurgePlan:
-        plan = cls(
-            task_retention=timedelta(seconds=settings.purge_retention),
-            processed_retention=timedelta(seconds=settings.processed_retention),
-            dead_letter_retention=timedelta(seconds=settings.dead_letter_retention),
-            batch=settings.purge_batch,
-            time_budget=settings.purge_time_budget,
-        )
-        return cls(**{**plan.__dict__, **changes})
-
-    def retention(self, target: Target) -> timedelta | None:
-        return {
-            TASKS.table: self.task_retention,
-            PROCESSED_COMMANDS.table: self.processed_retention,
-            DEAD_LETTERS.table: self.dead_letter_retention,
-        }[target.table]
-
-    def cutoffs(self, now: datetime) -> dict[str, datetime]:
-        """Per table, the time before which rows go."""
-        cutoffs = {}
-        for target in TARGETS:
-            retention = self.retention(target)
-            if retention is not None:
-                cutoffs[target.table] = now - retention
-        return cutoffs
-
-
-@dataclass
-class PurgeSummary:
-    """What one run did (or, for a dry run, would do)."""
-
-    now: datetime
-    dry_run: bool
-    cutoffs: dict[str, datetime]
-    rows: dict[str, int] = field(default_factory=dict)
-    batches: int = 0
-    seconds: float = 0.0
-    complete: bool = True  # False: stopped by the time budget (or an error) with rows still due
-
-    @property
-    def total(self) -> int:
-        return sum(self.rows.values())
-
-    @property
-    def rows_per_second(self) -> float:
-        return self.total / self.seconds if self.seconds > 0 else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "dry_run": self.dry_run,
-            "now": self.now.isoformat(),
-            "cutoffs": {table: cutoff.isoformat() for table, cutoff in self.cutoffs.items()},
-            "rows": dict(self.rows),
-            "total": self.total,
-            "batches": self.batches,
-            "seconds": round(self.seconds, 3),
-            "complete": self.complete,
-        }
 
 
 Progress = Callable[[str, int], None]

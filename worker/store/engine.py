@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from worker.config.settings import Settings
 
-__all__ = ["Sessions", "make_engine", "make_sessions", "make_tool_engine"]
+__all__ = ["Sessions", "make_engine", "make_outbox_engine", "make_sessions", "make_tool_engine"]
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -75,6 +75,29 @@ def make_tool_engine(
         hide_parameters=True,
         connect_args=connect_args,
     )
+
+
+def make_outbox_engine(
+    settings: Settings, application_name: str = "taskline-relay", *, pool_size: int = 2
+) -> AsyncEngine:
+    """The engine of the outbox's database (TASKLINE_OUTBOX_DATABASE_URL, else DATABASE_URL), for
+    the relay: a connection for its steps and one for its heartbeat's figures; a connection that
+    broke in an outage is dropped from the pool rather than reused."""
+    engine = create_async_engine(
+        settings.outbox_url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_pre_ping=False,
+        pool_timeout=30,
+        hide_parameters=True,
+        connect_args={
+            "server_settings": {"application_name": application_name},
+            "timeout": 5,
+            "command_timeout": 30,
+        },
+    )
+    event.listen(engine.sync_engine, "handle_error", _discard_broken_connections)
+    return engine
 
 
 def make_sessions(engine: AsyncEngine) -> Sessions:

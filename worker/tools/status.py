@@ -24,6 +24,7 @@ from worker.tools.claims import stranded_claims
 from worker.tools.fleet import read_heartbeats, summary
 from worker.tools.fleet_watch import sample_now
 from worker.tools.history import KEEP_S, counters_of, read_history, summarise
+from worker.tools.relays import outbox_status
 
 __all__ = ["collect_dead_letters", "collect_status"]
 
@@ -119,5 +120,6 @@ async def collect_status(
         ],
         "schedulers": [_worker_row(doc) for doc in schedulers.live],
         "last_purge": last_purge,
+        "outbox": await outbox_status(redis, queue),
         "dead_letters": await collect_dead_letters(engine) if engine is not None else None,
     }

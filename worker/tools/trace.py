@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from taskline_producer import keys
 
 from worker.store import trace_queries as queries
+from worker.store.outbox_queries import outbox_rows_of
 from worker.text import json_object, payload_text, reply_text
 from worker.tools.claims import LEGACY_CLAIM_VALUE
 from worker.tools.fleet import read_heartbeats
@@ -254,10 +255,57 @@ async def trace_task(conn: AsyncConnection, task_id: UUID) -> dict[str, Any] | N
     }
 
 
-async def trace(conn: AsyncConnection, redis: Redis, queue: str, ident: str) -> dict[str, Any] | None:
-    """The story of `ident`: a command (or job) id, else a task id; None when neither is known."""
+async def outbox_story(outbox: AsyncConnection, command_id: str) -> list[dict[str, Any]] | None:
+    """The command's way through the outbox (added, published, re-published, confirmed, or refused
+    as invalid), one entry per row; None when the outbox holds no row for it or has no table."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        rows = await outbox_rows_of(outbox, command_id)
+    except DBAPIError:  # no taskline_outbox in that database: nothing to tell
+        return None
+    if not rows:
+        return None
+    return [
+        {
+            "row_id": row["id"],
+            "function": row["function"],
+            "added_at": _iso(row["added_at"]),
+            "published_at": _iso(row["published_at"]),
+            "publications": row["publications"],
+            "republished": max(0, int(row["publications"]) - 1),
+            "confirmed_at": _iso(row["confirmed_at"]),
+            "outcome": row["outcome"],
+            "invalid_reason": row["invalid_reason"],
+            "state": _outbox_state(row),
+        }
+        for row in rows
+    ]
+
+
+def _outbox_state(row: dict[str, Any]) -> str:
+    if row["invalid_reason"]:
+        return "refused as invalid (never published)"
+    if row["confirmed_at"] is not None:
+        return f"confirmed: {row['outcome']}"
+    if row["published_at"] is not None:
+        again = f", re-published {row['publications'] - 1} times" if row["publications"] > 1 else ""
+        return f"published{again}, waiting for its outcome"
+    return "added, not yet published"
+
+
+async def trace(
+    conn: AsyncConnection, redis: Redis, queue: str, ident: str, outbox: AsyncConnection | None = None
+) -> dict[str, Any] | None:
+    """The story of `ident`: a command (or job) id, else a task id; None when neither is known.
+    With `outbox` (a connection to the outbox's database), a command's story includes its rows
+    in `taskline_outbox`."""
     ident = ident.strip()
     story = await trace_command(conn, redis, queue, ident)
+    rows = await outbox_story(outbox, ident) if outbox is not None else None
+    if rows:
+        story = story or {"kind": "command", "id": ident, "states": [rows[-1]["state"]]}
+        story["outbox"] = rows
     if story is not None:
         return story
     task_id = _uuid(ident)

@@ -22,6 +22,8 @@ __all__ = [
     "OUTCOME_DONE_SUFFIX",
     "OUTCOME_KEY_PREFIX",
     "PAUSED_KEY_SUFFIX",
+    "RELAYS_INDEX_PREFIX",
+    "RELAY_KEY_PREFIX",
     "RESULT_KEY_PREFIX",
     "RETRY_KEY_PREFIX",
     "RETRY_KEY_TTL_S",
@@ -37,6 +39,8 @@ __all__ = [
     "outcome_done_key",
     "outcome_key",
     "paused_key",
+    "relay_key",
+    "relays_index_key",
     "result_key",
     "retry_key",
     "scheduler_queue",
@@ -87,6 +91,11 @@ reaches a final state; waiting producers block on it (BLMOVE onto itself, so any
 PAUSED_KEY_SUFFIX: Final = ":paused"
 """`<queue>:paused`: present while claiming from the queue is paused (workers stay up and claim
 nothing); its value a small JSON `{"by": ..., "at": ...}` saying who paused it and when."""
+RELAY_KEY_PREFIX: Final = "taskline:relay:"
+"""`taskline:relay:<queue>:<relay id>`: a live outbox relay's heartbeat document, with the
+outbox's figures (worker/relay/)."""
+RELAYS_INDEX_PREFIX: Final = "taskline:relays:"
+"""`taskline:relays:<queue>`: sorted set of relay ids by last heartbeat."""
 SCHEDULER_QUEUE_SUFFIX: Final = ":scheduler"
 """`<queue>:scheduler`: the scheduler's own arq queue (its cron job)."""
 SCHEDULER_TICK_INFIX: Final = ":ran:"
@@ -155,3 +164,11 @@ def scheduler_queue(queue: str) -> str:
 
 def scheduler_tick_key(scheduler_queue_name: str, job_id: str) -> str:
     return scheduler_queue_name + SCHEDULER_TICK_INFIX + job_id
+
+
+def relay_key(queue: str, relay_id: str) -> str:
+    return f"{RELAY_KEY_PREFIX}{queue}:{relay_id}"
+
+
+def relays_index_key(queue: str) -> str:
+    return RELAYS_INDEX_PREFIX + queue

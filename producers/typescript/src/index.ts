@@ -37,4 +37,6 @@ export type {
 export { OUTCOMES_CONTRACT_VERSION, OUTCOME_TTL_MAX_S } from "./envelope.js";
 export { InvalidCommandError, InvalidSendError, TasklineProducerError } from "./errors.js";
 export { DEFAULT_QUEUE } from "./keys.js";
+export { addToOutbox, OUTBOX_INSERT } from "./outbox.js";
+export type { OutboxClient } from "./outbox.js";
 export type { BlockingRedis, DuplicableRedis, ProducerRedis } from "./redis-client.js";

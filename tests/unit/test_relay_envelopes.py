@@ -1,0 +1,60 @@
+"""The relay's jobs: each outbox row becomes the job a direct send would make (asking for outcomes),
+checked by the worker's own decoder, so a refused row carries the worker's reason."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from uuid import uuid4
+
+from taskline_producer.contract import CreateTask, dumps
+from taskline_producer.wire import job_of_command, job_options, wire_argument
+
+from worker.pipeline.decode import Decoder
+from worker.relay.envelopes import Envelopes
+
+
+def _envelopes() -> Envelopes:
+    return Envelopes(Decoder(64 * 1024, 1024 * 1024), outcome_ttl=600)
+
+
+def _create() -> CreateTask:
+    return CreateTask(command_id=uuid4(), issued_at=datetime.now(UTC), task_id=uuid4(), user_id=3, title="t")
+
+
+def test_a_row_becomes_the_job_a_direct_send_with_outcomes_makes() -> None:
+    """Same JSON as TaskProducer.send(command, outcome_ttl=600), job id = command id."""
+    command = _create()
+    prepared = _envelopes().prepare([(1, "create_task", dumps(wire_argument(command)).decode())], 1234)
+    assert prepared.refused == []
+    ((row_id, job_id, raw),) = prepared.jobs
+    assert (row_id, job_id) == (1, str(command.command_id))
+    assert json.loads(raw) == json.loads(job_of_command(command, 1234, job_options(600)))
+
+
+def test_invalid_rows_are_refused_with_the_decoders_reason() -> None:
+    """A command breaking the contract, JSON that names another function's fields and a function
+    that is not a command are refused, each with its reason; the valid row still goes."""
+    good = _create()
+    bad = wire_argument(good) | {"user_id": 0}
+    prepared = _envelopes().prepare(
+        [
+            (1, "create_task", json.dumps(bad)),
+            (2, "complete_task", json.dumps(wire_argument(good))),
+            (3, "apply_commands", "[]"),
+            (4, "create_task", json.dumps(wire_argument(good))),
+        ],
+        1,
+    )
+    reasons = dict(prepared.refused)
+    assert "user_id" in reasons[1]
+    assert "title" in reasons[2]
+    assert "function must be one of" in reasons[3]
+    assert [row_id for row_id, _, _ in prepared.jobs] == [4]
+
+
+def test_the_signing_hook_sees_every_accepted_job() -> None:
+    """A `sign` callable (signed commands) transforms each job after the decoder accepted it."""
+    envelopes = Envelopes(Decoder(64 * 1024, 1024 * 1024), outcome_ttl=600, sign=lambda raw: raw + b" ")
+    prepared = envelopes.prepare([(1, "create_task", json.dumps(wire_argument(_create())))], 1)
+    assert prepared.jobs[0][2].endswith(b"} ")

@@ -1,0 +1,164 @@
+"""The relay's work, one step at a time: publish, confirm, re-publish, prune.
+
+* **Publish.** In one transaction: lock up to `TASKLINE_RELAY_BATCH` committed, unpublished rows
+  (`FOR UPDATE SKIP LOCKED`: another relay takes the next ones), refuse the invalid ones with the
+  contract's reason, enqueue the rest in one Redis round trip, record the publication, commit. A
+  relay killed before the commit leaves the rows unpublished and unlocked: another relay (or this
+  one, restarted) publishes them again, and the enqueue script or the worker's `processed_command`
+  makes that harmless. At least once; exactly once in effect.
+* **Confirm.** In one transaction: lock published rows whose next check is due, read their states
+  from Redis in one round trip, and record each final outcome (applied, duplicate, dead letter).
+  A command still queued, retrying or running is asked about again later (half its age, at most
+  the re-publication window), so a long backlog is never re-published. A command of which Redis
+  knows nothing once `TASKLINE_RELAY_REPUBLISH_AFTER` has passed since its publication was lost by
+  Redis (a FLUSHALL, a restart without persistence, a failover): it is published again.
+* **Prune.** Rows confirmed longer ago than `TASKLINE_RELAY_RETENTION` are deleted, a batch at a
+  time.
+
+Each step returns how much it did; the loop (worker/relay/process.py) idles when nothing is left.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+from uuid import UUID
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from worker.observe.metrics import Metrics
+from worker.relay.envelopes import Envelopes
+from worker.relay.redis_side import publish_jobs, read_states
+from worker.store import outbox_queries as q
+
+__all__ = ["RedisUnavailable", "Relay", "RelayCounts"]
+
+CHECK_SHARE: Final = 0.1
+"""A publication's outcome is first asked this share of the re-publication window after it (and a
+command still waiting is asked again no sooner), between `MIN_CHECK_S` and `MAX_FIRST_CHECK_S`:
+6 s with the default window. Asking sooner only confirms sooner, and costs the database an UPDATE
+per command per check while the workers share it."""
+MIN_CHECK_S: Final = 0.5
+MAX_FIRST_CHECK_S: Final = 10.0
+PRUNE_BATCH: Final = 5000
+_FINAL: Final = ("applied", "duplicate", "dead_letter")
+
+
+class RedisUnavailable(Exception):
+    """Redis failed during a step (the step's transaction was rolled back)."""
+
+
+@dataclass(slots=True)
+class RelayCounts:
+    """What this relay has done since it started (its heartbeat and metrics carry them)."""
+
+    published: int = 0
+    republished: int = 0
+    invalid: int = 0
+    pruned: int = 0
+    confirmed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_FINAL, 0))
+
+
+@dataclass(slots=True)
+class Relay:
+    engine: AsyncEngine
+    redis: Redis
+    queue: str
+    envelopes: Envelopes
+    batch: int
+    republish_after_s: float
+    retention_s: float
+    job_ttl_ms: int
+    clock_ms: Callable[[], int]
+    metrics: Metrics | None = None
+    counts: RelayCounts = field(default_factory=RelayCounts)
+    redis_answered: bool = False
+    """Set when Redis answered a step (the process reads and clears it, for its outage log)."""
+
+    @property
+    def first_check_s(self) -> float:
+        return min(max(self.republish_after_s * CHECK_SHARE, MIN_CHECK_S), MAX_FIRST_CHECK_S)
+
+    async def publish(self) -> int:
+        """Publish one batch of committed rows; how many rows it handled (published or refused)."""
+        async with self.engine.begin() as conn:
+            rows = await q.claim_unpublished(conn, self.batch)
+            if not rows:
+                return 0
+            now = self.clock_ms()
+            prepared = self.envelopes.prepare(((r.id, r.function, r.command) for r in rows), now)
+            await self._enqueue(now, [(job_id, job) for _, job_id, job in prepared.jobs])
+            await q.mark_invalid(conn, prepared.refused)
+            await q.mark_published(conn, [row_id for row_id, _, _ in prepared.jobs], self.first_check_s)
+        self.counts.published += len(prepared.jobs)
+        self.counts.invalid += len(prepared.refused)
+        if self.metrics is not None:
+            self.metrics.outbox_step(published=len(prepared.jobs), invalid=len(prepared.refused))
+        return len(rows)
+
+    async def confirm(self) -> int:
+        """Ask Redis about one batch of published rows whose check is due; how many it asked about."""
+        async with self.engine.begin() as conn:
+            rows = await q.claim_due_checks(conn, self.batch)
+            if not rows:
+                return 0
+            ids = [_job_id(row.command_id) for row in rows]
+            try:
+                states = await read_states(self.redis, ids)
+            except (RedisError, OSError) as exc:
+                raise RedisUnavailable from exc
+            self.redis_answered = True
+            final: dict[str, list[int]] = {state: [] for state in _FINAL}
+            waiting: list[int] = []
+            lost: list[q.ToCheck] = []
+            now = self.clock_ms()
+            for row, state in zip(rows, states, strict=True):
+                if state in final:
+                    final[state].append(row.id)
+                elif state == "unknown" and row.age_s >= self.republish_after_s:
+                    lost.append(row)
+                else:
+                    waiting.append(row.id)
+            if lost:
+                prepared = self.envelopes.prepare(((r.id, r.function, r.command) for r in lost), now)
+                await self._enqueue(now, [(job_id, job) for _, job_id, job in prepared.jobs])
+                await q.mark_published(conn, [row_id for row_id, _, _ in prepared.jobs], self.first_check_s)
+            for state, state_ids in final.items():
+                await q.confirm(conn, state_ids, state)
+            await q.postpone_checks(conn, waiting, self.first_check_s, self.republish_after_s)
+        for state, state_ids in final.items():
+            self.counts.confirmed[state] += len(state_ids)
+            if self.metrics is not None:
+                self.metrics.outbox_confirmed_as(state, len(state_ids))
+        self.counts.republished += len(lost)
+        if self.metrics is not None:
+            self.metrics.outbox_step(republished=len(lost))
+        return len(rows)
+
+    async def prune(self) -> int:
+        """Delete one batch of rows confirmed longer ago than the retention; how many went."""
+        async with self.engine.begin() as conn:
+            pruned = await q.prune_confirmed(conn, self.retention_s, PRUNE_BATCH)
+        self.counts.pruned += pruned
+        return pruned
+
+    async def figures(self) -> q.OutboxFigures:
+        async with self.engine.connect() as conn:
+            return await q.outbox_figures(conn)
+
+    async def _enqueue(self, now_ms: int, jobs: list[tuple[str, bytes]]) -> None:
+        if not jobs:
+            return
+        try:
+            await publish_jobs(self.redis, self.queue, self.job_ttl_ms, now_ms, jobs)
+        except (RedisError, OSError) as exc:
+            raise RedisUnavailable from exc
+        self.redis_answered = True
+
+
+def _job_id(command_id: str | None) -> str:
+    """A published row's job id: its command id in canonical form (the decoder accepted it)."""
+    return str(UUID(command_id)) if command_id else ""
