@@ -158,6 +158,7 @@ async def test_the_page_follows_the_fleet_shows_dead_letters_and_traces_commands
 
     await page.click("nav a[href='/queue']")
     for kind in ("running", "ready", "deferred"):
+        await page.click(f"nav.tabs a[data-state={kind}]")
         await page.locator(f"table[data-jobs={kind}]").wait_for(timeout=10_000)
     await page.click("text=Dead letters")
     row = page.locator(f"tr[data-job-id='{bad_id}']")

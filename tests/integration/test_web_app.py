@@ -47,7 +47,12 @@ def test_read_only_pages_answer_with_strict_headers_and_refuse_changes(settings)
             "/fragment/overview",
             "/api/status",
             "/queue",
+            "/queue?state=deferred&function=create_task&user=3&offset=50",
+            "/queue?state=running",
             "/dead-letters",
+            "/dead-letters?user=3&task=abc&offset=50",
+            "/actions",
+            "/actions?action=pause&offset=50",
             "/trace",
             "/trace?id=nothing",
         ):
@@ -55,9 +60,10 @@ def test_read_only_pages_answer_with_strict_headers_and_refuse_changes(settings)
             assert response.status_code == 200, path
             for name, value in SECURITY_HEADERS.items():
                 assert response.headers[name] == value
-        refused = client.post("/actions/replay", data={"job_id": "x", "csrf": "y"})
-        assert refused.status_code == 403
-        assert "TASKLINE_WEB_PASSWORD" in refused.text
+        for action in ("replay", "discard", "delete", "run-now", "pause", "resume"):
+            refused = client.post(f"/actions/{action}", data={"job_id": "x", "csrf": "y"})
+            assert refused.status_code == 403, action
+            assert "TASKLINE_WEB_PASSWORD" in refused.text
         assert client.get("/login").status_code == 403
         assert client.get("/dead-letters/no-such-job").status_code == 404
 
@@ -94,3 +100,27 @@ def test_with_a_password_every_page_but_healthz_needs_it(settings):
             assert refused.headers["www-authenticate"].startswith("Basic")
         assert client.get("/api/status", auth=("admin", "pw")).status_code == 200
         assert client.get("/api/status", auth=("admin", "guess")).status_code == 401
+
+
+def test_with_a_password_the_queue_actions_need_the_csrf_token_and_pause_shows_on_every_page(settings, redis_url):
+    """Pause with a stale token is refused and changes nothing; with the page's token it pauses,
+    and every page then says who paused claiming; resume clears it."""
+    import re
+
+    from pydantic import SecretStr
+
+    settings = settings.model_copy(update={"web_password": SecretStr("pw")})
+    with TestClient(create_app(settings, watch=False)) as client:
+        auth = ("admin", "pw")
+        assert client.post("/actions/pause", data={"csrf": "stale"}, auth=auth).status_code == 403
+        assert "Claiming is paused" not in client.get("/queue", auth=auth).text
+        token = re.search(r'name="csrf" value="([0-9a-f]+)"', client.get("/", auth=auth).text)
+        assert token is not None
+        paused = client.post("/actions/pause", data={"csrf": token[1], "back": "/queue"}, auth=auth)
+        assert paused.status_code == 200
+        assert "claiming paused" in paused.text
+        for path in ("/", "/queue", "/dead-letters", "/actions", "/trace"):
+            assert "Claiming is paused</strong> by web:admin" in client.get(path, auth=auth).text, path
+        client.post("/actions/resume", data={"csrf": token[1]}, auth=auth)
+        assert "Claiming is paused" not in client.get("/", auth=auth).text
+        assert "web:admin" in client.get("/actions", auth=auth).text

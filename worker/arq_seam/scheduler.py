@@ -131,6 +131,7 @@ async def _startup(ctx: dict[str, Any]) -> None:
         settings.queue,
         interval_s=settings.heartbeat_interval,
         sample_every_s=settings.history_sample_s,
+        keep_s=settings.history_keep,
         log=log,
         gauge=metrics.claims_waiting,
     )

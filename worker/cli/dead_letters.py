@@ -9,6 +9,7 @@ without a terminal to ask on, nothing is done unless `--yes` is given.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -208,6 +209,14 @@ def show_dead_letter(
             out.print(str(value), markup=False, highlight=False, soft_wrap=True)
 
 
+def _operator() -> str:
+    """Who the audit record (operator_action) names for a command line: the OS user."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry and no USER/LOGNAME
+        return "cli:?"
+
+
 @app.command("replay")
 def replay(
     job_ids: IdsArg = None,
@@ -228,7 +237,7 @@ def replay(
         _confirm_everything("replay", yes, dry_run)
     whole = _resolve(settings, job_ids) if job_ids else None
     where = _filter(function, reason, older_than, newer_than, whole)
-    report = asyncio.run(replay_dead_letters(settings, where, dry_run=dry_run))
+    report = asyncio.run(replay_dead_letters(settings, where, dry_run=dry_run, who=None if dry_run else _operator()))
     if as_json:
         print(json.dumps(report.as_dict()))
         return
@@ -255,6 +264,7 @@ def discard(
 ) -> None:
     """Delete dead letters for good."""
     from worker.store.dead_letter_queries import discard_dead_letters, find_job_ids
+    from worker.store.operator_actions import record_actions
 
     settings = _settings()
     if not job_ids and not any((function, reason, older_than, newer_than)):
@@ -263,7 +273,12 @@ def discard(
     where = _filter(function, reason, older_than, newer_than, whole)
 
     async def work(session: Any) -> list[str]:
-        return await (find_job_ids(session, where) if dry_run else discard_dead_letters(session, where))
+        if dry_run:
+            return await find_job_ids(session, where)
+        found = await discard_dead_letters(session, where)
+        targets: list[tuple[str | None, str]] = [(job_id, "discarded") for job_id in found]
+        await record_actions(session, who=_operator(), action="discard", queue=settings.queue, targets=targets)
+        return found
 
     found = _run(settings, work)
     if as_json:

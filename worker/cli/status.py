@@ -176,7 +176,9 @@ def _outbox_parts(outbox: dict[str, Any] | None) -> list[Any]:
 async def _collect(settings: Settings, redis: Any, engine: Any) -> dict[str, Any]:
     from worker.tools.status import collect_status
 
-    return await collect_status(redis, engine, settings.queue, sample_every_s=settings.history_sample_s)
+    return await collect_status(
+        redis, engine, settings.queue, sample_every_s=settings.history_sample_s, keep_s=settings.history_keep
+    )
 
 
 async def _run(settings: Settings, watch: bool, every: float, as_json: bool) -> None:

@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     processed_retention: float = Field(default=2 * 86400.0, gt=0)  # after the fields its check reads
     dead_letter_retention: float = Field(default=30 * 86400.0, ge=0)
 
-    @field_validator("purge_retention", "processed_retention", "dead_letter_retention", mode="before")
+    @field_validator("purge_retention", "processed_retention", "dead_letter_retention", "history_keep", mode="before")
     @classmethod
     def _age(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str) else value
@@ -165,6 +165,8 @@ class Settings(BaseSettings):
     metrics_host: str = Field(default="127.0.0.1", min_length=1)  # 0.0.0.0 for Kubernetes (README)
     heartbeat_interval: float = Field(default=5.0, ge=0.1, le=60)
     history_sample_s: float = Field(default=10.0, ge=0.5, le=300)
+    history_keep: float = Field(default=3 * 3600.0, ge=600, le=7 * 86400)
+    """How long the plots' history is kept in Redis (seconds, or an age such as 12h, 2d)."""
 
     # the web page (worker/web): read-only unless a password is set
     web_host: str = Field(default="127.0.0.1", min_length=1)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from worker.store.bytes_search import holds_text
 from worker.store.models import DeadLetter, table_of
 
 __all__ = [
@@ -46,6 +47,10 @@ class DeadLetterFilter:
     older_than: datetime | None = None
     newer_than: datetime | None = None
     job_ids: Sequence[str] | None = None
+    user_id: int | None = None
+    """Dead letters whose payload names this user (`"user_id": N` in its JSON)."""
+    task_id: str | None = None
+    """Dead letters whose payload holds this task id's text."""
 
     def where(self) -> list[Any]:
         clauses: list[Any] = []
@@ -59,13 +64,27 @@ class DeadLetterFilter:
             clauses.append(col(DeadLetter.failed_at) >= self.newer_than)
         if self.job_ids is not None:
             clauses.append(col(DeadLetter.job_id).in_(list(self.job_ids)))
+        if self.user_id is not None:
+            user = f'"user_id":{self.user_id}'
+            spaced = f'"user_id": {self.user_id}'
+            forms = (user + ",", user + "}", spaced + ",", spaced + "}")
+            clauses.append(holds_text(col(DeadLetter.payload), *forms))
+        if self.task_id:
+            clauses.append(holds_text(col(DeadLetter.payload), self.task_id))
         return clauses
 
 
 async def find_dead_letters(
-    session: AsyncSession, where: DeadLetterFilter, *, limit: int | None = None
+    session: AsyncSession, where: DeadLetterFilter, *, limit: int | None = None, offset: int = 0
 ) -> list[DeadLetter]:
-    query = select(DeadLetter).where(*where.where()).order_by(col(DeadLetter.failed_at).desc())
+    """The newest first; one page of `limit` from `offset` (a keyset would be faster deep down,
+    but an operator pages a few times, and the table is purged)."""
+    query = (
+        select(DeadLetter)
+        .where(*where.where())
+        .order_by(col(DeadLetter.failed_at).desc(), col(DeadLetter.job_id))
+        .offset(offset)
+    )
     if limit is not None:
         query = query.limit(limit)
     return list((await session.exec(query)).all())

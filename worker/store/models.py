@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlmodel import Field, SQLModel
 
-__all__ = ["DeadLetter", "ProcessedCommand", "Task", "User", "metadata", "table_of"]
+__all__ = ["DeadLetter", "OperatorAction", "ProcessedCommand", "Task", "User", "metadata", "table_of"]
 
 metadata = SQLModel.metadata
 metadata.naming_convention = {
@@ -139,3 +139,24 @@ class DeadLetter(SQLModel, table=True):
 
 
 sa.Index("ix_dead_letter_failed_at", table_of(DeadLetter).c.failed_at)
+
+
+class OperatorAction(SQLModel, table=True):
+    """One change an operator made to the queue or the dead letters (replay, discard, delete,
+    run-now, pause, resume), from the page or the command line: who, when, what."""
+
+    __tablename__ = "operator_action"
+
+    id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, sa.Identity(), primary_key=True))
+    at: datetime = Field(sa_column=_timestamptz(server_default=True))
+    who: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    """The page's signed-in user (`web:<user>`), or the OS user of a command line (`cli:<user>`)."""
+    action: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    queue: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    target: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    """The job id acted on (None for a pause or resume of the whole queue)."""
+    detail: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False, server_default=""))
+    """What came of it, in words ("replayed", "not replayed: …", "removed", …)."""
+
+
+sa.Index("ix_operator_action_at", table_of(OperatorAction).c.at)

@@ -13,10 +13,8 @@ from uuid import UUID
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
+from worker.store.bytes_search import BytesPosition
 from worker.store.models import DeadLetter, ProcessedCommand, Task, table_of
 
 __all__ = [
@@ -35,21 +33,6 @@ DEAD_LETTERS_NAMING_SHOWN: Final = 100
 _COMMANDS: Final = table_of(ProcessedCommand)
 _LETTERS: Final = table_of(DeadLetter)
 _TASKS: Final = table_of(Task)
-
-
-class _BytesPosition(FunctionElement[int]):
-    """PostgreSQL's `position(needle IN haystack)`, the one way it searches a bytea: Core has no
-    construct for it (`func.position(a, b)` renders a call PostgreSQL's grammar refuses)."""
-
-    name = "position"
-    type = sa.Integer()
-    inherit_cache = True
-
-
-@compiles(_BytesPosition)
-def _render_position(element: _BytesPosition, compiler: SQLCompiler, **kw: Any) -> str:
-    needle, haystack = element.clauses
-    return f"position({compiler.process(needle, **kw)} IN {compiler.process(haystack, **kw)})"
 
 
 async def _first(conn: AsyncConnection, query: sa.Select[Any]) -> sa.RowMapping | None:
@@ -126,7 +109,7 @@ async def dead_letters_naming(conn: AsyncConnection, task_id: UUID) -> Sequence[
     needle = sa.func.convert_to(str(task_id), sa.literal_column("'UTF8'"))
     query = (
         sa.select(d.job_id, d.function, d.reason, d.category, d.failed_at)
-        .where(_BytesPosition(needle, d.payload) > 0)
+        .where(BytesPosition(needle, d.payload) > 0)
         .order_by(d.failed_at)
         .limit(DEAD_LETTERS_NAMING_SHOWN)
     )

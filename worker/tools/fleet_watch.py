@@ -22,7 +22,7 @@ from worker.observe.health import queue_depth
 from worker.text import describe_error
 from worker.tools.claims import ClaimWatch, StrandedClaim
 from worker.tools.fleet import Heartbeats, read_heartbeats
-from worker.tools.history import take_sample
+from worker.tools.history import KEEP_S, take_sample
 
 __all__ = ["FleetWatch", "sample_now"]
 
@@ -33,6 +33,7 @@ async def sample_now(
     every_s: float,
     claims: list[StrandedClaim] | None = None,
     heartbeats: Heartbeats | None = None,
+    keep_s: float = KEEP_S,
 ) -> dict[str, Any] | None:
     """Take this period's history sample (unless another process did), with the queue's gauges."""
     if heartbeats is None:
@@ -45,13 +46,22 @@ async def sample_now(
         "workers": len(heartbeats.live),
         "claims_waiting": len(claims or []),
     }
-    return await take_sample(redis, queue, heartbeats.live, every_s=every_s, gauges=gauges)
+    return await take_sample(redis, queue, heartbeats.live, every_s=every_s, gauges=gauges, keep_s=keep_s)
 
 
 class FleetWatch:
     def __init__(
-        self, redis: Redis, queue: str, *, interval_s: float, sample_every_s: float, log: Any, gauge: Any = None
+        self,
+        redis: Redis,
+        queue: str,
+        *,
+        interval_s: float,
+        sample_every_s: float,
+        log: Any,
+        gauge: Any = None,
+        keep_s: float = KEEP_S,
     ) -> None:
+        self.keep_s = keep_s
         self.redis = redis
         self.queue = queue
         self.interval_s = interval_s
@@ -81,7 +91,7 @@ class FleetWatch:
                     claims = await self.claims.check(heartbeats)
                     slot = int(time.time() // self.sample_every_s)
                     if slot != last_sample_slot:
-                        await sample_now(self.redis, self.queue, self.sample_every_s, claims, heartbeats)
+                        await sample_now(self.redis, self.queue, self.sample_every_s, claims, heartbeats, self.keep_s)
                         last_sample_slot = slot
                 if self._failing:
                     self.log.info("fleet watch reading Redis again")

@@ -3,7 +3,9 @@
 Every `TASKLINE_HISTORY_SAMPLE_S` seconds (10 s by default) one process takes a *sample*: it reads
 the live workers' heartbeats (which already carry each worker's counters and latency histogram),
 subtracts the counters the previous sample saw (the *baseline*, kept in Redis), and adds the
-difference to `taskline:history:<queue>`, a sorted set scored by time, trimmed to three hours.
+difference to `taskline:history:<queue>`, a sorted set scored by time, trimmed to `TASKLINE_HISTORY_KEEP` (three
+hours by default). Each sample also counts the commands of each function, for the per-function
+rates. At one sample per 10 s a sample is about half a kilobyte: a day's history is about 4 MB.
 Who samples: the scheduler and the web process (each tries every period; `SET NX` on
 `taskline:history:<queue>:slot:<n>` lets one of them write each period). `taskline status`
 samples too when it runs, so the history also grows with only workers and a terminal.
@@ -33,6 +35,7 @@ __all__ = [
     "KEEP_S",
     "Counters",
     "Window",
+    "by_function",
     "counters_of",
     "read_history",
     "summarise",
@@ -40,7 +43,7 @@ __all__ = [
 ]
 
 KEEP_S: Final = 3 * 3600
-"""Samples older than this are trimmed."""
+"""Samples older than this are trimmed, unless TASKLINE_HISTORY_KEEP says otherwise."""
 
 
 @dataclass
@@ -53,6 +56,8 @@ class Counters:
     retried: float = 0.0
     latency: dict[str, float] = field(default_factory=dict)
     """Cumulative latency histogram bucket counts by upper bound (`le`), summed over functions."""
+    functions: dict[str, float] = field(default_factory=dict)
+    """Commands processed (applied or duplicates) by function."""
 
     def minus(self, before: Counters | None) -> Counters:
         """The counts since `before`; all of them when there is no `before` or the worker restarted."""
@@ -64,18 +69,23 @@ class Counters:
             dead_lettered=max(0.0, self.dead_lettered - before.dead_lettered),
             retried=max(0.0, self.retried - before.retried),
             latency={le: max(0.0, n - before.latency.get(le, 0.0)) for le, n in self.latency.items()},
+            functions={f: max(0.0, n - before.functions.get(f, 0.0)) for f, n in self.functions.items()},
         )
 
     def plus(self, other: Counters) -> Counters:
         latency = dict(self.latency)
         for le, n in other.latency.items():
             latency[le] = latency.get(le, 0.0) + n
+        functions = dict(self.functions)
+        for name, n in other.functions.items():
+            functions[name] = functions.get(name, 0.0) + n
         return Counters(
             self.applied + other.applied,
             self.duplicates + other.duplicates,
             self.dead_lettered + other.dead_lettered,
             self.retried + other.retried,
             latency,
+            functions,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -85,6 +95,7 @@ class Counters:
             "dead_lettered": self.dead_lettered,
             "retried": self.retried,
             "latency": self.latency,
+            "functions": self.functions,
         }
 
     @classmethod
@@ -95,6 +106,7 @@ class Counters:
             dead_lettered=float(data.get("dead_lettered", 0)),
             retried=float(data.get("retried", 0)),
             latency={str(le): float(n) for le, n in (data.get("latency") or {}).items()},
+            functions={str(f): float(n) for f, n in (data.get("functions") or {}).items()},
         )
 
 
@@ -104,6 +116,8 @@ def counters_of(document: dict[str, Any]) -> Counters:
     for family in document.get("metrics") or []:
         for name, labels, value in family.get("samples", []):
             if name == COMMANDS_PROCESSED.total:
+                function = str(labels.get("function", "?"))
+                counters.functions[function] = counters.functions.get(function, 0.0) + float(value)
                 if labels.get("outcome") == "duplicate":
                     counters.duplicates += float(value)
                 else:
@@ -125,6 +139,7 @@ async def take_sample(
     every_s: float,
     gauges: Mapping[str, float] | None = None,
     now: float | None = None,
+    keep_s: float = KEEP_S,
 ) -> dict[str, Any] | None:
     """Add this period's sample unless another process already did; returns it, or None.
 
@@ -145,13 +160,13 @@ async def take_sample(
         pipe.set(
             keys.history_baseline_key(queue),
             json.dumps({"t": now, "workers": {worker_id: c.as_dict() for worker_id, c in current.items()}}),
-            ex=KEEP_S,
+            ex=max(1, int(keep_s)),
         )
         previous_t = baseline.get("t")
-        if isinstance(previous_t, int | float) and 0 < now - previous_t <= KEEP_S:
+        if isinstance(previous_t, int | float) and 0 < now - previous_t <= keep_s:
             sample = {"t": round(now, 3), "dt": round(now - previous_t, 3), **total.as_dict(), **(gauges or {})}
             pipe.zadd(keys.history_key(queue), {json.dumps(sample): now})
-            pipe.zremrangebyscore(keys.history_key(queue), "-inf", f"({now - KEEP_S}")
+            pipe.zremrangebyscore(keys.history_key(queue), "-inf", f"({now - keep_s}")
         await pipe.execute()
     return sample
 
@@ -173,6 +188,8 @@ class Window:
     dead_lettered: float
     retried: float
     latency_quantiles: dict[str, float | None]
+    functions: dict[str, float] = field(default_factory=dict)
+    """Commands processed by function over the window."""
 
     @property
     def per_second(self) -> float | None:
@@ -187,6 +204,7 @@ class Window:
             "dead_lettered": self.dead_lettered,
             "retried": self.retried,
             "latency_s": self.latency_quantiles,
+            "by_function": by_function(self.functions, self.seconds),
         }
 
 
@@ -207,7 +225,17 @@ def summarise(samples: Iterable[dict[str, Any]]) -> Window:
         dead_lettered=total.dead_lettered,
         retried=total.retried,
         latency_quantiles={name: quantile(total.latency, q) for name, q in QUANTILES},
+        functions=total.functions,
     )
+
+
+def by_function(functions: Mapping[str, float], seconds: float) -> dict[str, dict[str, float | None]]:
+    """Per function: commands processed and commands per second over `seconds`, busiest first."""
+    ordered = sorted(functions.items(), key=lambda item: (-item[1], item[0]))
+    return {
+        name: {"commands": count, "per_s": None if seconds <= 0 else round(count / seconds, 3)}
+        for name, count in ordered
+    }
 
 
 def quantile(buckets: dict[str, float], q: float) -> float | None:

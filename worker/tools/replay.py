@@ -52,6 +52,7 @@ from worker.store.dead_letter_queries import (
 )
 from worker.store.engine import Sessions, make_engine, make_sessions
 from worker.store.models import DeadLetter
+from worker.store.operator_actions import record_actions
 
 __all__ = ["BATCH", "ReplayReport", "replay_dead_letters"]
 
@@ -83,9 +84,13 @@ def _unreplayable(letter: DeadLetter) -> str | None:
     return None
 
 
-async def replay_dead_letters(settings: Settings, where: DeadLetterFilter, *, dry_run: bool = False) -> ReplayReport:
+async def replay_dead_letters(
+    settings: Settings, where: DeadLetterFilter, *, dry_run: bool = False, who: str | None = None
+) -> ReplayReport:
     """Re-enqueue each matching dead letter under its job id and delete it (see the module's
-    docstring for why no dead letter can be lost). With `dry_run`, only say what would happen."""
+    docstring for why no dead letter can be lost). With `dry_run`, only say what would happen.
+    With `who`, each batch's replays and skips are recorded in `operator_action` in the batch's
+    own transaction (so the record says what was committed)."""
     engine = make_engine(settings)
     redis = make_tool_redis(settings.redis_url, _REDIS_TIMEOUT_S)
     report = ReplayReport(dry_run=dry_run)
@@ -99,7 +104,7 @@ async def replay_dead_letters(settings: Settings, where: DeadLetterFilter, *, dr
             if dry_run:
                 await _preview_batch(sessions, redis, batch, where, report)
             else:
-                await _replay_batch(sessions, redis, settings.queue, batch, where, report)
+                await _replay_batch(sessions, redis, settings.queue, batch, where, report, who)
     finally:
         await redis.aclose()
         await engine.dispose()
@@ -113,7 +118,9 @@ async def _replay_batch(
     batch: Sequence[str],
     where: DeadLetterFilter,
     report: ReplayReport,
+    who: str | None,
 ) -> None:
+    skipped_before = set(report.skipped)
     async with sessions() as session, session.begin():
         letters = await lock_dead_letters(session, batch, where)  # 1. locked until the commit
         by_queue: dict[str, list[DeadLetter]] = {}
@@ -146,6 +153,14 @@ async def _replay_batch(
                     report.skipped[letter.job_id] = "a job with this id is still in Redis (queued or running)"
         if queued:
             await delete_dead_letters(session, queued)  # 3. the rows locked in 1
+        if who is not None:
+            targets: list[tuple[str | None, str]] = [(job_id, "replayed") for job_id in queued]
+            targets += [
+                (job_id, f"not replayed: {why}")
+                for job_id, why in report.skipped.items()
+                if job_id not in skipped_before
+            ]
+            await record_actions(session, who=who, action="replay", queue=default_queue, targets=targets)
         # 4. the commit, on leaving the block; a worker waiting to re-write one of them goes on
     report.replayed += queued
 

@@ -23,7 +23,7 @@ from worker.text import describe_error
 from worker.tools.claims import stranded_claims
 from worker.tools.fleet import read_heartbeats, summary
 from worker.tools.fleet_watch import sample_now
-from worker.tools.history import counters_of, read_history, summarise
+from worker.tools.history import KEEP_S, counters_of, read_history, summarise
 from worker.tools.pause import read_pause
 from worker.tools.relays import outbox_status
 
@@ -79,6 +79,7 @@ async def collect_status(
     *,
     sample_every_s: float,
     now: datetime | None = None,
+    keep_s: float = KEEP_S,
 ) -> dict[str, Any]:
     """Everything `taskline status` shows, as one JSON-able dict. Takes this period's history
     sample when no other process has (so rates appear even without a scheduler or web process)."""
@@ -87,7 +88,7 @@ async def collect_status(
     ready, deferred = await queue_depth(redis, queue)
     pause = await read_pause(redis, queue)
     schedulers = await read_heartbeats(redis, keys.scheduler_queue(queue))
-    await sample_now(redis, queue, sample_every_s, claims, heartbeats)
+    await sample_now(redis, queue, sample_every_s, claims, heartbeats, keep_s)
     hour = await read_history(redis, queue, since_s=3600)
     newest = hour[-1]["t"] if hour else 0.0
     minute = [sample for sample in hour if sample["t"] > newest - 60]

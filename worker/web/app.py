@@ -29,8 +29,9 @@ from worker.config.settings import Settings
 from worker.logs import get_logger
 from worker.store.engine import make_sessions, make_tool_engine
 from worker.tools.fleet_watch import FleetWatch
-from worker.web import views
+from worker.web import operator_views, views
 from worker.web.auth import Access, SignInThrottle
+from worker.web.plots import KeptHistory
 from worker.web.state import WebState
 
 __all__ = ["NO_STORE", "SECURITY_HEADERS", "create_app"]
@@ -106,12 +107,14 @@ def create_app(settings: Settings, *, watch: bool = True) -> Starlette:
             access=Access(settings.web_user, password),
             sign_ins=SignInThrottle(),
             templates=_templates(),
+            kept_history=KeptHistory(settings.history_keep),
         )
         fleet_watch = FleetWatch(
             redis,
             settings.queue,
             interval_s=settings.heartbeat_interval,
             sample_every_s=settings.history_sample_s,
+            keep_s=settings.history_keep,
             log=log,
         )
         if watch:
@@ -127,11 +130,16 @@ def create_app(settings: Settings, *, watch: bool = True) -> Starlette:
         Route("/", views.overview),
         Route("/fragment/overview", views.overview_fragment),
         Route("/api/status", views.status_json),
-        Route("/queue", views.queue_page),
+        Route("/queue", operator_views.queue_view),
+        Route("/actions", operator_views.actions_page),
         Route("/dead-letters", views.dead_letters),
         Route("/dead-letters/{job_id:path}", views.dead_letter),
         Route("/actions/replay", views.replay, methods=["POST"]),
         Route("/actions/discard", views.discard, methods=["POST"]),
+        Route("/actions/delete", operator_views.delete_job, methods=["POST"]),
+        Route("/actions/run-now", operator_views.run_job_now, methods=["POST"]),
+        Route("/actions/pause", operator_views.pause, methods=["POST"]),
+        Route("/actions/resume", operator_views.resume, methods=["POST"]),
         Route("/trace", views.trace_page),
         Route("/login", views.login),
         Route("/healthz", views.healthz),

@@ -1,13 +1,14 @@
 """Who may change anything from the page: nobody, unless TASKLINE_WEB_PASSWORD is set.
 
-With a password, replay and discard need HTTP basic authentication (user TASKLINE_WEB_USER,
-default `admin`) and a CSRF token: browsers resend basic credentials on any request to the site,
-a form posted from another site included, so each form carries a token that only a page served
-to an authenticated user contains (an HMAC, under a key made at start-up, of the credentials),
-and a POST whose Origin names another host is refused as well. Who sent a POST is judged from its
-head (`check_sender`) before its body is read; the token is checked after. Failed sign-ins are
-limited per client address (`SignInThrottle`). Serve the page over HTTPS (a proxy in front)
-wherever the network is not trusted: basic credentials are not encrypted.
+With a password, the page's actions (replay, discard, delete, run now, pause, resume) need HTTP
+basic authentication (user TASKLINE_WEB_USER, default `admin`) and a CSRF token: browsers resend
+basic credentials on any request to the site, a form posted from another site included, so each
+form carries a token that only a page served to an authenticated user contains (an HMAC, under a
+key made at start-up, of the credentials), and a POST whose Origin names another host is refused as
+well. Who sent a POST is judged from its head (`check_sender`) before its body is read; the token
+is checked after. Failed sign-ins are limited per client address (`SignInThrottle`). Serve the page
+over HTTPS (a proxy in front) wherever the network is not trusted: basic credentials are not
+encrypted.
 """
 
 from __future__ import annotations
@@ -68,7 +69,11 @@ class Access:
         """Raise Refusal unless this POST may change something, judged from its head alone:
         called before the body is read."""
         if not self.enabled:
-            raise Refusal(403, "read-only: set TASKLINE_WEB_PASSWORD (and restart `taskline web`) to replay or discard")
+            raise Refusal(
+                403,
+                "read-only: set TASKLINE_WEB_PASSWORD (and restart `taskline web`)"
+                " to act on the queue and the dead letters",
+            )
         if not self.authenticated(request):
             raise Refusal(401, "sign in first (user TASKLINE_WEB_USER, password TASKLINE_WEB_PASSWORD)")
         origin = request.headers.get("origin")

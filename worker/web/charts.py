@@ -37,9 +37,17 @@ def _format(value: float, unit: str) -> str:
     return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
 
 
+def _ago(seconds: float) -> str:
+    return f"-{seconds / 3600:g} h" if seconds >= 7200 else f"-{seconds / 60:.0f} min"
+
+
 def line_chart(title: str, series: Sequence[Series], *, unit: str = "", span_s: float = 3600, now: float) -> str:
     """An SVG line chart of `series` over the last `span_s` seconds up to `now`."""
-    plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
+    widths = [24 + 6.5 * len(one.name) for one in series] if len(series) > 1 else []
+    second_row = 7.5 * len(title) + _LEFT + sum(widths) > WIDTH - _RIGHT
+    legend_y = 30 if second_row else 6
+    plot_top = _TOP + 16 if second_row else _TOP
+    plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - plot_top - _BOTTOM
     start = now - span_s
     values = [v for s in series for t, v in s.points if v is not None and t >= start]
     top = max(values) if values else 0.0
@@ -49,7 +57,7 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str = "", span_s: 
         return _LEFT + plot_w * min(1.0, max(0.0, (t - start) / span_s))
 
     def y(v: float) -> float:
-        return _TOP + plot_h * (1 - v / top)
+        return plot_top + plot_h * (1 - v / top)
 
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img"'
@@ -66,7 +74,7 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str = "", span_s: 
             f'<text x="{_LEFT - 6}" y="{y(level) + 4:.1f}" font-size="11" text-anchor="end"'
             f' fill="#6b7280">{escape(_format(level, unit))}</text>'
         )
-    for offset, label in ((span_s, f"-{span_s / 60:.0f} min"), (span_s / 2, f"-{span_s / 120:.0f} min"), (0, "now")):
+    for offset, label in ((span_s, _ago(span_s)), (span_s / 2, _ago(span_s / 2)), (0, "now")):
         parts.append(
             f'<text x="{x(now - offset):.1f}" y="{HEIGHT - 8}" font-size="11" text-anchor="middle"'
             f' fill="#6b7280">{escape(label)}</text>'
@@ -81,12 +89,16 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str = "", span_s: 
                 path = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in run)
                 parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.8"/>')
         if len(series) > 1:
-            legend_x = WIDTH - _RIGHT - 110 * (len(series) - index)
-            parts.append(f'<rect x="{legend_x}" y="6" width="10" height="10" fill="{colour}"/>')
-            parts.append(f'<text x="{legend_x + 14}" y="15" font-size="11" fill="#374151">{escape(one.name)}</text>')
+            # right-aligned after the title, or on a row of their own below it when they do not fit
+            legend_x = WIDTH - _RIGHT - sum(widths[index:])
+            parts.append(f'<rect x="{legend_x:.1f}" y="{legend_y}" width="10" height="10" fill="{colour}"/>')
+            name = escape(one.name)
+            parts.append(
+                f'<text x="{legend_x + 14:.1f}" y="{legend_y + 9}" font-size="11" fill="#374151">{name}</text>'
+            )
     if not values:
         parts.append(
-            f'<text x="{_LEFT + plot_w / 2}" y="{_TOP + plot_h / 2}" font-size="12" text-anchor="middle"'
+            f'<text x="{_LEFT + plot_w / 2}" y="{plot_top + plot_h / 2}" font-size="12" text-anchor="middle"'
             ' fill="#9ca3af">no samples yet</text>'
         )
     parts.append("</svg>")

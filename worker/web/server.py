@@ -49,7 +49,9 @@ def run_web(settings: Settings, *, host: str | None = None, port: int | None = N
         queue=settings.queue,
         redis=redact_url(settings.redis_url),
         database=redact_url(settings.database_url),
-        changes="replay and discard behind a password" if settings.web_password else "read-only",
+        changes="replay, discard, delete, run now, pause and resume behind a password"
+        if settings.web_password
+        else "read-only",
     )
     if open_to_network:
         get_logger("taskline.web").warning(

@@ -12,6 +12,7 @@ from starlette.templating import Jinja2Templates
 from worker.config.settings import Settings
 from worker.store.engine import Sessions
 from worker.web.auth import Access, SignInThrottle
+from worker.web.plots import KeptHistory
 
 __all__ = ["WebState"]
 
@@ -25,5 +26,6 @@ class WebState:
     access: Access
     sign_ins: SignInThrottle
     templates: Jinja2Templates
+    kept_history: KeptHistory
     status_cache: tuple[float, dict[str, Any]] | None = None
     """The last status reading and when (monotonic) it was taken."""

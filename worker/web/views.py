@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import math
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
 from worker.store.dead_letter_queries import DeadLetterFilter, delete_dead_letters, find_dead_letters
+from worker.store.operator_actions import record_actions
 from worker.text import payload_text
+from worker.tools.queue_actions import paused_by
 from worker.tools.status import collect_status
 from worker.tools.trace import trace
 from worker.web.auth import Refusal
-from worker.web.charts import Series, line_chart
+from worker.web.plots import charts, function_rates
 from worker.web.state import WebState
 
 __all__ = [
@@ -24,11 +25,14 @@ __all__ = [
     "dead_letters",
     "discard",
     "favicon",
+    "guarded_job_id",
     "healthz",
     "login",
+    "operator",
     "overview",
     "overview_fragment",
-    "queue_page",
+    "refused",
+    "render",
     "replay",
     "status_json",
     "trace_page",
@@ -36,12 +40,13 @@ __all__ = [
 
 _STATUS_FRESH_S = 1.0
 """Browsers refresh every 2 s; one reading serves every request within this long."""
-_LIST_LIMIT = 200
 FORM_LIMIT_BYTES: Final = 4096
 """The most a POST body may hold: the page's forms send a CSRF token and a job id."""
 _FORM_FIELDS: Final = 20
 MAX_HOURS: Final = 24 * 366 * 10
 """The longest look back the dead letters' `hours=` filter takes (ten years)."""
+_PAGE = 50
+"""Dead letters per page."""
 
 
 def _state(request: Request) -> WebState:
@@ -49,7 +54,7 @@ def _state(request: Request) -> WebState:
     return web
 
 
-def _render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
+async def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
     web = _state(request)
     authenticated = web.access.authenticated(request)
     base = {
@@ -59,6 +64,7 @@ def _render(request: Request, name: str, context: dict[str, Any], status_code: i
         "csrf": web.access.csrf_token() if authenticated else "",
         "user": web.access.user,
         "message": request.query_params.get("message", ""),
+        "paused": await paused_by(web.redis, web.settings.queue),
     }
     return web.templates.TemplateResponse(request, name, {**base, **context}, status_code=status_code)
 
@@ -68,31 +74,15 @@ async def _status(request: Request) -> dict[str, Any]:
     cached = web.status_cache
     if cached is not None and time.monotonic() - cached[0] < _STATUS_FRESH_S:
         return dict(cached[1])
-    data = await collect_status(web.redis, web.engine, web.settings.queue, sample_every_s=web.settings.history_sample_s)
+    data = await collect_status(
+        web.redis,
+        web.engine,
+        web.settings.queue,
+        sample_every_s=web.settings.history_sample_s,
+        keep_s=web.settings.history_keep,
+    )
     web.status_cache = (time.monotonic(), data)
     return data
-
-
-def _span_s(history: list[dict[str, Any]], now: float) -> float:
-    """The plots' time span: the history there is, in whole 10 minutes, from 10 minutes to an hour."""
-    oldest = min((h["t"] for h in history), default=now)
-    return float(min(3600, max(600, math.ceil((now - oldest) / 600) * 600)))
-
-
-def _charts(data: dict[str, Any]) -> list[str]:
-    now = time.time()
-    history = data["history"]
-    span = _span_s(history, now)
-    last = f"last {span / 60:.0f} min" if span < 3600 else "last hour"
-    rate = Series("commands/s", [(h["t"], h["per_s"]) for h in history])
-    latency = Series("p95", [(h["t"], h["p95"]) for h in history])
-    ready = Series("ready", [(h["t"], h["ready"]) for h in history])
-    deferred = Series("deferred", [(h["t"], h["deferred"]) for h in history])
-    return [
-        line_chart(f"Commands per second, {last}", [rate], span_s=span, now=now),
-        line_chart(f"Latency p95 (issued → committed), {last}", [latency], unit="s", span_s=span, now=now),
-        line_chart(f"Queue depth, {last}", [ready, deferred], span_s=span, now=now),
-    ]
 
 
 def _totals(data: dict[str, Any]) -> dict[str, Any]:
@@ -104,14 +94,25 @@ def _totals(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def overview(request: Request) -> Response:
+async def _overview_context(request: Request) -> dict[str, Any]:
+    web = _state(request)
     data = await _status(request)
-    return _render(request, "overview.html", {"data": data, "charts": _charts(data), "totals": _totals(data)})
+    samples = await web.kept_history.refresh(web.redis, web.settings.queue)
+    return {
+        "data": data,
+        "charts": charts(samples, web.settings.history_keep),
+        "totals": _totals(data),
+        "function_rates": function_rates(samples),
+        "keep": web.settings.history_keep,
+    }
+
+
+async def overview(request: Request) -> Response:
+    return await render(request, "overview.html", await _overview_context(request))
 
 
 async def overview_fragment(request: Request) -> Response:
-    data = await _status(request)
-    return _render(request, "_live.html", {"data": data, "charts": _charts(data), "totals": _totals(data)})
+    return await render(request, "_live.html", await _overview_context(request))
 
 
 async def status_json(request: Request) -> Response:
@@ -119,12 +120,19 @@ async def status_json(request: Request) -> Response:
 
 
 def _filter(request: Request) -> tuple[DeadLetterFilter, dict[str, str]]:
-    params = {name: request.query_params.get(name, "").strip() for name in ("function", "reason", "hours")}
+    names = ("function", "reason", "hours", "user", "task")
+    params = {name: request.query_params.get(name, "").strip() for name in names}
     newer = None
     if params["hours"]:
         newer = datetime.now(UTC) - timedelta(hours=_hours(params["hours"]))
+    user = int(params["user"]) if params["user"].isdigit() else None
+    params["user"] = "" if user is None else params["user"]
     where = DeadLetterFilter(
-        function=params["function"] or None, reason_contains=params["reason"] or None, newer_than=newer
+        function=params["function"] or None,
+        reason_contains=params["reason"] or None,
+        newer_than=newer,
+        user_id=user,
+        task_id=params["task"] or None,
     )
     return where, params
 
@@ -148,10 +156,18 @@ async def dead_letters(request: Request) -> Response:
     try:
         where, params = _filter(request)
     except BadFilter as bad:
-        return _render(request, "message.html", {"title": "Bad filter", "text": str(bad)}, 400)
+        return await render(request, "message.html", {"title": "Bad filter", "text": str(bad)}, 400)
+    offset = request.query_params.get("offset", "0")
+    start = int(offset) if offset.isdigit() else 0
     async with _state(request).sessions() as session:
-        letters = await find_dead_letters(session, where, limit=_LIST_LIMIT)
-    return _render(request, "dead_letters.html", {"letters": letters, "params": params, "limit": _LIST_LIMIT})
+        letters = await find_dead_letters(session, where, limit=_PAGE + 1, offset=start)
+    query = {name: value for name, value in params.items() if value}
+    pages = {
+        "older": f"/dead-letters?{urlencode({**query, 'offset': start + _PAGE})}" if len(letters) > _PAGE else None,
+        "newer": f"/dead-letters?{urlencode({**query, 'offset': max(0, start - _PAGE)})}" if start else None,
+    }
+    context = {"letters": letters[:_PAGE], "params": params, "offset": start, "pages": pages}
+    return await render(request, "dead_letters.html", context)
 
 
 async def dead_letter(request: Request) -> Response:
@@ -159,10 +175,10 @@ async def dead_letter(request: Request) -> Response:
     async with _state(request).sessions() as session:
         letters = await find_dead_letters(session, DeadLetterFilter(job_ids=[job_id]))
     if not letters:
-        return _render(request, "message.html", {"title": "Not found", "text": f"No dead letter {job_id}."}, 404)
+        return await render(request, "message.html", {"title": "Not found", "text": f"No dead letter {job_id}."}, 404)
     letter = letters[0]
     payload = payload_text(letter.payload)
-    return _render(request, "dead_letter.html", {"letter": letter, "payload": payload})
+    return await render(request, "dead_letter.html", {"letter": letter, "payload": payload})
 
 
 async def _small_form(request: Request, limit: int = FORM_LIMIT_BYTES) -> dict[str, str]:
@@ -180,9 +196,9 @@ async def _small_form(request: Request, limit: int = FORM_LIMIT_BYTES) -> dict[s
     return dict(pairs)
 
 
-async def _guarded(request: Request) -> str | Response:
-    """The job id of a permitted change, or the refusal's page. Who sent it is checked before
-    the body is read; the body is read only up to FORM_LIMIT_BYTES."""
+async def refused(request: Request) -> tuple[Any, Response | None]:
+    """The form of a permitted change and None, or None and the refusal's page. Who sent it is
+    checked before the body is read; the body is read only up to FORM_LIMIT_BYTES."""
     access = _state(request).access
     try:
         access.check_sender(request)
@@ -192,24 +208,37 @@ async def _guarded(request: Request) -> str | Response:
             raise Refusal(413, "refused: too many form fields") from None
         access.check_token(form.get("csrf"))
     except Refusal as refusal:
-        headers = {"www-authenticate": 'Basic realm="taskline", charset="UTF-8"'} if refusal.status == 401 else None
-        response = _render(request, "message.html", {"title": "Not allowed", "text": str(refusal)}, refusal.status)
-        if headers:
-            response.headers.update(headers)
-        return response
+        response = await render(request, "message.html", {"title": "Not allowed", "text": str(refusal)}, refusal.status)
+        if refusal.status == 401:
+            response.headers["www-authenticate"] = 'Basic realm="taskline", charset="UTF-8"'
+        return None, response
+    return form, None
+
+
+async def guarded_job_id(request: Request) -> str | Response:
+    """The job id of a permitted change, or the refusal's page."""
+    form, refusal = await refused(request)
+    if refusal is not None:
+        return refusal
     job_id = form.get("job_id")
     if not isinstance(job_id, str) or not job_id:
-        return _render(request, "message.html", {"title": "Nothing to do", "text": "No job id was given."}, 400)
+        return await render(request, "message.html", {"title": "Nothing to do", "text": "No job id was given."}, 400)
     return job_id
+
+
+def operator(request: Request) -> str:
+    """Who the audit record names: the page's signed-in user."""
+    return f"web:{_state(request).access.user}"
 
 
 async def replay(request: Request) -> Response:
     from worker.tools.replay import replay_dead_letters
 
-    job_id = await _guarded(request)
+    job_id = await guarded_job_id(request)
     if isinstance(job_id, Response):
         return job_id
-    report = await replay_dead_letters(_state(request).settings, DeadLetterFilter(job_ids=[job_id]))
+    web = _state(request)
+    report = await replay_dead_letters(web.settings, DeadLetterFilter(job_ids=[job_id]), who=operator(request))
     if job_id in report.replayed:
         message = f"replayed {job_id}: it is back in the queue under the same job id"
     else:
@@ -218,21 +247,17 @@ async def replay(request: Request) -> Response:
 
 
 async def discard(request: Request) -> Response:
-    job_id = await _guarded(request)
+    job_id = await guarded_job_id(request)
     if isinstance(job_id, Response):
         return job_id
-    async with _state(request).sessions() as session, session.begin():
-        count = await delete_dead_letters(session, [job_id])
-    message = f"discarded {job_id}" if count else f"no dead letter {job_id} to discard"
-    return RedirectResponse(f"/dead-letters?message={quote(message)}", status_code=303)
-
-
-async def queue_page(request: Request) -> Response:
-    from worker.tools.queue_view import SHOWN, queue_jobs
-
     web = _state(request)
-    jobs = await queue_jobs(web.redis, web.settings.queue)
-    return _render(request, "queue.html", {"jobs": jobs, "shown": SHOWN})
+    async with web.sessions() as session, session.begin():
+        count = await delete_dead_letters(session, [job_id])
+        message = f"discarded {job_id}" if count else f"no dead letter {job_id} to discard"
+        await record_actions(
+            session, who=operator(request), action="discard", queue=web.settings.queue, targets=[(job_id, message)]
+        )
+    return RedirectResponse(f"/dead-letters?message={quote(message)}", status_code=303)
 
 
 async def trace_page(request: Request) -> Response:
@@ -242,7 +267,7 @@ async def trace_page(request: Request) -> Response:
         web = _state(request)
         async with web.engine.connect() as conn:
             story = await trace(conn, web.redis, web.settings.queue, ident)
-    return _render(request, "trace.html", {"ident": ident, "story": story})
+    return await render(request, "trace.html", {"ident": ident, "story": story})
 
 
 async def login(request: Request) -> Response:
@@ -251,11 +276,14 @@ async def login(request: Request) -> Response:
     if not target.startswith("/") or target.startswith("//"):
         target = "/"
     if not web.access.enabled:
-        text = "This page is read-only: set TASKLINE_WEB_PASSWORD (and restart `taskline web`) to replay or discard."
-        return _render(request, "message.html", {"title": "Read-only", "text": text}, 403)
+        text = (
+            "This page is read-only: set TASKLINE_WEB_PASSWORD (and restart `taskline web`)"
+            " to act on the queue and the dead letters."
+        )
+        return await render(request, "message.html", {"title": "Read-only", "text": text}, 403)
     if web.access.authenticated(request):
         return RedirectResponse(target, status_code=303)
-    response = _render(
+    response = await render(
         request, "message.html", {"title": "Sign in", "text": "Sign in with TASKLINE_WEB_USER and its password."}, 401
     )
     response.headers["www-authenticate"] = 'Basic realm="taskline", charset="UTF-8"'
