@@ -35,14 +35,14 @@ def binds(clause: sa.TextClause) -> set[str]:
 
 def test_record_commands_claims_commands_in_id_order_and_counts_redeliveries() -> None:
     """RECORD_COMMANDS inserts one processed_command row per element of the parallel arrays, in
-    command id order, stamped with now(), the worker, the transaction, the command's
-    fingerprint and the key that signed it; a command already there with the same fingerprint (or none) counts one more
-    duplicate, one with another fingerprint is left alone (and not returned); every row recorded
-    comes back with its duplicates."""
+    command id order, stamped with now(), the worker, the transaction, the command's fingerprint
+    and the key that signed it; a command already there with the same fingerprint (or none)
+    counts one more duplicate, one with another fingerprint is left alone (and not returned);
+    every row recorded comes back with its duplicates."""
     sql = flat(statements.RECORD_COMMANDS)
     assert sql == (
         "INSERT INTO processed_command (command_id, function, task_id, issued_at, processed_at, worker_id,"
-        " transaction_id, fingerprint) SELECT c.command_id, c.function, c.task_id, c.issued_at, now() AS now_1,"
+        " transaction_id, fingerprint, signed_by) SELECT c.command_id, c.function, c.task_id, c.issued_at, now() AS now_1,"
         " CAST(:worker_id AS TEXT) AS anon_1, CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT) AS"
         " pg_current_xact_id_1, c.fingerprint, c.signed_by"
         " FROM unnest(CAST(:command_ids AS UUID[]), CAST(:functions AS TEXT[]), CAST(:task_ids AS UUID[]),"
