@@ -42,7 +42,8 @@ def test_record_commands_claims_commands_in_id_order_and_counts_redeliveries() -
     sql = flat(statements.RECORD_COMMANDS)
     assert sql == (
         "INSERT INTO processed_command (command_id, function, task_id, issued_at, processed_at, worker_id,"
-        " transaction_id, fingerprint, signed_by) SELECT c.command_id, c.function, c.task_id, c.issued_at, now() AS now_1,"
+        " transaction_id, fingerprint, signed_by) SELECT c.command_id, c.function, c.task_id, c.issued_at,"
+        " now() AS now_1,"
         " CAST(:worker_id AS TEXT) AS anon_1, CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT) AS"
         " pg_current_xact_id_1, c.fingerprint, c.signed_by"
         " FROM unnest(CAST(:command_ids AS UUID[]), CAST(:functions AS TEXT[]), CAST(:task_ids AS UUID[]),"

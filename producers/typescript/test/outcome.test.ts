@@ -37,6 +37,7 @@ describe("a final outcome", () => {
       reason: null,
       at: "2026-11-29T10:00:00.000000Z",
       nextTryAt: null,
+      enqueuedAtMs: null,
       timedOut: false,
     });
     assert.equal(redis.duplicates.length, 0);
