@@ -86,19 +86,7 @@ def _single_statements() -> tuple[TextClause, TextClause]:
         command_id,
     ).where(exists().where(users.c.id == user_id))
     t = tasks.c
-    columns = [
-        t.id,
-        t.user_id,
-        t.title,
-        t.description,
-        t.completed,
-        t.created_at,
-        t.updated_at,
-        t.title_issued_at,
-        t.title_command_id,
-        t.description_issued_at,
-        t.description_command_id,
-    ]
+    columns = statements.new_task_columns()
     create = insert(tasks).from_select(columns, row).on_conflict_do_nothing(index_elements=[t.id]).returning(t.id)
     return compiled_text(record), compiled_text(create)
 

@@ -60,11 +60,31 @@ __all__ = [
     "RECORD_AND_INSERT_TASKS",
     "RECORD_COMMANDS",
     "UPDATE_TASKS",
+    "new_task_columns",
     "record_arrays",
     "task_arrays",
 ]
 
 _TASK: Final = table_of(Task)
+
+
+def new_task_columns() -> list[Any]:
+    """The task columns a create fills, in the order its SELECT gives them (the worker's statements
+    and the benchmark's floor both insert in this order)."""
+    t = _TASK.c
+    return [
+        t.id,
+        t.user_id,
+        t.title,
+        t.description,
+        t.completed,
+        t.created_at,
+        t.updated_at,
+        t.title_issued_at,
+        t.title_command_id,
+        t.description_issued_at,
+        t.description_command_id,
+    ]
 _PROCESSED: Final = table_of(ProcessedCommand)
 _USER: Final = table_of(User)
 
@@ -164,20 +184,8 @@ def _insert_tasks(prefix: str = "", fresh: CTE | None = None) -> ReturningInsert
         .where(*where)
         .order_by(c.c.id)
     )
+    columns = new_task_columns()
     t = _TASK.c
-    columns = [
-        t.id,
-        t.user_id,
-        t.title,
-        t.description,
-        t.completed,
-        t.created_at,
-        t.updated_at,
-        t.title_issued_at,
-        t.title_command_id,
-        t.description_issued_at,
-        t.description_command_id,
-    ]
     return insert(_TASK).from_select(columns, rows).on_conflict_do_nothing(index_elements=[t.id]).returning(t.id)
 
 
