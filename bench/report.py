@@ -42,10 +42,7 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         "7 taskline K=1 outcomes on #2",
         "7 taskline bulk K=1 outcomes off",
         "7 taskline bulk K=1 outcomes on",
-        "8 taskline K=1 signing off #1",
-        "8 taskline K=1 signing on #1",
-        "8 taskline K=1 signing on #2",
-        "8 taskline K=1 signing off #2",
+        *(key for key in s if key.startswith("8 taskline K=1 signing ")),
     ):
         if key not in s:
             continue
@@ -193,24 +190,39 @@ def notes(results: dict[str, Any]) -> list[str]:
             )
     cost = s.get("8 signing cost")
     if cost:
-        share = cost.get("sign_and_verify_pct_of_drain")
-        out.append(
-            f"signing: {cost['sign_us']:.1f} µs per command to sign (producer: {cost['producer_us_unsigned']:.1f}"
-            f" -> {cost['producer_us_signed']:.1f} µs), {cost['verify_us']:.1f} µs to verify (worker decoder:"
-            f" {cost['worker_decode_us_unsigned']:.1f} -> {cost['worker_decode_us_verified']:.1f} µs)"
-            + (
-                f"; together {share:.2f} % of one command's time at the unsigned K=1 drain rate"
-                f" ({cost['unsigned_drain_us_per_command']:.0f} µs)"
-                if share is not None
-                else ""
-            )
-        )
+        out.extend(signing_notes(cost))
     if "latency_rate" in results:
         out.append(
             f"steady-rate scenario offered {results['latency_rate']:.0f} commands/s "
             "(half the K=1 drain rate, capped at 1,000/s)"
         )
     return out
+
+
+def signing_notes(cost: dict[str, Any]) -> list[str]:
+    """Scenario 8's lines: the direct CPU cost of signing and verifying, and the drains' median ratio."""
+    lines = [
+        f"signing: {cost['sign_us']:.1f} µs of CPU per command to sign (producer: {cost['producer_us_unsigned']:.1f}"
+        f" -> {cost['producer_us_signed']:.1f} µs), {cost['verify_us']:.1f} µs to verify (worker decoder:"
+        f" {cost['worker_decode_us_unsigned']:.1f} -> {cost['worker_decode_us_verified']:.1f} µs), best of"
+        f" {cost['rounds']} interleaved rounds of {cost['commands']} jobs"
+    ]
+    if cost.get("rounds_measured"):
+        ratios = ", ".join(f"{ratio:.3f}" for ratio in cost["rate_ratios"])
+        lines.append(
+            f"signing: together {cost['sign_and_verify_pct_of_worker_cpu']:.2f} % of the worker's CPU per command"
+            f" in the unsigned drains ({cost['median_unsigned_worker_cpu_us']:.0f} µs; verifying alone"
+            f" {cost['verify_pct_of_worker_cpu']:.2f} %) and {cost['sign_and_verify_pct_of_drain']:.2f} % of one"
+            f" command's time at the unsigned K=1 drain rate ({cost['unsigned_drain_us_per_command']:.0f} µs)"
+        )
+        lines.append(
+            f"signing: signed/unsigned drain rate, median of {cost['rounds_measured']} alternated rounds"
+            f" {cost['median_rate_ratio']:.3f} (rounds: {ratios}; medians {cost['median_signed_per_s']:.0f} and"
+            f" {cost['median_unsigned_per_s']:.0f} /s); worker CPU per command"
+            f" {cost['median_signed_worker_cpu_us']:.0f} µs signed,"
+            f" {cost['median_unsigned_worker_cpu_us']:.0f} µs unsigned"
+        )
+    return lines
 
 
 def print_report(results: dict[str, Any], out: Path, profile_seconds: float) -> None:

@@ -42,6 +42,7 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         profile_seconds=args.profile_seconds,
         profile_dir=Path(args.out).parent,
         diagnose_commands=2000 if not args.quick else 1000,
+        signing_rounds=args.signing_rounds,
     )
 
 
@@ -83,6 +84,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--diagnose", action="store_true", help="also count Redis commands (MONITOR) and syscalls (strace) per command"
+    )
+    parser.add_argument(
+        "--signing-rounds", type=int, default=3, help="signing scenario: rounds of one unsigned and one signed drain"
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the worker logs (temporary directory)")
     parser.add_argument("--note", help="free text stored in the JSON (e.g. which commit a copied tree is)")

@@ -41,6 +41,8 @@ class Sizes:
     profile_dir: Path = ROOT / "bench" / "results"
     """Where `--profile` writes py-spy's raw files."""
     diagnose_commands: int = 2000
+    signing_rounds: int = 3
+    """Scenario 8: rounds of one unsigned and one signed drain each."""
 
 
 class Suite:

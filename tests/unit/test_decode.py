@@ -98,14 +98,14 @@ def test_a_valid_job_keeps_the_absent_fields_of_update_task_unset() -> None:
 def test_an_oversized_job_is_rejected_before_parsing_with_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
     """A command job above max_payload_bytes is dead-lettered unread, with a reason naming its size."""
     parsed: list[bytes] = []
-    real = envelope_module._JOB
+    real = envelope_module.JOB_SCHEMA
 
     class Spy:
         def validate_json(self, raw: bytes) -> Any:
             parsed.append(raw)
             return real.validate_json(raw)
 
-    monkeypatch.setattr(envelope_module, "_JOB", Spy())
+    monkeypatch.setattr(envelope_module, "JOB_SCHEMA", Spy())
     raw = padded(job("create_task", command(title="t", description="x" * 900)), MAX_PAYLOAD + 1)
     reason = rejected(raw)
     assert len(raw) > MAX_PAYLOAD
@@ -294,7 +294,7 @@ def test_an_unexpected_error_while_decoding_is_rejected_not_raised(monkeypatch: 
         def validate_json(self, raw: bytes) -> Any:
             raise RuntimeError("parser exploded")
 
-    monkeypatch.setattr(envelope_module, "_JOB", Broken())
+    monkeypatch.setattr(envelope_module, "JOB_SCHEMA", Broken())
     result = rejected(job("complete_task", command()))
     assert result.reason == "could not decode the job: RuntimeError: parser exploded"
 

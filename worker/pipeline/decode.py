@@ -6,6 +6,9 @@ function with a `Delivery`; anything else (oversized, not JSON, a pickle, a malf
 an unknown function, an invalid command) becomes a call of the internal `REJECT_JOB` function
 with a `Rejected`, which dead-letters it. arq itself would log and drop such jobs silently.
 
+What it hands on is in `worker.pipeline.deliveries`; the JSON shapes it validates against are in
+`worker.pipeline.job_schemas`.
+
 A signed job (contract version 3) is verified first, before its command is parsed
 (`worker.pipeline.signatures`): a refused signature makes it a `Rejected` naming the key id, and
 after validation each command is checked against its key's scope. The key that signed a job
@@ -21,158 +24,24 @@ has the settings (`worker.pipeline.jobs`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
-from typing import Annotated, Any, Final, Literal, Union
+from dataclasses import replace
+from typing import Any, Final
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
-from taskline_producer.contract import (
-    BULK_JOB,
-    COMMAND_JOBS,
-    COMMAND_MODELS,
-    DEFAULT_MAX_BULK_COMMANDS,
-    Command,
-    CompleteTask,
-    CreateTask,
-    UpdateTask,
-)
+from pydantic import ValidationError
+from taskline_producer.contract import BULK_JOB, COMMAND_JOBS, COMMAND_MODELS, Command
 from taskline_producer.wire import envelope, epoch_ms, wire_argument
 
-from worker.pipeline.job_options import NO_OPTIONS, JobOptions, job_options_of, outcome_asked_by, too_new_in
+from worker.pipeline.deliveries import REJECT_JOB, BulkDelivery, Delivery, Rejected, rejection
+from worker.pipeline.job_options import JobOptions, job_options_of, outcome_asked_by, too_new_in
+from worker.pipeline.job_schemas import JOB_SCHEMA, LAX_BULK_SCHEMA, BulkItem, BulkJob
 from worker.pipeline.signatures import Refusal, Signer, Verifier
 from worker.pipeline.validation_errors import describe_errors
 from worker.text import json_object
 
 __all__ = ["BULK_PREFIX", "REJECT_JOB", "BulkDelivery", "Decoder", "Delivery", "Rejected"]
 
-REJECT_JOB: Final = "taskline_reject"
-"""Internal job function that dead-letters what the decoder refused. Naming it in a job does
-nothing more than that: the decoder routes only the command functions to real work."""
-
-MAX_START_TRY: Final = 10_000
-"""`t`, the try a job starts at, is at most this (a dead letter records its tries in an int column)."""
-MAX_ENQUEUE_TIME_MS: Final = 253_402_300_799_999
-"""`et`, the enqueue time in epoch ms, is at most the last millisecond of year 9999."""
-
 BULK_PREFIX: Final = b'{"f":"' + BULK_JOB.encode() + b'"'
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Delivery:
-    """A job that follows the contract: one validated command, the bytes it came in and its options."""
-
-    raw: bytes
-    command: Command
-    options: JobOptions = NO_OPTIONS
-    signed_by: str | None = None
-    """The id of the key that signed the job (verified), None when unsigned."""
-
-    def __repr__(self) -> str:  # arq formats job arguments for its logs: never the payload
-        return f"<{self.command.function} {self.command.command_id}>"
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Rejected:
-    """A job, or one item of a bulk job, that breaks the contract, and why."""
-
-    raw: bytes
-    function: str | None
-    reason: str
-    command_id: str | None = None
-    outcome_ttl: int | None = None
-    """Set when a refused single-command job asked for outcomes (valid `k`, a UUID command_id):
-    its dead letter is then recorded as its outcome, reason included."""
-    signed_by: str | None = None
-    """The key id the job was signed with, or claims to be (a refused signature, an out-of-scope command)."""
-
-    def __repr__(self) -> str:
-        return f"<rejected {len(self.raw)} bytes>"
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class BulkDelivery:
-    """An apply_commands job: its valid commands and its rejected items, each with its index."""
-
-    raw: bytes
-    commands: list[tuple[int, Command]]
-    rejected: list[tuple[int, Rejected]]
-    options: JobOptions = NO_OPTIONS
-    signed_by: str | None = None
-
-    def __repr__(self) -> str:
-        return f"<apply_commands {len(self.commands) + len(self.rejected)} commands>"
-
-
-class _Envelope(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    k: dict[str, Any]  # the job options: read by job_options_of
-    t: Annotated[int, Field(ge=1, le=MAX_START_TRY)] | None
-    et: Annotated[int, Field(ge=0, le=MAX_ENQUEUE_TIME_MS)]
-
-
-class _CreateJob(_Envelope):
-    f: Literal["create_task"]
-    a: tuple[CreateTask]
-
-
-class _UpdateJob(_Envelope):
-    f: Literal["update_task"]
-    a: tuple[UpdateTask]
-
-
-class _CompleteJob(_Envelope):
-    f: Literal["complete_task"]
-    a: tuple[CompleteTask]
-
-
-class _LaxBulkJob(_Envelope):
-    """An apply_commands envelope whose items are checked one by one (when one is invalid)."""
-
-    f: Literal["apply_commands"]
-    a: tuple[Annotated[list[Any], Field(min_length=1, max_length=DEFAULT_MAX_BULK_COMMANDS)]]
-
-
-class _BulkItem(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    function: Literal["create_task", "update_task", "complete_task"]
-    command: dict[str, Any]
-
-
-class _CreateItem(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    function: Literal["create_task"]
-    command: CreateTask
-
-
-class _UpdateItem(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    function: Literal["update_task"]
-    command: UpdateTask
-
-
-class _CompleteItem(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    function: Literal["complete_task"]
-    command: CompleteTask
-
-
-_Item = Annotated[_CreateItem | _UpdateItem | _CompleteItem, Field(discriminator="function")]
-
-
-class _BulkJob(_Envelope):
-    """An apply_commands envelope whose items are all valid: validated in one pass."""
-
-    f: Literal["apply_commands"]
-    a: tuple[Annotated[list[_Item], Field(min_length=1, max_length=DEFAULT_MAX_BULK_COMMANDS)]]
-
-
-_LAX_BULK_JOB: Final = TypeAdapter(_LaxBulkJob)
-
-_JOB: Final = TypeAdapter[Union[_CreateJob, _UpdateJob, _CompleteJob, _BulkJob]](
-    Annotated[_CreateJob | _UpdateJob | _CompleteJob | _BulkJob, Field(discriminator="f")]
-)
 
 
 def _function_of(raw: bytes) -> str | None:
@@ -203,39 +72,39 @@ class Decoder:
         try:
             return self._decode(raw)
         except Exception as exc:  # the decoder must never fail: arq would drop the job silently
-            return self._reject(raw, None, f"could not decode the job: {type(exc).__name__}: {exc}")
+            return rejection(raw, None, f"could not decode the job: {type(exc).__name__}: {exc}")
 
     def _decode(self, raw: bytes) -> dict[str, Any]:
         size = len(raw)
         if size > self.max_payload_bytes and not (raw.startswith(BULK_PREFIX) and size <= self.max_bulk_payload_bytes):
             return self._too_large(raw)
         if raw[:1] == b"\x80":
-            return self._reject(
+            return rejection(
                 raw, None, "the job is a Python pickle, not JSON; taskline never unpickles: send JSON jobs"
             )
         signer = None
         if self.verifier is not None:
             verdict = self.verifier.verify(raw)
             if isinstance(verdict, Refusal):
-                return self._reject(raw, _function_of(raw), verdict.reason, signed_by=verdict.key_id)
+                return rejection(raw, _function_of(raw), verdict.reason, signed_by=verdict.key_id)
             signer = verdict
         try:
-            job = _JOB.validate_json(raw)
+            job = JOB_SCHEMA.validate_json(raw)
         except ValidationError as exc:
             function = _function_of(raw)
             too_new = too_new_in(raw)
             if too_new:
-                return self._reject(raw, function, too_new)
+                return rejection(raw, function, too_new)
             if function == BULK_JOB:
                 return self._lax_bulk(raw, exc, signer)
-            return self._reject(
+            return rejection(
                 raw, function, describe_errors(exc, drop=1, bulk=function == BULK_JOB), *outcome_asked_by(raw)
             )
         options = job_options_of(job.k)
         if isinstance(options, str):
-            return self._reject(raw, job.f, options)
+            return rejection(raw, job.f, options)
         signed_by = signer.key_id if signer is not None else None
-        if isinstance(job, _BulkJob):
+        if isinstance(job, BulkJob):
             commands: list[tuple[int, Command]] = [(index, item.command) for index, item in enumerate(job.a[0])]
             argument: Delivery | BulkDelivery = self._in_scope(BulkDelivery(raw, commands, [], options), signer)
         elif size > self.max_payload_bytes:  # the bulk prefix, but a repeated "f" made it a command job
@@ -244,12 +113,12 @@ class Decoder:
             command = job.a[0]
             out_of_scope = Verifier.scope_refusal(signer, command) if signer is not None else None
             if out_of_scope:
-                return self._reject(raw, job.f, out_of_scope, *outcome_asked_by(raw), signed_by=signed_by)
+                return rejection(raw, job.f, out_of_scope, *outcome_asked_by(raw), signed_by=signed_by)
             argument = Delivery(raw, command, options, signed_by)
         return {"f": job.f, "a": (argument,), "k": {}, "t": job.t, "et": job.et}
 
     def _too_large(self, raw: bytes) -> dict[str, Any]:
-        return self._reject(
+        return rejection(
             raw,
             None,
             f"the job is {len(raw)} bytes; the limit is {self.max_payload_bytes} bytes for a command job"
@@ -280,12 +149,12 @@ class Decoder:
         """Some item of an apply_commands job is invalid (or its envelope is): keep the valid
         items and reject the others one by one."""
         try:
-            job = _LAX_BULK_JOB.validate_json(raw)
+            job = LAX_BULK_SCHEMA.validate_json(raw)
         except ValidationError:
-            return self._reject(raw, BULK_JOB, describe_errors(strict_error, drop=1, bulk=True))
+            return rejection(raw, BULK_JOB, describe_errors(strict_error, drop=1, bulk=True))
         options = job_options_of(job.k)
         if isinstance(options, str):
-            return self._reject(raw, BULK_JOB, options)
+            return rejection(raw, BULK_JOB, options)
         bulk = self._in_scope(self._bulk(raw, job.a[0], options), signer)
         return {"f": job.f, "a": (bulk,), "k": {}, "t": job.t, "et": job.et}
 
@@ -300,7 +169,7 @@ class Decoder:
             if isinstance(item, dict) and isinstance(item.get("command"), dict):
                 command_id = _canonical_uuid(item["command"].get("command_id"))
             try:
-                tagged = _BulkItem.model_validate(item)
+                tagged = BulkItem.model_validate(item)
                 command = COMMAND_MODELS[tagged.function].model_validate(tagged.command)
             except ValidationError as exc:
                 # Kept as the single-command job it would have been, so a replay can enqueue it.
@@ -313,16 +182,3 @@ class Decoder:
             else:
                 commands.append((index, command))
         return BulkDelivery(raw, commands, rejected, options)
-
-    @staticmethod
-    def _reject(
-        raw: bytes,
-        function: str | None,
-        reason: str,
-        command_id: str | None = None,
-        outcome_ttl: int | None = None,
-        *,
-        signed_by: str | None = None,
-    ) -> dict[str, Any]:
-        rejected = Rejected(raw, function, reason, command_id, outcome_ttl, signed_by)
-        return {"f": REJECT_JOB, "a": (rejected,), "k": {}, "t": None, "et": 0}

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from taskline_producer.contract import Command, is_in_future
 
-from worker.pipeline.decode import BulkDelivery, Delivery, Rejected
+from worker.pipeline.deliveries import BulkDelivery, Delivery, Rejected
 from worker.pipeline.failures import Kind, classify_exception, classify_outcome
 from worker.pipeline.job_endings import dead_letter_job, retry_or_dead_letter, write_dead_letter
 from worker.pipeline.job_options import JobOptions, contract_too_new
