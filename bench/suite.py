@@ -41,6 +41,10 @@ class Sizes:
     profile_dir: Path = ROOT / "bench" / "results"
     """Where `--profile` writes py-spy's raw files."""
     diagnose_commands: int = 2000
+    idle_seconds: float = 30.0
+    """How long the idle worker's Redis commands are counted (scenario 9)."""
+    burst_scale: float = 1.0
+    """Scenario 9's patterns at this fraction of their rate (a machine too busy for 2,000/s)."""
 
 
 class Suite:
