@@ -26,10 +26,10 @@ up to TASKLINE_POLL_DELAY; worker/arq_seam/idle_wait.py), and never past the mom
 own deferred jobs falls due; a busy one waits for a free slot without asking Redis anything. So
 an idle worker sends two commands per poll delay, and a job whose producer pushed the wake-up
 token starts at once. A steady stream from a producer without the token (arq's `enqueue_job`)
-waits about a tenth of the quiet gap before each burst: in bench scenario 9 (bench/README.md)
-p99 at 500 commands/s went from 1,548 to 446 ms for bursts every second, and the p90 from the
-poll delay to 60 ms for bursts every 50 ms; its first job after a long idle still waits up to
-the poll delay. Relies on: arq calling `heart_beat` once per poll iteration, after `start_jobs`.
+waits about a tenth of the quiet gap before each burst (bench scenario 9, bench/README.md: at
+500 commands/s in bursts of 250 every second, p90 1,194-1,474 ms before, 251-300 ms after); its
+first job after a long idle still waits up to the poll delay. Relies on: arq calling
+`heart_beat` once per poll iteration, after `start_jobs`.
 
 Nothing else of arq's is replaced, and no underscore name of arq's is read or written.
 """
