@@ -43,6 +43,8 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         profile_dir=Path(args.out).parent,
         diagnose_commands=2000 if not args.quick else 1000,
         signing_rounds=args.signing_rounds,
+        idle_seconds=args.idle_seconds or (10.0 if args.quick else 30.0),
+        burst_scale=args.burst_scale,
     )
 
 
@@ -76,6 +78,12 @@ def main() -> None:
         "--rate", type=float, help="steady-rate scenario: commands/s (default: half the K=1 drain rate)"
     )
     parser.add_argument("--latency-seconds", type=float, help="steady-rate scenario length (default 10; --quick 4)")
+    parser.add_argument(
+        "--idle-seconds", type=float, help="bursts scenario: how long the idle worker is counted (default 30)"
+    )
+    parser.add_argument(
+        "--burst-scale", type=float, default=1.0, help="bursts scenario: each pattern at this fraction of its rate"
+    )
     parser.add_argument("--floor-concurrency", type=int, default=8, help="coroutines per floor process")
     parser.add_argument("--profile", action="store_true", help="also run py-spy on a worker and on the floor")
     parser.add_argument("--profile-seconds", type=float, default=10.0)

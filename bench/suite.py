@@ -43,6 +43,10 @@ class Sizes:
     diagnose_commands: int = 2000
     signing_rounds: int = 3
     """Scenario 8: rounds of one unsigned and one signed drain each."""
+    idle_seconds: float = 30.0
+    """How long the idle worker's Redis commands are counted (scenario 9)."""
+    burst_scale: float = 1.0
+    """Scenario 9's patterns at this fraction of their rate (a machine too busy for 2,000/s)."""
 
 
 class Suite:

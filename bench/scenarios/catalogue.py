@@ -14,10 +14,12 @@ from typing import Any
 
 from bench.processes import Proc
 from bench.profiling import diagnose, pyspy
+from bench.scenarios.bursts import PATTERNS, burst_latency
 from bench.scenarios.drain import drain
 from bench.scenarios.enqueue import enqueue
 from bench.scenarios.latency import steady_latency
 from bench.scenarios.signing import signing
+from bench.seam import idle_commands_per_s
 from bench.suite import Suite
 
 OUTCOME_TTL_S = 600
@@ -95,6 +97,19 @@ async def latency(suite: Suite) -> None:
     )
 
 
+async def bursts(suite: Suite) -> None:
+    """Tokenless producers in each burst pattern, `Sizes.latency_seconds` each, to one worker;
+    then the Redis commands per second of an idle worker over `Sizes.idle_seconds`."""
+    env, duration, scale = suite.env, suite.sizes.latency_seconds, suite.sizes.burst_scale
+    for index, (label, batch, every_s) in enumerate(PATTERNS):
+        # --burst-scale: the same pattern at a fraction of its rate (larger pipelines are made
+        # smaller; the smooth stream is made slower)
+        batch, every_s = (round(batch * scale), every_s) if batch > 1 else (1, every_s / scale)
+        name = f"9 no token, {label}" + (f" x{scale:g}" if scale != 1 else "")
+        await suite.attempt(name, burst_latency(env, f"burst{index}", batch, every_s, duration, suite.workers(1)))
+    await suite.attempt("9 idle worker", idle_commands_per_s(env, None, suite.sizes.idle_seconds))
+
+
 async def uvloop(suite: Suite) -> None:
     env, n = suite.env, suite.sizes.commands
     await suite.attempt(
@@ -151,6 +166,7 @@ SCENARIOS: dict[str, Scenario] = {
     "outcomes": outcomes,
     "signing": signing,
     "latency": latency,  # after "drain": it offers half of that scenario's K=1 rate
+    "bursts": bursts,
 }
 EXTRAS: dict[str, Scenario] = {"uvloop": uvloop, "profile": profile, "diagnose": diagnose_scenario}
 

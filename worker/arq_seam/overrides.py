@@ -21,11 +21,14 @@ for `self.tasks` in burst mode and on a graceful stop; arq reading `jobs_complet
 `heart_beat()`: arq calls it at the end of each poll iteration, then sleeps `poll_delay`. Its
 own work (arq's health key, cron) still runs; then, since taskline gives arq a `poll_delay` of
 0, this is where the worker waits for work: a worker that found nothing blocks on the queue's
-wake-up list (keys.wake_key), 5 ms after its last job, twice as long after each empty poll, up
-to TASKLINE_POLL_DELAY, and never past the moment one of its own deferred jobs falls due; a busy
-one waits for a free slot without asking Redis anything. So an idle worker sends two commands
-per poll delay, a job whose producer pushed the wake-up token starts at once, and a stream from
-a producer without the token is picked up within milliseconds. Relies on: arq calling
+wake-up list (keys.wake_key) for a tenth of the time since its last claim (5 ms just after one,
+up to TASKLINE_POLL_DELAY; worker/arq_seam/idle_wait.py), and never past the moment one of its
+own deferred jobs falls due; a busy one waits for a free slot without asking Redis anything. So
+an idle worker sends two commands per poll delay, and a job whose producer pushed the wake-up
+token starts at once. A steady stream from a producer without the token (arq's `enqueue_job`)
+waits about a tenth of the quiet gap before each burst (bench scenario 9, bench/README.md: at
+500 commands/s in bursts of 250 every second, p90 1,194-1,474 ms before, 251-300 ms after); its
+first job after a long idle still waits up to the poll delay. Relies on: arq calling
 `heart_beat` once per poll iteration, after `start_jobs`.
 
 Nothing else of arq's is replaced, and no underscore name of arq's is read or written.
@@ -44,6 +47,7 @@ from taskline_producer import keys
 
 from worker.arq_seam.bookkeeping import Bookkeeper
 from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, claim_arguments, claim_keys, parse_claimed
+from worker.arq_seam.idle_wait import IdleWait
 from worker.arq_seam.job_runner import Ending, JobEnd, JobRunner
 from worker.logs import get_logger
 from worker.pipeline.decode import BULK_PREFIX
@@ -90,8 +94,8 @@ class _SeamState:
         self.log = get_logger("taskline.worker")
         self.polled = False
         self.claimed = 0
-        self.empty_polls = 0
-        """Polls in a row that found nothing: the idle wait doubles with each, up to the poll delay."""
+        self.idle_wait = IdleWait(options.idle_wait_s)
+        """How long to wait after a poll that found nothing: grows with the time since the last claim."""
         self.slot_freed = asyncio.Event()
         self.own_due_ms: list[int] = []
         """When this worker's deferred jobs fall due (a heap): an idle wait ends then."""
@@ -168,6 +172,10 @@ class _SeamState:
             )
         claimed = reply.claimed
         self.claimed = len(claimed)
+        if claimed:
+            # Noted here, not when the worker next waits: a claim that fills every slot is
+            # followed by a wait for a free slot, and the idle schedule must still see it.
+            self.idle_wait.claimed()
         for job in claimed:
             w.job_counter += 1
             task = asyncio.create_task(self.run(job))
@@ -246,7 +254,6 @@ class _SeamState:
                 await asyncio.wait_for(self.slot_freed.wait(), wait_s)
             return
         if polled and claimed:
-            self.empty_polls = 0
             return  # more may be due right now
         if self.paused:
             # Claiming is paused: look again after twice the poll delay, without the wake-up list
@@ -254,10 +261,9 @@ class _SeamState:
             await asyncio.sleep(2 * wait_s)
             return
         # Just after work, look again soon (a producer without the wake-up token may be sending
-        # a stream); once idle, the wait doubles up to the poll delay, which bounds an idle
-        # worker's cost.
-        wait_s = min(wait_s, _FIRST_IDLE_WAIT_S * 2**self.empty_polls)
-        self.empty_polls = min(self.empty_polls + 1, 30)
+        # a stream); the longer the quiet, the longer the wait, up to the poll delay, which
+        # bounds an idle worker's cost (worker/arq_seam/idle_wait.py).
+        wait_s = min(wait_s, self.idle_wait.next_wait_s())
         now = _now_ms()
         if self.own_due_ms and self.own_due_ms[0] <= now:
             while self.own_due_ms and self.own_due_ms[0] <= now:
@@ -268,9 +274,6 @@ class _SeamState:
         if wait_s < 0.001:
             return
         await w.pool.execute_command("BLPOP", keys.wake_key(w.queue_name), wait_s)  # type: ignore[no-untyped-call]
-
-
-_FIRST_IDLE_WAIT_S = 0.005
 
 
 def _now_ms() -> int:
