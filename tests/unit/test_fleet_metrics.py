@@ -83,9 +83,7 @@ def test_the_relays_counters_and_the_outbox_figures_are_on_the_fleet_page() -> N
     families = {family.name: family for family in text_string_to_metric_families(page)}
 
     def totals(name: str) -> dict[tuple[tuple[str, str], ...], float]:
-        return {
-            tuple(sorted(s.labels.items())): s.value for s in families[name].samples if s.name.endswith("_total")
-        }
+        return {tuple(sorted(s.labels.items())): s.value for s in families[name].samples if s.name.endswith("_total")}
 
     assert totals("taskline_outbox_published") == {(("worker", "r:1:a"),): 10.0, (("worker", "r:2:b"),): 20.0}
     assert totals("taskline_outbox_republished") == {(("worker", "r:1:a"),): 2.0, (("worker", "r:2:b"),): 2.0}

@@ -70,9 +70,13 @@ def test_with_a_relay_key_every_job_is_signed_so_that_a_worker_requiring_signatu
     options = json.loads(raw)["k"]
     assert options["contract"] == 3 and options["outcome_ttl"] == 600 and options["sig"]["kid"] == "relay-1"
     assert options["sig"]["mac"] != "0" * 64
-    worker = Decoder(64 * 1024, 1024 * 1024, Verifier(parse_signing_keys({"relay-1": {"secret": secret}}), required=True))
+    worker = Decoder(
+        64 * 1024, 1024 * 1024, Verifier(parse_signing_keys({"relay-1": {"secret": secret}}), required=True)
+    )
     decoded = worker(raw)
     assert decoded["f"] == "create_task"
     assert decoded["a"][0].signed_by == "relay-1"
-    other = Decoder(64 * 1024, 1024 * 1024, Verifier(parse_signing_keys({"relay-1": {"secret": "x" * 40}}), required=True))
+    other = Decoder(
+        64 * 1024, 1024 * 1024, Verifier(parse_signing_keys({"relay-1": {"secret": "x" * 40}}), required=True)
+    )
     assert other(raw)["f"] == REJECT_JOB  # another secret: refused, so the seal really covers the job

@@ -172,7 +172,9 @@ class Settings(BaseSettings):
         key_id = info.data.get("relay_key_id")
         if (key_id is None) != (value is None):
             missing = "TASKLINE_RELAY_KEY_SECRET" if value is None else "TASKLINE_RELAY_KEY_ID"
-            raise ValueError(f"{missing} is not set: set both TASKLINE_RELAY_KEY_ID and TASKLINE_RELAY_KEY_SECRET, or neither")
+            raise ValueError(
+                f"{missing} is not set: set both TASKLINE_RELAY_KEY_ID and TASKLINE_RELAY_KEY_SECRET, or neither"
+            )
         if key_id is not None and value is not None:
             SigningKey.of(key_id, value.get_secret_value())  # ValueError naming what is wrong, never the secret
         return value

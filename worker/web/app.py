@@ -101,7 +101,9 @@ def create_app(settings: Settings, *, watch: bool = True) -> Starlette:
         outbox_engine = None
         if settings.outbox_url != settings.database_url:
             outbox_settings = settings.model_copy(update={"database_url": settings.outbox_url})
-            outbox_engine = make_tool_engine(outbox_settings, "taskline-web", pool_size=1, max_overflow=1, command_timeout=10)
+            outbox_engine = make_tool_engine(
+                outbox_settings, "taskline-web", pool_size=1, max_overflow=1, command_timeout=10
+            )
         password = settings.web_password.get_secret_value() if settings.web_password else None
         app.state.web = WebState(
             settings=settings,
