@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 from taskline_producer.contract import CreateTask, dumps
-from taskline_producer.wire import job_of_command, job_options, wire_argument
-
 from taskline_producer.signing import SigningKey
+from taskline_producer.wire import job_of_command, job_options, wire_argument
 
 from worker.config.signing_keys import parse_signing_keys
 from worker.pipeline.decode import REJECT_JOB, Decoder
@@ -68,7 +67,9 @@ def test_with_a_relay_key_every_job_is_signed_so_that_a_worker_requiring_signatu
     ((_, job_id, raw),) = prepared.jobs
     assert job_id == str(command.command_id)
     options = json.loads(raw)["k"]
-    assert options["contract"] == 3 and options["outcome_ttl"] == 600 and options["sig"]["kid"] == "relay-1"
+    assert options["contract"] == 3
+    assert options["outcome_ttl"] == 600
+    assert options["sig"]["kid"] == "relay-1"
     assert options["sig"]["mac"] != "0" * 64
     worker = Decoder(
         64 * 1024, 1024 * 1024, Verifier(parse_signing_keys({"relay-1": {"secret": secret}}), required=True)

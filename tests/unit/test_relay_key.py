@@ -24,7 +24,8 @@ def test_the_relay_key_is_read_from_its_two_settings_and_never_shown(monkeypatch
     monkeypatch.setenv("TASKLINE_RELAY_KEY_SECRET", SECRET)
     settings = load_settings()
     key = settings.relay_signing_key
-    assert key is not None and (key.key_id, key.secret) == ("relay-1", SECRET.encode())
+    assert key is not None
+    assert (key.key_id, key.secret) == ("relay-1", SECRET.encode())
     assert SECRET not in repr(settings)
 
 
@@ -46,7 +47,8 @@ def test_a_short_secret_is_refused_without_showing_it(monkeypatch: pytest.Monkey
     monkeypatch.setenv("TASKLINE_RELAY_KEY_SECRET", "tooshort-s3cret")
     with pytest.raises(SettingsError) as caught:
         load_settings()
-    assert "TASKLINE_RELAY_KEY_SECRET" in str(caught.value) and "openssl rand" in str(caught.value)
+    assert "TASKLINE_RELAY_KEY_SECRET" in str(caught.value)
+    assert "openssl rand" in str(caught.value)
     assert "tooshort-s3cret" not in str(caught.value)
 
 
@@ -108,5 +110,7 @@ def test_the_relay_refuses_to_start_with_a_key_the_workers_would_refuse(
     if problem is None:
         assert found is None
     else:
-        assert found is not None and problem in found and SECRET not in found
+        assert found is not None
+        assert problem in found
+        assert SECRET not in found
         assert "TASKLINE_RELAY_KEY_ID" in found

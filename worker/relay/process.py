@@ -63,13 +63,18 @@ def relay_key_problem(settings: Settings) -> str | None:
     fix = "set TASKLINE_RELAY_KEY_ID and TASKLINE_RELAY_KEY_SECRET to a key in the workers' TASKLINE_SIGNING_KEYS"
     if key is None:
         if settings.require_signatures:
-            return f"TASKLINE_REQUIRE_SIGNATURES is on and the relay has no key: every command it publishes would be refused; {fix} (docs/outbox.md)"
+            return (
+                "TASKLINE_REQUIRE_SIGNATURES is on and the relay has no key: every command it publishes would be"
+                f" refused; {fix} (docs/outbox.md)"
+            )
         return None
     known = settings.signing_keys.get(key.key_id)
     if settings.signing_keys and known is None:
-        return f"TASKLINE_RELAY_KEY_ID {key.key_id!r} is not in TASKLINE_SIGNING_KEYS: the workers would not know it; {fix}"
+        return (
+            f"TASKLINE_RELAY_KEY_ID {key.key_id!r} is not in TASKLINE_SIGNING_KEYS: the workers do not know it; {fix}"
+        )
     if known is not None and known.retired:
-        return f"TASKLINE_RELAY_KEY_ID {key.key_id!r} is retired in TASKLINE_SIGNING_KEYS: every command would be refused; {fix}"
+        return f"TASKLINE_RELAY_KEY_ID {key.key_id!r} is retired in TASKLINE_SIGNING_KEYS: all would be refused; {fix}"
     if known is not None and known.secret.get_secret_value().encode() != key.secret:
         return f"TASKLINE_RELAY_KEY_SECRET is not the secret TASKLINE_SIGNING_KEYS holds for {key.key_id!r}; {fix}"
     return None
