@@ -309,10 +309,10 @@ async def test_the_outbox_database_down_and_back_loses_nothing(
     try:
         await _commit_in_batches(outbox, commands[300:])
         await wait_for(lambda: _all_confirmed(outbox, len(commands)), timeout=60, interval=0.2)
-        assert (
-            await outbox.fetchval("SELECT max(outcome) FILTER (WHERE outcome <> 'applied') FROM taskline_outbox")
-            is None
-        )
+        # a batch published just before the stop, whose commit the stop cut, is published again:
+        # its second job finds the command applied, so the row may be confirmed as `duplicate`
+        outcomes = {r["outcome"] for r in await outbox.fetch("SELECT DISTINCT outcome FROM taskline_outbox")}
+        assert outcomes <= {"applied", "duplicate"}, outcomes
     finally:
         await outbox.close()
     ids = [c.command_id for c in commands]
