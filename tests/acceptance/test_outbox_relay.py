@@ -53,7 +53,7 @@ class RelayProcess:
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
             procfile_command("relay"),
-            env=worker_env(settings, **RELAY_ENV, **env),
+            env=worker_env(settings, **{**RELAY_ENV, **env}),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
