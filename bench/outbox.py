@@ -3,10 +3,9 @@
 Two measurements, each beside its direct-send counterpart in the same run, on the same machine:
 
 1. **Relay rate.** N commands already committed to `taskline_outbox`; one relay (in-process,
-   the relay's own code: `worker.relay.relay.Relay.publish_lanes`, as `taskline relay` runs it)
-   moves them into Redis, batch after batch, until none is left, with one lane and with two in
-   each round. Beside each: `TaskProducer.send_many` of the same N commands (a direct pipelined
-   send). Reported: both rates and their ratio.
+   the relay's own code: `worker.relay.relay.Relay.publish`, as `taskline relay` runs it) moves
+   them into Redis, batch after batch, until none is left. Beside each run: `TaskProducer.send_many`
+   of the same N commands (a direct pipelined send). Reported: both rates and their ratio.
 2. **Drain through the outbox.** M commands applied by W real worker processes, fed three ways
    in each round: by `send_many` (direct), by `send_many(..., outcome_ttl=...)` (direct, asking
    for outcomes as the relay does: the fair baseline), or by committing them to the outbox in
@@ -34,12 +33,11 @@ from bench.services import ROOT, Env, log, reset_tables, setup, teardown
 from tests.support.outbox import insert_commands, reset_outbox
 from worker.config.settings import Settings
 from worker.relay.process import build_relay, close_relay
-from worker.relay.relay import PUBLISH_LANES
 
 POLL_S = 0.05
 
 
-async def relay_rate(env: Env, n: int, lanes: int) -> dict[str, Any]:
+async def relay_rate(env: Env, n: int) -> dict[str, Any]:
     await reset_outbox(env.database_url)
     commands = make_commands(n)
     conn = await env.bench_conn()
@@ -52,7 +50,7 @@ async def relay_rate(env: Env, n: int, lanes: int) -> dict[str, Any]:
     relay = build_relay(settings)
     try:
         cpu, t = time.process_time(), time.perf_counter()
-        while await relay.publish_lanes(lanes):
+        while await relay.publish():
             pass
         elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
     finally:
@@ -70,7 +68,6 @@ async def relay_rate(env: Env, n: int, lanes: int) -> dict[str, Any]:
     return {
         "commands": n,
         "relay_batch": settings.relay_batch,
-        "lanes": lanes,
         "relay_commands_per_s": n / elapsed,
         "relay_cpu_us_per_command": 1e6 * cpu / n,
         "direct_send_many_commands_per_s": n / direct_elapsed,
@@ -174,20 +171,18 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--n", type=int, default=50_000, help="commands for the relay-rate comparison")
     parser.add_argument("--drain", type=int, default=20_000, help="commands for the drain comparison")
     parser.add_argument("--workers", type=int, default=2, help="worker processes in the drain")
-    parser.add_argument("--repeat", type=int, default=3, help="relay-rate rounds (one lane, then two; each reported)")
+    parser.add_argument("--repeat", type=int, default=3, help="relay-rate runs (each reported)")
     parser.add_argument("--rounds", type=int, default=3, help="drain rounds, each feeding all three ways")
     args = parser.parse_args(argv)
     env = await setup()
     try:
         rates = []
-        for round_no in range(args.repeat):
-            for lanes in (1, PUBLISH_LANES) if round_no % 2 == 0 else (PUBLISH_LANES, 1):
-                rates.append(await relay_rate(env, args.n, lanes))
-                log(
-                    f"relay ({lanes} lane{'s' if lanes > 1 else ''}) {rates[-1]['relay_commands_per_s']:,.0f}/s,"
-                    f" send_many {rates[-1]['direct_send_many_commands_per_s']:,.0f}/s,"
-                    f" ratio {rates[-1]['ratio']:.2f}"
-                )
+        for _ in range(args.repeat):
+            rates.append(await relay_rate(env, args.n))
+            log(
+                f"relay {rates[-1]['relay_commands_per_s']:,.0f}/s,"
+                f" send_many {rates[-1]['direct_send_many_commands_per_s']:,.0f}/s, ratio {rates[-1]['ratio']:.2f}"
+            )
         drain = await drain_side_by_side(env, args.drain, args.workers, args.rounds)
         print(json.dumps({"relay_rate": rates, "drain": drain}, indent=2))
     finally:

@@ -34,7 +34,7 @@ from worker.observe.outages import OutageLog
 from worker.observe.service_errors import database_problem
 from worker.pipeline.decode import Decoder
 from worker.relay.envelopes import Envelopes
-from worker.relay.relay import PUBLISH_LANES, RedisUnavailable, Relay
+from worker.relay.relay import RedisUnavailable, Relay
 from worker.store.engine import make_outbox_engine
 
 __all__ = ["relay_key_problem", "run_relay", "supervise_relay"]
@@ -83,7 +83,7 @@ def relay_key_problem(settings: Settings) -> str | None:
 def build_relay(settings: Settings, metrics: Metrics | None = None) -> Relay:
     """A relay on its own engine and Redis client (the caller closes both: `close_relay`)."""
     return Relay(
-        engine=make_outbox_engine(settings, pool_size=PUBLISH_LANES + 1),
+        engine=make_outbox_engine(settings),
         redis=make_tool_redis(settings.redis_url, _REDIS_TIMEOUT_S),
         queue=settings.queue,
         envelopes=Envelopes(
@@ -166,7 +166,7 @@ async def _work(relay: Relay, outages: _Outages, stopping: asyncio.Event, settin
     next_prune = loop.time()
     while not stopping.is_set():
         try:
-            worked = await relay.publish_lanes()
+            worked = await relay.publish()
             worked += await relay.confirm()
             if loop.time() >= next_prune:
                 await relay.prune()

@@ -21,7 +21,6 @@ Each step returns how much it did; the loop (worker/relay/process.py) idles when
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
@@ -36,17 +35,13 @@ from worker.relay.envelopes import Envelopes
 from worker.relay.redis_side import publish_jobs, read_states
 from worker.store import outbox_queries as q
 
-__all__ = ["PUBLISH_LANES", "RedisUnavailable", "Relay", "RelayCounts"]
+__all__ = ["RedisUnavailable", "Relay", "RelayCounts"]
 
 CHECK_SHARE: Final = 0.1
 """A publication's outcome is first asked this share of the re-publication window after it (and a
 command still waiting is asked again no sooner), between `MIN_CHECK_S` and `MAX_FIRST_CHECK_S`:
 6 s with the default window. Asking sooner only confirms sooner, and costs the database an UPDATE
 per command per check while the workers share it."""
-PUBLISH_LANES: Final = 2
-"""Publish steps a relay runs at once (`publish_lanes`), each in its own transaction on its own
-connection, each locking different rows: while one waits for PostgreSQL, the other checks its
-rows and talks to Redis. Measured in bench/README.md ("The outbox relay")."""
 MIN_CHECK_S: Final = 0.5
 MAX_FIRST_CHECK_S: Final = 10.0
 PRUNE_BATCH: Final = 5000
@@ -103,15 +98,6 @@ class Relay:
         if self.metrics is not None:
             self.metrics.outbox_step(published=len(prepared.jobs), invalid=len(prepared.refused))
         return len(rows)
-
-    async def publish_lanes(self, lanes: int = PUBLISH_LANES) -> int:
-        """`lanes` publish steps at once (see PUBLISH_LANES); how many rows they handled. When one
-        fails, the others still finish (each commits or rolls back on its own), then it raises."""
-        results = await asyncio.gather(*(self.publish() for _ in range(lanes)), return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        return sum(int(result) for result in results)
 
     async def confirm(self) -> int:
         """Ask Redis about one batch of published rows whose check is due; how many it asked about."""
