@@ -290,60 +290,64 @@ async def test_the_outbox_database_down_and_back_loses_nothing(
     commands = creates_and_updates(600, seed=600)
     start_worker()
     relay = RelayProcess(settings, tmp_path / "relay-outage.log", TASKLINE_OUTBOX_DATABASE_URL=outbox_url)
-    outbox = await asyncpg.connect(private_postgres.url)
     try:
-        await _commit_in_batches(outbox, commands[:300])
-        await wait_for(lambda: _published_at_least(outbox, 100), timeout=30)
-    finally:
-        await outbox.close()
-    await asyncio.to_thread(private_postgres.stop)
+        outbox = await asyncpg.connect(private_postgres.url)
+        try:
+            await _commit_in_batches(outbox, commands[:300])
+            await wait_for(lambda: _published_at_least(outbox, 100), timeout=30)
+        finally:
+            await outbox.close()
+        await asyncio.to_thread(private_postgres.stop)
 
-    async def warned() -> bool:
-        assert relay.proc.poll() is None, relay.log()[-3000:]
-        return bool(_outbox_outage_warnings(relay.log()))
+        async def warned() -> bool:
+            assert relay.proc.poll() is None, relay.log()[-3000:]
+            return bool(_outbox_outage_warnings(relay.log()))
 
-    await wait_for(warned, timeout=30, interval=0.2)
-    await asyncio.sleep(2)  # the relay keeps failing for a while: still one warning
-    await asyncio.to_thread(private_postgres.start)
-    outbox = await asyncpg.connect(private_postgres.url)
-    try:
-        await _commit_in_batches(outbox, commands[300:])
-        await wait_for(lambda: _all_confirmed(outbox, len(commands)), timeout=60, interval=0.2)
-        # a batch published just before the stop, whose commit the stop cut, is published again:
-        # its second job finds the command applied, so the row may be confirmed as `duplicate`
-        outcomes = {r["outcome"] for r in await outbox.fetch("SELECT DISTINCT outcome FROM taskline_outbox")}
-        assert outcomes <= {"applied", "duplicate"}, outcomes
-    finally:
-        await outbox.close()
-    ids = [c.command_id for c in commands]
-    assert await db.fetchval("SELECT count(*) FROM processed_command WHERE command_id = ANY($1::uuid[])", ids) == 600
-    titles = dict(
-        await db.fetch("SELECT id, title FROM task WHERE id = ANY($1::uuid[])", [c.task_id for c in commands])
-    )
-    assert titles == {c.task_id: c.title for c in commands[1::2]}  # each task's update won
-
-    env = worker_env(settings, TASKLINE_OUTBOX_DATABASE_URL=outbox_url)
-
-    async def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return await asyncio.to_thread(
-            subprocess.run,
-            [*procfile_command("relay")[:-1], *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        await wait_for(warned, timeout=30, interval=0.2)
+        await asyncio.sleep(2)  # the relay keeps failing for a while: still one warning
+        await asyncio.to_thread(private_postgres.start)
+        outbox = await asyncpg.connect(private_postgres.url)
+        try:
+            await _commit_in_batches(outbox, commands[300:])
+            await wait_for(lambda: _all_confirmed(outbox, len(commands)), timeout=60, interval=0.2)
+            # a batch published just before the stop, whose commit the stop cut, is published again:
+            # its second job finds the command applied, so the row may be confirmed as `duplicate`
+            outcomes = {r["outcome"] for r in await outbox.fetch("SELECT DISTINCT outcome FROM taskline_outbox")}
+            assert outcomes <= {"applied", "duplicate"}, outcomes
+        finally:
+            await outbox.close()
+        ids = [c.command_id for c in commands]
+        assert (
+            await db.fetchval("SELECT count(*) FROM processed_command WHERE command_id = ANY($1::uuid[])", ids) == 600
         )
+        titles = dict(
+            await db.fetch("SELECT id, title FROM task WHERE id = ANY($1::uuid[])", [c.task_id for c in commands])
+        )
+        assert titles == {c.task_id: c.title for c in commands[1::2]}  # each task's update won
 
-    metrics = await run("metrics")
-    assert "taskline_outbox_published_total" in metrics.stdout, metrics.stderr
-    assert 'taskline_outbox_rows{state="unpublished"}' in metrics.stdout
-    status = await run("status", "--json")
-    assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["outbox"]["relays"]
-    traced = await run("trace", str(commands[0].command_id), "--json")
-    assert json.loads(traced.stdout)["outbox"][0]["state"] == "confirmed: applied"
-    assert relay.proc.poll() is None, relay.log()[-3000:]
-    relay.stop()
+        env = worker_env(settings, TASKLINE_OUTBOX_DATABASE_URL=outbox_url)
+
+        async def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return await asyncio.to_thread(
+                subprocess.run,
+                [*procfile_command("relay")[:-1], *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        metrics = await run("metrics")
+        assert "taskline_outbox_published_total" in metrics.stdout, metrics.stderr
+        assert 'taskline_outbox_rows{state="unpublished"}' in metrics.stdout
+        status = await run("status", "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["outbox"]["relays"]
+        traced = await run("trace", str(commands[0].command_id), "--json")
+        assert json.loads(traced.stdout)["outbox"][0]["state"].startswith("confirmed: ")
+        assert relay.proc.poll() is None, relay.log()[-3000:]
+    finally:
+        relay.stop()
     log = relay.log()
     warnings = _outbox_outage_warnings(log)
     assert len(warnings) == 1, warnings

@@ -89,15 +89,21 @@ _NEXT_CHECK = sa.func.now() + sa.bindparam("first_check_s", type_=sa.Float) * _S
 # Lock up to `limit` committed, unpublished rows (oldest first, rows another relay holds skipped)
 # and record their publication in one statement: each row is written once per publication, and
 # the transaction it runs in commits only once Redis took the jobs (else it rolls back).
+# `id = ANY(array(SELECT ...))`, not `id IN (SELECT ...)`: the planner turns the IN into a hash
+# semi-join over a sequential scan of the whole table, once per batch.
 _CLAIM_FOR_PUBLICATION: Final = (
     sa.update(T)
     .where(
-        T.c.id.in_(
-            sa.select(T.c.id)
-            .where(_UNPUBLISHED)
-            .order_by(T.c.id)
-            .limit(sa.bindparam("limit"))
-            .with_for_update(skip_locked=True)
+        T.c.id
+        == sa.any_(
+            sa.func.array(
+                sa.select(T.c.id)
+                .where(_UNPUBLISHED)
+                .order_by(T.c.id)
+                .limit(sa.bindparam("limit"))
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
         )
     )
     .values(published_at=sa.func.now(), publications=T.c.publications + 1, next_check_at=_NEXT_CHECK)
@@ -164,15 +170,19 @@ _POSTPONE: Final = (
     )
 )
 
-_PRUNE: Final = sa.delete(T).where(
-    T.c.id.in_(
-        sa.select(T.c.id)
-        .where(
-            T.c.confirmed_at.is_not(None),
-            T.c.confirmed_at < sa.func.now() - sa.bindparam("retention_s", type_=sa.Float) * _SECONDS,
+_PRUNE: Final = sa.delete(T).where(  # ANY(array(...)): see _CLAIM_FOR_PUBLICATION
+    T.c.id
+    == sa.any_(
+        sa.func.array(
+            sa.select(T.c.id)
+            .where(
+                T.c.confirmed_at.is_not(None),
+                T.c.confirmed_at < sa.func.now() - sa.bindparam("retention_s", type_=sa.Float) * _SECONDS,
+            )
+            .limit(sa.bindparam("limit"))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
         )
-        .limit(sa.bindparam("limit"))
-        .with_for_update(skip_locked=True)
     )
 )
 
