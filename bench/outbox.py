@@ -3,13 +3,15 @@
 Two measurements, each beside its direct-send counterpart in the same run, on the same machine:
 
 1. **Relay rate.** N commands already committed to `taskline_outbox`; one relay (in-process,
-   the relay's own code: `worker.relay.relay.Relay.publish`) moves them into Redis, batch after
-   batch, until none is left. Beside it: `TaskProducer.send_many` of the same N commands (a
-   direct pipelined send). Reported: both rates and their ratio.
-2. **Drain through the outbox.** M commands applied by W real worker processes, fed either by
-   `send_many` (direct) or by committing them to the outbox in transactions of 1,000 while a real
-   `taskline relay` process publishes them. The clock runs from the first send (or insert) until
-   M tasks exist. Reported: both rates and their ratio.
+   the relay's own code: `worker.relay.relay.Relay.publish`, as `taskline relay` runs it) moves
+   them into Redis, batch after batch, until none is left. Beside each run: `TaskProducer.send_many`
+   of the same N commands (a direct pipelined send). Reported: both rates and their ratio.
+2. **Drain through the outbox.** M commands applied by W real worker processes, fed three ways
+   in each round: by `send_many` (direct), by `send_many(..., outcome_ttl=...)` (direct, asking
+   for outcomes as the relay does: the fair baseline), or by committing them to the outbox in
+   transactions of 1,000 while a real `taskline relay` process publishes them. The clock runs from
+   the first send (or insert) until M tasks exist. Rounds alternate the order of the feeds.
+   Reported: every rate, and per round the outbox's ratio to each direct feed.
 
 Figures go to stdout as JSON; bench/README.md records them.
 """
@@ -112,38 +114,56 @@ async def _until_applied(env: Env, m: int, limit_s: float = 300.0) -> None:
         await asyncio.sleep(POLL_S)
 
 
-async def drain_side_by_side(env: Env, m: int, workers: int) -> dict[str, Any]:
-    result: dict[str, Any] = {"commands": m, "workers": workers}
-    for feed in ("direct", "outbox"):
-        await reset_tables(env)
-        await reset_outbox(env.database_url)
-        queue = f"taskline:bench:{env.run_id}:drain-{feed}"
-        procs = [await start_worker(env, queue, i) for i in range(workers)]
-        try:
-            await wait_workers_ready(env, queue, procs)
-            if feed == "outbox":
-                procs.append(await _start_relay(env, queue))
-                await asyncio.sleep(2.0)  # the relay's start-up (imports) is not part of the drain
-            commands = make_commands(m)
-            t = time.perf_counter()
-            if feed == "direct":
-                await TaskProducer(env.redis, queue=queue).send_many(commands)
-            else:
-                conn = await env.bench_conn()
-                try:
-                    for start in range(0, m, 1000):
-                        async with conn.transaction():
-                            await insert_commands(conn, commands[start : start + 1000])
-                finally:
-                    await conn.close()
-            await _until_applied(env, m)
-            elapsed = time.perf_counter() - t
-        finally:
-            await stop(procs)
-        result[f"{feed}_commands_per_s"] = m / elapsed
-        log(f"drain fed {feed}: {m / elapsed:,.0f} commands/s")
-    result["ratio"] = result["outbox_commands_per_s"] / result["direct_commands_per_s"]
-    return result
+FEEDS = ("direct", "direct_outcomes", "outbox")
+OUTCOME_TTL_S = 86_400
+"""What the relay asks for by default (TASKLINE_RELAY_OUTCOME_TTL), so the fair baseline asks the same."""
+
+
+async def drain_side_by_side(env: Env, m: int, workers: int, rounds: int) -> dict[str, Any]:
+    runs: list[dict[str, float]] = []
+    for round_no in range(rounds):
+        order = FEEDS[round_no % 3 :] + FEEDS[: round_no % 3]
+        rates = {feed: await _drain(env, m, workers, feed) for feed in order}
+        rates["outbox_to_direct_outcomes"] = rates["outbox"] / rates["direct_outcomes"]
+        rates["outbox_to_direct"] = rates["outbox"] / rates["direct"]
+        runs.append(rates)
+        log(
+            f"round {round_no + 1} ({', '.join(order)}): outbox / direct with outcomes"
+            f" {rates['outbox_to_direct_outcomes']:.2f}, outbox / direct {rates['outbox_to_direct']:.2f}"
+        )
+    return {"commands": m, "workers": workers, "rounds": runs}
+
+
+async def _drain(env: Env, m: int, workers: int, feed: str) -> float:
+    await reset_tables(env)
+    await reset_outbox(env.database_url)
+    queue = f"taskline:bench:{env.run_id}:drain-{feed}"
+    procs = [await start_worker(env, queue, i) for i in range(workers)]
+    try:
+        await wait_workers_ready(env, queue, procs)
+        if feed == "outbox":
+            procs.append(await _start_relay(env, queue))
+            await asyncio.sleep(2.0)  # the relay's start-up (imports) is not part of the drain
+        commands = make_commands(m)
+        t = time.perf_counter()
+        if feed == "direct":
+            await TaskProducer(env.redis, queue=queue).send_many(commands)
+        elif feed == "direct_outcomes":
+            await TaskProducer(env.redis, queue=queue).send_many(commands, outcome_ttl=OUTCOME_TTL_S)
+        else:
+            conn = await env.bench_conn()
+            try:
+                for start in range(0, m, 1000):
+                    async with conn.transaction():
+                        await insert_commands(conn, commands[start : start + 1000])
+            finally:
+                await conn.close()
+        await _until_applied(env, m)
+        elapsed = time.perf_counter() - t
+    finally:
+        await stop(procs)
+    log(f"drain fed {feed}: {m / elapsed:,.0f} commands/s")
+    return m / elapsed
 
 
 async def main(argv: list[str]) -> None:
@@ -152,6 +172,7 @@ async def main(argv: list[str]) -> None:
     parser.add_argument("--drain", type=int, default=20_000, help="commands for the drain comparison")
     parser.add_argument("--workers", type=int, default=2, help="worker processes in the drain")
     parser.add_argument("--repeat", type=int, default=3, help="relay-rate runs (each reported)")
+    parser.add_argument("--rounds", type=int, default=3, help="drain rounds, each feeding all three ways")
     args = parser.parse_args(argv)
     env = await setup()
     try:
@@ -160,9 +181,9 @@ async def main(argv: list[str]) -> None:
             rates.append(await relay_rate(env, args.n))
             log(
                 f"relay {rates[-1]['relay_commands_per_s']:,.0f}/s,"
-                f" send_many {rates[-1]['direct_send_many_commands_per_s']:,.0f}/s"
+                f" send_many {rates[-1]['direct_send_many_commands_per_s']:,.0f}/s, ratio {rates[-1]['ratio']:.2f}"
             )
-        drain = await drain_side_by_side(env, args.drain, args.workers)
+        drain = await drain_side_by_side(env, args.drain, args.workers, args.rounds)
         print(json.dumps({"relay_rate": rates, "drain": drain}, indent=2))
     finally:
         await teardown(env, keep_logs=False)

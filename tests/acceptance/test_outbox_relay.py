@@ -30,6 +30,7 @@ from taskline_producer.outbox import add_to_outbox
 
 from tests.conftest import WorkerProcess, procfile_command, taskline, wait_for, worker_env
 from tests.support.outbox import creates_and_updates, insert_commands, reset_outbox
+from tests.support.postgres_server import PrivatePostgres, postgres_bindir
 from tests.support.redis_server import PrivateRedis
 from worker.config.settings import Settings
 from worker.relay.redis_side import read_states
@@ -52,7 +53,7 @@ class RelayProcess:
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
             procfile_command("relay"),
-            env=worker_env(settings, **RELAY_ENV, **env),
+            env=worker_env(settings, **{**RELAY_ENV, **env}),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
@@ -251,3 +252,107 @@ async def test_two_relays_at_once_killed_mid_run_lose_nothing(stack: Any, db: as
 
     _, killed = await _scenario(stack, db, kill_relays, relays=2)
     assert [r.proc.returncode for r in killed] == [-signal.SIGKILL, -signal.SIGKILL]
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PrivatePostgres]:
+    bindir = postgres_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL's server binaries (initdb, pg_ctl) are not installed")
+    try:
+        server = PrivatePostgres(bindir)
+    except KeyError:
+        pytest.skip("running as root and there is no postgres user to run a PostgreSQL server as")
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+def _outbox_outage_warnings(log: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    return [line for line in lines if line["level"] == "warning" and "outbox" in line["event"]]
+
+
+async def test_the_outbox_database_down_and_back_loses_nothing(
+    stack: Any, private_postgres: PrivatePostgres, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """The outbox lives in a PostgreSQL server of its own (TASKLINE_OUTBOX_DATABASE_URL, with a
+    ?password= the test checks is never shown). Stopped mid-stream, then started again: the relay
+    stays up, says so once at WARNING naming TASKLINE_OUTBOX_DATABASE_URL and once at INFO when it
+    is back, catches up, and every committed command is applied exactly once. `taskline status`
+    and `taskline metrics` show the relay's figures and never the password."""
+    settings, start_worker, _ = stack
+    secret = "s3cret-outbox"
+    outbox_url = f"{private_postgres.url}?password={secret}"  # trust authentication ignores it
+    await reset_outbox(private_postgres.url)
+    commands = creates_and_updates(600, seed=600)
+    start_worker()
+    relay = RelayProcess(settings, tmp_path / "relay-outage.log", TASKLINE_OUTBOX_DATABASE_URL=outbox_url)
+    try:
+        outbox = await asyncpg.connect(private_postgres.url)
+        try:
+            await _commit_in_batches(outbox, commands[:300])
+            await wait_for(lambda: _published_at_least(outbox, 100), timeout=30)
+        finally:
+            await outbox.close()
+        await asyncio.to_thread(private_postgres.stop)
+
+        async def warned() -> bool:
+            assert relay.proc.poll() is None, relay.log()[-3000:]
+            return bool(_outbox_outage_warnings(relay.log()))
+
+        await wait_for(warned, timeout=30, interval=0.2)
+        await asyncio.sleep(2)  # the relay keeps failing for a while: still one warning
+        await asyncio.to_thread(private_postgres.start)
+        outbox = await asyncpg.connect(private_postgres.url)
+        try:
+            await _commit_in_batches(outbox, commands[300:])
+            await wait_for(lambda: _all_confirmed(outbox, len(commands)), timeout=60, interval=0.2)
+            # a batch published just before the stop, whose commit the stop cut, is published again:
+            # its second job finds the command applied, so the row may be confirmed as `duplicate`
+            outcomes = {r["outcome"] for r in await outbox.fetch("SELECT DISTINCT outcome FROM taskline_outbox")}
+            assert outcomes <= {"applied", "duplicate"}, outcomes
+        finally:
+            await outbox.close()
+        ids = [c.command_id for c in commands]
+        assert (
+            await db.fetchval("SELECT count(*) FROM processed_command WHERE command_id = ANY($1::uuid[])", ids) == 600
+        )
+        titles = dict(
+            await db.fetch("SELECT id, title FROM task WHERE id = ANY($1::uuid[])", [c.task_id for c in commands])
+        )
+        assert titles == {c.task_id: c.title for c in commands[1::2]}  # each task's update won
+
+        env = worker_env(settings, TASKLINE_OUTBOX_DATABASE_URL=outbox_url)
+
+        async def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return await asyncio.to_thread(
+                subprocess.run,
+                [*procfile_command("relay")[:-1], *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        metrics = await run("metrics")
+        assert "taskline_outbox_published_total" in metrics.stdout, metrics.stderr
+        assert 'taskline_outbox_rows{state="unpublished"}' in metrics.stdout
+        status = await run("status", "--json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["outbox"]["relays"]
+        traced = await run("trace", str(commands[0].command_id), "--json")
+        assert json.loads(traced.stdout)["outbox"][0]["state"].startswith("confirmed: ")
+        assert relay.proc.poll() is None, relay.log()[-3000:]
+    finally:
+        relay.stop()
+    log = relay.log()
+    warnings = _outbox_outage_warnings(log)
+    assert len(warnings) == 1, warnings
+    assert "TASKLINE_OUTBOX_DATABASE_URL" in warnings[0]["event"]
+    assert log.count("the outbox's PostgreSQL is reachable again") == 1, log[-3000:]
+    assert "relay step failed" not in log, log[-3000:]
+    for shown in (log, metrics.stdout, metrics.stderr, status.stdout, status.stderr, traced.stdout):
+        assert secret not in shown

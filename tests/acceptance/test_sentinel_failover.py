@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -333,3 +334,101 @@ async def _sends_again(producer: TaskProducer) -> bool:
         return bool(await producer.redis.ping())
     except (RedisConnectionError, RedisTimeoutError, OSError):
         return False
+
+
+async def _confirmed(db: Any) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM taskline_outbox WHERE confirmed_at IS NOT NULL"))
+
+
+async def test_every_outbox_command_is_applied_once_across_a_failover_that_loses_writes(
+    settings: Any, db: Any, users: list[int], sentinel_group: SentinelGroup, start_worker: Any, tmp_path: Path
+) -> None:
+    """The outbox's promise through a Sentinel failover, in the worst case: the replica's link is
+    cut (it stops receiving writes), the relay publishes to the master commands the replica never
+    gets, and while a service keeps committing to the outbox the master is SIGKILLed. The relay
+    (on the redis+sentinel:// URL) follows the failover, finds what the promoted replica lacks, and
+    publishes it again; a worker started afterwards applies every committed command exactly once."""
+    import redis as redis_sync
+
+    from tests.acceptance.test_outbox_relay import RelayProcess, _commit_in_batches
+    from tests.support.outbox import creates_and_updates, reset_outbox
+
+    url = sentinel_group.url
+    settings = settings.model_copy(update={"redis_url": url})
+    await reset_outbox(settings.database_url)
+    commands = creates_and_updates(1200, seed=1200)
+    before, unreplicated, during, after = (commands[i : i + 300] for i in range(0, 1200, 300))
+    relay = RelayProcess(settings, tmp_path / "relay.log")
+    master = redis_sync.Redis(port=sentinel_group.master_port)
+    replica = redis_sync.Redis(port=sentinel_group.replica_port, decode_responses=True)
+    try:
+        # Published and replicated: on the new master after the failover, as they should be.
+        await _commit_in_batches(db, before)
+        await wait_for(lambda: _published(db, len(before)), timeout=30)
+        assert master.execute_command("WAIT", 1, 5000) == 1
+        # The replica's link cut for good (as in the lagging-replica test below): what the master
+        # acknowledges from now on is lost in the failover.
+        master.execute_command("ACL", "SETUSER", "default", "-psync", "-sync")
+        master.client_kill_filter(_type="slave")
+        await wait_for(lambda: replica.info("replication")["master_link_status"] == "down", timeout=10)
+        await _commit_in_batches(db, unreplicated)
+        await wait_for(lambda: _published(db, len(before) + len(unreplicated)), timeout=30)
+        assert master.zcard(settings.queue) == len(before) + len(unreplicated)  # acknowledged by the master
+
+        async def kill_mid_stream() -> None:
+            watcher = await asyncpg.connect(settings.database_url.replace("postgresql+asyncpg://", "postgresql://"))
+            try:
+                target = len(before) + len(unreplicated) + 60
+                await wait_for(lambda: _published(watcher, target), timeout=30, interval=0.01)
+            finally:
+                await watcher.close()
+            sentinel_group.kill_master()
+
+        # A service keeps committing (each batch its own transaction) while the master dies.
+        await asyncio.gather(_commit_in_batches(db, during, batch=20), kill_mid_stream())
+        await wait_for(lambda: _promoted(sentinel_group), timeout=60, interval=0.1)
+        await _commit_in_batches(db, after)
+        worker = start_worker(REDIS_URL=url, TASKLINE_JOB_TIMEOUT="2")
+        await started(worker)
+        try:
+            await wait_for(lambda: _at_least(_confirmed(db), len(commands)), timeout=120, interval=0.2)
+        except AssertionError:
+            states = await db.fetch("SELECT publications, outcome, count(*) FROM taskline_outbox GROUP BY 1, 2")
+            raise AssertionError(
+                f"not every row confirmed: {[tuple(r) for r in states]}\n{relay.log()[-3000:]}"
+            ) from None
+        assert relay.proc.poll() is None, relay.log()[-3000:]
+    finally:
+        master.close()
+        replica.close()
+        relay.stop()
+    ids = [c.command_id for c in commands]
+    assert await processed_count(db, ids) == len(commands)
+    assert (
+        await db.fetchval("SELECT count(*) FROM task WHERE id = ANY($1::uuid[])", [c.task_id for c in commands]) == 600
+    )
+    titles = dict(
+        await db.fetch("SELECT id, title FROM task WHERE id = ANY($1::uuid[])", [c.task_id for c in commands])
+    )
+    assert titles == {c.task_id: c.title for c in commands[1::2]}  # each task's update won, once
+    republished = await db.fetchval("SELECT count(*) FROM taskline_outbox WHERE publications > 1")
+    assert republished >= len(unreplicated), republished  # the replica never had them: published again
+    log = relay.log()
+    assert log.count("(REDIS_URL); ") == 1, log[-3000:]
+    assert "Redis is reachable again" in log, log[-3000:]
+    print(
+        f"\nsentinel failover through the outbox: {len(commands)} committed, {republished} published again"
+        f" (the {len(unreplicated)} the replica never received among them), all applied exactly once"
+    )
+
+
+async def _published(db: Any, count: int) -> bool:
+    return int(await db.fetchval("SELECT count(*) FROM taskline_outbox WHERE published_at IS NOT NULL")) >= count
+
+
+async def _at_least(value: Any, count: int) -> bool:
+    return int(await value) >= count
+
+
+async def _promoted(group: SentinelGroup) -> bool:
+    return await asyncio.to_thread(group.master_address) == ("127.0.0.1", group.replica_port)

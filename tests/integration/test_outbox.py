@@ -12,6 +12,7 @@ from uuid import uuid4
 import asyncpg
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
@@ -213,6 +214,99 @@ def test_the_outbox_database_defaults_to_database_url(database_url: str) -> None
     is set, and messages name whichever variable is in force."""
     plain = Settings(DATABASE_URL=database_url)  # type: ignore[call-arg]
     assert (plain.outbox_url, plain.outbox_setting) == (plain.database_url, "DATABASE_URL")
-    other = Settings(DATABASE_URL=database_url, outbox_database_url="postgres://u@h/producer")  # type: ignore[call-arg]
+    other = Settings(DATABASE_URL=database_url, TASKLINE_OUTBOX_DATABASE_URL="postgres://u@h/producer")  # type: ignore[call-arg]
     assert other.outbox_url == "postgresql+asyncpg://u@h/producer"
     assert other.outbox_setting == "TASKLINE_OUTBOX_DATABASE_URL"
+
+
+async def test_a_relay_with_its_key_feeds_workers_that_require_signatures(
+    settings: Settings, outbox: str, redis: Redis, db: asyncpg.Connection, users: list[int]
+) -> None:
+    """With TASKLINE_RELAY_KEY_ID/SECRET the relay signs every job it publishes (and each
+    re-publication): a worker with TASKLINE_REQUIRE_SIGNATURES applies them all, recorded as signed
+    by the relay's key; the same rows published unsigned would be dead letters."""
+    from worker.config.signing_keys import parse_signing_keys
+
+    secret = "relay-secret-" + "0" * 30
+    signing = settings.model_copy(
+        update={
+            "signing_keys": parse_signing_keys({"relay-1": {"secret": secret}}),
+            "require_signatures": True,
+            "relay_key_id": "relay-1",
+            "relay_key_secret": SecretStr(secret),
+            "relay_republish_after": 0.3,
+        }
+    )
+    commands = creates_and_updates(20)
+    await insert_commands(db, commands)
+    relay = build_relay(signing)
+    try:
+        assert await relay.publish() == 20
+        lost = str(commands[0].command_id)  # lost by Redis: published again, signed again
+        await redis.delete(keys.job_key(lost))
+        await redis.zrem(signing.queue, lost)
+        await db.execute("UPDATE taskline_outbox SET next_check_at = now(), published_at = now() - interval '1 s'")
+        assert await relay.confirm() == 20
+        assert relay.counts.republished == 1
+        await run_burst(signing)
+    finally:
+        await close_relay(relay)
+    signed_by = await db.fetch(
+        "SELECT signed_by FROM processed_command WHERE command_id = ANY($1::uuid[])", [c.command_id for c in commands]
+    )
+    assert [r["signed_by"] for r in signed_by] == ["relay-1"] * 20
+    assert await db.fetchval("SELECT count(*) FROM dead_letter") == 0
+
+
+def test_the_trace_page_tells_a_commands_outbox_story(
+    settings: Settings, outbox: str, redis_url: str, users: list[int]
+) -> None:
+    """The page's trace of an outbox command shows its row: added, published, re-published (Redis
+    lost it) and confirmed with its outcome, read from TASKLINE_OUTBOX_DATABASE_URL's database;
+    that URL's password shows nowhere on the page."""
+    import asyncio
+
+    from starlette.testclient import TestClient
+
+    from worker.web.app import create_app
+
+    async def arrange() -> str:
+        db = await asyncpg.connect(outbox)
+        redis = Redis.from_url(redis_url)
+        relay = build_relay(settings.model_copy(update={"relay_republish_after": 0.3}))
+        try:
+            command = _create(title="traced through the outbox")
+            await insert_commands(db, [command])
+            assert await relay.publish() == 1
+            await redis.delete(keys.job_key(str(command.command_id)))
+            await redis.zrem(settings.queue, str(command.command_id))
+            await db.execute("UPDATE taskline_outbox SET next_check_at = now(), published_at = now() - interval '1 s'")
+            assert await relay.confirm() == 1
+            assert relay.counts.republished == 1
+            await run_burst(settings)
+            await db.execute("UPDATE taskline_outbox SET next_check_at = now()")
+            assert await relay.confirm() == 1
+            return str(command.command_id)
+        finally:
+            await close_relay(relay)
+            await redis.aclose()
+            await db.close()
+
+    command_id = asyncio.run(arrange())
+    # Another spelling of the same database, with a password that trust authentication ignores:
+    # the page opens an engine of its own for TASKLINE_OUTBOX_DATABASE_URL.
+    other = outbox.replace("127.0.0.1", "localhost") + "?password=s3cret-outbox"
+    web_settings = settings.model_copy(update={"outbox_database_url": other})
+    assert web_settings.outbox_url != web_settings.database_url
+    with TestClient(create_app(web_settings, watch=False)) as client:
+        page = client.get(f"/trace?id={command_id}")
+        assert page.status_code == 200
+        html = page.text
+        assert 'data-field="outbox"' in html
+        assert "re-published 1 time" in html
+        assert "Redis had lost it" in html
+        assert "confirmed applied" in html
+        assert "added " in html
+        assert "published " in html
+        for path in ("/", f"/trace?id={command_id}", "/api/status"):
+            assert "s3cret-outbox" not in client.get(path).text

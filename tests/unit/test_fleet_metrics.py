@@ -53,6 +53,57 @@ def test_a_schedulers_series_are_on_the_fleet_page_but_it_is_not_a_live_worker()
     assert families["taskline_workers_live"].samples[0].value == 1.0
 
 
+def _relay(relay_id: str, published: int, age_s: float, unpublished: int) -> dict[str, object]:
+    metrics = Metrics()
+    metrics.outbox_step(published=published, republished=2, invalid=1)
+    metrics.outbox_confirmed_as("applied", published - 1)
+    metrics.commands.labels("create_task", "applied").inc(0)  # not the relay's: left off the page
+    return {
+        "relay_id": relay_id,
+        "role": "relay",
+        "age_s": age_s,
+        "outbox": {
+            "backlog": unpublished + 4,
+            "unpublished": unpublished,
+            "unconfirmed": 4,
+            "invalid": 1,
+            "oldest_unpublished_s": 1.5,
+            "oldest_unconfirmed_s": 6.25,
+        },
+        "metrics": metrics_snapshot(metrics.registry),
+    }
+
+
+def test_the_relays_counters_and_the_outbox_figures_are_on_the_fleet_page() -> None:
+    """Each relay's outbox counters (published, re-published, confirmed, invalid) labelled with its
+    id; the backlog and the oldest ages once, from the freshest relay's reading; relays are not
+    counted as live workers."""
+    relays = [_relay("r:1:a", 10, age_s=3.0, unpublished=99), _relay("r:2:b", 20, age_s=0.5, unpublished=7)]
+    page = render_fleet_metrics("q", [_document("a:1:x", 5)], None, None, relays=relays).decode()
+    families = {family.name: family for family in text_string_to_metric_families(page)}
+
+    def totals(name: str) -> dict[tuple[tuple[str, str], ...], float]:
+        return {tuple(sorted(s.labels.items())): s.value for s in families[name].samples if s.name.endswith("_total")}
+
+    assert totals("taskline_outbox_published") == {(("worker", "r:1:a"),): 10.0, (("worker", "r:2:b"),): 20.0}
+    assert totals("taskline_outbox_republished") == {(("worker", "r:1:a"),): 2.0, (("worker", "r:2:b"),): 2.0}
+    assert totals("taskline_outbox_invalid") == {(("worker", "r:1:a"),): 1.0, (("worker", "r:2:b"),): 1.0}
+    assert totals("taskline_outbox_confirmed")[(("outcome", "applied"), ("worker", "r:2:b"))] == 19.0
+    rows = {s.labels["state"]: s.value for s in families["taskline_outbox_rows"].samples}
+    assert rows == {"unpublished": 7.0, "unconfirmed": 4.0, "invalid": 1.0}  # the fresher relay's reading
+    oldest = {s.labels["state"]: s.value for s in families["taskline_outbox_oldest_seconds"].samples}
+    assert oldest == {"unpublished": 1.5, "unconfirmed": 6.25}
+    processed = [s for s in families["taskline_commands_processed"].samples if s.name.endswith("_total")]
+    assert {s.labels["worker"] for s in processed} == {"a:1:x"}
+    assert families["taskline_workers_live"].samples[0].value == 1.0
+
+
+def test_without_a_relay_the_page_has_no_outbox_figures() -> None:
+    """No relay, no outbox gauges (nothing read the table)."""
+    page = render_fleet_metrics("q", [_document("a:1:x", 5)], None, None).decode()
+    assert "taskline_outbox_rows" not in page
+
+
 def test_a_summary_drops_the_snapshot_and_says_whether_the_worker_is_ready() -> None:
     """`ready` is a reachable database and not stopping."""
     document = _document("a:1:x", 1)

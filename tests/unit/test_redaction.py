@@ -121,3 +121,57 @@ def test_a_copy_of_the_settings_takes_new_urls_as_secrets() -> None:
     assert moved.redis_url == "redis://c:1/2"
     assert "s3cret" not in repr(moved)
     assert settings.database_url == "postgresql+asyncpg://u@db/x"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgres://relay:s3cret@producer-db/app", "postgresql://relay@producer-db/app?password=s3cret&sslmode=require"],
+)
+def test_the_outbox_database_url_is_held_as_a_secret(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TASKLINE_OUTBOX_DATABASE_URL (with a password in either form) never shows in the settings'
+    repr, str or dump, nor in a copy; `outbox_url` still hands the full URL to the relay."""
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@db/x")
+    monkeypatch.setenv("TASKLINE_OUTBOX_DATABASE_URL", url)
+    settings = load_settings()
+    for shown in (repr(settings), str(settings), json.dumps(settings.model_dump(mode="json"))):
+        assert "s3cret" not in shown
+    assert "s3cret" in settings.outbox_url
+    assert settings.outbox_url.startswith("postgresql+asyncpg://")
+    assert settings.outbox_setting == "TASKLINE_OUTBOX_DATABASE_URL"
+    moved = settings.model_copy(update={"outbox_database_url": url.replace("s3cret", "s3cret2")})
+    assert "s3cret2" in moved.outbox_url
+    assert "s3cret" not in repr(moved)
+
+
+def test_a_bad_outbox_database_url_is_named_without_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A TASKLINE_OUTBOX_DATABASE_URL that is not PostgreSQL is named in the error, its password not."""
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@db/x")
+    monkeypatch.setenv("TASKLINE_OUTBOX_DATABASE_URL", "mysql://u:s3cret@db/x?password=s3cret")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "TASKLINE_OUTBOX_DATABASE_URL" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_the_relays_outage_warning_names_the_outbox_setting_without_its_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay's WARNING when the outbox's database cannot be used names
+    TASKLINE_OUTBOX_DATABASE_URL and shows the URL redacted."""
+    from worker.observe.outages import OutageLog
+
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    configure_logging("json", "INFO")
+    try:
+        OutageLog(
+            get_logger("taskline.relay"),
+            service="the outbox's PostgreSQL",
+            setting="TASKLINE_OUTBOX_DATABASE_URL",
+            url="postgresql+asyncpg://relay@producer-db/app?password=s3cret",
+            advice="check it",
+        ).down(ConnectionRefusedError("refused"))
+    finally:
+        logging.getLogger().handlers.clear()
+    line = stream.getvalue()
+    assert "TASKLINE_OUTBOX_DATABASE_URL" in line
+    assert "password=***" in line
+    assert "s3cret" not in line

@@ -8,9 +8,12 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 from taskline_producer.contract import CreateTask, dumps
+from taskline_producer.signing import SigningKey
 from taskline_producer.wire import job_of_command, job_options, wire_argument
 
-from worker.pipeline.decode import Decoder
+from worker.config.signing_keys import parse_signing_keys
+from worker.pipeline.decode import REJECT_JOB, Decoder
+from worker.pipeline.signatures import Verifier
 from worker.relay.envelopes import Envelopes
 
 
@@ -53,8 +56,28 @@ def test_invalid_rows_are_refused_with_the_decoders_reason() -> None:
     assert [row_id for row_id, _, _ in prepared.jobs] == [4]
 
 
-def test_the_signing_hook_sees_every_accepted_job() -> None:
-    """A `sign` callable (signed commands) transforms each job after the decoder accepted it."""
-    envelopes = Envelopes(Decoder(64 * 1024, 1024 * 1024), outcome_ttl=600, sign=lambda raw: raw + b" ")
-    prepared = envelopes.prepare([(1, "create_task", json.dumps(wire_argument(_create())))], 1)
-    assert prepared.jobs[0][2].endswith(b"} ")
+def test_with_a_relay_key_every_job_is_signed_so_that_a_worker_requiring_signatures_accepts_it() -> None:
+    """A relay key seals each accepted job (contract 3, k.sig with the relay's key id); a worker's
+    decoder that requires signatures and knows the key takes it as signed by the relay."""
+    secret = "r" * 40
+    key = SigningKey.of("relay-1", secret)
+    envelopes = Envelopes(Decoder(64 * 1024, 1024 * 1024), outcome_ttl=600, key=key)
+    command = _create()
+    prepared = envelopes.prepare([(1, "create_task", json.dumps(wire_argument(command)))], 1)
+    ((_, job_id, raw),) = prepared.jobs
+    assert job_id == str(command.command_id)
+    options = json.loads(raw)["k"]
+    assert options["contract"] == 3
+    assert options["outcome_ttl"] == 600
+    assert options["sig"]["kid"] == "relay-1"
+    assert options["sig"]["mac"] != "0" * 64
+    worker = Decoder(
+        64 * 1024, 1024 * 1024, Verifier(parse_signing_keys({"relay-1": {"secret": secret}}), required=True)
+    )
+    decoded = worker(raw)
+    assert decoded["f"] == "create_task"
+    assert decoded["a"][0].signed_by == "relay-1"
+    other = Decoder(
+        64 * 1024, 1024 * 1024, Verifier(parse_signing_keys({"relay-1": {"secret": "x" * 40}}), required=True)
+    )
+    assert other(raw)["f"] == REJECT_JOB  # another secret: refused, so the seal really covers the job

@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from taskline_producer.connection import SENTINEL_SCHEMES
 from taskline_producer.contract import CONTRACT_VERSION, DEFAULT_MAX_PAYLOAD_BYTES, DEFAULT_QUEUE, OUTCOME_TTL_MAX_S
 from taskline_producer.redaction import redact_text, redact_url
+from taskline_producer.signing import SigningKey
 
 from worker.config.durations import parse_duration
 from worker.config.redis_connection import arq_redis_settings
@@ -23,7 +24,11 @@ from worker.config.signing_keys import KeyConfig, parse_signing_keys
 
 __all__ = ["Settings", "SettingsError", "load_settings", "redact_url"]
 
-_URL_VARIABLES = {"database_secret": "DATABASE_URL", "redis_secret": "REDIS_URL"}
+_URL_VARIABLES = {
+    "database_secret": "DATABASE_URL",
+    "redis_secret": "REDIS_URL",
+    "outbox_database_secret": "TASKLINE_OUTBOX_DATABASE_URL",
+}
 _HORIZON_INPUTS = ("job_timeout", "not_yet_window", "transient_tries", "retry_max_delay")
 
 
@@ -145,13 +150,41 @@ class Settings(BaseSettings):
         return value
 
     # the outbox relay (worker/relay/, docs/outbox.md): the outbox lives in the producer's database
-    outbox_database_url: str | None = None
-    """The database holding `taskline_outbox` (TASKLINE_OUTBOX_DATABASE_URL); DATABASE_URL when unset."""
+    outbox_database_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TASKLINE_OUTBOX_DATABASE_URL", "outbox_database_url")
+    )
+    """The database holding `taskline_outbox` (TASKLINE_OUTBOX_DATABASE_URL); DATABASE_URL when unset.
+    Held as a secret like DATABASE_URL: `outbox_database_url` hands it to what connects."""
     relay_batch: int = Field(default=1000, ge=1, le=10_000)
     relay_poll_delay: float = Field(default=0.2, gt=0, le=30)
     relay_republish_after: float = Field(default=60.0, gt=0)
     relay_outcome_ttl: int = Field(default=86_400, ge=60, le=OUTCOME_TTL_MAX_S)
     relay_retention: float = Field(default=86_400.0, ge=0)
+
+    relay_key_id: str | None = None
+    """The key id the relay signs what it publishes with (TASKLINE_RELAY_KEY_ID; docs/outbox.md)."""
+    relay_key_secret: SecretStr | None = None
+    """That key's secret (TASKLINE_RELAY_KEY_SECRET): in the workers' TASKLINE_SIGNING_KEYS too."""
+
+    @field_validator("relay_key_secret")
+    @classmethod
+    def _relay_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        key_id = info.data.get("relay_key_id")
+        if (key_id is None) != (value is None):
+            missing = "TASKLINE_RELAY_KEY_SECRET" if value is None else "TASKLINE_RELAY_KEY_ID"
+            raise ValueError(
+                f"{missing} is not set: set both TASKLINE_RELAY_KEY_ID and TASKLINE_RELAY_KEY_SECRET, or neither"
+            )
+        if key_id is not None and value is not None:
+            SigningKey.of(key_id, value.get_secret_value())  # ValueError naming what is wrong, never the secret
+        return value
+
+    @property
+    def relay_signing_key(self) -> SigningKey | None:
+        """The relay's key (docs/outbox.md, "Signed commands"), or None: it publishes unsigned."""
+        if self.relay_key_id is None or self.relay_key_secret is None:
+            return None
+        return SigningKey.of(self.relay_key_id, self.relay_key_secret.get_secret_value())
 
     @field_validator("relay_retention", "relay_republish_after", mode="before")
     @classmethod
@@ -183,10 +216,20 @@ class Settings(BaseSettings):
             value = value.get_secret_value()
         return SecretStr(normalise_database_url(value)) if isinstance(value, str) else value
 
-    @field_validator("outbox_database_url")
+    @field_validator("outbox_database_secret", mode="before")
     @classmethod
-    def _outbox_database_url(cls, value: str | None) -> str | None:
-        return normalise_database_url(value) if value else None
+    def _outbox_database_url(cls, value: object) -> object:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if value is None or value == "":
+            return None
+        return SecretStr(normalise_database_url(value)) if isinstance(value, str) else value
+
+    @property
+    def outbox_database_url(self) -> str | None:
+        """TASKLINE_OUTBOX_DATABASE_URL in the asyncpg form, password included (None when unset):
+        for connecting, never for printing (`redact_url` it)."""
+        return self.outbox_database_secret.get_secret_value() if self.outbox_database_secret else None
 
     @property
     def outbox_url(self) -> str:
@@ -217,12 +260,15 @@ class Settings(BaseSettings):
         return SecretStr(value)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
-        """pydantic's copy, taking `database_url` and `redis_url` in `update` as well (held as the
-        secrets behind them, the database URL normalised)."""
-        if update and ("database_url" in update or "redis_url" in update):
+        """pydantic's copy, taking `database_url`, `outbox_database_url` and `redis_url` in `update`
+        as well (held as the secrets behind them, the database URLs normalised)."""
+        if update and ("database_url" in update or "redis_url" in update or "outbox_database_url" in update):
             update = dict(update)
             if "database_url" in update:
                 update["database_secret"] = SecretStr(normalise_database_url(update.pop("database_url")))
+            if "outbox_database_url" in update:
+                outbox = update.pop("outbox_database_url")
+                update["outbox_database_secret"] = SecretStr(normalise_database_url(outbox)) if outbox else None
             if "redis_url" in update:
                 update["redis_secret"] = SecretStr(update.pop("redis_url"))
         return super().model_copy(update=update, deep=deep)

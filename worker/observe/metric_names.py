@@ -28,6 +28,7 @@ __all__ = [
     "OUTBOX_GAUGES",
     "OUTBOX_INVALID",
     "OUTBOX_OLDEST",
+    "OUTBOX_PREFIX",
     "OUTBOX_PUBLISHED",
     "OUTBOX_REPUBLISHED",
     "OUTBOX_ROWS",
@@ -83,6 +84,8 @@ WORKERS_LIVE: Final = MetricName("taskline_workers_live", "Workers whose heartbe
 """Only on the fleet's page (worker/tools/fleet_metrics.py)."""
 
 # the outbox relay (worker/relay/)
+OUTBOX_PREFIX: Final = "taskline_outbox_"
+"""Every relay metric's name starts so (`taskline metrics` takes them from the relays' heartbeats)."""
 OUTBOX_ROWS: Final = MetricName(
     "taskline_outbox_rows", "Outbox rows by state: unpublished (the backlog to publish), unconfirmed, invalid."
 )

@@ -62,6 +62,10 @@ def _postgres_hint(error: BaseException) -> str | None:
         return "PostgreSQL is starting, stopping or full: try again shortly, or check max_connections."
     if isinstance(error, asyncpg.PostgresConnectionError):
         return _UNREACHABLE_HINT
+    if isinstance(error, (asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.InternalClientError)):
+        # the server shutting down cuts every session; a query on a session it cut mid-way fails
+        # inside asyncpg ("cannot switch to state ..."): both are the server going away
+        return _UNREACHABLE_HINT
     return None
 
 

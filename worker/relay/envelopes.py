@@ -6,15 +6,22 @@ each job it takes, so a row the relay refuses carries the very reason a worker w
 (the contract's words: "commands[0].title: ..."), and a row it publishes is one no worker refuses
 for its shape. The job asks for outcomes (`k.outcome_ttl`, contract version 2): the relay confirms
 each command by its outcome.
+
+With a relay key (TASKLINE_RELAY_KEY_ID / TASKLINE_RELAY_KEY_SECRET, docs/outbox.md "Signed
+commands") every job is signed at publish time, with the relay's key: the job is written with
+`k.sig` holding the mac as zeros (contract version 3), checked by the decoder like any other, and
+sealed (`taskline_producer.signing.seal`: one HMAC over the bytes published). A re-publication is
+a new job (a new `et`) and is signed again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
 from taskline_producer.contract import COMMAND_JOBS, dumps
+from taskline_producer.signing import SigningKey, seal, signature_options
 from taskline_producer.wire import job_options
 
 from worker.pipeline.decode import REJECT_JOB, Decoder, Delivery
@@ -38,13 +45,12 @@ class Prepared:
 class Envelopes:
     """Builds and checks the jobs of outbox rows (see the module docstring)."""
 
-    def __init__(self, decoder: Decoder, outcome_ttl: int, sign: Callable[[bytes], bytes] | None = None) -> None:
+    def __init__(self, decoder: Decoder, outcome_ttl: int, key: SigningKey | None = None) -> None:
         self.decoder = decoder
-        self.options = dumps(job_options(outcome_ttl))
-        self.sign = sign
-        """The hook for signed commands: applied to each job the decoder accepted, before it is
-        published (worker/relay/process.py's `build_relay` passes none yet; with signing, the
-        relay's own key from TASKLINE_RELAY_KEY_ID / TASKLINE_RELAY_SECRET goes here)."""
+        self.key = key
+        """The relay's signing key: each job the decoder accepted is sealed with it (None: unsigned)."""
+        options = job_options(outcome_ttl)
+        self.options = dumps(signature_options(key, dict(options)) if key is not None else options)
 
     def job(self, function: str, command_json: str, enqueued_ms: int) -> bytes:
         """The arq job JSON of one row (the command's JSON spliced in as it is stored)."""
@@ -76,7 +82,7 @@ class Envelopes:
             if decoded["f"] == REJECT_JOB or not isinstance(argument, Delivery):
                 prepared.refused.append((row_id, _reason_of(argument)))
                 continue
-            prepared.jobs.append((row_id, str(argument.command.command_id), self.sign(raw) if self.sign else raw))
+            prepared.jobs.append((row_id, str(argument.command.command_id), seal(raw, self.key) if self.key else raw))
         return prepared
 
 

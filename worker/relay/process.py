@@ -25,7 +25,7 @@ from taskline_producer import keys
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, epoch_ms
 
 from worker.config.redis_connection import make_tool_redis
-from worker.config.settings import Settings, load_settings, redact_url
+from worker.config.settings import Settings, SettingsError, load_settings, redact_url
 from worker.logs import configure_logging, get_logger
 from worker.observe.health import Health
 from worker.observe.heartbeat import BEATS_PER_TTL, metrics_snapshot
@@ -37,7 +37,7 @@ from worker.relay.envelopes import Envelopes
 from worker.relay.relay import RedisUnavailable, Relay
 from worker.store.engine import make_outbox_engine
 
-__all__ = ["run_relay", "supervise_relay"]
+__all__ = ["relay_key_problem", "run_relay", "supervise_relay"]
 
 REDIS_ADVICE: Final = "check that Redis runs and that REDIS_URL points at it (host, port, password, rediss:// for TLS)"
 PRUNE_EVERY_S: Final = 60.0
@@ -49,8 +49,35 @@ _REDIS_TIMEOUT_S: Final = 10.0
 def run_relay() -> None:
     """`taskline relay`: run until SIGTERM/SIGINT."""
     settings = load_settings()
+    problem = relay_key_problem(settings)
+    if problem is not None:
+        raise SettingsError(problem)
     configure_logging(settings.log_format, settings.log_level)
     asyncio.run(supervise_relay(settings))
+
+
+def relay_key_problem(settings: Settings) -> str | None:
+    """Why the workers would refuse what this relay publishes, read from the settings they share
+    (TASKLINE_REQUIRE_SIGNATURES, TASKLINE_SIGNING_KEYS); None when nothing is known to be wrong."""
+    key = settings.relay_signing_key
+    fix = "set TASKLINE_RELAY_KEY_ID and TASKLINE_RELAY_KEY_SECRET to a key in the workers' TASKLINE_SIGNING_KEYS"
+    if key is None:
+        if settings.require_signatures:
+            return (
+                "TASKLINE_REQUIRE_SIGNATURES is on and the relay has no key: every command it publishes would be"
+                f" refused; {fix} (docs/outbox.md)"
+            )
+        return None
+    known = settings.signing_keys.get(key.key_id)
+    if settings.signing_keys and known is None:
+        return (
+            f"TASKLINE_RELAY_KEY_ID {key.key_id!r} is not in TASKLINE_SIGNING_KEYS: the workers do not know it; {fix}"
+        )
+    if known is not None and known.retired:
+        return f"TASKLINE_RELAY_KEY_ID {key.key_id!r} is retired in TASKLINE_SIGNING_KEYS: all would be refused; {fix}"
+    if known is not None and known.secret.get_secret_value().encode() != key.secret:
+        return f"TASKLINE_RELAY_KEY_SECRET is not the secret TASKLINE_SIGNING_KEYS holds for {key.key_id!r}; {fix}"
+    return None
 
 
 def build_relay(settings: Settings, metrics: Metrics | None = None) -> Relay:
@@ -60,7 +87,9 @@ def build_relay(settings: Settings, metrics: Metrics | None = None) -> Relay:
         redis=make_tool_redis(settings.redis_url, _REDIS_TIMEOUT_S),
         queue=settings.queue,
         envelopes=Envelopes(
-            Decoder(settings.max_payload_bytes, settings.max_bulk_payload_bytes), settings.relay_outcome_ttl
+            Decoder(settings.max_payload_bytes, settings.max_bulk_payload_bytes),
+            settings.relay_outcome_ttl,
+            settings.relay_signing_key,
         ),
         batch=settings.relay_batch,
         republish_after_s=settings.relay_republish_after,

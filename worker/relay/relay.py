@@ -1,8 +1,9 @@
 """The relay's work, one step at a time: publish, confirm, re-publish, prune.
 
 * **Publish.** In one transaction: lock up to `TASKLINE_RELAY_BATCH` committed, unpublished rows
-  (`FOR UPDATE SKIP LOCKED`: another relay takes the next ones), refuse the invalid ones with the
-  contract's reason, enqueue the rest in one Redis round trip, record the publication, commit. A
+  (`FOR UPDATE SKIP LOCKED`: another relay takes the next ones) and record their publication in
+  the same statement, refuse the invalid ones with the contract's reason, enqueue the rest in one
+  Redis round trip, commit. A
   relay killed before the commit leaves the rows unpublished and unlocked: another relay (or this
   one, restarted) publishes them again, and the enqueue script or the worker's `processed_command`
   makes that harmless. At least once; exactly once in effect.
@@ -85,14 +86,13 @@ class Relay:
     async def publish(self) -> int:
         """Publish one batch of committed rows; how many rows it handled (published or refused)."""
         async with self.engine.begin() as conn:
-            rows = await q.claim_unpublished(conn, self.batch)
+            rows = await q.claim_for_publication(conn, self.batch, self.first_check_s)
             if not rows:
                 return 0
             now = self.clock_ms()
             prepared = self.envelopes.prepare(((r.id, r.function, r.command) for r in rows), now)
             await self._enqueue(now, [(job_id, job) for _, job_id, job in prepared.jobs])
             await q.mark_invalid(conn, prepared.refused)
-            await q.mark_published(conn, [row_id for row_id, _, _ in prepared.jobs], self.first_check_s)
         self.counts.published += len(prepared.jobs)
         self.counts.invalid += len(prepared.refused)
         if self.metrics is not None:

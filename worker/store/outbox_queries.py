@@ -22,7 +22,7 @@ __all__ = [
     "ToCheck",
     "ToPublish",
     "claim_due_checks",
-    "claim_unpublished",
+    "claim_for_publication",
     "confirm",
     "mark_invalid",
     "mark_published",
@@ -84,12 +84,30 @@ class OutboxFigures:
 _UNPUBLISHED = sa.and_(T.c.published_at.is_(None), T.c.invalid_reason.is_(None))
 _UNCONFIRMED = sa.and_(T.c.published_at.is_not(None), T.c.confirmed_at.is_(None))
 
-_CLAIM_UNPUBLISHED: Final = (
-    sa.select(T.c.id, T.c.function, sa.cast(T.c.command, sa.Text))
-    .where(_UNPUBLISHED)
-    .order_by(T.c.id)
-    .limit(sa.bindparam("limit"))
-    .with_for_update(skip_locked=True)
+_NEXT_CHECK = sa.func.now() + sa.bindparam("first_check_s", type_=sa.Float) * _SECONDS
+
+# Lock up to `limit` committed, unpublished rows (oldest first, rows another relay holds skipped)
+# and record their publication in one statement: each row is written once per publication, and
+# the transaction it runs in commits only once Redis took the jobs (else it rolls back).
+# `id = ANY(array(SELECT ...))`, not `id IN (SELECT ...)`: the planner turns the IN into a hash
+# semi-join over a sequential scan of the whole table, once per batch.
+_CLAIM_FOR_PUBLICATION: Final = (
+    sa.update(T)
+    .where(
+        T.c.id
+        == sa.any_(
+            sa.func.array(
+                sa.select(T.c.id)
+                .where(_UNPUBLISHED)
+                .order_by(T.c.id)
+                .limit(sa.bindparam("limit"))
+                .with_for_update(skip_locked=True)
+                .scalar_subquery()
+            )
+        )
+    )
+    .values(published_at=sa.func.now(), publications=T.c.publications + 1, next_check_at=_NEXT_CHECK)
+    .returning(T.c.id, T.c.function, sa.cast(T.c.command, sa.Text))
 )
 
 _CLAIM_DUE: Final = (
@@ -112,12 +130,20 @@ _MARK_PUBLISHED: Final = (
     .values(
         published_at=sa.func.now(),
         publications=T.c.publications + 1,
-        next_check_at=sa.func.now() + sa.bindparam("first_check_s", type_=sa.Float) * _SECONDS,
+        next_check_at=_NEXT_CHECK,
     )
 )
 
+# A refused row is kept unpublished (its claim above counted a publication that did not happen).
 _MARK_INVALID: Final = (
-    sa.update(T).where(T.c.id == sa.bindparam("row_id")).values(invalid_reason=sa.bindparam("reason"))
+    sa.update(T)
+    .where(T.c.id == sa.bindparam("row_id"))
+    .values(
+        invalid_reason=sa.bindparam("reason"),
+        published_at=None,
+        next_check_at=None,
+        publications=sa.func.greatest(T.c.publications - 1, 0),
+    )
 )
 
 _CONFIRM: Final = (
@@ -144,15 +170,19 @@ _POSTPONE: Final = (
     )
 )
 
-_PRUNE: Final = sa.delete(T).where(
-    T.c.id.in_(
-        sa.select(T.c.id)
-        .where(
-            T.c.confirmed_at.is_not(None),
-            T.c.confirmed_at < sa.func.now() - sa.bindparam("retention_s", type_=sa.Float) * _SECONDS,
+_PRUNE: Final = sa.delete(T).where(  # ANY(array(...)): see _CLAIM_FOR_PUBLICATION
+    T.c.id
+    == sa.any_(
+        sa.func.array(
+            sa.select(T.c.id)
+            .where(
+                T.c.confirmed_at.is_not(None),
+                T.c.confirmed_at < sa.func.now() - sa.bindparam("retention_s", type_=sa.Float) * _SECONDS,
+            )
+            .limit(sa.bindparam("limit"))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
         )
-        .limit(sa.bindparam("limit"))
-        .with_for_update(skip_locked=True)
     )
 )
 
@@ -162,11 +192,12 @@ _FIGURES_UNCONFIRMED: Final = sa.select(sa.func.count(), _EPOCH_AGE).where(_UNCO
 _FIGURES_INVALID: Final = sa.select(sa.func.count()).where(T.c.invalid_reason.is_not(None))
 
 
-async def claim_unpublished(conn: AsyncConnection, limit: int) -> list[ToPublish]:
+async def claim_for_publication(conn: AsyncConnection, limit: int, first_check_s: float) -> list[ToPublish]:
     """Lock up to `limit` committed, unpublished, valid-so-far rows, oldest first (rows another
-    relay holds are skipped)."""
-    rows = await conn.execute(_CLAIM_UNPUBLISHED, {"limit": limit})
-    return [ToPublish(row[0], row[1], row[2]) for row in rows]
+    relay holds are skipped), recorded as published (outcome asked after `first_check_s`): the
+    caller publishes them before its transaction commits, and marks the ones it refuses invalid."""
+    rows = await conn.execute(_CLAIM_FOR_PUBLICATION, {"limit": limit, "first_check_s": first_check_s})
+    return sorted((ToPublish(row[0], row[1], row[2]) for row in rows), key=lambda row: row.id)
 
 
 async def mark_published(conn: AsyncConnection, ids: Sequence[int], first_check_s: float) -> None:

@@ -30,6 +30,9 @@ from worker.observe.metric_names import (
     CLAIMS_WAITING,
     DEAD_LETTERS_WAITING,
     FLEET_GAUGES,
+    OUTBOX_OLDEST,
+    OUTBOX_PREFIX,
+    OUTBOX_ROWS,
     QUEUE_DEPTH,
     WORKERS_LIVE,
     MetricName,
@@ -62,21 +65,21 @@ def render_fleet_metrics(
     schedulers: Iterable[dict[str, Any]] = (),
     claims_waiting: int | None = None,
     claiming_paused: bool | None = None,
+    relays: Iterable[dict[str, Any]] = (),
 ) -> bytes:
     """Prometheus text: every live worker's and scheduler's snapshot (labelled `worker` with the
-    process's id; a scheduler's holds the purge metrics), the queue depth, the dead letters
-    waiting, and how many workers are live (schedulers not counted)."""
-    workers = list(workers)
+    process's id; a scheduler's holds the purge metrics), each live outbox relay's counters
+    (`taskline_outbox_*`, labelled `worker` with the relay's id), the outbox's figures as the
+    freshest relay read them (`taskline_outbox_rows`, `taskline_outbox_oldest_seconds`), the queue
+    depth, the dead letters waiting, and how many workers are live (schedulers and relays not
+    counted)."""
+    workers, relays = list(workers), list(relays)
     families: dict[str, Metric] = {}
     for document in [*workers, *schedulers]:
-        worker_id = str(document["worker_id"])
-        for family in document.get("metrics") or []:
-            name, kind = family.get("name"), family.get("type")
-            if not isinstance(name, str) or name in FLEET_GAUGES or kind not in ("counter", "gauge", "histogram"):
-                continue
-            target = families.setdefault(name, Metric(name, str(family.get("help", name)), kind))
-            for sample_name, labels, value in family.get("samples", []):
-                target.add_sample(sample_name, {**labels, "worker": worker_id}, float(value))
+        own = [f for f in document.get("metrics") or [] if not _is_outbox(f)]  # a relay's, always 0 here
+        _add_snapshot(families, str(document["worker_id"]), own)
+    for relay in relays:
+        _add_snapshot(families, str(relay["relay_id"]), [f for f in relay.get("metrics") or [] if _is_outbox(f)])
     live = _gauge(WORKERS_LIVE)
     live.add_sample(WORKERS_LIVE.name, {"queue": queue}, float(len(workers)))
     extra = [live]
@@ -97,9 +100,38 @@ def render_fleet_metrics(
         gauge = _gauge(CLAIMING_PAUSED)
         gauge.add_sample(CLAIMING_PAUSED.name, {"queue": queue}, 1.0 if claiming_paused else 0.0)
         extra.append(gauge)
+    extra.extend(_outbox_gauges(relays))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families([*families.values(), *extra]))
     return generate_latest(registry)
+
+
+def _is_outbox(family: dict[str, Any]) -> bool:
+    return str(family.get("name", "")).startswith(OUTBOX_PREFIX)
+
+
+def _add_snapshot(families: dict[str, Metric], process_id: str, snapshot: Iterable[dict[str, Any]]) -> None:
+    for family in snapshot:
+        name, kind = family.get("name"), family.get("type")
+        if not isinstance(name, str) or name in FLEET_GAUGES or kind not in ("counter", "gauge", "histogram"):
+            continue
+        target = families.setdefault(name, Metric(name, str(family.get("help", name)), kind))
+        for sample_name, labels, value in family.get("samples", []):
+            target.add_sample(sample_name, {**labels, "worker": process_id}, float(value))
+
+
+def _outbox_gauges(relays: Sequence[dict[str, Any]]) -> list[Metric]:
+    """The outbox table's figures, once (every relay reads the same table): the freshest reading."""
+    read = [r for r in relays if isinstance(r.get("outbox"), dict)]
+    if not read:
+        return []
+    figures = min(read, key=lambda r: float(r.get("age_s") or 0.0))["outbox"]
+    rows, oldest = _gauge(OUTBOX_ROWS), _gauge(OUTBOX_OLDEST)
+    for state in ("unpublished", "unconfirmed", "invalid"):
+        rows.add_sample(OUTBOX_ROWS.name, {"state": state}, float(figures.get(state) or 0))
+    for state in ("unpublished", "unconfirmed"):
+        oldest.add_sample(OUTBOX_OLDEST.name, {"state": state}, float(figures.get(f"oldest_{state}_s") or 0.0))
+    return [rows, oldest]
 
 
 class FleetReader:
@@ -121,6 +153,7 @@ class FleetReader:
         from worker.tools.claims import stranded_claims
         from worker.tools.fleet import live_workers, read_heartbeats
         from worker.tools.pause import read_pause
+        from worker.tools.relays import live_relays
 
         queue = self.settings.queue
         heartbeats = await read_heartbeats(self.redis, queue)
@@ -145,6 +178,7 @@ class FleetReader:
             schedulers=schedulers,
             claims_waiting=len(claims),
             claiming_paused=await read_pause(self.redis, queue) is not None,
+            relays=await live_relays(self.redis, queue),
         )
 
     async def close(self) -> None:

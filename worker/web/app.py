@@ -98,6 +98,12 @@ def create_app(settings: Settings, *, watch: bool = True) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis = make_tool_redis(settings.redis_url)
         engine = make_tool_engine(settings, "taskline-web", pool_size=2, max_overflow=2, command_timeout=10)
+        outbox_engine = None
+        if settings.outbox_url != settings.database_url:
+            outbox_settings = settings.model_copy(update={"database_url": settings.outbox_url})
+            outbox_engine = make_tool_engine(
+                outbox_settings, "taskline-web", pool_size=1, max_overflow=1, command_timeout=10
+            )
         password = settings.web_password.get_secret_value() if settings.web_password else None
         app.state.web = WebState(
             settings=settings,
@@ -108,6 +114,7 @@ def create_app(settings: Settings, *, watch: bool = True) -> Starlette:
             sign_ins=SignInThrottle(),
             templates=_templates(),
             kept_history=KeptHistory(settings.history_keep),
+            outbox_engine=outbox_engine,
         )
         fleet_watch = FleetWatch(
             redis,
@@ -125,6 +132,8 @@ def create_app(settings: Settings, *, watch: bool = True) -> Starlette:
             await fleet_watch.stop()
             await redis.aclose()
             await engine.dispose()
+            if outbox_engine is not None:
+                await outbox_engine.dispose()
 
     routes = [
         Route("/", views.overview),

@@ -27,5 +27,8 @@ class WebState:
     sign_ins: SignInThrottle
     templates: Jinja2Templates
     kept_history: KeptHistory
+    outbox_engine: AsyncEngine | None = None
+    """The outbox's database (TASKLINE_OUTBOX_DATABASE_URL) when it is not DATABASE_URL's: the trace
+    reads a command's outbox rows there; None: the outbox is in `engine`'s database."""
     status_cache: tuple[float, dict[str, Any]] | None = None
     """The last status reading and when (monotonic) it was taken."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, urlencode
 
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
@@ -265,9 +267,21 @@ async def trace_page(request: Request) -> Response:
     story = None
     if ident:
         web = _state(request)
-        async with web.engine.connect() as conn:
-            story = await trace(conn, web.redis, web.settings.queue, ident)
+        async with contextlib.AsyncExitStack() as stack:
+            conn = await stack.enter_async_context(web.engine.connect())
+            outbox = await _outbox_connection(web, stack)
+            story = await trace(conn, web.redis, web.settings.queue, ident, outbox)
     return await render(request, "trace.html", {"ident": ident, "story": story})
+
+
+async def _outbox_connection(web: WebState, stack: contextlib.AsyncExitStack) -> AsyncConnection | None:
+    """A connection of its own to the outbox's database for the trace (a failed query there, say no
+    `taskline_outbox` table, leaves the other connection usable); None when it cannot be reached:
+    the rest of the story is still told."""
+    try:
+        return await stack.enter_async_context((web.outbox_engine or web.engine).connect())
+    except Exception:
+        return None
 
 
 async def login(request: Request) -> Response:
