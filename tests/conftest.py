@@ -57,13 +57,12 @@ def direct_database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def session_pgbouncer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgBouncer]:
+def session_pgbouncer() -> Iterator[PgBouncer]:
     """A PgBouncer of this run's own (transaction pooling) in front of the test PostgreSQL."""
     if pgbouncer_binary() is None:
         pytest.skip("pgbouncer is not installed (apt-get install -y pgbouncer, or scripts/services.sh --tests)")
     admin = urlsplit(ADMIN_DATABASE_URL)
     bouncer = PgBouncer(
-        tmp_path_factory.mktemp("pgbouncer"),
         admin.hostname or "127.0.0.1",
         admin.port or 5432,
         user=admin.username or "postgres",

@@ -16,6 +16,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -49,18 +50,17 @@ class PgBouncer:
     """PgBouncer on 127.0.0.1:`port` in transaction pooling, passing every database name through
     to `server_host:server_port` (trust authentication, as the test PostgreSQL uses)."""
 
-    def __init__(
-        self, workdir: Path, server_host: str, server_port: int, *, user: str = "postgres", pool_size: int = 20
-    ) -> None:
+    def __init__(self, server_host: str, server_port: int, *, user: str = "postgres", pool_size: int = 20) -> None:
         binary = pgbouncer_binary()
         if binary is None:
             raise RuntimeError("pgbouncer is not installed: apt-get install -y pgbouncer (scripts/services.sh --tests)")
         self.binary = binary
-        self.workdir = workdir
+        # A directory of its own under the system's temporary directory: pytest's are private to
+        # the user running the tests, and PgBouncer may run as another one (see _unprivileged_user)
+        self.workdir = workdir = Path(tempfile.mkdtemp(prefix="taskline-pgbouncer-"))
         self.port = free_port()
         self.user = user
         self.proc: subprocess.Popen[bytes] | None = None
-        workdir.mkdir(parents=True, exist_ok=True)
         workdir.chmod(0o777)  # PgBouncer runs as another user when we are root: its log and pid go here
         (workdir / "users.txt").write_text(f'"{user}" ""\n')
         (workdir / "pgbouncer.ini").write_text(
@@ -111,7 +111,8 @@ class PgBouncer:
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"pgbouncer exited with {self.proc.returncode}: {self.log()[-2000:]}")
+                output = (self.workdir / "stdout.log").read_text(errors="replace")
+                raise RuntimeError(f"pgbouncer exited with {self.proc.returncode}: {(output + self.log())[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return
@@ -128,6 +129,7 @@ class PgBouncer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def log(self) -> str:
         path = self.workdir / "pgbouncer.log"
