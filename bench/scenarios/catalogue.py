@@ -16,6 +16,7 @@ from bench.processes import Proc
 from bench.profiling import diagnose, pyspy
 from bench.scenarios.drain import drain
 from bench.scenarios.enqueue import enqueue
+from bench.scenarios.fleet import fleet
 from bench.scenarios.latency import steady_latency
 from bench.scenarios.signing import signing
 from bench.suite import Suite
@@ -151,6 +152,7 @@ SCENARIOS: dict[str, Scenario] = {
     "outcomes": outcomes,
     "signing": signing,
     "latency": latency,  # after "drain": it offers half of that scenario's K=1 rate
+    "fleet": fleet,  # per-command costs, 1/2/4 processes, PgBouncer (docs/scaling.md)
 }
 EXTRAS: dict[str, Scenario] = {"uvloop": uvloop, "profile": profile, "diagnose": diagnose_scenario}
 
