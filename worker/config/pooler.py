@@ -10,8 +10,10 @@ server connection is free: its named statements are missing there ("prepared sta
 caches off, SQLAlchemy's statement names empty): an unnamed statement lives until the next one on
 the same server connection, inside the same transaction, so nothing collides and nothing is left
 behind on PostgreSQL's side. Unique names (a UUID each) also avoid the collisions, but every one
-stays on some server connection until PgBouncer closes it (`server_lifetime`): checked against
-PgBouncer 1.18 here, 85 leftovers on one server connection after 4,500 transactions.
+stays on some server connection until PgBouncer closes it (`server_lifetime`). Checked against
+PgBouncer 1.18 here, three engines, 1,500 concurrent two-statement transactions: asyncpg's
+defaults failed 1,249 of them; unique names failed none and left 70 statements on one server
+connection; unnamed statements failed none and left none.
 
 `auto` (the default) decides from DATABASE_URL: port 6432 (PgBouncer's own default) or a host
 name that says pgbouncer means `pgbouncer`; anything else is PostgreSQL itself. A worker that
