@@ -25,6 +25,9 @@ def _row(key: str, r: dict[str, Any], floor_rate: float | None) -> dict[str, Any
         "redis_cpu_ms_per_command": side.get("redis_cpu_ms_per_command"),
         "commits_per_command": transactions / r["commands"] if r.get("commands") else None,
         "wal_bytes_per_command": side.get("wal_bytes_per_command"),
+        "stored_bytes_per_command": (side["task_bytes_per_command"] + side["processed_command_bytes_per_command"])
+        if "task_bytes_per_command" in side
+        else None,
         "worker_cpu_ms_per_command": r["client_cpu_ms_per_command"],
         "pg_cpu_ms_per_command": r["pg_cpu_ms_per_command"],
         "machine_busy_pct": r["usage"].get("machine_busy_pct"),
@@ -94,7 +97,7 @@ def fleet_lines(results: dict[str, Any]) -> list[str]:
     summary = results.get("fleet")
     if not summary:
         return []
-    headers = ["scenario", "cmd/s", "/floor", "Redis cmd/cmd", "Redis CPU ms", "commits/cmd", "WAL B/cmd"]
+    headers = ["scenario", "cmd/s", "/floor", "Redis cmd/cmd", "Redis CPU ms", "commits/cmd", "WAL B/cmd", "stored B"]
     headers += ["worker CPU ms", "PG CPU ms", "busy %"]
     lines = [
         [
@@ -105,6 +108,7 @@ def fleet_lines(results: dict[str, Any]) -> list[str]:
             _fmt(r["redis_cpu_ms_per_command"], ".4f"),
             _fmt(r["commits_per_command"], ".3f"),
             _fmt(r["wal_bytes_per_command"], ",.0f"),
+            _fmt(r.get("stored_bytes_per_command"), ",.0f"),
             _fmt(r["worker_cpu_ms_per_command"], ".3f"),
             _fmt(r["pg_cpu_ms_per_command"], ".3f"),
             _fmt(r["machine_busy_pct"], ".0f"),

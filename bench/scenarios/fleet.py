@@ -11,6 +11,7 @@ Per command, over each drain's timed window (the clock's start to the last task'
 * WAL bytes: `pg_current_wal_lsn()` before and after, which is the whole cluster's: on a shared
   server other databases' writes are in it (TASKLINE_BENCH_ADMIN_DATABASE_URL can name a cluster
   of its own);
+* the bytes `task` and `processed_command` hold afterwards (tables, indexes and TOAST), per command;
 * Redis's CPU: `INFO cpu` (`used_cpu_user` + `used_cpu_sys`), the same server-wide caveat;
 * worker CPU and PostgreSQL backend CPU (bench/meter.py).
 
@@ -58,7 +59,17 @@ def per_command_costs(env: Env, n: int) -> Side:
             wal = await admin.fetchval("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)", lsn0)
         finally:
             await admin.close()
+        conn = await env.bench_conn()
+        try:  # the drain starts from empty tables: what they hold now is what n commands left
+            sizes = await conn.fetchrow(
+                "SELECT pg_total_relation_size('task') AS task,"
+                " pg_total_relation_size('processed_command') AS processed"
+            )
+        finally:
+            await conn.close()
         return {
+            "task_bytes_per_command": sizes["task"] / n,
+            "processed_command_bytes_per_command": sizes["processed"] / n,
             "redis_commands_per_command": (r1 - r0 - 1) / n,  # less the first INFO itself
             "redis_cpu_ms_per_command": 1000 * (cpu1 - cpu0) / n,
             "wal_bytes_per_command": float(wal) / n,
