@@ -241,3 +241,15 @@ async def test_the_relay_and_the_tools_work_through_pgbouncer(
         assert "prepared statement" not in done.stdout + done.stderr
     status = json.loads((await taskline(settings, "status", "--json")).stdout)
     assert isinstance(status, dict)
+
+
+async def test_a_worker_left_at_auto_behind_pgbouncer_on_another_port_says_what_to_set(
+    settings: Settings, start_worker: Any
+) -> None:
+    """`auto` cannot recognise PgBouncer on a random port; the worker sees PostgreSQL answer on
+    another port than the one it dialled and logs a WARNING naming TASKLINE_DATABASE_POOLER."""
+    worker = start_worker(TASKLINE_DATABASE_POOLER="auto")
+    await started(worker)
+    await wait_for(lambda: "TASKLINE_DATABASE_POOLER=pgbouncer" in worker.log(), timeout=30)
+    line = next(line for line in worker.log().splitlines() if "TASKLINE_DATABASE_POOLER=pgbouncer" in line)
+    assert json.loads(line)["level"] == "warning"
