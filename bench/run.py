@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.fleet_report import fleet_lines, fleet_summary
 from bench.machine import machine_info
 from bench.report import notes, print_report, table_rows
 from bench.scenarios.catalogue import EXTRAS, SCENARIOS, run_scenarios
@@ -103,10 +104,13 @@ def main() -> None:
     results = asyncio.run(run(args))
     results["table"] = table_rows(results)
     results["notes"] = notes(results)
+    results["fleet"] = fleet_summary(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str))
     print_report(results, out, args.profile_seconds)
+    for line in fleet_lines(results):
+        print(line)
 
 
 if __name__ == "__main__":

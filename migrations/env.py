@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from worker.config.pooler import PoolerSetting, pooler_mode
 from worker.config.settings import normalise_database_url
+from worker.store.engine import for_pooler
 from worker.store.models import metadata
 
 config = context.config
@@ -46,8 +49,19 @@ def _run_sync(connection: Connection) -> None:
         context.run_migrations()
 
 
+def _pooler_setting() -> PoolerSetting:
+    value = os.environ.get("TASKLINE_DATABASE_POOLER", "auto")
+    if value not in ("auto", "none", "pgbouncer"):
+        raise SystemExit(f"TASKLINE_DATABASE_POOLER is {value!r}: use auto, none or pgbouncer.")
+    return value  # type: ignore[return-value]  # (checked just above)
+
+
 async def run_migrations_online() -> None:
-    engine = create_async_engine(_database_url())
+    url = _database_url()
+    connect_args: dict[str, Any] = {}
+    engine = create_async_engine(
+        for_pooler(url, pooler_mode(url, _pooler_setting()), connect_args), connect_args=connect_args
+    )
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run_sync)

@@ -5,6 +5,12 @@ superuser) and TASKLINE_TEST_REDIS_URL (default: local Redis). Each run creates 
 database `taskline_test_<random>` and claims a Redis database number of its own (1–15), with
 the helpers the benchmark uses too (tests/support/services.py); each test gets its own queue
 name.
+
+TASKLINE_TEST_THROUGH_PGBOUNCER=1 routes what the tests run (workers, the CLI, the `settings` of
+in-process workers) through a PgBouncer of the run's own in transaction pooling
+(tests/support/pgbouncer.py), with TASKLINE_DATABASE_POOLER=pgbouncer (its port is a random
+one, which `auto` cannot recognise). The `db` fixture, which arranges and asserts, still
+connects directly.
 """
 
 from __future__ import annotations
@@ -20,23 +26,60 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 from redis.asyncio import Redis
 
-from tests.support.services import REDIS_BASE_URL, claim_redis_database, flush_redis_database, scratch_database
+from tests.support.pgbouncer import PgBouncer, pgbouncer_binary
+from tests.support.services import (
+    ADMIN_DATABASE_URL,
+    REDIS_BASE_URL,
+    claim_redis_database,
+    flush_redis_database,
+    scratch_database,
+)
 from worker.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_ID = secrets.token_hex(4)
 
 
+THROUGH_PGBOUNCER = os.environ.get("TASKLINE_TEST_THROUGH_PGBOUNCER", "") not in ("", "0")
+
+
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A fresh, migrated database for this test run, dropped at the end."""
+def direct_database_url() -> Iterator[str]:
+    """A fresh, migrated database for this test run, dropped at the end; always PostgreSQL itself."""
     with scratch_database(f"taskline_test_{RUN_ID}") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def session_pgbouncer() -> Iterator[PgBouncer]:
+    """A PgBouncer of this run's own (transaction pooling) in front of the test PostgreSQL."""
+    if pgbouncer_binary() is None:
+        pytest.skip("pgbouncer is not installed (apt-get install -y pgbouncer, or scripts/services.sh --tests)")
+    admin = urlsplit(ADMIN_DATABASE_URL)
+    bouncer = PgBouncer(
+        admin.hostname or "127.0.0.1",
+        admin.port or 5432,
+        user=admin.username or "postgres",
+    )
+    bouncer.start()
+    yield bouncer
+    bouncer.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(direct_database_url: str, request: pytest.FixtureRequest) -> str:
+    """The database what is under test uses: PostgreSQL itself, or through the run's PgBouncer
+    with TASKLINE_TEST_THROUGH_PGBOUNCER=1."""
+    if not THROUGH_PGBOUNCER:
+        return direct_database_url
+    bouncer: PgBouncer = request.getfixturevalue("session_pgbouncer")
+    return bouncer.url_for(direct_database_url)
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +108,7 @@ def settings(database_url: str, redis_url: str, queue: str) -> Settings:
         retry_max_delay=0.5,
         not_yet_window=60,
         log_format="console",
+        database_pooler="pgbouncer" if THROUGH_PGBOUNCER else "auto",
     )  # type: ignore[call-arg]
 
 
@@ -76,9 +120,9 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
-    """A plain asyncpg connection to the test database, for arranging and asserting."""
-    conn = await asyncpg.connect(database_url)
+async def db(direct_database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A plain asyncpg connection to the test database (directly), for arranging and asserting."""
+    conn = await asyncpg.connect(direct_database_url)
     yield conn
     await conn.close()
 
@@ -165,6 +209,7 @@ def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
         TASKLINE_RETRY_MAX_DELAY=str(settings.retry_max_delay),
         TASKLINE_NOT_YET_WINDOW=str(settings.not_yet_window),
         TASKLINE_TRANSIENT_TRIES=str(settings.transient_tries),
+        TASKLINE_DATABASE_POOLER=settings.database_pooler,
         TASKLINE_LOG_FORMAT="json",
     )
     env.update(extra)

@@ -17,6 +17,7 @@ from bench.profiling import diagnose, pyspy
 from bench.scenarios.bursts import PATTERNS, burst_latency
 from bench.scenarios.drain import drain
 from bench.scenarios.enqueue import enqueue
+from bench.scenarios.fleet import fleet
 from bench.scenarios.latency import steady_latency
 from bench.scenarios.signing import signing
 from bench.seam import idle_commands_per_s
@@ -167,6 +168,7 @@ SCENARIOS: dict[str, Scenario] = {
     "signing": signing,
     "latency": latency,  # after "drain": it offers half of that scenario's K=1 rate
     "bursts": bursts,
+    "fleet": fleet,  # per-command costs, 1/2/4 processes, PgBouncer (docs/scaling.md)
 }
 EXTRAS: dict[str, Scenario] = {"uvloop": uvloop, "profile": profile, "diagnose": diagnose_scenario}
 

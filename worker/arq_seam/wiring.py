@@ -21,6 +21,7 @@ from taskline_producer.contract import BULK_JOB, COMMAND_JOBS, dumps
 
 from worker.arq_seam.overrides import SeamOptions, TasklineWorker
 from worker.arq_seam.supervisor import connector_for, run_until_stopped
+from worker.config.pooler import pooler_hint
 from worker.config.redis_connection import arq_redis_settings, make_redis
 from worker.config.retention import ARQ_TIMEOUT_MARGIN_S
 from worker.config.settings import Settings, load_settings, redact_url
@@ -129,12 +130,16 @@ async def _check_database(runtime: Runtime) -> None:
     starts anyway and its jobs wait, retried, until the database answers."""
     try:
         async with asyncio.timeout(5), runtime.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+            reached_port = (await conn.execute(text("SELECT inet_server_port()"))).scalar()
     except Exception as exc:
         if runtime.database is not None:
             runtime.database.down(exc, what="commands wait and are retried; ")
     else:
         runtime.database_answered()
+        settings = runtime.settings
+        hint = pooler_hint(settings.database_url, settings.database_pooler, reached_port)
+        if hint is not None:
+            runtime.log.warning("a connection pooler may stand between the worker and PostgreSQL", advice=hint)
 
 
 def worker_settings(settings: Settings, **overrides: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from taskline_producer.redaction import redact_text, redact_url
 from taskline_producer.signing import SigningKey
 
 from worker.config.durations import parse_duration
+from worker.config.pooler import PoolerMode, PoolerSetting, pooler_mode
 from worker.config.redis_connection import arq_redis_settings
 from worker.config.retention import redelivery_horizon, schedule_for
 from worker.config.signing_keys import KeyConfig, parse_signing_keys
@@ -69,6 +70,9 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=20.0, ge=0, le=3600)
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=0, ge=0, le=200)
+    database_pooler: PoolerSetting = "auto"
+    """What stands between taskline and PostgreSQL (worker/config/pooler.py): `pgbouncer` (transaction
+    pooling: unnamed statements, no statement cache), `none`, or `auto` (decided from DATABASE_URL)."""
     batch_max: int = Field(default=100, ge=1, le=1000)
     commit_concurrency: int = Field(default=2, ge=1, le=32)
     bulk_concurrency: int = Field(default=4, ge=1, le=1000)
@@ -278,6 +282,16 @@ class Settings(BaseSettings):
         """DATABASE_URL in the asyncpg form, password included: for connecting, never for printing
         (`redact_url` it)."""
         return self.database_secret.get_secret_value()
+
+    @property
+    def database_pooler_mode(self) -> PoolerMode:
+        """`database_pooler` with `auto` decided from DATABASE_URL (worker/config/pooler.py)."""
+        return pooler_mode(self.database_url, self.database_pooler)
+
+    @property
+    def outbox_pooler_mode(self) -> PoolerMode:
+        """The same for the outbox's database (TASKLINE_OUTBOX_DATABASE_URL, else DATABASE_URL)."""
+        return pooler_mode(self.outbox_url, self.database_pooler)
 
     @property
     def redis_url(self) -> str:

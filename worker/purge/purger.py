@@ -62,6 +62,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from worker.config.settings import Settings
 from worker.logs import get_logger
 from worker.purge.plan import DEAD_LETTERS, PROCESSED_COMMANDS, TARGETS, TASKS, PurgePlan, PurgeSummary, Target
+from worker.store.engine import for_pooler
 
 __all__ = ["Progress", "PurgeMetrics", "count_due", "make_purge_engine", "purge"]
 
@@ -89,12 +90,13 @@ Progress = Callable[[str, int], None]
 
 def make_purge_engine(settings: Settings) -> AsyncEngine:
     """A small engine of the purge's own: one connection is all it uses."""
+    connect_args: dict[str, Any] = {"server_settings": {"application_name": "taskline-purge"}}
     return create_async_engine(
-        settings.database_url,
+        for_pooler(settings.database_url, settings.database_pooler_mode, connect_args),
         pool_size=1,
         max_overflow=1,
         pool_pre_ping=True,
-        connect_args={"server_settings": {"application_name": "taskline-purge"}},
+        connect_args=connect_args,
     )
 
 
