@@ -139,7 +139,8 @@ def status(
     every: Annotated[float, typer.Option("--every", min=0.2, help="Seconds between refreshes with --watch.")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (one per refresh with --watch).")] = False,
 ) -> None:
-    """Queue depth, claims waiting to expire, rates and latency, workers, the last purge, dead letters."""
+    """Queue depth, claims waiting to expire, rates and latency, workers, the last purge, dead letters.
+    Exits 1 when PostgreSQL or Redis cannot be read (what could be read is printed first)."""
     from worker.cli.status import status as run_status
 
     run_status(watch=watch, every=every, as_json=as_json)
@@ -166,7 +167,9 @@ def web(
 
 @app.command("trace")
 def trace_command(
-    ident: Annotated[str, typer.Argument(metavar="ID", help="A command id (= its job id) or a task id.")],
+    ident: Annotated[
+        str, typer.Argument(metavar="ID", help="A command id (= its job id) or a task id, whole or a unique prefix.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """The story of a command (queued, running, retrying, applied, dead-lettered) or of a task."""

@@ -15,16 +15,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from worker.cli.layout import Column, fill, table_lines, width
 from worker.config.redis_connection import make_tool_redis
 from worker.config.settings import Settings
 from worker.observe.service_errors import describe
 
 __all__ = ["health", "metrics"]
 
-# Not a terminal (a probe, a pipe, a log): no wrapping at 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, soft_wrap=True)
 
 
@@ -162,26 +160,38 @@ def _report(
         print(json.dumps(report))
         return
     if workers and table:
-        grid = Table("worker", "pid", "started", "last beat", "running", "done", "failed", "retried", "state")
+        rows = []
         for w in workers:
             state = "stopping" if w.get("stopping") else ("ready" if w.get("ready") else "database down")
-            grid.add_row(
-                str(w.get("worker_id")),
-                _number(w.get("pid")),
-                str(w.get("started_at", "?"))[:19].replace("T", " "),
-                _age(w),
-                _number(w.get("jobs_running")),
-                _number(w.get("jobs_done")),
-                _number(w.get("jobs_failed")),
-                _number(w.get("jobs_retried")),
-                state,
+            rows.append(
+                [
+                    str(w.get("worker_id")),
+                    str(w.get("started_at", "?"))[:19].replace("T", " "),
+                    _age(w),
+                    _number(w.get("jobs_running")),
+                    _number(w.get("jobs_done")),
+                    _number(w.get("jobs_failed")),
+                    _number(w.get("jobs_retried")),
+                    state,
+                ]
             )
-        out.print(grid)
-    (out if ok else err).print(("ok: " if ok else "unhealthy: ") + message, markup=False, highlight=False)
+        print("\n".join(table_lines(_WORKER_COLUMNS, rows, width())))
+    stream = sys.stdout if ok else sys.stderr
+    lines = [("ok: " if ok else "unhealthy: ") + message]
     if claims:
-        (out if ok else err).print("waiting: " + describe_claims(claims), markup=False, highlight=False)
+        lines.append("waiting: " + describe_claims(claims))
     if pause is not None:
-        (out if ok else err).print("paused: " + describe_pause(pause), markup=False, highlight=False)
+        lines.append("paused: " + describe_pause(pause))
+    for line in lines:
+        print("\n".join(fill(line, width(), "  ")), file=stream)
+
+
+_WORKER_COLUMNS = [
+    Column("worker"),
+    Column("started"),
+    *(Column(h, right=True) for h in ("beat", "running", "done", "failed", "retried")),
+    Column("state", long=True),
+]
 
 
 def describe_pause(pause: dict[str, Any]) -> str:
