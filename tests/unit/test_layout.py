@@ -60,9 +60,16 @@ def test_a_long_column_with_room_wraps_inside_its_column():
 
 def test_rows_become_records_when_the_short_columns_do_not_fit():
     """Too narrow even for the short columns: one `heading: value` line per column."""
+    lines = table_lines(COLUMNS, [ROW], 50)
+    assert lines[0] == f"job_id: {JOB_ID}"
+    assert "function: update_task" in lines
+    assert max(len(line) for line in lines) <= 50
+
+
+def test_an_id_wider_than_the_screen_is_whole_on_its_own_line():
+    """A short column's value is never broken: wider than the line, it follows its heading alone."""
     lines = table_lines(COLUMNS, [ROW], 30)
-    assert lines[0].startswith("job_id: ")
-    assert any(line.startswith("function: update_task") for line in lines)
+    assert lines[:2] == ["job_id:", JOB_ID]
 
 
 def test_a_word_longer_than_the_line_is_folded_not_cut():

@@ -98,8 +98,9 @@ def health(
     try:
         workers, claims, pause = asyncio.run(_fetch_workers(settings, queue))
     except Exception as exc:
-        message = f"cannot read heartbeats: {describe(exc)}"
-        _report(as_json, queue, False, message, [])
+        if not as_json:  # the shared two lines (worker/cli/errors.py); a probe's JSON says it below
+            raise
+        _report(as_json, queue, False, f"cannot read heartbeats: {describe(exc)}", [])
         raise typer.Exit(1) from None
     if worker_id:
         scope = f"{kind} {worker_id}"

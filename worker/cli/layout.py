@@ -4,8 +4,9 @@ The width is the COLUMNS variable when set, else the terminal's width, else 80 (
 a log). A table's short columns (ids, names, counts, times) are never cut; its long columns
 (reasons, titles) take the width left over, wrapped inside their column, or, when too little is
 left, go under their row as indented lines. When even the short columns do not fit, each row is
-printed as a record, one `heading: value` line per column. Nothing is ever cut short: a value
-too long for a whole line is folded onto the next.
+printed as a record, one `heading: value` line per column. Nothing is ever cut short: a long
+column's word too long for a line is folded onto the next; a short column's value (an id, to be
+pasted back) is never broken, and goes whole on a line of its own when it is wider than the screen.
 """
 
 from __future__ import annotations
@@ -122,5 +123,11 @@ def _records(columns: Sequence[Column], rows: Sequence[Sequence[str]], line_widt
         if number:
             lines.append("")
         for i, column in enumerate(columns):
-            lines += fill(f"{column.heading}: {row[i]}", line_width, "  ")
+            line = f"{column.heading}: {row[i]}"
+            if column.long:
+                lines += fill(line, line_width, "  ")
+            elif len(line) <= line_width:
+                lines.append(line)
+            else:  # an id too long for the line: whole on a line of its own, to paste back
+                lines += [f"{column.heading}:", row[i]]
     return lines
