@@ -29,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.callback()(send_cli.version_option)
 app.add_typer(send_cli.app, name="send", help="Publish commands (same as taskline-send).")
 app.add_typer(dead_letter_cli.app, name="dead-letters")
 out = Console()

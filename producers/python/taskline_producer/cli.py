@@ -32,8 +32,9 @@ from taskline_producer.contract import DEFAULT_QUEUE, OUTCOME_TTL_MAX_S
 from taskline_producer.outcomes import Outcome, OutcomeTimeout
 from taskline_producer.receipts import Receipt
 from taskline_producer.stream_send import StreamSummary, describe_invalid, send_stream, wait_for_outcomes
+from taskline_producer.version import __version__
 
-__all__ = ["DEFAULT_WAIT_S", "EXIT_DEAD_LETTER", "EXIT_TIMEOUT", "app", "expand_bare_wait", "main"]
+__all__ = ["DEFAULT_WAIT_S", "EXIT_DEAD_LETTER", "EXIT_TIMEOUT", "app", "expand_bare_wait", "main", "version_option"]
 
 DEFAULT_WAIT_S = 30.0
 """How long a bare `--wait` waits for the outcome."""
@@ -51,6 +52,25 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"taskline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def version_option(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version (one for the whole project)."
+        ),
+    ] = False,
+) -> None:
+    """Publish task commands onto a taskline queue in Redis."""
+
 
 RedisUrl = Annotated[
     str,
