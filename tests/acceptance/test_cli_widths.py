@@ -111,3 +111,39 @@ async def test_trace_takes_a_prefix_and_lists_the_candidates_of_an_ambiguous_one
     unknown = await asyncio.to_thread(taskline, settings, "trace", f"nothing-{uuid4()}")
     assert unknown.returncode == 1
     assert unknown.stderr.startswith("error: nothing knows")
+
+
+async def test_every_json_output_is_json(settings, db, users, start_worker, tmp_path):
+    """With --json, each command that prints data prints JSON documents only (one per line), with
+    the fields its text shows: demo, migrate, status, health, trace, the dead-letter commands,
+    purge, send and send stream."""
+    worker = start_worker(TASKLINE_HEARTBEAT_INTERVAL="0.5")
+    await wait_for(lambda: worker.proc.poll() is not None or "worker started" in worker.log(), timeout=30)
+    job_id = str(uuid4())
+    await add_dead_letter(db, settings.queue, job_id)
+    stream = tmp_path / "one.jsonl"
+    stream.write_text(
+        json.dumps({"function": "create_task", "command": {"task_id": str(uuid4()), "user_id": 1, "title": "json"}})
+        + "\n"
+    )
+    expected = {
+        ("demo", "--wait", "30"): "tasks",
+        ("migrate",): "migrated_to",
+        ("status",): "workers",
+        ("health", "--all"): "workers",
+        ("trace", job_id): "dead_letter",
+        ("dead-letters", "list", "--function", "update_task"): "reason",
+        ("dead-letters", "show", job_id): "payload",
+        ("dead-letters", "replay", job_id, "--dry-run"): "would_replay",
+        ("dead-letters", "discard", job_id, "--dry-run"): "would_discard",
+        ("purge", "--dry-run"): "rows",
+        ("send", "create", "--user-id", "1", "--title", "json"): "command_id",
+        ("send", "stream", str(stream), "--wait", "30"): "outcomes",
+    }
+    for args, field in expected.items():
+        result = await asyncio.to_thread(taskline, settings, *args, "--json")
+        assert result.returncode == 0, (args, result.stdout, result.stderr)
+        documents = [json.loads(line) for line in result.stdout.splitlines()]
+        assert documents, args
+        assert all(field in document for document in documents), (args, documents)
+    assert worker.stop() == 0

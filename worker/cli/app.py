@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from typing import Annotated
 
@@ -15,7 +16,7 @@ from taskline_producer.contract import command_json_schema
 from worker.cli import dead_letters as dead_letter_cli
 from worker.cli import health_metrics
 from worker.cli.arguments import parse_age
-from worker.cli.errors import load_cli_settings, settings_errors_exit
+from worker.cli.errors import fail, load_cli_settings, settings_errors_exit
 from worker.observe.service_errors import explain
 
 __all__ = ["app", "main"]
@@ -97,13 +98,19 @@ def purge(
 
 
 @app.command()
-def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+) -> None:
     """Bring the database schema up to date (alembic upgrade head); safe to run again."""
     from worker.store.migrate import upgrade
 
     settings = load_cli_settings()
     upgrade(settings.database_url, revision)
-    out.print(f"database migrated to {revision}")
+    if as_json:
+        print(json.dumps({"migrated_to": revision}))
+    else:
+        out.print(f"database migrated to {revision}")
 
 
 @app.command()
@@ -116,16 +123,19 @@ def schema() -> None:
 def demo(
     users: Annotated[int, typer.Option(help="Demo users to create.")] = 2,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the worker.")] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what came of it as one JSON object.")] = False,
 ) -> None:
     """Send a small demo stream (with a duplicate and an invalid command) and show what the worker did."""
     from worker.cli.demo import NoWorker, run_demo
 
+    console = Console(quiet=True) if as_json else out
     try:
-        done = asyncio.run(run_demo(load_cli_settings(), users=users, wait_s=wait, console=out))
+        result = asyncio.run(run_demo(load_cli_settings(), users=users, wait_s=wait, console=console))
     except NoWorker as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    if not done:
+        fail(str(exc))  # it says what to start
+    if as_json:
+        print(json.dumps(result.as_dict()))
+    if not result.complete:
         raise typer.Exit(1)
 
 

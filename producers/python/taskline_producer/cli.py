@@ -94,6 +94,7 @@ Wait = Annotated[
         metavar="[SECONDS]",
     ),
 ]
+AsJson = Annotated[bool, typer.Option("--json", help="The result as one JSON line (default: indented JSON).")]
 OutcomeTtl = Annotated[
     int,
     typer.Option(
@@ -108,8 +109,9 @@ _DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 _FOLLOW_UP = "`taskline trace {command_id}` tells its whole story; `taskline status` shows the workers."
 
 
-def _print_result(receipt: Receipt, outcome: Outcome | OutcomeTimeout | None) -> None:
-    """One JSON document: the receipt, and with --wait the outcome (or the last state seen)."""
+def _print_result(receipt: Receipt, outcome: Outcome | OutcomeTimeout | None, one_line: bool) -> None:
+    """One JSON document: the receipt, and with --wait the outcome (or the last state seen);
+    indented, or on one line with --json."""
     status = "queued" if receipt.queued else "refused: duplicate command_id"
     data: dict[str, Any] = {"command_id": str(receipt.command_id), "task_id": str(receipt.task_id), "status": status}
     if isinstance(outcome, OutcomeTimeout):
@@ -117,7 +119,10 @@ def _print_result(receipt: Receipt, outcome: Outcome | OutcomeTimeout | None) ->
         data["timed_out_after_s"] = outcome.timeout
     elif outcome is not None:
         data["outcome"] = outcome.as_dict()
-    out.print_json(data=data)
+    if one_line:
+        print(json.dumps(data))
+    else:
+        out.print_json(data=data)
     if not receipt.queued:
         raise typer.Exit(3)
     if isinstance(outcome, OutcomeTimeout):
@@ -157,16 +162,22 @@ async def _one(
 
 
 def _run_one(
-    redis_url: str, queue: str, action: str, fields: dict[str, Any], wait: float | None, outcome_ttl: int
+    redis_url: str,
+    queue: str,
+    action: str,
+    fields: dict[str, Any],
+    wait: float | None,
+    outcome_ttl: int,
+    as_json: bool,
 ) -> None:
     if wait is not None:
         fields = {**fields, "outcome_ttl": outcome_ttl}
     try:
         receipt, outcome = asyncio.run(_one(redis_url, queue, action, fields, wait))
     except ValidationError as exc:
-        _error(f"invalid command: {describe_invalid(exc)}", "Fix the options named above (--help lists them).")
+        _error(f"invalid command: {describe_invalid(exc)}", "Fix the options it names (--help lists them).")
         raise typer.Exit(2) from None
-    _print_result(receipt, outcome)
+    _print_result(receipt, outcome, as_json)
 
 
 @app.command()
@@ -180,6 +191,7 @@ def create(
     queue: Queue = DEFAULT_QUEUE,
     wait: Wait = None,
     outcome_ttl: OutcomeTtl = 3600,
+    as_json: AsJson = False,
 ) -> None:
     """Send one create_task."""
     fields = {
@@ -189,7 +201,7 @@ def create(
         "task_id": task_id,
         "command_id": command_id,
     }
-    _run_one(redis_url, queue, "create_task", fields, wait, outcome_ttl)
+    _run_one(redis_url, queue, "create_task", fields, wait, outcome_ttl, as_json)
 
 
 @app.command()
@@ -204,6 +216,7 @@ def update(
     queue: Queue = DEFAULT_QUEUE,
     wait: Wait = None,
     outcome_ttl: OutcomeTtl = 3600,
+    as_json: AsJson = False,
 ) -> None:
     """Send one update_task (give --title and/or --description or --clear-description)."""
     fields: dict[str, Any] = {"task_id": task_id, "user_id": user_id, "command_id": command_id}
@@ -213,7 +226,7 @@ def update(
         fields["description"] = None
     elif description is not None:
         fields["description"] = description
-    _run_one(redis_url, queue, "update_task", fields, wait, outcome_ttl)
+    _run_one(redis_url, queue, "update_task", fields, wait, outcome_ttl, as_json)
 
 
 @app.command()
@@ -225,10 +238,11 @@ def complete(
     queue: Queue = DEFAULT_QUEUE,
     wait: Wait = None,
     outcome_ttl: OutcomeTtl = 3600,
+    as_json: AsJson = False,
 ) -> None:
     """Send one complete_task."""
     fields = {"task_id": task_id, "user_id": user_id, "command_id": command_id}
-    _run_one(redis_url, queue, "complete_task", fields, wait, outcome_ttl)
+    _run_one(redis_url, queue, "complete_task", fields, wait, outcome_ttl, as_json)
 
 
 @app.command()
