@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -146,4 +147,34 @@ async def test_every_json_output_is_json(settings, db, users, start_worker, tmp_
         documents = [json.loads(line) for line in result.stdout.splitlines()]
         assert documents, args
         assert all(field in document for document in documents), (args, documents)
+    assert worker.stop() == 0
+
+
+async def test_status_watch_into_a_pipe_prints_each_reading_whole_at_80_columns(
+    settings, redis, start_worker, tmp_path
+):
+    """`status --watch` piped prints one reading after another, each within 80 columns with the
+    worker's id whole (never "vm:226…"); Ctrl-C ends it with exit 0 while every service answers."""
+    worker = start_worker(TASKLINE_HEARTBEAT_INTERVAL="0.5")
+    worker_ids = await wait_for(lambda: redis.zrange(keys.workers_index_key(settings.queue), 0, -1), timeout=30)
+    output = tmp_path / "watch.txt"
+    env = worker_env(settings) | {"COLUMNS": "80"}
+    with output.open("w") as sink:
+        process = subprocess.Popen(  # noqa: ASYNC220 (started once, read from its file)
+            [str(BIN / "taskline"), "status", "--watch", "--every", "0.3"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    try:
+        await wait_for(lambda: output.read_text().count("commands ") >= 2, timeout=60, interval=0.2)
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = await asyncio.to_thread(process.communicate, timeout=30)
+    assert process.returncode == 0, stderr
+    text = output.read_text()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert worker_ids[0].decode() in text
+    assert "…" not in text
     assert worker.stop() == 0

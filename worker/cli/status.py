@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sys
 import time
 from typing import Annotated, Any
 
@@ -227,20 +229,24 @@ def _show(data: dict[str, Any], as_json: bool) -> None:
         print("\n".join(render_status(data, width())).rstrip("\n"), flush=True)
 
 
-async def _run(settings: Settings, watch: bool, every: float, as_json: bool) -> ServiceProblem | None:
+async def _run(settings: Settings, watch: bool, every: float, as_json: bool, last: list[ServiceProblem | None]) -> None:
+    """Collect and show the status, once or every `every` seconds; `last` holds the problem of the
+    latest reading (None: every service answered)."""
     from worker.config.redis_connection import make_tool_redis
     from worker.store.engine import make_tool_engine
 
     redis = make_tool_redis(settings.redis_url)
     engine = make_tool_engine(settings, "taskline-status")
     try:
-        if not watch or as_json:
+        if not watch or as_json or not sys.stdout.isatty():  # into a pipe: one reading after another
             while True:
                 started = time.monotonic()
-                data, problem = await _collect(settings, redis, engine)
+                data, last[0] = await _collect(settings, redis, engine)
                 _show(data, as_json)
                 if not watch:
-                    return problem
+                    return
+                if not as_json:
+                    print(flush=True)
                 await asyncio.sleep(max(0.0, every - (time.monotonic() - started)))
         from rich.live import Live
 
@@ -248,7 +254,7 @@ async def _run(settings: Settings, watch: bool, every: float, as_json: bool) -> 
         with Live(console=screen, auto_refresh=False, screen=False) as live:
             while True:
                 started = time.monotonic()
-                data, problem = await _collect(settings, redis, engine)
+                data, last[0] = await _collect(settings, redis, engine)
                 text = "\n".join(render_status(data, width())).rstrip("\n")
                 live.update(Text(text, no_wrap=True), refresh=True)
                 await asyncio.sleep(max(0.0, every - (time.monotonic() - started)))
@@ -263,13 +269,13 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (one per refresh with --watch).")] = False,
 ) -> None:
     """Queue depth, claims waiting to expire, rates and latency, workers, the last purge, dead letters.
-    Exits 1 when PostgreSQL or Redis cannot be read (what could be read is printed first)."""
+    Exits 1 when PostgreSQL or Redis cannot be read (what could be read is printed first; with
+    --watch, when the last reading could not)."""
     from worker.cli.errors import load_cli_settings, service_problem_exit
 
     settings = load_cli_settings()
-    try:
-        problem = asyncio.run(_run(settings, watch, every, as_json))
-    except KeyboardInterrupt:
-        return
-    if problem is not None:
-        service_problem_exit(problem)
+    last: list[ServiceProblem | None] = [None]
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends --watch; the exit code is the last reading's
+        asyncio.run(_run(settings, watch, every, as_json, last))
+    if last[0] is not None:
+        service_problem_exit(last[0])
