@@ -154,7 +154,8 @@ async def test_status_watch_into_a_pipe_prints_each_reading_whole_at_80_columns(
     settings, redis, start_worker, tmp_path
 ):
     """`status --watch` piped prints one reading after another, each within 80 columns with the
-    worker's id whole (never "vm:226…"); Ctrl-C ends it with exit 0 while every service answers."""
+    worker's id whole (never "vm:226…"); Ctrl-C ends it with exit 0 while every service answers.
+    `health --worker-id` takes the start of that id."""
     worker = start_worker(TASKLINE_HEARTBEAT_INTERVAL="0.5")
     worker_ids = await wait_for(lambda: redis.zrange(keys.workers_index_key(settings.queue), 0, -1), timeout=30)
     output = tmp_path / "watch.txt"
@@ -177,4 +178,8 @@ async def test_status_watch_into_a_pipe_prints_each_reading_whole_at_80_columns(
     assert max(len(line) for line in text.splitlines()) <= 80, text
     assert worker_ids[0].decode() in text
     assert "…" not in text
+    whole = worker_ids[0].decode()
+    probe = await asyncio.to_thread(taskline, settings, "health", "--worker-id", whole[:-2], "--json")
+    assert probe.returncode == 0, probe.stderr
+    assert [w["worker_id"] for w in json.loads(probe.stdout)["workers"]] == [whole]  # a prefix will do
     assert worker.stop() == 0

@@ -85,3 +85,13 @@ def test_the_width_is_columns_else_80_in_a_pipe(monkeypatch):
     assert width() == 132
     monkeypatch.delenv("COLUMNS")
     assert width() == 80  # pytest captures stdout: not a terminal
+
+
+@pytest.mark.parametrize("line_width", range(60, 140, 7))
+def test_a_long_column_never_narrower_than_what_must_stay_whole(line_width):
+    """A long column that holds an id is given at least the id's width beside the others, or goes
+    under its row: the id is never broken, whatever the width."""
+    columns = [Column("issued at"), Column("won"), Column("command", long=True, narrowest=len(JOB_ID))]
+    lines = table_lines(columns, [["2026-12-08 00:10:00.000", "title", f"{JOB_ID} applied by vm:1:a"]], line_width)
+    assert any(JOB_ID in line for line in lines), "\n".join(lines)
+    assert max(len(line) for line in lines) <= line_width

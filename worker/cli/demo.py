@@ -83,9 +83,7 @@ async def run_demo(settings: Settings, *, users: int, wait_s: float, console: Co
         await engine.dispose()
 
 
-async def _demo(
-    settings: Settings, engine: AsyncEngine, *, users: int, wait_s: float, console: Console
-) -> DemoResult:
+async def _demo(settings: Settings, engine: AsyncEngine, *, users: int, wait_s: float, console: Console) -> DemoResult:
     sessions = make_sessions(engine)
     demo_users = [
         {"id": n, "email": f"demo{n}@example.com", "hashed_password": "!", "name": f"Demo {n}"}

@@ -77,7 +77,9 @@ def health(
     ready: Annotated[
         bool, typer.Option("--ready", help="Also require readiness: database reachable, not stopping.")
     ] = False,
-    worker_id: Annotated[str | None, typer.Option("--worker-id", help="Check this worker (host:pid:random).")] = None,
+    worker_id: Annotated[
+        str | None, typer.Option("--worker-id", help="Check this worker (host:pid:random, or the start of it).")
+    ] = None,
     all_workers: Annotated[bool, typer.Option("--all", help="Every live worker of the queue, on any host.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of a table.")] = False,
     scheduler: Annotated[
@@ -103,8 +105,8 @@ def health(
         _report(as_json, queue, False, f"cannot read heartbeats: {describe(exc)}", [])
         raise typer.Exit(1) from None
     if worker_id:
-        scope = f"{kind} {worker_id}"
-        selected = [w for w in workers if w.get("worker_id") == worker_id]
+        selected = _matching_worker(workers, worker_id)
+        scope = f"{kind} {selected[0].get('worker_id') if selected else worker_id}"
     elif all_workers:
         scope = f"queue {settings.queue}"
         selected = workers
@@ -135,6 +137,20 @@ def health(
     _report(as_json, queue, ok, message, summaries, table=table, claims=claims, pause=pause)
     if not ok:
         raise typer.Exit(1)
+
+
+def _matching_worker(workers: list[dict[str, Any]], given: str) -> list[dict[str, Any]]:
+    """The live worker whose id is `given`, or the one it is the start of; several: exit 2 listing them."""
+    exact = [w for w in workers if w.get("worker_id") == given]
+    if exact:
+        return exact
+    starting = [w for w in workers if str(w.get("worker_id")).startswith(given)]
+    if len(starting) > 1:
+        from worker.cli.errors import fail
+
+        ids = ", ".join(sorted(str(w.get("worker_id")) for w in starting))
+        fail(f"{given!r} is the start of several live workers' ids: {ids}", "Give more of the id.", code=2)
+    return starting
 
 
 def _report(

@@ -31,11 +31,13 @@ UNDER_INDENT: Final = "    "
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One column of a listing: its heading, and whether its values are long text that may wrap."""
+    """One column of a listing: its heading, whether its values are long text that may wrap, and
+    for a long one the narrowest it may be beside the others (a word in it that must stay whole)."""
 
     heading: str
     long: bool = False
     right: bool = False
+    narrowest: int = LONG_MIN
 
 
 def width() -> int:
@@ -76,7 +78,7 @@ def table_lines(columns: Sequence[Column], rows: Sequence[Sequence[str]], line_w
     if long:
         left = line_width - short_width - len(GAP) * len(long)
         share = left // len(long)
-        if share >= max(LONG_MIN, *(len(columns[i].heading) for i in long)):
+        if share >= max(max(columns[i].narrowest, len(columns[i].heading)) for i in long):
             sizes = [share if c.long else natural[i] for i, c in enumerate(columns)]
             return _wrapped_in_place(columns, rows, sizes)
     if short and short_width <= line_width:

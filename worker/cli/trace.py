@@ -87,13 +87,11 @@ def render_trace(story: dict[str, Any], line_width: int) -> list[str]:
     rows = [
         [
             _when(command["issued_at"]),
-            command["command_id"],
             command["function"],
-            _when(command["applied_at"]),
-            command["worker_id"] or "-",
-            command["signed_by"] or "-",
             ", ".join(command["won"]) or "-",
             str(command["duplicates"]),
+            f"{command['command_id']} applied {_when(command['applied_at'])} by {command['worker_id'] or '-'}"
+            + (f", signed by key {command['signed_by']}" if command["signed_by"] else ""),
         ]
         for command in story["commands"]
     ]
@@ -107,13 +105,10 @@ def render_trace(story: dict[str, Any], line_width: int) -> list[str]:
 
 _COMMAND_COLUMNS = [
     Column("issued at"),
-    Column("command"),
     Column("function"),
-    Column("applied at"),
-    Column("worker"),
-    Column("key"),
     Column("won"),
     Column("dups", right=True),
+    Column("command", long=True, narrowest=len("00000000-0000-0000-0000-000000000000")),  # a whole id
 ]
 _CANDIDATES_SHOWN = 10
 
