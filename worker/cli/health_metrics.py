@@ -248,8 +248,13 @@ def metrics(
         try:
             page, database_problem = asyncio.run(read_once(settings))
         except Exception as exc:
-            err.print(f"error: cannot read the fleet: {describe(exc)}", markup=False, highlight=False)
-            raise typer.Exit(1) from None
+            from worker.cli.errors import fail, service_problem_exit
+            from worker.observe.service_errors import explain
+
+            problem = explain(exc)
+            if problem is not None:
+                service_problem_exit(problem)
+            fail(f"cannot read the fleet: {describe(exc)}", "Check REDIS_URL and DATABASE_URL, and the workers' logs.")
         print(page.decode(), end="")
         if database_problem:  # the page is printed all the same, without taskline_dead_letters
             err.print(f"error: dead letters not counted: {database_problem}", markup=False, highlight=False)
