@@ -136,7 +136,10 @@ def demo(
     if as_json:
         print(json.dumps(result.as_dict()))
     if not result.complete:
-        raise typer.Exit(1)
+        fail(
+            "the worker has not applied everything yet: is it stuck or stopped?",
+            "See `taskline health --all` and the worker's log.",
+        )
 
 
 # `taskline health` (exit 0/1 for probes) and `taskline metrics` (the fleet's Prometheus page)

@@ -171,10 +171,4 @@ def _show(console: Console, tasks: list[Any], letters: list[Any]) -> bool:
     console.print(table)
     for row in letters:
         console.print(f"dead letter {row.job_id}: {row.reason}", markup=False, highlight=False)
-    if len(tasks) < 2 or not letters:
-        console.print(
-            "[yellow]the worker has not applied everything yet: is it stuck or stopped? See"
-            " `taskline health --all` and its log[/yellow]"
-        )
-        return False
-    return True
+    return len(tasks) == 2 and bool(letters)
