@@ -24,14 +24,14 @@ from uuid import UUID
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from taskline_producer.cli_errors import ServiceUnavailable, redis_problem, run_cli
+from taskline_producer.cli_stream import follow_stream, print_stream_summary
 from taskline_producer.client import TaskProducer
 from taskline_producer.contract import DEFAULT_QUEUE, OUTCOME_TTL_MAX_S
 from taskline_producer.outcomes import Outcome, OutcomeTimeout
 from taskline_producer.receipts import Receipt
-from taskline_producer.stream_send import StreamSummary, describe_invalid, send_stream, wait_for_outcomes
+from taskline_producer.stream_send import StreamSummary, describe_invalid
 from taskline_producer.version import __version__
 
 __all__ = ["DEFAULT_WAIT_S", "EXIT_DEAD_LETTER", "EXIT_TIMEOUT", "app", "expand_bare_wait", "main", "version_option"]
@@ -280,37 +280,13 @@ def stream(
     if as_json:
         print(json.dumps(summary.as_dict()))
     else:
-        _print_stream_summary(summary)
+        print_stream_summary(summary, out, err)
     if summary.invalid:
         raise typer.Exit(2)
     if summary.dead_letters:
         raise typer.Exit(EXIT_DEAD_LETTER)
     if summary.timed_out:
         raise typer.Exit(EXIT_TIMEOUT)
-
-
-def _print_stream_summary(summary: StreamSummary) -> None:
-    out.print(
-        f"sent {summary.queued}, refused as duplicates {summary.duplicates}, invalid {summary.invalid}",
-        highlight=False,
-    )
-    if not summary.waited:
-        return
-    counts = ", ".join(f"{summary.outcomes.get(state, 0)} {state}" for state in ("applied", "duplicate"))
-    out.print(
-        f"outcomes: {counts}, {len(summary.dead_letters)} dead_letter, {len(summary.timed_out)} timed out",
-        highlight=False,
-    )
-    for dead in summary.dead_letters:
-        err.print(f"line {dead['line']}: dead-lettered: {dead['reason']}", markup=False, highlight=False)
-        err.print(f"  `taskline trace {dead['command_id']}`", markup=False, highlight=False)
-    for late in summary.timed_out:
-        err.print(
-            f"line {late['line']}: no final outcome in time (last seen: {late['last_seen']})",
-            markup=False,
-            highlight=False,
-        )
-        err.print(f"  `taskline trace {late['command_id']}`", markup=False, highlight=False)
 
 
 def _error(message: str, hint: str) -> None:
@@ -327,26 +303,10 @@ async def _stream(
     wait: float | None,
     outcome_ttl: int,
 ) -> StreamSummary:
-    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     async with _connect(redis_url, queue) as producer:
-        with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as progress:
-            task = progress.add_task("sending", total=total)
-
-            def invalid(number: int, why: str) -> None:
-                progress.advance(task)
-                err.print(f"line {number}: invalid: {why}", markup=False, highlight=False)
-
-            summary, sent = await send_stream(
-                producer,
-                handle,
-                batch=batch,
-                outcome_ttl=outcome_ttl if wait is not None else None,
-                on_invalid=invalid,
-                on_sent=lambda n: progress.advance(task, n),
-            )
-        if wait is not None:
-            await wait_for_outcomes(producer, sent, summary, wait_s=wait, clock=time.monotonic)
-    return summary
+        return await follow_stream(
+            producer, handle, total, batch=batch, wait=wait, outcome_ttl=outcome_ttl, err=err, clock=time.monotonic
+        )
 
 
 def expand_bare_wait(args: Sequence[str]) -> list[str]:
