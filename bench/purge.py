@@ -76,7 +76,10 @@ COMPLETED_AT = {
 def claim_redis_db() -> str:
     db = services.claim_redis_database(services.REDIS_BASE_URL, "bench.purge")
     if db is None:
-        raise SystemExit("no empty Redis database (1-15) to claim: flush one, or wait for a test run")
+        raise SystemExit(
+            "no empty Redis database to claim: flush one, wait for a test run,"
+            " or allow others with TASKLINE_TEST_REDIS_DBS"
+        )
     return f"{services.REDIS_BASE_URL}/{db}"
 
 

@@ -56,11 +56,14 @@ class Env:
 
 
 def claim_redis_db() -> int:
-    """A Redis database number nobody else uses (scanned from 15 down; tests scan up from 1)."""
-    db = services.claim_redis_database(REDIS_BASE_URL, "bench", range(15, 0, -1), ttl_s=REDIS_CLAIM_TTL_S)
+    """A Redis database number nobody else uses (scanned down from the highest allowed by
+    TASKLINE_TEST_REDIS_DBS, default 15; tests scan up from the lowest)."""
+    allowed = services.allowed_redis_databases()
+    db = services.claim_redis_database(REDIS_BASE_URL, "bench", reversed(allowed), ttl_s=REDIS_CLAIM_TTL_S)
     if db is None:
         raise SystemExit(
-            "no empty Redis database (15..1) to claim for the benchmark: flush one, or wait for a test run"
+            f"no empty Redis database ({allowed}) to claim for the benchmark: flush one, wait for a test run,"
+            " or allow others with TASKLINE_TEST_REDIS_DBS"
         )
     return db
 

@@ -2,7 +2,8 @@
 
 Admin connections come from TASKLINE_TEST_ADMIN_DATABASE_URL (default: the local postgres
 superuser) and TASKLINE_TEST_REDIS_URL (default: local Redis). Each run creates its own
-database `taskline_test_<random>` and claims a Redis database number of its own (1–15), with
+database `taskline_test_<random>` and claims a Redis database number of its own (1–15, or
+those TASKLINE_TEST_REDIS_DBS allows, e.g. "3-7" or "3,5,9"), with
 the helpers the benchmark uses too (tests/support/services.py); each test gets its own queue
 name.
 
@@ -87,7 +88,11 @@ def redis_url() -> Iterator[str]:
     """A Redis database number claimed by this run (flushed at the end)."""
     db = claim_redis_database(REDIS_BASE_URL, RUN_ID)
     if db is None:
-        pytest.fail("no empty Redis database (1–15) to claim for this test run")
+        allowed = os.environ.get("TASKLINE_TEST_REDIS_DBS") or "1-15"
+        pytest.fail(
+            f"no empty Redis database ({allowed}) to claim for this test run:"
+            " flush one, or allow others with TASKLINE_TEST_REDIS_DBS"
+        )
     yield f"{REDIS_BASE_URL}/{db}"
     flush_redis_database(f"{REDIS_BASE_URL}/{db}")
 

@@ -46,5 +46,7 @@ def main() -> None:
     try:
         run()
     except SettingsError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        print(
+            f"error: configuration: {exc}\n  Fix that variable in the environment (README: Settings).", file=sys.stderr
+        )
         raise SystemExit(2) from None

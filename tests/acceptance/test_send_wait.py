@@ -62,3 +62,44 @@ async def test_send_wait_prints_the_outcome_and_exits_by_it(settings, db, users,
     result = json.loads(late.stdout)
     assert (result["outcome"]["state"], result["timed_out_after_s"]) == ("queued", 0.5)
     assert "no final outcome after 0.5 s; last seen: queued" in late.stderr
+
+
+def stream_file(tmp_path: Path, name: str, commands: list[dict[str, Any]]) -> str:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(command) + "\n" for command in commands))
+    return str(path)
+
+
+def create_line(task_id: str, title: str, user_id: int = 1) -> dict[str, Any]:
+    return {"function": "create_task", "command": {"task_id": task_id, "user_id": user_id, "title": title}}
+
+
+async def test_stream_wait_follows_every_command_and_exits_by_the_worst(settings, db, users, start_worker, tmp_path):
+    """`stream FILE --wait`: all applied, exit 0 with a summary; one dead letter among them, exit 4
+    naming its line and reason; no worker, exit 5 naming what timed out; `--json` gives the same
+    summary as one object."""
+    worker = start_worker()
+    await wait_for(lambda: worker.proc.poll() is not None or "worker started" in worker.log(), timeout=30)
+    tasks = [str(uuid4()) for _ in range(3)]
+
+    good = stream_file(tmp_path, "good.jsonl", [create_line(task, f"streamed {n}") for n, task in enumerate(tasks)])
+    result = send(settings, "stream", good, "--wait", "30")
+    assert result.returncode == 0, result.stderr
+    assert "sent 3, refused as duplicates 0, invalid 0" in result.stdout
+    assert "outcomes: 3 applied, 0 duplicate, 0 dead_letter, 0 timed out" in result.stdout
+    assert await db.fetchval("SELECT count(*) FROM task WHERE id = ANY($1::uuid[])", tasks) == 3
+
+    clash = stream_file(tmp_path, "clash.jsonl", [create_line(str(uuid4()), "fine"), create_line(tasks[0], "again")])
+    result = send(settings, "stream", clash, "--wait", "30", "--json")
+    assert result.returncode == 4, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["outcomes"] == {"applied": 1, "dead_letter": 1}
+    assert [(d["line"], d["reason"].split(":")[0]) for d in summary["dead_letters"]] == [(2, "conflict")]
+    assert summary["timed_out"] == []
+
+    assert worker.stop() == 0
+    late = stream_file(tmp_path, "late.jsonl", [create_line(str(uuid4()), "nobody works")])
+    result = send(settings, "stream", late, "--wait", "0.5")
+    assert result.returncode == 5, result.stderr
+    assert "0 dead_letter, 1 timed out" in result.stdout
+    assert "line 1: no final outcome in time (last seen: queued)" in result.stderr

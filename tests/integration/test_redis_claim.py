@@ -36,3 +36,18 @@ def test_a_database_that_is_not_empty_is_left_exactly_as_it_was(redis_url):
     finally:
         client.delete("someone-elses-key")
         client.close()
+
+
+def test_the_run_took_a_database_that_taskline_test_redis_dbs_allows(redis_url):
+    """This run's database is one of those TASKLINE_TEST_REDIS_DBS allows (default 1-15)."""
+    from tests.support.services import allowed_redis_databases
+
+    assert int(redis_url.rsplit("/", 1)[1]) in allowed_redis_databases()
+
+
+def test_only_the_allowed_databases_are_claimed(monkeypatch, redis_url):
+    """With TASKLINE_TEST_REDIS_DBS naming only this run's (taken) database, nothing is claimed:
+    no other database is tried."""
+    db = int(redis_url.rsplit("/", 1)[1])
+    monkeypatch.setenv("TASKLINE_TEST_REDIS_DBS", str(db))
+    assert claim_redis_database(REDIS_BASE_URL, "another-run", key="taskline-test:other-run") is None

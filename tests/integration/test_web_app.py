@@ -124,3 +124,30 @@ def test_with_a_password_the_queue_actions_need_the_csrf_token_and_pause_shows_o
         client.post("/actions/resume", data={"csrf": token[1]}, auth=auth)
         assert "Claiming is paused" not in client.get("/", auth=auth).text
         assert "web:admin" in client.get("/actions", auth=auth).text
+
+
+async def test_the_trace_page_takes_the_start_of_an_id_and_lists_the_ids_an_ambiguous_start_fits(settings, db):
+    """As the command line: a unique start of an id shows its story; a start several ids share
+    lists them as links."""
+    import asyncio
+    from uuid import uuid4
+
+    stem = f"web-prefix-{uuid4().hex[:8]}"
+    for job_id in (f"{stem}-alpha", f"{stem}-beta"):
+        await db.execute(
+            "INSERT INTO dead_letter (job_id, function, payload, payload_size, reason, category, attempts, queue)"
+            " VALUES ($1, 'create_task', '{}', 2, $2, 'permanent', 1, $3)",
+            job_id,
+            f"test: {job_id}",
+            settings.queue,
+        )
+
+    def pages() -> tuple[str, str]:
+        with TestClient(create_app(settings, watch=False)) as client:
+            return client.get(f"/trace?id={stem}-al").text, client.get(f"/trace?id={stem}").text
+
+    unique, ambiguous = await asyncio.to_thread(pages)
+    assert f"test: {stem}-alpha" in unique
+    assert 'data-trace="candidates"' in ambiguous
+    assert f'href="/trace?id={stem}-alpha"' in ambiguous
+    assert f'href="/trace?id={stem}-beta"' in ambiguous

@@ -6,8 +6,10 @@
 * A Redis database number of its own (`claim_redis_database`): the first *empty* one among the
   candidates, claimed in one atomic step by a Lua script that writes the claim key only if the
   database holds nothing. A database that holds anything (another run's, or someone's data) is
-  left exactly as it was. The test suite scans up from 1, the benchmark down from 15; both use
-  `CLAIM_KEY`, so a test run and a benchmark never share a database.
+  left exactly as it was. The test suite scans up from the lowest allowed number, the benchmark
+  down from the highest; both use `CLAIM_KEY`, so a test run and a benchmark never share a
+  database. TASKLINE_TEST_REDIS_DBS bounds the numbers either may take ("3-7", "3,5,9",
+  "3-5,9"; default 1-15), to keep them off databases that others use.
 
 Admin URLs come from TASKLINE_TEST_ADMIN_DATABASE_URL and TASKLINE_TEST_REDIS_URL.
 """
@@ -24,6 +26,9 @@ import redis as redis_sync
 
 ADMIN_DATABASE_URL = os.environ.get("TASKLINE_TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE_URL = os.environ.get("TASKLINE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+REDIS_DBS_VARIABLE = "TASKLINE_TEST_REDIS_DBS"
+REDIS_DBS_DEFAULT = "1-15"
 
 CLAIM_KEY = "taskline-test:claimed-by"
 """The key that marks a Redis database as taken (its value names the owner)."""
@@ -82,16 +87,37 @@ def scratch_database(name: str, admin_url: str = ADMIN_DATABASE_URL, *, migrate:
         asyncio.run(drop_database(name, admin_url))
 
 
+def parse_redis_dbs(text: str) -> list[int]:
+    """Database numbers from "3-7", "3,5,9" or "3-5,9", ascending; a bad value is an error naming
+    TASKLINE_TEST_REDIS_DBS."""
+    numbers: set[int] = set()
+    try:
+        for part in text.replace(" ", "").split(","):
+            low, dash, high = part.partition("-")
+            first, last = int(low), int(high if dash else low)
+            if not 0 <= first <= last:
+                raise ValueError(part)
+            numbers.update(range(first, last + 1))
+    except ValueError:
+        raise ValueError(f"{REDIS_DBS_VARIABLE}={text!r}: give database numbers such as 3-7, 3,5,9 or 3-5,9") from None
+    return sorted(numbers)
+
+
+def allowed_redis_databases() -> list[int]:
+    """The Redis database numbers tests and benchmarks may claim (TASKLINE_TEST_REDIS_DBS), ascending."""
+    return parse_redis_dbs(os.environ.get(REDIS_DBS_VARIABLE) or REDIS_DBS_DEFAULT)
+
+
 def claim_redis_database(
     base_url: str,
     owner: str,
-    candidates: Iterable[int] = range(1, 16),
+    candidates: Iterable[int] | None = None,
     key: str = CLAIM_KEY,
     ttl_s: int = CLAIM_TTL_S,
 ) -> int | None:
-    """The first empty database number among `candidates`, claimed for `owner` (the value of
-    `key`, kept `ttl_s` seconds); None if none is empty."""
-    for db in candidates:
+    """The first empty database number among `candidates` (default: the allowed ones, from the
+    lowest), claimed for `owner` (the value of `key`, kept `ttl_s` seconds); None if none is empty."""
+    for db in allowed_redis_databases() if candidates is None else candidates:
         client = redis_sync.Redis.from_url(f"{base_url}/{db}")
         try:
             if client.eval(_CLAIM_IF_EMPTY, 1, key, owner, str(ttl_s)):

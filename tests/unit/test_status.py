@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from fakeredis import FakeServer
 from fakeredis.aioredis import FakeRedis
-from rich.console import Console
 from taskline_producer import keys
 from taskline_producer.keys import heartbeat_key, workers_index_key
 
@@ -204,9 +203,9 @@ def test_the_status_names_the_claims_waiting_and_the_workers() -> None:
         "last_purge": None,
         "dead_letters": {"total": 1, "since": "24 hours", "groups": []},
     }
-    console = Console(width=160, record=True)
-    console.print(render_status(data))
-    text = console.export_text()
+    lines = render_status(data, 80)
+    assert max(len(line) for line in lines) <= 80, "\n".join(lines)
+    text = " ".join(" ".join(lines).split())
     assert "4 ready, 1 deferred or retrying, 2 in progress, 1 claims waiting to expire" in text
     assert "job j1 claimed by h:2:b" in text
     assert "(dead, silent 9s), runs again within 1.0s" in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from typing import Annotated
 
@@ -15,7 +16,7 @@ from taskline_producer.contract import command_json_schema
 from worker.cli import dead_letters as dead_letter_cli
 from worker.cli import health_metrics
 from worker.cli.arguments import parse_age
-from worker.cli.errors import load_cli_settings, settings_errors_exit
+from worker.cli.errors import fail, load_cli_settings, settings_errors_exit
 from worker.observe.service_errors import explain
 
 __all__ = ["app", "main"]
@@ -29,6 +30,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.callback()(send_cli.version_option)
 app.add_typer(send_cli.app, name="send", help="Publish commands (same as taskline-send).")
 app.add_typer(dead_letter_cli.app, name="dead-letters")
 out = Console()
@@ -96,13 +98,19 @@ def purge(
 
 
 @app.command()
-def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+) -> None:
     """Bring the database schema up to date (alembic upgrade head); safe to run again."""
     from worker.store.migrate import upgrade
 
     settings = load_cli_settings()
     upgrade(settings.database_url, revision)
-    out.print(f"database migrated to {revision}")
+    if as_json:
+        print(json.dumps({"migrated_to": revision}))
+    else:
+        out.print(f"database migrated to {revision}")
 
 
 @app.command()
@@ -115,17 +123,23 @@ def schema() -> None:
 def demo(
     users: Annotated[int, typer.Option(help="Demo users to create.")] = 2,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the worker.")] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print what came of it as one JSON object.")] = False,
 ) -> None:
     """Send a small demo stream (with a duplicate and an invalid command) and show what the worker did."""
     from worker.cli.demo import NoWorker, run_demo
 
+    console = Console(quiet=True) if as_json else out
     try:
-        done = asyncio.run(run_demo(load_cli_settings(), users=users, wait_s=wait, console=out))
+        result = asyncio.run(run_demo(load_cli_settings(), users=users, wait_s=wait, console=console))
     except NoWorker as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    if not done:
-        raise typer.Exit(1)
+        fail(str(exc))  # it says what to start
+    if as_json:
+        print(json.dumps(result.as_dict()))
+    if not result.complete:
+        fail(
+            "the worker has not applied everything yet: is it stuck or stopped?",
+            "See `taskline health --all` and the worker's log.",
+        )
 
 
 # `taskline health` (exit 0/1 for probes) and `taskline metrics` (the fleet's Prometheus page)
@@ -139,7 +153,8 @@ def status(
     every: Annotated[float, typer.Option("--every", min=0.2, help="Seconds between refreshes with --watch.")] = 2.0,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object (one per refresh with --watch).")] = False,
 ) -> None:
-    """Queue depth, claims waiting to expire, rates and latency, workers, the last purge, dead letters."""
+    """Queue depth, claims waiting to expire, rates and latency, workers, the last purge, dead letters.
+    Exits 1 when PostgreSQL or Redis cannot be read (what could be read is printed first)."""
     from worker.cli.status import status as run_status
 
     run_status(watch=watch, every=every, as_json=as_json)
@@ -166,7 +181,9 @@ def web(
 
 @app.command("trace")
 def trace_command(
-    ident: Annotated[str, typer.Argument(metavar="ID", help="A command id (= its job id) or a task id.")],
+    ident: Annotated[
+        str, typer.Argument(metavar="ID", help="A command id (= its job id) or a task id, whole or a unique prefix.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """The story of a command (queued, running, retrying, applied, dead-lettered) or of a task."""

@@ -18,8 +18,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from worker.cli.errors import fail
+from worker.cli.layout import Column, fill, table_lines, width
 from worker.config.settings import Settings
 from worker.text import payload_text
 
@@ -27,11 +28,8 @@ __all__ = ["app"]
 
 app = typer.Typer(help="List, show, replay and discard dead letters.", no_args_is_help=True)
 out = Console()
-err = Console(stderr=True)
 T = TypeVar("T")
 _CANDIDATES_SHOWN = 10
-_OTHER_COLUMNS_MIN = 40
-"""Columns the table needs besides the job id; with less room, the list is one record per line."""
 
 FunctionOpt = Annotated[str | None, typer.Option("--function", help="Only this job function.")]
 ReasonOpt = Annotated[str | None, typer.Option("--reason", help="Only reasons containing this text.")]
@@ -74,16 +72,13 @@ def _resolve(settings: Settings, given: list[str]) -> list[str]:
     resolved: list[str] = []
     for text, matches in zip(given, _run(settings, work), strict=True):
         if not matches:
-            err.print(f"no dead letter has a job id starting with {text!r}", markup=False, highlight=False)
-            raise typer.Exit(1)
+            fail(
+                f"no dead letter has a job id starting with {text!r}",
+                "`taskline dead-letters list` shows them; `taskline trace ID` follows any other id.",
+            )
         if len(matches) > 1:
             shown = ", ".join(matches[:_CANDIDATES_SHOWN]) + (", …" if len(matches) > _CANDIDATES_SHOWN else "")
-            err.print(
-                f"{text!r} is the start of several job ids: {shown}. Give more of the id.",
-                markup=False,
-                highlight=False,
-            )
-            raise typer.Exit(2)
+            fail(f"{text!r} is the start of several job ids: {shown}", "Give more of the id.", code=2)
         resolved.append(matches[0])
     return resolved
 
@@ -113,13 +108,11 @@ def _confirm_everything(verb: str, yes: bool, dry_run: bool) -> None:
     if yes or dry_run:
         return
     if not sys.stdin.isatty():
-        err.print(
-            f"refusing to {verb} every dead letter without --yes (no terminal to ask on);"
-            " give job ids or filters, or --dry-run to see what it would do",
-            markup=False,
-            highlight=False,
+        fail(
+            f"refusing to {verb} every dead letter without --yes (no terminal to ask on)",
+            "Give job ids or filters, or --dry-run to see what it would do.",
+            code=2,
         )
-        raise typer.Exit(2)
     typer.confirm(f"{verb.capitalize()} ALL dead letters?", abort=True)
 
 
@@ -140,9 +133,13 @@ def _as_dict(letter: Any, with_payload: bool = False) -> dict[str, Any]:
     return data
 
 
-def _summary(letter: Any) -> str:
-    function = letter.function or "-"
-    return f"{function}  {letter.failed_at:%Y-%m-%d %H:%M:%S}  tries {letter.attempts}  {letter.reason}"
+_LIST_COLUMNS = [
+    Column("job_id"),  # whole, to paste back
+    Column("function"),
+    Column("failed_at"),
+    Column("tries", right=True),
+    Column("reason", long=True),
+]
 
 
 @app.command("list")
@@ -163,28 +160,20 @@ def list_dead_letters(
         for letter in letters:
             print(json.dumps(_as_dict(letter)))
         return
-    widest = max((len(letter.job_id) for letter in letters), default=6)
-    if widest > out.width - _OTHER_COLUMNS_MIN:  # no room for a table with whole ids: one record per line
-        for letter in letters:
-            out.print(letter.job_id, markup=False, highlight=False, soft_wrap=True)
-            out.print(f"  {_summary(letter)}", markup=False, highlight=False)
-    else:
-        table = Table()
-        table.add_column("job_id", no_wrap=True, min_width=widest)  # whole, to paste back
-        table.add_column("function", no_wrap=True)
-        table.add_column("failed_at")
-        table.add_column("tries")
-        table.add_column("reason", overflow="fold")
-        for letter in letters:
-            table.add_row(
-                letter.job_id,
-                letter.function or "-",
-                letter.failed_at.strftime("%Y-%m-%d %H:%M:%S"),
-                str(letter.attempts),
-                letter.reason,
-            )
-        out.print(table)
-    out.print(f"{len(letters)} dead letter(s)")
+    rows = [
+        [
+            letter.job_id,
+            letter.function or "-",
+            letter.failed_at.strftime("%Y-%m-%d %H:%M:%S"),
+            str(letter.attempts),
+            letter.reason,
+        ]
+        for letter in letters
+    ]
+    line_width = width()
+    if rows:
+        print("\n".join(table_lines(_LIST_COLUMNS, rows, line_width)))
+    print(f"{len(letters)} dead letter(s)")
 
 
 @app.command("show")
@@ -198,15 +187,14 @@ def show_dead_letter(
     (whole,) = _resolve(settings, [job_id])
     letters = _run(settings, lambda s: find_dead_letters(s, _filter(None, None, None, None, [whole])))
     if not letters:
-        err.print(f"no dead letter with job id {whole!r} (discarded or replayed meanwhile)", markup=False)
-        raise typer.Exit(1)
+        fail(f"no dead letter with job id {whole!r}", "It was discarded or replayed meanwhile.")
     data = _as_dict(letters[0], with_payload=True)
     if as_json:
         print(json.dumps(data))
     else:
+        line_width = width()
         for key, value in data.items():
-            out.print(f"[bold]{key}[/bold]: ", end="", highlight=False)
-            out.print(str(value), markup=False, highlight=False, soft_wrap=True)
+            print("\n".join(fill(f"{key}: {value}", line_width, "  ")))
 
 
 def _operator() -> str:

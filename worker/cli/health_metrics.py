@@ -15,16 +15,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from worker.cli.layout import Column, fill, table_lines, width
 from worker.config.redis_connection import make_tool_redis
 from worker.config.settings import Settings
 from worker.observe.service_errors import describe
 
 __all__ = ["health", "metrics"]
 
-# Not a terminal (a probe, a pipe, a log): no wrapping at 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, soft_wrap=True)
 
 
@@ -79,7 +77,9 @@ def health(
     ready: Annotated[
         bool, typer.Option("--ready", help="Also require readiness: database reachable, not stopping.")
     ] = False,
-    worker_id: Annotated[str | None, typer.Option("--worker-id", help="Check this worker (host:pid:random).")] = None,
+    worker_id: Annotated[
+        str | None, typer.Option("--worker-id", help="Check this worker (host:pid:random, or the start of it).")
+    ] = None,
     all_workers: Annotated[bool, typer.Option("--all", help="Every live worker of the queue, on any host.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object instead of a table.")] = False,
     scheduler: Annotated[
@@ -100,12 +100,13 @@ def health(
     try:
         workers, claims, pause = asyncio.run(_fetch_workers(settings, queue))
     except Exception as exc:
-        message = f"cannot read heartbeats: {describe(exc)}"
-        _report(as_json, queue, False, message, [])
+        if not as_json:  # the shared two lines (worker/cli/errors.py); a probe's JSON says it below
+            raise
+        _report(as_json, queue, False, f"cannot read heartbeats: {describe(exc)}", [])
         raise typer.Exit(1) from None
     if worker_id:
-        scope = f"{kind} {worker_id}"
-        selected = [w for w in workers if w.get("worker_id") == worker_id]
+        selected = _matching_worker(workers, worker_id)
+        scope = f"{kind} {selected[0].get('worker_id') if selected else worker_id}"
     elif all_workers:
         scope = f"queue {settings.queue}"
         selected = workers
@@ -138,6 +139,20 @@ def health(
         raise typer.Exit(1)
 
 
+def _matching_worker(workers: list[dict[str, Any]], given: str) -> list[dict[str, Any]]:
+    """The live worker whose id is `given`, or the one it is the start of; several: exit 2 listing them."""
+    exact = [w for w in workers if w.get("worker_id") == given]
+    if exact:
+        return exact
+    starting = [w for w in workers if str(w.get("worker_id")).startswith(given)]
+    if len(starting) > 1:
+        from worker.cli.errors import fail
+
+        ids = ", ".join(sorted(str(w.get("worker_id")) for w in starting))
+        fail(f"{given!r} is the start of several live workers' ids: {ids}", "Give more of the id.", code=2)
+    return starting
+
+
 def _report(
     as_json: bool,
     queue: str,
@@ -162,26 +177,38 @@ def _report(
         print(json.dumps(report))
         return
     if workers and table:
-        grid = Table("worker", "pid", "started", "last beat", "running", "done", "failed", "retried", "state")
+        rows = []
         for w in workers:
             state = "stopping" if w.get("stopping") else ("ready" if w.get("ready") else "database down")
-            grid.add_row(
-                str(w.get("worker_id")),
-                _number(w.get("pid")),
-                str(w.get("started_at", "?"))[:19].replace("T", " "),
-                _age(w),
-                _number(w.get("jobs_running")),
-                _number(w.get("jobs_done")),
-                _number(w.get("jobs_failed")),
-                _number(w.get("jobs_retried")),
-                state,
+            rows.append(
+                [
+                    str(w.get("worker_id")),
+                    str(w.get("started_at", "?"))[:19].replace("T", " "),
+                    _age(w),
+                    _number(w.get("jobs_running")),
+                    _number(w.get("jobs_done")),
+                    _number(w.get("jobs_failed")),
+                    _number(w.get("jobs_retried")),
+                    state,
+                ]
             )
-        out.print(grid)
-    (out if ok else err).print(("ok: " if ok else "unhealthy: ") + message, markup=False, highlight=False)
+        print("\n".join(table_lines(_WORKER_COLUMNS, rows, width())))
+    stream = sys.stdout if ok else sys.stderr
+    lines = [("ok: " if ok else "unhealthy: ") + message]
     if claims:
-        (out if ok else err).print("waiting: " + describe_claims(claims), markup=False, highlight=False)
+        lines.append("waiting: " + describe_claims(claims))
     if pause is not None:
-        (out if ok else err).print("paused: " + describe_pause(pause), markup=False, highlight=False)
+        lines.append("paused: " + describe_pause(pause))
+    for line in lines:
+        print("\n".join(fill(line, width(), "  ")), file=stream)
+
+
+_WORKER_COLUMNS = [
+    Column("worker"),
+    Column("started"),
+    *(Column(h, right=True) for h in ("beat", "running", "done", "failed", "retried")),
+    Column("state", long=True),
+]
 
 
 def describe_pause(pause: dict[str, Any]) -> str:
@@ -221,8 +248,13 @@ def metrics(
         try:
             page, database_problem = asyncio.run(read_once(settings))
         except Exception as exc:
-            err.print(f"error: cannot read the fleet: {describe(exc)}", markup=False, highlight=False)
-            raise typer.Exit(1) from None
+            from worker.cli.errors import fail, service_problem_exit
+            from worker.observe.service_errors import explain
+
+            problem = explain(exc)
+            if problem is not None:
+                service_problem_exit(problem)
+            fail(f"cannot read the fleet: {describe(exc)}", "Check REDIS_URL and DATABASE_URL, and the workers' logs.")
         print(page.decode(), end="")
         if database_problem:  # the page is printed all the same, without taskline_dead_letters
             err.print(f"error: dead letters not counted: {database_problem}", markup=False, highlight=False)

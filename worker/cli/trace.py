@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console, Group
-from rich.table import Table
-from rich.text import Text
 
+from worker.cli.layout import Column, fill, table_lines, width
 from worker.config.settings import Settings
 
 __all__ = ["render_trace", "run_trace", "trace"]
-
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True)
 
 
 def _when(value: str | None) -> str:
     return "-" if not value else value[:23].replace("T", " ")
 
 
-def render_trace(story: dict[str, Any]) -> Group:
-    parts: list[Any] = []
+def render_trace(story: dict[str, Any], line_width: int) -> list[str]:
+    """The story as lines of at most `line_width` columns; nothing in it is cut short."""
+    lines: list[str] = []
+
+    def say(text: str) -> None:
+        lines.extend(fill(text, line_width, "  "))
+
     if story["kind"] == "command":
-        parts.append(Text.assemble(("command ", "bold"), story["id"], ": ", (", ".join(story["states"]), "bold")))
+        say(f"command {story['id']}: {', '.join(story['states'])}")
         for row in story.get("outbox") or []:
             line = f"outbox: row {row['row_id']} added {_when(row['added_at'])}"
             if row["published_at"]:
@@ -35,87 +34,95 @@ def render_trace(story: dict[str, Any]) -> Group:
             if row["confirmed_at"]:
                 line += f", confirmed {row['outcome']} {_when(row['confirmed_at'])}"
             if row["invalid_reason"]:
-                line += f", refused: {row['invalid_reason'][:300]}"
-            parts.append(Text(line, style="red" if row["invalid_reason"] else ""))
+                line += f", refused: {row['invalid_reason']}"
+            say(line)
         job = story.get("job")
         if job:
-            parts.append(Text(f"job: {job.get('function')} {json.dumps(job.get('command'))[:300]}"))
+            say(f"job: {job.get('function')} {json.dumps(job.get('command'))}")
         if "claim" in story:
             claim = story["claim"]
-            parts.append(
-                Text(f"claim: held by {claim['worker_id'] or 'a worker'}, expires in {claim['expires_in_s']:.1f}s")
-            )
+            say(f"claim: held by {claim['worker_id'] or 'a worker'}, expires in {claim['expires_in_s']:.1f}s")
         if "queue" in story:
             queue = story["queue"]
             line = f"queue: runs at {_when(queue['runs_at'])} (in {queue['runs_in_s']:.1f}s)"
             line += f", tries so far {queue['tries_so_far']}"
-            parts.append(Text(line + (f"; {queue['why']}" if queue.get("why") else "")))
+            say(line + (f"; {queue['why']}" if queue.get("why") else ""))
         if "applied" in story:
             applied = story["applied"]
-            parts.append(
-                Text(
-                    f"applied: {_when(applied['applied_at'])} by {applied['worker_id'] or 'an unrecorded worker'};"
-                    f" {applied['function']} of task {applied['task_id']}, issued {_when(applied['issued_at'])};"
-                    f" duplicates since: {applied['duplicates']}; {_signed(applied['signed_by'])}"
-                )
+            say(
+                f"applied: {_when(applied['applied_at'])} by {applied['worker_id'] or 'an unrecorded worker'};"
+                f" {applied['function']} of task {applied['task_id']}, issued {_when(applied['issued_at'])};"
+                f" duplicates since: {applied['duplicates']}; {_signed(applied['signed_by'])}"
             )
             transaction = applied.get("transaction")
             if transaction:
-                parts.append(
-                    Text(f"transaction {transaction['id']}: {transaction['commands']} command(s) committed together")
-                )
+                say(f"transaction {transaction['id']}: {transaction['commands']} command(s) committed together")
                 for other in transaction["others"]:
-                    parts.append(Text(f"  with {other['command_id']} {other['function']} task {other['task_id']}"))
+                    lines.extend(
+                        fill(
+                            f"with {other['command_id']} {other['function']} task {other['task_id']}",
+                            line_width,
+                            "      ",
+                            "    ",
+                        )
+                    )
         if "dead_letter" in story:
             dead = story["dead_letter"]
-            parts.append(
-                Text(
-                    f"dead letter: {_when(dead['failed_at'])}, {dead['category']} after {dead['attempts']} tries"
-                    f" ({_signed(dead['signed_by'])}): {dead['reason']}",
-                    style="red",
-                )
+            say(
+                f"dead letter: {_when(dead['failed_at'])}, {dead['category']} after {dead['attempts']} tries"
+                f" ({_signed(dead['signed_by'])}): {dead['reason']}"
             )
         if story.get("outcome"):
-            parts.append(Text(f"outcome for the producer: {json.dumps(story['outcome'])[:300]}"))
+            say(f"outcome for the producer: {json.dumps(story['outcome'])}")
         if story.get("note"):
-            parts.append(Text(story["note"]))
-        return Group(*parts)
+            say(story["note"])
+        return lines
     task = story["task"]
-    parts.append(Text.assemble(("task ", "bold"), story["id"]))
+    say(f"task {story['id']}")
     if task is None:
-        parts.append(Text("no row: never created, or purged"))
+        say("no row: never created, or purged")
     else:
         state = f"completed {_when(task['completed_at'])}" if task["completed"] else "open"
-        parts.append(
-            Text(f"user {task['user_id']}, {state}: title {task['title']!r}, description {task['description']!r}")
-        )
-    table = Table("issued at", "command", "function", "applied at", "worker", "key", "won", "dups")
-    for command in story["commands"]:
-        table.add_row(
+        say(f"user {task['user_id']}, {state}: title {task['title']!r}, {_description(task['description'])}")
+    rows = [
+        [
             _when(command["issued_at"]),
-            command["command_id"],
             command["function"],
-            _when(command["applied_at"]),
-            command["worker_id"] or "-",
-            command["signed_by"] or "-",
             ", ".join(command["won"]) or "-",
             str(command["duplicates"]),
-        )
-    table.caption = "won: the fields this command set last (last-writer-wins by issued_at, command_id)"
-    parts.append(table)
+            f"{command['command_id']} applied {_when(command['applied_at'])} by {command['worker_id'] or '-'}"
+            + (f", signed by key {command['signed_by']}" if command["signed_by"] else ""),
+        ]
+        for command in story["commands"]
+    ]
+    if rows:
+        lines += table_lines(_COMMAND_COLUMNS, rows, line_width)
+        say("won: the fields this command set last (last-writer-wins by issued_at, command_id)")
     for dead in story["dead_letters"]:
-        parts.append(
-            Text(
-                f"dead letter {dead['job_id']} ({dead['function']}, {_when(dead['failed_at'])}): {dead['reason']}",
-                style="red",
-            )
-        )
-    return Group(*parts)
+        say(f"dead letter {dead['job_id']} ({dead['function']}, {_when(dead['failed_at'])}): {dead['reason']}")
+    return lines
 
 
-async def run_trace(settings: Settings, ident: str) -> dict[str, Any] | None:
+_COMMAND_COLUMNS = [
+    Column("issued at"),
+    Column("function"),
+    Column("won"),
+    Column("dups", right=True),
+    Column("command", long=True, narrowest=len("00000000-0000-0000-0000-000000000000")),  # a whole id
+]
+_CANDIDATES_SHOWN = 10
+
+
+def _description(value: str | None) -> str:
+    """The description as a person says it: quoted, or 'no description' when it is null."""
+    return "no description" if value is None else f"description {value!r}"
+
+
+async def run_trace(settings: Settings, ident: str) -> dict[str, Any] | list[str] | None:
+    """The story of `ident`, else (when it is the start of ids) the ids it starts, else None."""
     from worker.config.redis_connection import make_tool_redis
     from worker.store.engine import make_tool_engine
+    from worker.tools.trace import ids_starting_with
     from worker.tools.trace import trace as find_story
 
     redis = make_tool_redis(settings.redis_url)
@@ -124,7 +131,13 @@ async def run_trace(settings: Settings, ident: str) -> dict[str, Any] | None:
     outbox_engine = make_tool_engine(outbox_settings, "taskline-trace", command_timeout=30)
     try:
         async with engine.connect() as conn, outbox_engine.connect() as outbox:
-            return await find_story(conn, redis, settings.queue, ident, outbox)
+            story = await find_story(conn, redis, settings.queue, ident, outbox)
+            if story is not None or not ident.strip():
+                return story
+            matches = await ids_starting_with(conn, redis, settings.queue, ident.strip(), limit=_CANDIDATES_SHOWN + 1)
+            if len(matches) == 1:
+                return await find_story(conn, redis, settings.queue, matches[0], outbox)
+            return matches or None
     finally:
         await redis.aclose()
         await engine.dispose()
@@ -132,31 +145,28 @@ async def run_trace(settings: Settings, ident: str) -> dict[str, Any] | None:
 
 
 def trace(
-    ident: Annotated[str, typer.Argument(metavar="ID", help="A command id (= its job id) or a task id.")],
+    ident: Annotated[
+        str, typer.Argument(metavar="ID", help="A command id (= its job id) or a task id, whole or a unique prefix.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
 ) -> None:
     """The story of a command (queued, running, retrying, applied, dead-lettered) or of a task."""
-    from worker.cli.errors import load_cli_settings
+    from worker.cli.errors import fail, load_cli_settings
 
-    settings = load_cli_settings()
-    try:
-        story = asyncio.run(run_trace(settings, ident))
-    except Exception as exc:
-        from worker.observe.service_errors import describe
-
-        err.print(f"cannot tell the story: {describe(exc)}", markup=False)
-        raise typer.Exit(1) from None
+    story = asyncio.run(run_trace(load_cli_settings(), ident))
     if story is None:
-        err.print(
-            f"nothing knows {ident!r}: no job in Redis, no processed command, no dead letter, no task. It was never"
-            " sent under this id, or it is older than TASKLINE_PROCESSED_RETENTION.",
-            markup=False,
+        fail(
+            f"nothing knows {ident!r}: no job in Redis, no processed command, no dead letter, no task",
+            "It was never sent under this id, or it is older than TASKLINE_PROCESSED_RETENTION;"
+            " check the id (a whole id or the start of one).",
         )
-        raise typer.Exit(1)
+    if isinstance(story, list):
+        shown = ", ".join(story[:_CANDIDATES_SHOWN]) + (", …" if len(story) > _CANDIDATES_SHOWN else "")
+        fail(f"{ident!r} is the start of several ids: {shown}", "Give more of the id.", code=2)
     if as_json:
         print(json.dumps(story))
     else:
-        out.print(render_trace(story))
+        print("\n".join(render_trace(story, width())))
 
 
 def _signed(key_id: str | None) -> str:

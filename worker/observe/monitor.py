@@ -57,13 +57,10 @@ INDEX_FORGET_AFTER_S: Final = 600.0
 
 
 def taskline_version() -> str:
-    """The installed taskline's version (read once per process, by the Monitor)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The project's version (taskline_producer/version.py, the one source both packages read)."""
+    from taskline_producer.version import __version__
 
-    try:
-        return version("taskline")
-    except PackageNotFoundError:
-        return "unknown"
+    return __version__
 
 
 class Monitor:

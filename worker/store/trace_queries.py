@@ -21,10 +21,12 @@ __all__ = [
     "DEAD_LETTERS_NAMING_SHOWN",
     "dead_letter",
     "dead_letters_naming",
+    "ids_starting_with",
     "processed_command",
     "task_commands",
     "task_row",
     "transaction_commands",
+    "uuid_range",
 ]
 
 DEAD_LETTERS_NAMING_SHOWN: Final = 100
@@ -114,3 +116,34 @@ async def dead_letters_naming(conn: AsyncConnection, task_id: UUID) -> Sequence[
         .limit(DEAD_LETTERS_NAMING_SHOWN)
     )
     return await _all(conn, query)
+
+
+def uuid_range(prefix: str) -> tuple[UUID, UUID] | None:
+    """The lowest and highest UUID whose text starts with `prefix`, or None when no UUID can.
+    PostgreSQL orders UUIDs by their bytes, as their hex digits read, so a prefix is a range of
+    the primary key's index."""
+    digits = prefix.replace("-", "").lower()
+    layout = "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+    if len(prefix) > len(layout) or any(
+        (want == "-") != (got == "-") for want, got in zip(layout, prefix, strict=False)
+    ):
+        return None
+    if not digits or any(d not in "0123456789abcdef" for d in digits):
+        return None
+    return UUID(digits.ljust(32, "0")), UUID(digits.ljust(32, "f"))
+
+
+async def ids_starting_with(conn: AsyncConnection, prefix: str, *, limit: int) -> list[str]:
+    """Up to `limit` command ids, task ids and dead letters' job ids starting with `prefix`,
+    sorted; each lookup is a range or prefix of an index."""
+    found: set[str] = set()
+    bounds = uuid_range(prefix)
+    if bounds is not None:
+        low, high = bounds
+        for column in (_COMMANDS.c.command_id, _TASKS.c.id):
+            query = sa.select(column).where(column.between(low, high)).order_by(column).limit(limit)
+            found.update(str(value) for value in (await conn.execute(query)).scalars())
+    job_id = _LETTERS.c.job_id
+    query = sa.select(job_id).where(job_id.startswith(prefix, autoescape=True)).order_by(job_id).limit(limit)
+    found.update(str(value) for value in (await conn.execute(query)).scalars())
+    return sorted(found)[:limit]

@@ -27,16 +27,22 @@ from worker.tools.history import KEEP_S, counters_of, read_history, summarise
 from worker.tools.pause import read_pause
 from worker.tools.relays import outbox_status
 
-__all__ = ["collect_dead_letters", "collect_status"]
+__all__ = ["collect_dead_letters", "collect_status", "read_dead_letters"]
 
 
 async def collect_dead_letters(engine: AsyncEngine, *, timeout_s: float = 5.0) -> dict[str, Any]:
+    """The dead letters' count and groups, or {"error": ...} when the database cannot be read."""
     try:
-        async with asyncio.timeout(timeout_s), engine.connect() as conn:
-            total = await count_dead_letters(conn)
-            rows = await group_recent_dead_letters(conn)
+        return await read_dead_letters(engine, timeout_s=timeout_s)
     except Exception as exc:
         return {"error": f"database unreachable: {describe_error(exc, [engine.url.password or ''])}"}
+
+
+async def read_dead_letters(engine: AsyncEngine, *, timeout_s: float = 5.0) -> dict[str, Any]:
+    """The dead letters' count and the last day's groups; raises when the database cannot be read."""
+    async with asyncio.timeout(timeout_s), engine.connect() as conn:
+        total = await count_dead_letters(conn)
+        rows = await group_recent_dead_letters(conn)
     return {
         "total": total,
         "since": DEAD_LETTER_GROUPS_SINCE,

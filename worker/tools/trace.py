@@ -35,8 +35,10 @@ from worker.tools.bounded_reads import Oversized, parse_json_bounded, read_job_v
 from worker.tools.claims import LEGACY_CLAIM_VALUE, stranded_claims
 from worker.tools.fleet import read_heartbeats
 
-__all__ = ["trace", "trace_command", "trace_task"]
+__all__ = ["ids_starting_with", "trace", "trace_command", "trace_task"]
 
+QUEUE_SCAN_ROUNDS: Final = 20
+"""A prefix is looked for among at most this many ZSCAN pages of the queue (1000 members each)."""
 TRANSACTION_SHOWN: Final = 50
 """At most this many of a transaction's other commands are listed (all are counted)."""
 
@@ -326,3 +328,17 @@ async def trace(
         return story
     task_id = _uuid(ident)
     return await trace_task(conn, task_id) if task_id is not None else None
+
+
+async def ids_starting_with(conn: AsyncConnection, redis: Redis, queue: str, prefix: str, *, limit: int) -> list[str]:
+    """Up to `limit` ids starting with `prefix`, sorted: commands recorded or queued, tasks, dead
+    letters. The queue is scanned a bounded number of pages (QUEUE_SCAN_ROUNDS)."""
+    found = set(await queries.ids_starting_with(conn, prefix, limit=limit))
+    pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in prefix) + "*"
+    cursor = 0
+    for _ in range(QUEUE_SCAN_ROUNDS):
+        cursor, members = await redis.zscan(queue, cursor, match=pattern, count=1000)
+        found.update(m.decode() if isinstance(m, bytes) else str(m) for m, _score in members)
+        if cursor == 0 or len(found) > limit:
+            break
+    return sorted(found)[:limit]

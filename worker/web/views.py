@@ -17,7 +17,7 @@ from worker.store.operator_actions import record_actions
 from worker.text import payload_text
 from worker.tools.queue_actions import paused_by
 from worker.tools.status import collect_status
-from worker.tools.trace import trace
+from worker.tools.trace import ids_starting_with, trace
 from worker.web.auth import Refusal
 from worker.web.plots import charts, function_rates
 from worker.web.state import WebState
@@ -262,16 +262,25 @@ async def discard(request: Request) -> Response:
     return RedirectResponse(f"/dead-letters?message={quote(message)}", status_code=303)
 
 
+CANDIDATES_SHOWN = 20
+"""At most this many ids are listed for a start of an id that several ids share."""
+
+
 async def trace_page(request: Request) -> Response:
     ident = request.query_params.get("id", "").strip()
     story = None
+    candidates: list[str] = []
     if ident:
         web = _state(request)
         async with contextlib.AsyncExitStack() as stack:
             conn = await stack.enter_async_context(web.engine.connect())
             outbox = await _outbox_connection(web, stack)
             story = await trace(conn, web.redis, web.settings.queue, ident, outbox)
-    return await render(request, "trace.html", {"ident": ident, "story": story})
+            if story is None:  # the start of an id, as the command line takes it
+                candidates = await ids_starting_with(conn, web.redis, web.settings.queue, ident, limit=CANDIDATES_SHOWN)
+                if len(candidates) == 1:
+                    story = await trace(conn, web.redis, web.settings.queue, candidates[0], outbox)
+    return await render(request, "trace.html", {"ident": ident, "story": story, "candidates": candidates})
 
 
 async def _outbox_connection(web: WebState, stack: contextlib.AsyncExitStack) -> AsyncConnection | None:

@@ -2,8 +2,10 @@
 
 Needs typer and rich: `pip install "taskline-producer[cli]"` (`taskline_producer.entry` says so
 when they are missing). Exit codes: 0 sent (with `--wait`: applied, or a duplicate of a command
-that had taken effect), 2 invalid input, 3 refused as a duplicate job, 4 dead-lettered
-(`--wait`), 5 no final outcome within the wait (`--wait`).
+that had taken effect), 1 Redis unreachable, 2 invalid input, 3 refused as a duplicate job, 4
+dead-lettered (`--wait`), 5 no final outcome within the wait (`--wait`). `stream --wait` exits
+by the worst of its commands: 2 if a line was invalid, else 4 if one was dead-lettered, else 5 if
+one had no outcome in time.
 """
 
 from __future__ import annotations
@@ -12,25 +14,27 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Iterator, Sequence
+import time
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TextIO
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from taskline_producer.cli_errors import ServiceUnavailable, redis_problem, run_cli
+from taskline_producer.cli_stream import follow_stream, print_stream_summary
 from taskline_producer.client import TaskProducer
-from taskline_producer.contract import COMMAND_MODELS, DEFAULT_QUEUE, OUTCOME_TTL_MAX_S, Command
+from taskline_producer.contract import DEFAULT_QUEUE, OUTCOME_TTL_MAX_S
 from taskline_producer.outcomes import Outcome, OutcomeTimeout
 from taskline_producer.receipts import Receipt
+from taskline_producer.stream_send import StreamSummary, describe_invalid
+from taskline_producer.version import __version__
 
-__all__ = ["DEFAULT_WAIT_S", "EXIT_DEAD_LETTER", "EXIT_TIMEOUT", "app", "expand_bare_wait", "main"]
+__all__ = ["DEFAULT_WAIT_S", "EXIT_DEAD_LETTER", "EXIT_TIMEOUT", "app", "expand_bare_wait", "main", "version_option"]
 
 DEFAULT_WAIT_S = 30.0
 """How long a bare `--wait` waits for the outcome."""
@@ -48,6 +52,25 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"taskline {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def version_option(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version (one for the whole project)."
+        ),
+    ] = False,
+) -> None:
+    """Publish task commands onto a taskline queue in Redis."""
+
 
 RedisUrl = Annotated[
     str,
@@ -71,6 +94,7 @@ Wait = Annotated[
         metavar="[SECONDS]",
     ),
 ]
+AsJson = Annotated[bool, typer.Option("--json", help="The result as one JSON line (default: indented JSON).")]
 OutcomeTtl = Annotated[
     int,
     typer.Option(
@@ -82,10 +106,12 @@ OutcomeTtl = Annotated[
 ]
 
 _DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+_FOLLOW_UP = "`taskline trace {command_id}` tells its whole story; `taskline status` shows the workers."
 
 
-def _print_result(receipt: Receipt, outcome: Outcome | OutcomeTimeout | None) -> None:
-    """One JSON document: the receipt, and with --wait the outcome (or the last state seen)."""
+def _print_result(receipt: Receipt, outcome: Outcome | OutcomeTimeout | None, one_line: bool) -> None:
+    """One JSON document: the receipt, and with --wait the outcome (or the last state seen);
+    indented, or on one line with --json."""
     status = "queued" if receipt.queued else "refused: duplicate command_id"
     data: dict[str, Any] = {"command_id": str(receipt.command_id), "task_id": str(receipt.task_id), "status": status}
     if isinstance(outcome, OutcomeTimeout):
@@ -93,14 +119,17 @@ def _print_result(receipt: Receipt, outcome: Outcome | OutcomeTimeout | None) ->
         data["timed_out_after_s"] = outcome.timeout
     elif outcome is not None:
         data["outcome"] = outcome.as_dict()
-    out.print_json(data=data)
+    if one_line:
+        print(json.dumps(data))
+    else:
+        out.print_json(data=data)
     if not receipt.queued:
         raise typer.Exit(3)
     if isinstance(outcome, OutcomeTimeout):
-        err.print(str(outcome), markup=False, soft_wrap=True)
+        _error(str(outcome), _FOLLOW_UP.format(command_id=receipt.command_id))
         raise typer.Exit(EXIT_TIMEOUT)
     if outcome is not None and outcome.state == "dead_letter":
-        err.print(f"dead-lettered: {outcome.reason}", markup=False, soft_wrap=True)
+        _error(f"dead-lettered: {outcome.reason}", _FOLLOW_UP.format(command_id=receipt.command_id))
         raise typer.Exit(EXIT_DEAD_LETTER)
 
 
@@ -133,16 +162,22 @@ async def _one(
 
 
 def _run_one(
-    redis_url: str, queue: str, action: str, fields: dict[str, Any], wait: float | None, outcome_ttl: int
+    redis_url: str,
+    queue: str,
+    action: str,
+    fields: dict[str, Any],
+    wait: float | None,
+    outcome_ttl: int,
+    as_json: bool,
 ) -> None:
     if wait is not None:
         fields = {**fields, "outcome_ttl": outcome_ttl}
     try:
         receipt, outcome = asyncio.run(_one(redis_url, queue, action, fields, wait))
     except ValidationError as exc:
-        err.print(f"invalid command: {_describe(exc)}", markup=False)
+        _error(f"invalid command: {describe_invalid(exc)}", "Fix the options it names (--help lists them).")
         raise typer.Exit(2) from None
-    _print_result(receipt, outcome)
+    _print_result(receipt, outcome, as_json)
 
 
 @app.command()
@@ -156,6 +191,7 @@ def create(
     queue: Queue = DEFAULT_QUEUE,
     wait: Wait = None,
     outcome_ttl: OutcomeTtl = 3600,
+    as_json: AsJson = False,
 ) -> None:
     """Send one create_task."""
     fields = {
@@ -165,7 +201,7 @@ def create(
         "task_id": task_id,
         "command_id": command_id,
     }
-    _run_one(redis_url, queue, "create_task", fields, wait, outcome_ttl)
+    _run_one(redis_url, queue, "create_task", fields, wait, outcome_ttl, as_json)
 
 
 @app.command()
@@ -180,6 +216,7 @@ def update(
     queue: Queue = DEFAULT_QUEUE,
     wait: Wait = None,
     outcome_ttl: OutcomeTtl = 3600,
+    as_json: AsJson = False,
 ) -> None:
     """Send one update_task (give --title and/or --description or --clear-description)."""
     fields: dict[str, Any] = {"task_id": task_id, "user_id": user_id, "command_id": command_id}
@@ -189,7 +226,7 @@ def update(
         fields["description"] = None
     elif description is not None:
         fields["description"] = description
-    _run_one(redis_url, queue, "update_task", fields, wait, outcome_ttl)
+    _run_one(redis_url, queue, "update_task", fields, wait, outcome_ttl, as_json)
 
 
 @app.command()
@@ -201,40 +238,11 @@ def complete(
     queue: Queue = DEFAULT_QUEUE,
     wait: Wait = None,
     outcome_ttl: OutcomeTtl = 3600,
+    as_json: AsJson = False,
 ) -> None:
     """Send one complete_task."""
     fields = {"task_id": task_id, "user_id": user_id, "command_id": command_id}
-    _run_one(redis_url, queue, "complete_task", fields, wait, outcome_ttl)
-
-
-def parse_line(line: str) -> Command:
-    """One JSON line: {"function": "create_task", "command": {...}}. A missing command_id or
-    issued_at is filled in (give them to make re-sending the file idempotent)."""
-    item = json.loads(line)
-    if (
-        not isinstance(item, dict)
-        or item.get("function") not in COMMAND_MODELS
-        or not isinstance(item.get("command"), dict)
-    ):
-        raise ValueError('expected {"function": "create_task|update_task|complete_task", "command": {...}}')
-    command = dict(item["command"])
-    command.setdefault("command_id", str(uuid4()))
-    command.setdefault("issued_at", datetime.now(UTC).isoformat())
-    return COMMAND_MODELS[item["function"]].model_validate(command)
-
-
-def _describe(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'command'}: {e['msg']}" for e in exc.errors(include_url=False)
-        )
-    return str(exc)
-
-
-def _lines(source: TextIO) -> Iterator[tuple[int, str]]:
-    for number, line in enumerate(source, start=1):
-        if line.strip():
-            yield number, line
+    _run_one(redis_url, queue, "complete_task", fields, wait, outcome_ttl, as_json)
 
 
 @app.command()
@@ -242,52 +250,63 @@ def stream(
     source: Annotated[str, typer.Argument(help="A file of JSON lines, or - for standard input.")] = "-",
     redis_url: RedisUrl = _DEFAULT_REDIS,
     queue: Queue = DEFAULT_QUEUE,
-    batch: Annotated[int, typer.Option(help="Commands pipelined per round trip.")] = 1000,
+    batch: Annotated[int, typer.Option(min=1, help="Commands pipelined per round trip.")] = 1000,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            min=0.001,
+            help=f"Then wait up to SECONDS in all (a bare --wait: {DEFAULT_WAIT_S:g}) for every command's outcome"
+            f" and print a summary; exit {EXIT_DEAD_LETTER} if any was dead-lettered, {EXIT_TIMEOUT} if any had"
+            " none in time.",
+            metavar="[SECONDS]",
+        ),
+    ] = None,
+    outcome_ttl: OutcomeTtl = 3600,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
-    """Send a stream of JSON lines, each {"function": ..., "command": {...}}, with a progress bar."""
+    """Send a stream of JSON lines, each {"function": ..., "command": {...}}, with a progress bar.
+    Exit 2 if a line was invalid (the others are sent)."""
     if source == "-":
-        summary = asyncio.run(_stream(sys.stdin, None, redis_url, queue, batch))
+        summary = asyncio.run(_stream(sys.stdin, None, redis_url, queue, batch, wait, outcome_ttl))
     else:
         path = Path(source)
         if not path.is_file():
-            err.print(f"{source}: no such file")
+            _error(f"{source}: no such file", "Give a file of JSON lines, or - to read standard input.")
             raise typer.Exit(2)
         total = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
         with path.open(encoding="utf-8") as handle:
-            summary = asyncio.run(_stream(handle, total, redis_url, queue, batch))
-    out.print(f"sent {summary['queued']}, refused as duplicates {summary['duplicates']}, invalid {summary['invalid']}")
-    if summary["invalid"]:
+            summary = asyncio.run(_stream(handle, total, redis_url, queue, batch, wait, outcome_ttl))
+    if as_json:
+        print(json.dumps(summary.as_dict()))
+    else:
+        print_stream_summary(summary, out, err)
+    if summary.invalid:
         raise typer.Exit(2)
+    if summary.dead_letters:
+        raise typer.Exit(EXIT_DEAD_LETTER)
+    if summary.timed_out:
+        raise typer.Exit(EXIT_TIMEOUT)
 
 
-async def _stream(handle: TextIO, total: int | None, redis_url: str, queue: str, batch: int) -> dict[str, int]:
-    summary = {"queued": 0, "duplicates": 0, "invalid": 0}
-    pending: list[Command] = []
-    columns = (TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+def _error(message: str, hint: str) -> None:
+    """The shared error shape (as `taskline`'s): `error: …`, then what to do next."""
+    print(f"error: {message}\n  {hint}", file=sys.stderr)
+
+
+async def _stream(
+    handle: TextIO,
+    total: int | None,
+    redis_url: str,
+    queue: str,
+    batch: int,
+    wait: float | None,
+    outcome_ttl: int,
+) -> StreamSummary:
     async with _connect(redis_url, queue) as producer:
-        with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as progress:
-            task = progress.add_task("sending", total=total)
-
-            async def flush() -> None:
-                report = await producer.send_many(pending)
-                summary["queued"] += report.queued
-                summary["duplicates"] += len(report.duplicates)
-                progress.advance(task, len(pending))
-                pending.clear()
-
-            for number, line in _lines(handle):
-                try:
-                    pending.append(parse_line(line))
-                except (ValueError, ValidationError) as exc:
-                    summary["invalid"] += 1
-                    progress.advance(task)
-                    err.print(f"line {number}: invalid: {_describe(exc)}", markup=False)
-                    continue
-                if len(pending) >= batch:
-                    await flush()
-            if pending:
-                await flush()
-    return summary
+        return await follow_stream(
+            producer, handle, total, batch=batch, wait=wait, outcome_ttl=outcome_ttl, err=err, clock=time.monotonic
+        )
 
 
 def expand_bare_wait(args: Sequence[str]) -> list[str]:

@@ -27,6 +27,7 @@ from taskline_producer.redaction import redact_text, redact_url
 
 __all__ = [
     "DEBUG_FLAG",
+    "EXIT_UNAVAILABLE",
     "ServiceProblem",
     "ServiceUnavailable",
     "causes",
