@@ -120,9 +120,7 @@ def empty_environment_imports() -> dict[str, str]:
 
 
 @pytest.mark.parametrize("module", ALL_MODULES)
-def test_every_module_imports_with_an_empty_environment(
-    module: str, empty_environment_imports: dict[str, str]
-) -> None:
+def test_every_module_imports_with_an_empty_environment(module: str, empty_environment_imports: dict[str, str]) -> None:
     """Every module imports in an interpreter with no environment variables: nothing is built at import."""
     assert module not in empty_environment_imports, empty_environment_imports[module]
 
