@@ -108,6 +108,7 @@ async def test_an_unreachable_service_is_named_with_its_setting_and_what_to_try(
         ("DATABASE_URL", f"postgresql://no_such_role:{SECRET}@127.0.0.1:5432/postgres", "user and password"),
         ("REDIS_URL", f"redis://:{SECRET}@127.0.0.1:6379/0", "user and password"),
     ],
+    ids=["no-such-database", "no-such-role", "redis-wrong-password"],  # stable ids: the URL has a random part
 )
 def test_a_service_that_refuses_is_explained_too(settings, tmp_path, setting, url, expected):
     """A missing database, an unknown role and a refused Redis password each get their own advice."""

@@ -15,11 +15,18 @@ from taskline_producer import keys
 from taskline_producer.contract import CreateTask
 from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms, job_of_command
 
-from tests.acceptance.test_web_browser import FAST, PASSWORD, _watch_console, browser, web_url  # noqa: F401
+from tests.acceptance.test_web_browser import (  # noqa: F401
+    FAST,
+    NEEDS_CHROMIUM,
+    PASSWORD,
+    _watch_console,
+    browser,
+    web_url,
+)
 from tests.conftest import wait_for
 from worker.config.settings import Settings
 
-pytestmark = [pytest.mark.acceptance, pytest.mark.browser]
+pytestmark = [pytest.mark.acceptance, pytest.mark.browser, NEEDS_CHROMIUM]
 
 
 async def _enqueue(redis, queue: str, *, delay_ms: int) -> str:

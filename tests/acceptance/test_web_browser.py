@@ -28,11 +28,10 @@ from worker.config.settings import Settings
 
 CHROMIUM = Path(os.environ.get("TASKLINE_TEST_CHROMIUM", "/usr/bin/chromium"))
 playwright_api = pytest.importorskip("playwright.async_api")
-pytestmark = [
-    pytest.mark.acceptance,
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-]
+NEEDS_CHROMIUM = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+)
+pytestmark = [pytest.mark.acceptance, pytest.mark.browser, NEEDS_CHROMIUM]
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
