@@ -201,10 +201,10 @@ class _SeamState:
     def waiting_jobs(self, delta: int) -> None:
         """A job starts (-1) or stops (+1) waiting in the group committer for its task's create
         (worker/pipeline/waiting_room.py): a waiting job holds no slot, so the worker claims the
-        creates it waits for even when every slot holds a waiting job."""
+        creates it waits for even when every slot holds a waiting job. (A job starts waiting as
+        its batch ends, when the batch's other jobs end and wake the poll: no wake-up of its own,
+        which would claim a few jobs at a time.)"""
         self.worker.job_counter += delta
-        if delta < 0:
-            self.slot_freed.set()
 
     async def run(self, job: Claimed) -> None:
         """One claimed job, to its end; never raises (arq's loop re-raises what a job task raised)."""

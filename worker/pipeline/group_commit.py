@@ -31,6 +31,10 @@ __all__ = ["GroupCommitter"]
 
 HOLD_CAPACITY = 5000
 """At most this many commands wait for their task in one worker (memory); more get not-yet at once."""
+RIDE_WAIT_S = 0.005
+"""A held command whose task now exists joins the next batch, or after this long a batch of its own:
+the jobs that end with a batch free their slots and the next claim's batch comes within
+milliseconds, so released commands rarely cost a transaction of their own."""
 
 
 class GroupCommitter:
@@ -53,6 +57,9 @@ class GroupCommitter:
         self._room = WaitingRoom(hold_s=hold_s, capacity=HOLD_CAPACITY)
         self._recheck_s = recheck_s
         self._rechecker: asyncio.Task[None] | None = None
+        self._riders: list[Waiter] = []
+        """Released held commands, for the next batch (see RIDE_WAIT_S)."""
+        self._ride_timer: asyncio.TimerHandle | None = None
         self.holding: Callable[[int], None] | None = None
         """Told -1 when a job starts waiting for its task here, +1 when that job's outcome is
         settled: the worker does not count a waiting job against `max_jobs`."""
@@ -87,7 +94,8 @@ class GroupCommitter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._rechecker
         self._room.hold_s = 0.0  # nothing waits any more: a task still missing is a not-yet retry
-        self._requeue(self._room.all())
+        self._requeue(self._room.all() + self._riders)
+        self._riders = []
         while self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
 
@@ -106,21 +114,29 @@ class GroupCommitter:
         while self._waiting:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
+            if self._riders:
+                batch += self._riders
+                self._riders = []
             batch = [waiter for waiter in batch if not waiter.future.done()]
             if not batch:
                 continue
+            now = loop.time()
             if self._room.size:
-                # Commands waiting for a task this batch creates are applied in its transaction.
+                # Commands waiting for a task this batch creates are applied in its transaction;
+                # a change of a task other commands still wait for waits with them, untried.
                 creates = [w.command.task_id for w in batch if isinstance(w.command, CreateTask)]
                 batch += [w for w in self._room.release(creates) if not w.future.done()]
+                batch = [w for w in batch if not (self._room.holds(w.command.task_id) and self._try_hold(w, now))]
+                if not batch:
+                    continue
             results = await self._apply_isolated([(w.command, w.signed_by) for w in batch])
             now = loop.time()
             created = []
             for waiter, result in zip(batch, results, strict=True):
                 if waiter.future.done():
                     continue
-                if result is Outcome.TASK_MISSING and self._room.can_hold(waiter, now):
-                    self._hold(waiter, now)
+                if result is Outcome.TASK_MISSING and self._try_hold(waiter, now):
+                    pass
                 elif isinstance(result, BaseException):
                     waiter.future.set_exception(result)
                 else:
@@ -129,7 +145,14 @@ class GroupCommitter:
                         created.append(waiter.command.task_id)
             if created and self._room.size:
                 # Held by another flusher while this batch ran: their task exists now.
-                self._waiting[:0] = self._room.release(created)
+                self._ride(self._room.release(created))
+
+    def _try_hold(self, waiter: Waiter, now: float) -> bool:
+        """Hold the command for its task's create if it may wait; whether it was held."""
+        if not self._room.can_hold(waiter, now):
+            return False
+        self._hold(waiter, now)
+        return True
 
     def _hold(self, waiter: Waiter, now: float) -> None:
         if waiter.hold_until is None:
@@ -154,7 +177,19 @@ class GroupCommitter:
                     found = await existing_tasks(session, task_ids)
             except Exception:  # the database is away: the holds end on their own
                 found = set()
-            self._requeue(self._room.release(found) + self._room.expired(loop.time()))
+            self._ride(self._room.release(found) + self._room.expired(loop.time()))
+
+    def _ride(self, waiters: list[Waiter]) -> None:
+        if not waiters:
+            return
+        self._riders += waiters
+        if self._ride_timer is None:
+            self._ride_timer = asyncio.get_running_loop().call_later(RIDE_WAIT_S, self._riders_due)
+
+    def _riders_due(self) -> None:
+        self._ride_timer = None
+        riders, self._riders = self._riders, []
+        self._requeue(riders)
 
     def _requeue(self, waiters: list[Waiter]) -> None:
         if waiters:

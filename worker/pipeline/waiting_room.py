@@ -68,6 +68,10 @@ class WaitingRoom:
         self._by_task.setdefault(waiter.command.task_id, []).append(waiter)
         self.size += 1
 
+    def holds(self, task_id: UUID) -> bool:
+        """Whether commands wait here for this task (so it did not exist a moment ago)."""
+        return task_id in self._by_task
+
     def task_ids(self) -> list[UUID]:
         return list(self._by_task)
 
