@@ -11,7 +11,7 @@ import pytest
 from taskline_producer import TaskProducer
 from taskline_producer.contract import CompleteTask, CreateTask, UpdateTask
 
-from tests.conftest import run_burst
+from tests.conftest import run_burst, wait_for
 from worker.pipeline.apply import Outcome
 from worker.pipeline.group_commit import GroupCommitter
 
@@ -37,9 +37,7 @@ async def test_an_update_before_its_create_waits_for_it_and_is_applied_once(sess
     slots: list[int] = []
     committer.holding = slots.append
     waiting = [asyncio.create_task(committer.apply(update)), asyncio.create_task(committer.apply(complete))]
-    async with asyncio.timeout(5):
-        while committer.held < 2:
-            await asyncio.sleep(0.01)
+    await wait_for(lambda: committer.held >= 2, timeout=5, interval=0.01)
     assert not any(task.done() for task in waiting)
     assert slots == [-1, -1]
 
@@ -60,9 +58,8 @@ async def test_a_task_created_by_another_worker_releases_the_commands_waiting_fo
     here = GroupCommitter(sessions, hold_s=30.0, recheck_s=0.05)
     elsewhere = GroupCommitter(sessions)
     waiting = asyncio.create_task(here.apply(update))
+    await wait_for(lambda: here.held >= 1, timeout=5, interval=0.01)
     async with asyncio.timeout(5):
-        while here.held < 1:
-            await asyncio.sleep(0.01)
         assert await elsewhere.apply(create) is Outcome.APPLIED
         assert await waiting is Outcome.APPLIED
     assert await db.fetchval("SELECT title FROM task WHERE id = $1", create.task_id) == "second"
