@@ -67,11 +67,12 @@ class GroupCommitter:
         self.held = 0
         """How many commands have waited here for their task (each counted once)."""
 
-    async def apply(self, command: Command, signed_by: str | None = None) -> Outcome:
+    async def apply(self, command: Command, signed_by: str | None = None, *, may_wait: bool = True) -> Outcome:
         """Apply one command in the next group transaction; returns its outcome or raises.
-        `signed_by`: the key that signed its job, recorded with it."""
+        `signed_by`: the key that signed its job, recorded with it. `may_wait`: a command whose
+        task does not exist yet may wait for its create (when the committer holds any)."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._waiting.append(Waiter(command, signed_by, future))
+        self._waiting.append(Waiter(command, signed_by, future, may_wait))
         self._start_flusher()
         return await future
 

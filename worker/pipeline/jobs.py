@@ -55,7 +55,9 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
             )
         try:
             async with asyncio.timeout(runtime.settings.job_timeout):
-                outcome = await runtime.committer.apply(command, signed_by)
+                # Only the first try waits in the worker for a missing task's create; a not-yet
+                # retry has waited already (worker/pipeline/waiting_room.py).
+                outcome = await runtime.committer.apply(command, signed_by, may_wait=ctx["job_try"] == 1)
         except Exception as exc:
             kind, reason = classify_exception(exc)
             outage = runtime.database_failed(exc)

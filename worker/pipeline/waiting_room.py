@@ -13,7 +13,9 @@ here, keyed by its task id, for at most `hold_s`:
 * every `recheck_s` one query asks which of the held commands' tasks exist now (another worker
   may have created them), and those commands go to the next batch;
 * after `hold_s` it is tried once more and, if its task is still missing, its job gets the
-  not-yet outcome as before and is retried through Redis.
+  not-yet outcome as before and is retried through Redis. Only a job's first try waits here:
+  its not-yet retries follow `TASKLINE_NOT_YET_WINDOW` as before, so a command whose task never
+  comes is a dead letter at most `hold_s` later than without the wait.
 
 Nothing about a held command is recorded anywhere but in its job, which stays claimed in Redis
 (the hold is far shorter than the claim's expiry): a crash loses nothing, and the command is
@@ -43,6 +45,8 @@ class Waiter:
     command: Command
     signed_by: str | None
     future: asyncio.Future[Outcome]
+    may_wait: bool = True
+    """Whether it may wait here at all: only a job's first try does (a not-yet retry has waited)."""
     hold_until: float | None = None
     """When its hold ends (loop time); None while it was never held."""
 
@@ -58,7 +62,7 @@ class WaitingRoom:
 
     def can_hold(self, waiter: Waiter, now: float) -> bool:
         """Whether a command its batch found without a task may wait (here) for that task."""
-        if self.hold_s <= 0 or self.size >= self.capacity or waiter.future.done():
+        if self.hold_s <= 0 or not waiter.may_wait or self.size >= self.capacity or waiter.future.done():
             return False
         return waiter.hold_until is None or now < waiter.hold_until
 
