@@ -13,7 +13,12 @@ RATIO_BASE = {
     "3 taskline K=2": "1 floor P=2",
     "4 taskline bulk K=1": "2 bulk floor, bulk jobs P=1",
     "4 taskline bulk K=2": "2 bulk floor, bulk jobs P=2",
+    "11 create-update-complete K=1 #1": "11 creates alone K=1 #1",
+    "11 create-update-complete K=1 #2": "11 creates alone K=1 #2",
 }
+
+RSS_GOAL_MIB = 80
+"""A worker's peak RSS under a bulk drain stays at or under this (issue 19)."""
 
 
 def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -43,6 +48,10 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         "7 taskline bulk K=1 outcomes off",
         "7 taskline bulk K=1 outcomes on",
         *(key for key in s if key.startswith("8 taskline K=1 signing ")),
+        "11 creates alone K=1 #1",
+        "11 create-update-complete K=1 #1",
+        "11 creates alone K=1 #2",
+        "11 create-update-complete K=1 #2",
     ):
         if key not in s:
             continue
@@ -204,6 +213,24 @@ def notes(results: dict[str, Any]) -> list[str]:
             out.append(
                 f"{key}: per command, minor page faults {ev.get('minor_faults', 0):.2f}, context switches "
                 f"{ev.get('voluntary_switches', 0):.2f} voluntary / {ev.get('involuntary_switches', 0):.2f} involuntary"
+            )
+    for key in ("3 taskline K=2", "4 taskline bulk K=2", "1 floor P=2", "2 bulk floor, bulk jobs P=2"):
+        one = key.replace("K=2", "K=1").replace("P=2", "P=1")
+        if s.get(key, {}).get("commands_per_s") and s.get(one, {}).get("commands_per_s"):
+            out.append(f"{key}: {s[key]['commands_per_s'] / s[one]['commands_per_s']:.2f} x its one-process rate")
+    for key in ("4 taskline bulk K=1", "4 taskline bulk K=2"):
+        rss = s.get(key, {}).get("peak_rss_mib")
+        if rss is not None:
+            verdict = "within" if rss <= RSS_GOAL_MIB else "OVER"
+            out.append(f"{key}: worker peak RSS {rss:.1f} MiB ({verdict} the {RSS_GOAL_MIB} MiB goal)")
+    for round_ in (1, 2):
+        key = f"11 create-update-complete K=1 #{round_}"
+        r = s.get(key, {})
+        if "not_yet_retries" in r:
+            changes = r["commands"] - r["commands"] // 3
+            out.append(
+                f"{key}: {r['not_yet_retries']} of {changes} updates/completes went back to Redis as not-yet"
+                f" retries ({100 * r['not_yet_retries'] / max(1, changes):.2f} %)"
             )
     cost = s.get("8 signing cost")
     if cost:

@@ -20,6 +20,7 @@ from bench.scenarios.enqueue import enqueue
 from bench.scenarios.fleet import fleet
 from bench.scenarios.latency import steady_latency
 from bench.scenarios.signing import signing
+from bench.scenarios.workload import make_stream
 from bench.seam import idle_commands_per_s
 from bench.suite import Suite
 
@@ -79,6 +80,36 @@ async def outcomes(suite: Suite) -> None:
         await suite.attempt(
             f"7 taskline bulk K=1 outcomes {label}",
             drain(env, f"bout{label}", n, True, suite.workers(1), "worker", outcome_ttl=ttl),
+        )
+
+
+STREAM_ENV = {"TASKLINE_LOG_LEVEL": "INFO"}
+"""Scenario 9's workers log at INFO, where each not-yet retry is a line (the drain counts them)."""
+
+
+async def stream(suite: Suite) -> None:
+    """create → update → complete back to back (`send_many`, one worker) against as many creates
+    alone, twice each, alternating: the rate of the stream over that of the creates, and how
+    many of its commands went back to Redis as not-yet retries."""
+    env, n = suite.env, suite.sizes.commands
+    tasks = max(1, n // 3)
+    for round_ in (1, 2):
+        await suite.attempt(
+            f"11 creates alone K=1 #{round_}",
+            drain(env, f"creates{round_}", 3 * tasks, False, suite.workers(1, extra_env=STREAM_ENV), "worker"),
+        )
+        workload = make_stream(tasks)
+        await suite.attempt(
+            f"11 create-update-complete K=1 #{round_}",
+            drain(
+                env,
+                f"stream{round_}",
+                len(workload),
+                False,
+                suite.workers(1, extra_env=STREAM_ENV),
+                "worker",
+                workload=workload,
+            ),
         )
 
 
@@ -166,6 +197,7 @@ SCENARIOS: dict[str, Scenario] = {
     "drain-bulk": drain_bulk,
     "outcomes": outcomes,
     "signing": signing,
+    "stream": stream,
     "latency": latency,  # after "drain": it offers half of that scenario's K=1 rate
     "bursts": bursts,
     "fleet": fleet,  # per-command costs, 1/2/4 processes, PgBouncer (docs/scaling.md)

@@ -1,7 +1,9 @@
-"""Scenarios 1-4 and 7: a drain. N commands are queued on a staging key, the consumers are started
-and must be ready, then the staging key is renamed to the queue and the clock starts; it stops
-when `SELECT count(*) FROM task` (polled every `POLL_S`) reaches N. Start-up and queueing are
-not in the rate, and all jobs are due at once.
+"""Scenarios 1-4, 7 and 9: a drain. N commands are queued on a staging key, the consumers are
+started and must be ready, then the staging key is renamed to the queue and the clock starts; it
+stops when `SELECT count(*) FROM task` (polled every `POLL_S`) reaches N, or for a `workload` of
+mixed commands (scenario 9) when `SELECT count(*) FROM processed_command` does (a command is
+recorded in the transaction that applies it). Start-up and queueing are not in the rate, and all
+jobs are due at once.
 """
 
 from __future__ import annotations
@@ -9,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
+from taskline_producer.contract import Command
 from taskline_producer.signing import SigningKey
 
 from bench.meter import Meter, peak_rss_mib
@@ -37,13 +40,16 @@ async def drain(
     during: Side | None = None,
     outcome_ttl: int | None = None,
     signing_key: SigningKey | None = None,
+    workload: Sequence[Command] | None = None,
 ) -> dict[str, Any]:
     """Queue n commands (asking for outcomes if `outcome_ttl`, signed with `signing_key`), start
-    the consumers, release the queue, time until n tasks exist."""
+    the consumers, release the queue, time until n tasks exist; or queue `workload` (n is its
+    length) and time until every one of its commands is processed."""
     await reset_tables(env)
     queue = f"taskline:bench:{env.run_id}:{name}"
     staging = f"{queue}:staging"
-    commands = make_commands(n)
+    commands: Sequence[Command] = make_commands(n) if workload is None else workload
+    done_sql = "SELECT count(*) FROM task" if workload is None else "SELECT count(*) FROM processed_command"
     job_ids = await enqueue_staged(env, staging, commands, bulk, outcome_ttl, signing_key)
     del commands
     procs = await start(queue)
@@ -68,7 +74,7 @@ async def drain(
         rss: dict[int, float] = {}
         while True:
             await asyncio.sleep(POLL_S)
-            count = await monitor.fetchval("SELECT count(*) FROM task")
+            count = await monitor.fetchval(done_sql)
             monitor_queries += 1
             now = time.perf_counter()
             timeline.append((round(now - t0, 3), count))
@@ -134,12 +140,24 @@ async def drain(
         logged = warnings_in(procs)
         result["worker_log_lines"] = len(logged)
         result["worker_log_sample"] = logged[:5]
+        result["not_yet_retries"] = sum(1 for line in logged if _is_not_yet_retry(line))
     else:
         counters = [json.loads(o.strip().splitlines()[-1]) for o in outputs if o.strip()]
         result["floor_counters"] = counters
     if side_result is not None:
         result["side"] = side_result
     return result
+
+
+def _is_not_yet_retry(line: str) -> bool:
+    """A worker's JSON log line saying a command goes back to Redis as a not-yet retry (INFO)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    if not isinstance(record, dict):
+        return False
+    return record.get("event") == "command will be retried" and record.get("kind") == "not_yet"
 
 
 def steady_rate(timeline: list[tuple[float, int]], n: int) -> float | None:

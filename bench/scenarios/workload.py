@@ -4,11 +4,11 @@ benchmark's users, queued on a staging key; the keys arq could leave behind per 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 from taskline_producer.client import TaskProducer
-from taskline_producer.contract import CreateTask
+from taskline_producer.contract import Command, CompleteTask, CreateTask, UpdateTask
 from taskline_producer.keys import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RESULT_KEY_PREFIX, RETRY_KEY_PREFIX
 from taskline_producer.signing import SigningKey
 
@@ -33,6 +33,30 @@ def make_commands(n: int, offset: int = 0) -> list[CreateTask]:
     ]
 
 
+def make_stream(tasks: int) -> list[Command]:
+    """create → update → complete for each of `tasks` tasks, in that order, back to back (the
+    way most services send them), each a millisecond after the one before."""
+    now = datetime.now(UTC)
+    commands: list[Command] = []
+    for i, create in enumerate(make_commands(tasks)):
+        at = now + timedelta(milliseconds=3 * i)
+        user, task = create.user_id, create.task_id
+        commands.append(create.model_copy(update={"issued_at": at}))
+        commands.append(
+            UpdateTask(
+                command_id=uuid4(),
+                issued_at=at + timedelta(milliseconds=1),
+                task_id=task,
+                user_id=user,
+                title=f"bench task {i}, renamed",
+            )
+        )
+        commands.append(
+            CompleteTask(command_id=uuid4(), issued_at=at + timedelta(milliseconds=2), task_id=task, user_id=user)
+        )
+    return commands
+
+
 def percentile(values: Sequence[float], p: float) -> float | None:
     if not values:
         return None
@@ -46,7 +70,7 @@ def percentile(values: Sequence[float], p: float) -> float | None:
 async def enqueue_staged(
     env: Env,
     staging: str,
-    commands: list[CreateTask],
+    commands: Sequence[Command],
     bulk: bool,
     outcome_ttl: int | None = None,
     signing_key: SigningKey | None = None,
@@ -57,10 +81,10 @@ async def enqueue_staged(
     if bulk:
         ids = []
         for start in range(0, len(commands), BULK_SIZE):
-            receipt = await producer.send_bulk(commands[start : start + BULK_SIZE], outcome_ttl=outcome_ttl)
+            receipt = await producer.send_bulk(list(commands[start : start + BULK_SIZE]), outcome_ttl=outcome_ttl)
             ids.append(receipt.job_id)
         return ids
-    report = await producer.send_many(commands, outcome_ttl=outcome_ttl)
+    report = await producer.send_many(list(commands), outcome_ttl=outcome_ttl)
     if report.duplicates:
         raise RuntimeError(f"{len(report.duplicates)} duplicates while queueing")
     return [str(c.command_id) for c in commands]

@@ -213,10 +213,10 @@ async def test_bulk_jobs_are_decoded_and_applied_a_few_at_a_time(settings, redis
             finally:
                 running -= 1
 
-        async def counted_apply(command: Any, signed_by: str | None = None) -> Any:
+        async def counted_apply(command: Any, signed_by: str | None = None, **options: Any) -> Any:
             nonlocal applied_singles
             applied_singles += 1
-            return await apply(command, signed_by)
+            return await apply(command, signed_by, **options)
 
         runtime.committer.apply_many = counted_apply_many
         runtime.committer.apply = counted_apply

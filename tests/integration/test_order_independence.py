@@ -509,8 +509,13 @@ async def test_an_update_whose_create_commits_mid_transaction_is_not_lost(sessio
 # -- e. end to end through Redis and arq ---------------------------------------------------
 
 
-async def test_commands_enqueued_before_their_create_land_through_the_worker(settings, redis, db, users):
-    """Updates and completions enqueued before their create are retried by the worker and all land."""
+@pytest.mark.parametrize("wait_for_create", [0.0, 4.0], ids=["retried-through-redis", "waiting-in-the-worker"])
+async def test_commands_enqueued_before_their_create_land_through_the_worker(
+    settings, redis, db, users, wait_for_create
+):
+    """Updates and completions enqueued before their create all land: retried by the worker as
+    not-yet (TASKLINE_WAIT_FOR_CREATE=0), or waiting in it for their create (the default)."""
+    settings = settings.model_copy(update={"wait_for_create": wait_for_create})
     rng = random.Random(20261125)
     commands: list[Command] = []
     for n in range(4):
@@ -560,4 +565,7 @@ async def test_commands_enqueued_before_their_create_land_through_the_worker(set
     assert await db.fetchval("SELECT count(*) FROM dead_letter WHERE queue = $1", settings.queue) == 0
     # Every single job of a task whose create was not in the bulk job ran before that create.
     must_wait = [c for c in others if c.task_id != first_task]
-    assert worker.jobs_retried >= len(must_wait)
+    if wait_for_create:
+        assert worker.jobs_retried == 0  # they waited in the worker for their create instead
+    else:
+        assert worker.jobs_retried >= len(must_wait)

@@ -49,8 +49,14 @@ class Bookkeeper:
             try:
                 async with self.redis.pipeline(transaction=True) as pipe:
                     now_ms = int(time.time() * 1000)
+                    finished = [job_id for job_id, end, _ in batch if end.ending is Ending.FINISH]
+                    if finished:
+                        # One ZREM and one DEL for all the finished jobs, not two commands each.
+                        pipe.zrem(self.queue, *finished)
+                        pipe.delete(*[key for job_id in finished for key in _finished_keys(job_id)])
                     for job_id, end, _ in batch:
-                        self._queue_writes(pipe, job_id, end, now_ms)
+                        if end.ending is not Ending.FINISH:
+                            self._queue_writes(pipe, job_id, end, now_ms)
                     await pipe.execute()
             except Exception as exc:
                 for _, _, future in batch:
@@ -63,11 +69,13 @@ class Bookkeeper:
 
     def _queue_writes(self, pipe: Any, job_id: str, end: JobEnd, now_ms: int) -> None:
         claim = keys.in_progress_key(job_id)
-        if end.ending is Ending.FINISH:
-            pipe.zrem(self.queue, job_id)
-            pipe.delete(claim, keys.job_key(job_id), keys.retry_key(job_id), keys.transient_key(job_id))
-        elif end.ending is Ending.DEFER:
+        if end.ending is Ending.DEFER:
             pipe.zadd(self.queue, {job_id: now_ms + end.defer_ms}, xx=True)
             pipe.delete(claim)
         else:
             pipe.delete(claim)
+
+
+def _finished_keys(job_id: str) -> tuple[str, str, str, str]:
+    """What a finished job leaves: its claim, its job key, its try counter, its transient counter."""
+    return keys.in_progress_key(job_id), keys.job_key(job_id), keys.retry_key(job_id), keys.transient_key(job_id)

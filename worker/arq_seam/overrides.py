@@ -126,6 +126,9 @@ class _SeamState:
                 on_job_end=w.on_job_end,
             )
             self.bookkeeper = Bookkeeper(w.pool, w.queue_name)
+            runtime = w.ctx.get("runtime")
+            if runtime is not None:
+                runtime.committer.holding = self.waiting_jobs
         return self.runner, self.bookkeeper
 
     @property
@@ -202,6 +205,14 @@ class _SeamState:
     def _job_done(self, _: asyncio.Task[None]) -> None:
         self.worker.job_counter -= 1
         self.slot_freed.set()
+
+    def waiting_jobs(self, delta: int) -> None:
+        """A job starts (-1) or stops (+1) waiting in the group committer for its task's create
+        (worker/pipeline/waiting_room.py): a waiting job holds no slot, so the worker claims the
+        creates it waits for even when every slot holds a waiting job. (A job starts waiting as
+        its batch ends, when the batch's other jobs end and wake the poll: no wake-up of its own,
+        which would claim a few jobs at a time.)"""
+        self.worker.job_counter += delta
 
     async def run(self, job: Claimed) -> None:
         """One claimed job, to its end; never raises (arq's loop re-raises what a job task raised)."""

@@ -67,7 +67,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     # Health: process-wide when supervise() made it (it outlives reconnects), else this worker's.
     health: Health = ctx.setdefault("health", Health(interval=settings.heartbeat_interval))
     committer = GroupCommitter(
-        sessions, max_batch=settings.batch_max, flushers=settings.commit_concurrency, worker_id=health.worker_id
+        sessions,
+        max_batch=settings.batch_max,
+        flushers=settings.commit_concurrency,
+        worker_id=health.worker_id,
+        hold_s=min(settings.wait_for_create, settings.job_timeout / 2),
     )
     ctx["runtime"] = Runtime(
         settings=settings,

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     batch_max: int = Field(default=100, ge=1, le=1000)
     commit_concurrency: int = Field(default=2, ge=1, le=32)
     bulk_concurrency: int = Field(default=4, ge=1, le=1000)
+    wait_for_create: float = Field(default=4.0, ge=0, le=60)
+    """How long an update/complete whose task does not exist yet waits in the worker for its
+    create (worker/pipeline/waiting_room.py) before it becomes a not-yet retry; 0: never waits.
+    At most half of `job_timeout` is used."""
 
     # the contract
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1024)

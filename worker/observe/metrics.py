@@ -8,7 +8,7 @@ Each worker owns a registry (nothing is created at import time) and serves it on
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -109,12 +109,15 @@ class Metrics:
         duration.observe(seconds)
         latency.observe(max(0.0, time.time() - issued_at.timestamp()))
 
-    def processed_in_bulk(self, function: str, outcome: str, issued_at: datetime) -> None:
-        """One command of an apply_commands job: counted, and its end-to-end latency observed
-        (the job's duration is observed once, by bulk_applied)."""
+    def processed_in_bulk(self, function: str, outcome: str, issued_ats: Sequence[datetime]) -> None:
+        """Commands of an apply_commands job with the same function and outcome: counted, and
+        each one's end-to-end latency observed (the job's duration is observed once, by
+        bulk_applied)."""
         commands, _, latency = self._children(function, outcome)
-        commands.inc()
-        latency.observe(max(0.0, time.time() - issued_at.timestamp()))
+        commands.inc(len(issued_ats))
+        now = time.time()
+        for issued_at in issued_ats:
+            latency.observe(max(0.0, now - issued_at.timestamp()))
 
     def _children(self, function: str, outcome: str) -> tuple[Any, Any, Any]:
         # Labelled children are looked up once per (function, outcome): this runs per command.

@@ -25,7 +25,7 @@ from taskline_producer.contract import Command, CompleteTask, CreateTask, Update
 
 from worker.pipeline import statements
 
-__all__ = ["Outcome", "apply_commands"]
+__all__ = ["Outcome", "apply_commands", "existing_tasks"]
 
 
 class Outcome(enum.Enum):
@@ -251,6 +251,11 @@ def _change_arrays(changes: list[_Change]) -> dict[str, list[Any]]:
 async def _run(session: AsyncSession, statement: TextClause, params: dict[str, Any]) -> Any:
     """Execute one prepared statement through the session (SQLModel's exec, typed loosely)."""
     return await session.exec(statement, params=params)  # type: ignore[call-overload]
+
+
+async def existing_tasks(session: AsyncSession, task_ids: Sequence[UUID]) -> set[UUID]:
+    """Which of these tasks exist (committed), in the session's transaction."""
+    return set(await _owners(session, list(task_ids))) if task_ids else set()
 
 
 async def _owners(session: AsyncSession, task_ids: list[UUID], *, lock: bool = False) -> dict[UUID, int]:

@@ -8,41 +8,71 @@ low load a batch holds one command and adds no delay; under load, batches grow b
 A database error that a transient cause explains fails the whole batch (each job retries on
 its own). Any other database error may be one command's fault: the batch is then applied
 again one command per transaction, so a bad command never fails its neighbours.
+
+An update or completion whose task does not exist yet waits in the worker for its create
+(`worker.pipeline.waiting_room`, up to `hold_s`) and is applied in the create's transaction,
+instead of going back to Redis as a not-yet retry.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
 
-from taskline_producer.contract import Command
+from taskline_producer.contract import Command, CreateTask
 
-from worker.pipeline.apply import Outcome, apply_commands
+from worker.pipeline.apply import Outcome, apply_commands, existing_tasks
 from worker.pipeline.failures import Kind, classify_exception
+from worker.pipeline.waiting_room import Waiter, WaitingRoom
 from worker.store.engine import Sessions
 
 __all__ = ["GroupCommitter"]
 
-_Waiter = tuple[Command, str | None, "asyncio.Future[Outcome]"]
+HOLD_CAPACITY = 5000
+"""At most this many commands wait for their task in one worker (memory); more get not-yet at once."""
+RIDE_WAIT_S = 0.005
+"""A held command whose task now exists joins the next batch, or after this long a batch of its own:
+the jobs that end with a batch free their slots and the next claim's batch comes within
+milliseconds, so released commands rarely cost a transaction of their own."""
 
 
 class GroupCommitter:
     def __init__(
-        self, sessions: Sessions, *, max_batch: int = 100, flushers: int = 1, worker_id: str | None = None
+        self,
+        sessions: Sessions,
+        *,
+        max_batch: int = 100,
+        flushers: int = 1,
+        worker_id: str | None = None,
+        hold_s: float = 0.0,
+        recheck_s: float = 0.25,
     ) -> None:
         self._sessions = sessions
         self._worker_id = worker_id  # recorded with every processed command (`taskline trace`)
         self._max_batch = max_batch
         self._flushers = flushers
-        self._waiting: list[_Waiter] = []
+        self._waiting: list[Waiter] = []
         self._running: set[asyncio.Task[None]] = set()
+        self._room = WaitingRoom(hold_s=hold_s, capacity=HOLD_CAPACITY)
+        self._recheck_s = recheck_s
+        self._rechecker: asyncio.Task[None] | None = None
+        self._riders: list[Waiter] = []
+        """Released held commands, for the next batch (see RIDE_WAIT_S)."""
+        self._ride_timer: asyncio.TimerHandle | None = None
+        self.holding: Callable[[int], None] | None = None
+        """Told -1 when a job starts waiting for its task here, +1 when that job's outcome is
+        settled: the worker does not count a waiting job against `max_jobs`."""
         self.batches = 0
+        self.held = 0
+        """How many commands have waited here for their task (each counted once)."""
 
-    async def apply(self, command: Command, signed_by: str | None = None) -> Outcome:
+    async def apply(self, command: Command, signed_by: str | None = None, *, may_wait: bool = True) -> Outcome:
         """Apply one command in the next group transaction; returns its outcome or raises.
-        `signed_by`: the key that signed its job, recorded with it."""
+        `signed_by`: the key that signed its job, recorded with it. `may_wait`: a command whose
+        task does not exist yet may wait for its create (when the committer holds any)."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._waiting.append((command, signed_by, future))
+        self._waiting.append(Waiter(command, signed_by, future, may_wait))
         self._start_flusher()
         return await future
 
@@ -59,7 +89,14 @@ class GroupCommitter:
         return results
 
     async def wait_idle(self) -> None:
-        """Wait for the running flushers (used at shutdown)."""
+        """Try every waiting command once more and wait for the running flushers (at shutdown)."""
+        if self._rechecker is not None:
+            self._rechecker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rechecker
+        self._room.hold_s = 0.0  # nothing waits any more: a task still missing is a not-yet retry
+        self._requeue(self._room.all() + self._riders)
+        self._riders = []
         while self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
 
@@ -74,20 +111,91 @@ class GroupCommitter:
             task.add_done_callback(self._running.discard)
 
     async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
         while self._waiting:
             batch = self._waiting[: self._max_batch]
             del self._waiting[: self._max_batch]
-            batch = [waiter for waiter in batch if not waiter[2].done()]
+            if self._riders:
+                batch += self._riders
+                self._riders = []
+            batch = [waiter for waiter in batch if not waiter.future.done()]
             if not batch:
                 continue
-            results = await self._apply_isolated([(command, signed_by) for command, signed_by, _ in batch])
-            for (_, _, future), result in zip(batch, results, strict=True):
-                if future.done():
+            now = loop.time()
+            if self._room.size:
+                # Commands waiting for a task this batch creates are applied in its transaction;
+                # a change of a task other commands still wait for waits with them, untried.
+                creates = [w.command.task_id for w in batch if isinstance(w.command, CreateTask)]
+                batch += [w for w in self._room.release(creates) if not w.future.done()]
+                batch = [w for w in batch if not (self._room.holds(w.command.task_id) and self._try_hold(w, now))]
+                if not batch:
                     continue
-                if isinstance(result, BaseException):
-                    future.set_exception(result)
+            results = await self._apply_isolated([(w.command, w.signed_by) for w in batch])
+            now = loop.time()
+            created = []
+            for waiter, result in zip(batch, results, strict=True):
+                if waiter.future.done():
+                    continue
+                if result is Outcome.TASK_MISSING and self._try_hold(waiter, now):
+                    pass
+                elif isinstance(result, BaseException):
+                    waiter.future.set_exception(result)
                 else:
-                    future.set_result(result)
+                    waiter.future.set_result(result)
+                    if isinstance(waiter.command, CreateTask):
+                        created.append(waiter.command.task_id)
+            if created and self._room.size:
+                # Held by another flusher while this batch ran: their task exists now.
+                self._ride(self._room.release(created))
+
+    def _try_hold(self, waiter: Waiter, now: float) -> bool:
+        """Hold the command for its task's create if it may wait; whether it was held."""
+        if not self._room.can_hold(waiter, now):
+            return False
+        self._hold(waiter, now)
+        return True
+
+    def _hold(self, waiter: Waiter, now: float) -> None:
+        if waiter.hold_until is None:
+            self.held += 1
+            if self.holding is not None:
+                holding = self.holding
+                holding(-1)
+                waiter.future.add_done_callback(lambda _: holding(1))
+        self._room.hold(waiter, now)
+        if self._rechecker is None or self._rechecker.done():
+            self._rechecker = asyncio.create_task(self._recheck())
+
+    async def _recheck(self) -> None:
+        """Every `recheck_s` while commands wait: those whose task exists now (created by another
+        worker) and those whose hold is over go to the next batch."""
+        loop = asyncio.get_running_loop()
+        while self._room.size:
+            await asyncio.sleep(self._recheck_s)
+            task_ids = self._room.task_ids()
+            try:
+                async with self._sessions() as session, session.begin():
+                    found = await existing_tasks(session, task_ids)
+            except Exception:  # the database is away: the holds end on their own
+                found = set()
+            self._ride(self._room.release(found) + self._room.expired(loop.time()))
+
+    def _ride(self, waiters: list[Waiter]) -> None:
+        if not waiters:
+            return
+        self._riders += waiters
+        if self._ride_timer is None:
+            self._ride_timer = asyncio.get_running_loop().call_later(RIDE_WAIT_S, self._riders_due)
+
+    def _riders_due(self) -> None:
+        self._ride_timer = None
+        riders, self._riders = self._riders, []
+        self._requeue(riders)
+
+    def _requeue(self, waiters: list[Waiter]) -> None:
+        if waiters:
+            self._waiting[:0] = waiters
+            self._start_flusher()
 
     async def _apply_isolated(self, commands: list[tuple[Command, str | None]]) -> list[Outcome | BaseException]:
         try:

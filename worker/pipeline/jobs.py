@@ -55,7 +55,9 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
             )
         try:
             async with asyncio.timeout(runtime.settings.job_timeout):
-                outcome = await runtime.committer.apply(command, signed_by)
+                # Only the first try waits in the worker for a missing task's create; a not-yet
+                # retry has waited already (worker/pipeline/waiting_room.py).
+                outcome = await runtime.committer.apply(command, signed_by, may_wait=ctx["job_try"] == 1)
         except Exception as exc:
             kind, reason = classify_exception(exc)
             outage = runtime.database_failed(exc)
@@ -165,13 +167,14 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
     requeue: list[Command] = []
     requeue_in_s = runtime.policy.delay(1)
     runtime.metrics.bulk_applied(runtime.clock() - started)
+    took_effect: dict[tuple[str, str], list[datetime]] = {}
     for (index, command), result in zip(commands, results, strict=True):
         if isinstance(result, BaseException):
             kind, reason = classify_exception(result)
         else:
             failure = classify_outcome(result)
             if failure is None:
-                runtime.metrics.processed_in_bulk(command.function, result.value, command.issued_at)
+                took_effect.setdefault((command.function, result.value), []).append(command.issued_at)
                 if report is not None:
                     report.add(str(command.command_id), cast(OutcomeState, result.value))
                 continue
@@ -187,6 +190,8 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
             requeue.append(command)
             if report is not None:
                 report.add(str(command.command_id), "retrying", reason, requeue_in_s)
+    for (function, outcome), issued_ats in took_effect.items():
+        runtime.metrics.processed_in_bulk(function, outcome, issued_ats)
     if report is not None:
         # Before the requeue: a requeued command's own job must not finish before its `retrying`.
         await runtime.outcome_writer.write(report)

@@ -7,6 +7,7 @@ protocols, and the worker's wiring hands them in (tests hand in their own).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
@@ -21,7 +22,7 @@ class CommandMetrics(Protocol):
 
     def processed(self, function: str, outcome: str, seconds: float, issued_at: datetime) -> None: ...
 
-    def processed_in_bulk(self, function: str, outcome: str, issued_at: datetime) -> None: ...
+    def processed_in_bulk(self, function: str, outcome: str, issued_ats: Sequence[datetime]) -> None: ...
 
     def bulk_applied(self, seconds: float) -> None: ...
 
