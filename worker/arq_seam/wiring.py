@@ -10,6 +10,7 @@ arq's own CLI cannot start this worker (it always builds a stock arq Worker), so
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from typing import Any, cast
 
@@ -24,6 +25,7 @@ from worker.arq_seam.supervisor import connector_for, run_until_stopped
 from worker.config.redis_connection import arq_redis_settings, make_redis
 from worker.config.retention import ARQ_TIMEOUT_MARGIN_S
 from worker.config.settings import Settings, load_settings, redact_url
+from worker.config.tracing_env import traces_exporter
 from worker.logs import configure_logging, get_logger
 from worker.observe.health import Health
 from worker.observe.metrics import Metrics
@@ -66,7 +68,11 @@ async def startup(ctx: dict[str, Any]) -> None:
     # Health: process-wide when supervise() made it (it outlives reconnects), else this worker's.
     health: Health = ctx.setdefault("health", Health(interval=settings.heartbeat_interval))
     committer = GroupCommitter(
-        sessions, max_batch=settings.batch_max, flushers=settings.commit_concurrency, worker_id=health.worker_id
+        sessions,
+        max_batch=settings.batch_max,
+        flushers=settings.commit_concurrency,
+        worker_id=health.worker_id,
+        tracer=ctx.get("tracing"),  # None unless the OTEL_* environment turned tracing on
     )
     ctx["runtime"] = Runtime(
         settings=settings,
@@ -208,8 +214,38 @@ def __getattr__(name: str) -> Any:
 def run_worker() -> None:
     """Run a worker until SIGTERM/SIGINT, reconnecting to Redis with backoff if it goes away."""
     settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level)
-    _event_loop_run(supervise(settings))
+    exporter = traces_exporter(os.environ)
+    processors = _trace_id_processors() if exporter is not None else []
+    configure_logging(settings.log_format, settings.log_level, extra_processors=processors)
+    _event_loop_run(supervise(settings, tracing=_tracing(settings, exporter)))
+
+
+TRACING_EXTRA_MISSING = (
+    "tracing is asked for by the OTEL_* environment, but OpenTelemetry is not installed: install"
+    " the otel extra (pip install 'taskline[otel]', or requirements.lock); running without tracing"
+)
+
+
+def _trace_id_processors() -> list[Any]:
+    try:
+        from worker.observe.tracing import add_trace_ids
+    except ImportError:
+        return []
+    return [add_trace_ids]
+
+
+def _tracing(settings: Settings, exporter: str | None) -> Any:
+    """The worker's tracer when the OTEL_* environment asks for one (docs/tracing.md), else None:
+    then nothing of OpenTelemetry is imported."""
+    if exporter is None:
+        return None
+    log = get_logger("taskline.worker")
+    try:
+        from worker.observe.tracing_setup import tracing_from_env
+    except ImportError:
+        log.warning(TRACING_EXTRA_MISSING)
+        return None
+    return tracing_from_env(exporter, queue=settings.queue, database_url=settings.database_url, log=log)
 
 
 def _event_loop_run(main: Any) -> None:
@@ -222,7 +258,7 @@ def _event_loop_run(main: Any) -> None:
         uvloop.run(main)
 
 
-async def supervise(settings: Settings, stopping: asyncio.Event | None = None) -> None:
+async def supervise(settings: Settings, stopping: asyncio.Event | None = None, *, tracing: Any = None) -> None:
     """Run arq's loop; when Redis goes away, abandon the running jobs (their claims expire and
     another try applies them once) and start again with backoff, until a signal stops it.
 
@@ -233,8 +269,15 @@ async def supervise(settings: Settings, stopping: asyncio.Event | None = None) -
     health = Health(interval=settings.heartbeat_interval)
     metrics = Metrics()
     log = get_logger("taskline.worker")
-    async with process_ops(health, metrics, settings.metrics_port, log, host=settings.metrics_host):
-        await _run_workers(settings, stopping or asyncio.Event(), {"health": health, "metrics": metrics})
+    shared: dict[str, Any] = {"health": health, "metrics": metrics}
+    if tracing is not None:
+        shared["tracing"] = tracing
+    try:
+        async with process_ops(health, metrics, settings.metrics_port, log, host=settings.metrics_host):
+            await _run_workers(settings, stopping or asyncio.Event(), shared)
+    finally:
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)  # exports the spans still buffered
 
 
 async def _run_workers(settings: Settings, stopping: asyncio.Event, shared: dict[str, Any]) -> None:

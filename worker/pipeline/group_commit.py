@@ -8,6 +8,9 @@ low load a batch holds one command and adds no delay; under load, batches grow b
 A database error that a transient cause explains fails the whole batch (each job retries on
 its own). Any other database error may be one command's fault: the batch is then applied
 again one command per transaction, so a bad command never fails its neighbours.
+
+When the worker traces, it hands in a `TransactionTracer` and each traced job its `JobTrace`: a
+transaction then has a span of its own, linked to every job whose commands it applies.
 """
 
 from __future__ import annotations
@@ -19,18 +22,26 @@ from taskline_producer.contract import Command
 
 from worker.pipeline.apply import Outcome, apply_commands
 from worker.pipeline.failures import Kind, classify_exception
+from worker.pipeline.sinks import JobTrace, TransactionTracer
 from worker.store.engine import Sessions
 
 __all__ = ["GroupCommitter"]
 
-_Waiter = tuple[Command, str | None, "asyncio.Future[Outcome]"]
+_Waiter = tuple[Command, str | None, "asyncio.Future[Outcome]", JobTrace | None]
 
 
 class GroupCommitter:
     def __init__(
-        self, sessions: Sessions, *, max_batch: int = 100, flushers: int = 1, worker_id: str | None = None
+        self,
+        sessions: Sessions,
+        *,
+        max_batch: int = 100,
+        flushers: int = 1,
+        worker_id: str | None = None,
+        tracer: TransactionTracer | None = None,
     ) -> None:
         self._sessions = sessions
+        self._tracer = tracer
         self._worker_id = worker_id  # recorded with every processed command (`taskline trace`)
         self._max_batch = max_batch
         self._flushers = flushers
@@ -38,16 +49,16 @@ class GroupCommitter:
         self._running: set[asyncio.Task[None]] = set()
         self.batches = 0
 
-    async def apply(self, command: Command, signed_by: str | None = None) -> Outcome:
+    async def apply(self, command: Command, signed_by: str | None = None, trace: JobTrace | None = None) -> Outcome:
         """Apply one command in the next group transaction; returns its outcome or raises.
-        `signed_by`: the key that signed its job, recorded with it."""
+        `signed_by`: the key that signed its job, recorded with it; `trace`: its job's spans."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._waiting.append((command, signed_by, future))
+        self._waiting.append((command, signed_by, future, trace))
         self._start_flusher()
         return await future
 
     async def apply_many(
-        self, commands: Sequence[Command], signed_by: str | None = None
+        self, commands: Sequence[Command], signed_by: str | None = None, trace: JobTrace | None = None
     ) -> list[Outcome | BaseException]:
         """Apply a bulk job's commands in their own transaction(s), `max_batch` at a time.
 
@@ -55,7 +66,7 @@ class GroupCommitter:
         results: list[Outcome | BaseException] = []
         for start in range(0, len(commands), self._max_batch):
             chunk = [(command, signed_by) for command in commands[start : start + self._max_batch]]
-            results.extend(await self._apply_isolated(chunk))
+            results.extend(await self._apply_isolated(chunk, [trace]))
         return results
 
     async def wait_idle(self) -> None:
@@ -80,8 +91,9 @@ class GroupCommitter:
             batch = [waiter for waiter in batch if not waiter[2].done()]
             if not batch:
                 continue
-            results = await self._apply_isolated([(command, signed_by) for command, signed_by, _ in batch])
-            for (_, _, future), result in zip(batch, results, strict=True):
+            traces = [waiter[3] for waiter in batch]
+            results = await self._apply_isolated([(command, signed_by) for command, signed_by, _, _ in batch], traces)
+            for (_, _, future, _), result in zip(batch, results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, BaseException):
@@ -89,25 +101,37 @@ class GroupCommitter:
                 else:
                     future.set_result(result)
 
-    async def _apply_isolated(self, commands: list[tuple[Command, str | None]]) -> list[Outcome | BaseException]:
+    async def _apply_isolated(
+        self, commands: list[tuple[Command, str | None]], traces: list[JobTrace | None]
+    ) -> list[Outcome | BaseException]:
         try:
-            return list(await self._transaction(commands))
+            return list(await self._transaction(commands, traces))
         except Exception as exc:
             if len(commands) == 1 or classify_exception(exc)[0] is Kind.TRANSIENT:
                 return [exc] * len(commands)
         results: list[Outcome | BaseException] = []
-        for command in commands:
+        for index, command in enumerate(commands):
             try:
-                results.extend(await self._transaction([command]))
+                one = traces[index : index + 1] if len(traces) == len(commands) else traces
+                results.extend(await self._transaction([command], one))
             except Exception as exc:
                 results.append(exc)
         return results
 
-    async def _transaction(self, commands: list[tuple[Command, str | None]]) -> list[Outcome]:
-        """One transaction for (command, the key that signed it) pairs."""
+    async def _transaction(
+        self, commands: list[tuple[Command, str | None]], traces: list[JobTrace | None]
+    ) -> list[Outcome]:
+        """One transaction for (command, the key that signed it) pairs; `traces`: their jobs' spans."""
         self.batches += 1
         signers = {command.command_id: signed_by for command, signed_by in commands if signed_by is not None}
-        async with self._sessions() as session, session.begin():
-            return await apply_commands(
-                session, [command for command, _ in commands], worker_id=self._worker_id, signers=signers
-            )
+        plain = [command for command, _ in commands]
+        tracer = self._tracer
+        traced = [trace for trace in traces if trace is not None] if tracer is not None else []
+        if tracer is None or not traced:
+            async with self._sessions() as session, session.begin():
+                return await apply_commands(session, plain, worker_id=self._worker_id, signers=signers)
+        with tracer.transaction(traced, len(plain)) as mark:
+            async with self._sessions() as session, session.begin():
+                outcomes = await apply_commands(session, plain, worker_id=self._worker_id, signers=signers)
+                mark.committing()
+            return outcomes

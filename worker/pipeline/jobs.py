@@ -53,9 +53,14 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
             return await dead_letter_job(
                 ctx, log, delivery.raw, command.function, Kind.PERMANENT, refusal, report, signed_by=signed_by
             )
+        trace = ctx.get("trace")
         try:
             async with asyncio.timeout(runtime.settings.job_timeout):
-                outcome = await runtime.committer.apply(command, signed_by)
+                if trace is None:
+                    outcome = await runtime.committer.apply(command, signed_by)
+                else:
+                    with trace.applying():
+                        outcome = await runtime.committer.apply(command, signed_by, trace)
         except Exception as exc:
             kind, reason = classify_exception(exc)
             outage = runtime.database_failed(exc)
@@ -64,6 +69,8 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
                 ctx, log, delivery.raw, command.function, kind, reason, report, quiet=outage, signed_by=signed_by
             )
         runtime.database_answered()
+        if trace is not None:
+            trace.outcome(outcome.value)
         failure = classify_outcome(outcome)
         if failure is not None:
             return await retry_or_dead_letter(
@@ -151,8 +158,13 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
             await runtime.outcome_writer.write(report)
         return "dead-lettered"
     started = runtime.clock()
+    trace = ctx.get("trace")
     with runtime.metrics.in_progress("apply_commands"):
-        results = await runtime.committer.apply_many([command for _, command in commands], signed_by)
+        if trace is None:
+            results = await runtime.committer.apply_many([command for _, command in commands], signed_by)
+        else:
+            with trace.applying():
+                results = await runtime.committer.apply_many([command for _, command in commands], signed_by, trace)
     if all(isinstance(result, BaseException) for result in results):
         # Nothing was applied (the database is away): retry the whole job, or dead-letter it.
         error: BaseException = results[0]  # type: ignore[assignment]

@@ -1,0 +1,229 @@
+"""OpenTelemetry from producer to commit: the spans of an applied command, a duplicate, a retry, a
+dead letter, a bulk job and a group commit, collected by an in-memory exporter from the real
+worker loop (in-process burst workers) and the Python producer, sharing one tracer provider."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+from taskline_producer import CreateTask, TaskProducer, UpdateTask
+
+from tests.conftest import run_burst, wait_for
+from worker.observe.tracing import WorkerTracing
+
+pytestmark = pytest.mark.integration
+
+_EXPORTER = InMemorySpanExporter()
+_PROVIDER = TracerProvider()
+_PROVIDER.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """The process's tracer provider (the producer's spans) exports into memory; emptied per test."""
+    trace.set_tracer_provider(_PROVIDER)  # once per process; later calls are ignored (same provider)
+    _EXPORTER.clear()
+    yield _EXPORTER
+    _EXPORTER.clear()
+
+
+async def traced_burst(settings: Any) -> None:
+    tracing = WorkerTracing(_PROVIDER, queue=settings.queue, database={"db.namespace": "taskline_test"})
+    await run_burst(settings, ctx={"settings": settings, "tracing": tracing})
+
+
+def named(exporter: InMemorySpanExporter, prefix: str) -> list[ReadableSpan]:
+    return [span for span in exporter.get_finished_spans() if span.name.startswith(prefix)]
+
+
+def children(exporter: InMemorySpanExporter, parent: ReadableSpan, name: str) -> list[ReadableSpan]:
+    return [
+        span
+        for span in exporter.get_finished_spans()
+        if span.name == name and span.parent is not None and span.parent.span_id == parent.context.span_id
+    ]
+
+
+def created(user_id: int = 1, **overrides: Any) -> CreateTask:
+    data: dict[str, Any] = {
+        "command_id": uuid4(),
+        "issued_at": datetime.now(UTC) - timedelta(seconds=5),
+        "task_id": uuid4(),
+        "user_id": user_id,
+        "title": "traced",
+    }
+    data.update(overrides)
+    return CreateTask(**data)
+
+
+async def test_an_applied_command_is_one_trace_from_the_producers_send_to_the_commit(settings, redis, users, spans):
+    """send (PRODUCER) → queued and process (CONSUMER) as its children → validate and apply inside
+    process → the transaction (a child of apply: it served one job) → COMMIT; messaging and
+    database attributes after the semantic conventions; the outcome on the process span."""
+    producer = TaskProducer(redis, queue=settings.queue, signing_key=None)
+    receipt = await producer.create_task(user_id=1, title="one trace")
+    await traced_burst(settings)
+
+    (send,) = named(spans, "send ")
+    assert send.kind is SpanKind.PRODUCER
+    assert send.name == f"send {settings.queue}"
+    assert send.attributes is not None
+    assert send.attributes["messaging.operation.type"] == "send"
+    assert send.attributes["messaging.message.id"] == str(receipt.command_id)
+    (process,) = named(spans, "process ")
+    assert process.kind is SpanKind.CONSUMER
+    assert process.context.trace_id == send.context.trace_id
+    assert process.parent is not None and process.parent.span_id == send.context.span_id
+    attributes = process.attributes or {}
+    assert attributes["messaging.destination.name"] == settings.queue
+    assert attributes["messaging.operation.type"] == "process"
+    assert attributes["messaging.message.id"] == str(receipt.command_id)
+    assert attributes["taskline.command.id"] == str(receipt.command_id)
+    assert attributes["taskline.outcome"] == "applied"
+    assert attributes["taskline.contract"] == 4
+    (queued,) = named(spans, "queued ")
+    assert queued.parent is not None and queued.parent.span_id == send.context.span_id
+    assert queued.end_time is not None and process.start_time is not None
+    assert queued.end_time <= process.start_time + 1  # it ends where the claim starts the process span
+    assert len(children(spans, process, "validate")) == 1
+    (apply,) = children(spans, process, "apply")
+    (transaction,) = children(spans, apply, "transaction")
+    assert transaction.kind is SpanKind.CLIENT
+    tx_attributes = transaction.attributes or {}
+    assert tx_attributes["db.system.name"] == "postgresql"
+    assert tx_attributes["db.operation.batch.size"] == 1
+    (commit,) = children(spans, transaction, "COMMIT")
+    assert (commit.attributes or {})["db.operation.name"] == "COMMIT"
+
+
+async def test_a_duplicate_shows_as_its_own_process_span_with_outcome_duplicate(settings, redis, users, spans):
+    """The same command sent again after it took effect: a second send and process, `duplicate`."""
+    producer = TaskProducer(redis, queue=settings.queue, signing_key=None)
+    command = created()
+    await producer.send(command)
+    await traced_burst(settings)
+    await producer.send(command)
+    await traced_burst(settings)
+    outcomes = [(span.attributes or {})["taskline.outcome"] for span in named(spans, "process ")]
+    assert outcomes == ["applied", "duplicate"]
+    sends = named(spans, "send ")
+    assert len({span.context.trace_id for span in sends}) == 2  # two sends: two traces
+
+
+async def test_a_retry_is_an_event_with_its_reason_and_the_next_try_stays_in_the_trace(settings, redis, users, spans):
+    """An update whose task does not exist yet: the first try's process span says `retry`, with an
+    event naming the reason; after the create, the next try is another process span of the update's
+    trace and applies it."""
+    producer = TaskProducer(redis, queue=settings.queue, signing_key=None)
+    task_id = uuid4()
+    update = UpdateTask(
+        command_id=uuid4(), issued_at=datetime.now(UTC), task_id=task_id, user_id=1, title="later"
+    )
+    await producer.send(update)
+    worker = asyncio.create_task(traced_burst(settings))
+    try:
+        await wait_for(lambda: named(spans, "process "), timeout=60)
+        await producer.send(created(task_id=task_id))
+        await asyncio.wait_for(worker, timeout=60)
+    finally:
+        worker.cancel()
+    tries = [span for span in named(spans, "process ") if span.attributes["taskline.function"] == "update_task"]
+    first, last = tries[0], tries[-1]
+    assert (first.attributes or {})["taskline.outcome"] == "retry"
+    (event,) = [event for event in first.events if event.name == "taskline.retry"]
+    assert event.attributes is not None
+    assert event.attributes["taskline.failure.kind"] == "not_yet"
+    assert "task not found" in str(event.attributes["taskline.reason"])
+    assert (first.attributes or {})["taskline.job.ending"] == "defer"
+    assert {span.context.trace_id for span in tries} == {first.context.trace_id}  # every try in one trace
+    assert [(span.attributes or {})["taskline.job.try"] for span in tries] == list(range(1, len(tries) + 1))
+    assert (last.attributes or {})["taskline.outcome"] == "applied"
+
+
+async def test_a_dead_letter_sets_the_status_to_error_with_its_reason(settings, redis, users, spans):
+    """A command for another user's task: its process span ends in ERROR, with a dead-letter event."""
+    producer = TaskProducer(redis, queue=settings.queue, signing_key=None)
+    create = created(user_id=1)
+    await producer.send(create)
+    await producer.update_task(task_id=create.task_id, user_id=2, title="not mine")
+    await traced_burst(settings)
+    (refused,) = [span for span in named(spans, "process ") if span.attributes["taskline.function"] == "update_task"]
+    assert refused.status.status_code is StatusCode.ERROR
+    assert refused.status.description is not None and refused.status.description.startswith("dead letter: ")
+    (event,) = [event for event in refused.events if event.name == "taskline.dead_letter"]
+    assert event.attributes is not None and event.attributes["taskline.failure.kind"] == "permanent"
+    assert (refused.attributes or {})["taskline.outcome"] == "dead_letter"
+
+
+async def test_a_job_the_decoder_refuses_is_traced_in_its_producers_trace(settings, redis, users, spans):
+    """An invalid command carrying a trace context: its process span is in that trace, its
+    validate span says why it was refused, and it ends as a dead letter."""
+    producer = TaskProducer(redis, queue=settings.queue, signing_key=None)
+    tracer = _PROVIDER.get_tracer("test")
+    with tracer.start_as_current_span("caller") as caller:
+        context: dict[str, str] = {}
+        from opentelemetry import propagate
+
+        propagate.inject(context)
+    job_id = str(uuid4())
+    bad = {"command_id": job_id, "issued_at": "yesterday", "task_id": str(uuid4()), "user_id": 1, "title": "x"}
+    from taskline_producer.wire import envelope, epoch_ms
+
+    job = envelope("create_task", bad, epoch_ms(), {"contract": 4, **context})
+    await redis.set(f"arq:job:{job_id}", job)
+    await redis.zadd(settings.queue, {job_id: 0})
+    await traced_burst(settings)
+    (process,) = named(spans, "process ")
+    assert process.context.trace_id == caller.get_span_context().trace_id
+    (validate,) = children(spans, process, "validate")
+    assert validate.status.status_code is StatusCode.ERROR
+    assert "issued_at" in (validate.status.description or "")
+    assert process.status.status_code is StatusCode.ERROR
+    del producer
+
+
+async def test_a_bulk_job_is_one_process_span_over_its_transaction(settings, redis, users, spans):
+    """send_bulk of 3: one send, one process span counting 3 messages, its transaction applies 3."""
+    producer = TaskProducer(redis, queue=settings.queue, signing_key=None)
+    await producer.send_bulk([created(), created(), created()])
+    await traced_burst(settings)
+    (send,) = named(spans, "send ")
+    assert (send.attributes or {})["messaging.batch.message_count"] == 3
+    (process,) = named(spans, "process ")
+    assert process.parent is not None and process.parent.span_id == send.context.span_id
+    assert (process.attributes or {})["messaging.batch.message_count"] == 3
+    (apply,) = children(spans, process, "apply")
+    (transaction,) = children(spans, apply, "transaction")
+    assert (transaction.attributes or {})["db.operation.batch.size"] == 3
+
+
+async def test_a_group_commit_links_the_transaction_to_each_jobs_apply_span(settings, redis, users, spans):
+    """Many single-command jobs running at once share transactions: such a transaction is a root
+    span linked to the apply span of every job it served, and each of those links back to it."""
+    producer = TaskProducer(redis, queue=settings.queue, signing_key=None)
+    for _ in range(40):
+        await producer.send(created())  # forty sends, forty traces
+    await traced_burst(settings)
+    shared = [span for span in named(spans, "transaction") if len(span.links) > 1]
+    assert shared, "no transaction applied the commands of more than one job"
+    applies = {span.context.span_id: span for span in named(spans, "apply")}
+    for transaction in shared:
+        assert transaction.parent is None
+        assert (transaction.attributes or {})["taskline.jobs"] == len(transaction.links)
+        traces = set()
+        for link in transaction.links:
+            apply = applies[link.context.span_id]
+            traces.add(apply.context.trace_id)
+            assert [back.context.span_id for back in apply.links] == [transaction.context.span_id]
+        assert len(traces) == len(transaction.links)  # one transaction, many traces
+    assert len(named(spans, "process ")) == 40

@@ -1,0 +1,262 @@
+"""OpenTelemetry in the worker: each job's spans in its producer's trace, and each transaction's.
+
+Imported only when the standard OTEL_* environment turns tracing on
+(`worker.config.tracing_env`); otherwise nothing of OpenTelemetry is imported, the job runner
+checks one `None` per job, and the pipeline is handed no tracer. Names and attributes follow
+OpenTelemetry's semantic conventions for messaging and for databases; taskline's own are
+`taskline.*`. docs/tracing.md draws the tree:
+
+* `queued <queue>`: from the job's enqueue time (`et`) to its claim, beside the process span;
+* `process <queue>` (CONSUMER), a child of the producer's `send` span when the job carries its
+  trace context (contract 4), else a new trace; from the claim to the job's end, with the
+  outcome, each retry and each dead letter (events with the reason; a dead letter sets the
+  status to ERROR). A retried job's next try is another `process` span in the same trace.
+  * `validate`: the decoder (signature, contract, command);
+  * `apply`: the wait for the command's transaction, linked to it;
+* `transaction` (CLIENT, PostgreSQL), with `COMMIT` inside it. One transaction applies the
+  commands of many jobs (group commit): it is a child of the one job's `apply` span when it
+  serves one job, and otherwise a root span with a link to each job's `apply` span (and each
+  `apply` span links back to it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+
+from worker.text import json_object
+
+__all__ = ["JobSpans", "WorkerTracing", "add_trace_ids"]
+
+TRACER_NAME: Final = "taskline.worker"
+MESSAGING_SYSTEM: Final = "taskline"  # as the producers write it (taskline_producer.tracing)
+STATUS_CHARS: Final = 500
+"""A dead letter's reason is cut to this many characters in a span's status (the event holds it whole)."""
+
+
+def add_trace_ids(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A structlog processor: the current span's trace_id and span_id on every log line."""
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event.setdefault("trace_id", format(span_context.trace_id, "032x"))
+        event.setdefault("span_id", format(span_context.span_id, "016x"))
+    return event
+
+
+def _carrier(argument: Any, raw: bytes | None) -> dict[str, str]:
+    """The trace context a job carries: from its decoded options, or (a refused job) its bytes."""
+    options = getattr(argument, "options", None)
+    if options is not None:
+        parent, state = options.traceparent, options.tracestate
+    else:
+        value = json_object(raw) if raw else None
+        k = value.get("k") if value is not None else None
+        parent = k.get("traceparent") if isinstance(k, dict) else None
+        state = k.get("tracestate") if isinstance(k, dict) else None
+    carrier = {"traceparent": parent} if isinstance(parent, str) else {}
+    if carrier and isinstance(state, str):
+        carrier["tracestate"] = state
+    return carrier
+
+
+class JobSpans:
+    """One job's `process` span (current while the job runs, so its log lines carry its ids)."""
+
+    __slots__ = ("_token", "_tracer", "apply_span", "process")
+
+    def __init__(self, tracer: trace.Tracer, process: Span) -> None:
+        self._tracer = tracer
+        self.process = process
+        self.apply_span: Span | None = None
+        self._token = otel_context.attach(trace.set_span_in_context(process))
+
+    @contextmanager
+    def applying(self) -> Iterator[None]:
+        span = self._tracer.start_span("apply", context=trace.set_span_in_context(self.process))
+        self.apply_span = span
+        try:
+            yield
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            self.apply_span = None
+            span.end()
+
+    def outcome(self, value: str) -> None:
+        self.process.set_attribute("taskline.outcome", value)
+
+    def retry(self, kind: str, reason: str, delay_s: float) -> None:
+        self.process.set_attribute("taskline.outcome", "retry")
+        self.process.add_event(
+            "taskline.retry", {"taskline.failure.kind": kind, "taskline.reason": reason, "taskline.retry_in_s": delay_s}
+        )
+
+    def dead_letter(self, kind: str, reason: str, *, item: int | None = None, command_id: str | None = None) -> None:
+        attributes: dict[str, Any] = {"taskline.failure.kind": kind, "taskline.reason": reason}
+        if item is not None:
+            attributes["taskline.item"] = item
+        if command_id is not None:
+            attributes["taskline.command.id"] = command_id
+        self.process.add_event("taskline.dead_letter", attributes)
+        if item is None:
+            self.process.set_attribute("taskline.outcome", "dead_letter")
+            self.process.set_status(Status(StatusCode.ERROR, f"dead letter: {reason}"[:STATUS_CHARS]))
+
+    def end(self, ending: str, result: str | None) -> None:
+        self.process.set_attribute("taskline.job.ending", ending)
+        if result is not None:
+            self.process.set_attribute("taskline.job.result", result)
+        self.process.end()
+        otel_context.detach(self._token)
+
+
+class _CommitMark:
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        self.at = 0
+
+    def committing(self) -> None:
+        self.at = time.time_ns()
+
+
+class WorkerTracing:
+    """The worker's tracer: starts each job's spans and each transaction's."""
+
+    def __init__(
+        self,
+        provider: trace.TracerProvider,
+        *,
+        queue: str,
+        database: Mapping[str, Any] | None = None,
+        owns_provider: bool = False,
+    ) -> None:
+        self.provider = provider
+        self.queue = queue
+        self.tracer = provider.get_tracer(TRACER_NAME)
+        self.database = {"db.system.name": "postgresql", **(database or {})}
+        self.owns_provider = owns_provider
+
+    def start_job(
+        self,
+        *,
+        job_id: str,
+        job_try: int,
+        function: str | None,
+        argument: Any,
+        raw: bytes | None,
+        claimed_ns: int,
+        decoded_ns: int,
+        enqueued_ms: int | None,
+        worker_id: str | None,
+    ) -> JobSpans:
+        carrier = _carrier(argument, raw)
+        parent = propagate.extract(carrier, context=Context()) if carrier else Context()
+        attributes: dict[str, Any] = {
+            "messaging.system": MESSAGING_SYSTEM,
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": self.queue,
+            "messaging.message.id": job_id,
+            "taskline.job.try": job_try,
+        }
+        if function is not None:
+            attributes["taskline.function"] = function
+        if worker_id is not None:
+            attributes["taskline.worker.id"] = worker_id
+        attributes.update(_described(argument))
+        if enqueued_ms:
+            queued_ns = min(enqueued_ms * 1_000_000, claimed_ns)
+            attributes["taskline.job.queued_ms"] = round((claimed_ns - queued_ns) / 1e6, 3)
+            if carrier:
+                queued = self.tracer.start_span(
+                    f"queued {self.queue}",
+                    context=parent,
+                    start_time=queued_ns,
+                    attributes={"messaging.destination.name": self.queue},
+                )
+                queued.end(end_time=claimed_ns)
+        process = self.tracer.start_span(
+            f"process {self.queue}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            start_time=claimed_ns,
+            attributes=attributes,
+        )
+        validate = self.tracer.start_span("validate", context=trace.set_span_in_context(process), start_time=claimed_ns)
+        reason = getattr(argument, "reason", None)
+        if isinstance(reason, str):
+            validate.set_status(Status(StatusCode.ERROR, f"refused: {reason}"[:STATUS_CHARS]))
+        validate.end(end_time=decoded_ns)
+        return JobSpans(self.tracer, process)
+
+    @contextmanager
+    def transaction(self, traces: Sequence[Any], size: int) -> Iterator[_CommitMark]:
+        applies = [spans.apply_span for spans in traces if getattr(spans, "apply_span", None) is not None]
+        distinct = {id(span): span for span in applies}.values()
+        links: list[Link] = []
+        if len(distinct) == 1:
+            parent = trace.set_span_in_context(next(iter(distinct)))
+        else:
+            parent = Context()
+            links = [Link(span.get_span_context()) for span in distinct]
+        attributes = {**self.database, "db.operation.batch.size": size, "taskline.jobs": len(distinct)}
+        span = self.tracer.start_span(
+            "transaction", context=parent, kind=SpanKind.CLIENT, links=links, attributes=attributes
+        )
+        mark = _CommitMark()
+        try:
+            yield mark
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            raise
+        finally:
+            if mark.at:
+                commit = self.tracer.start_span(
+                    "COMMIT",
+                    context=trace.set_span_in_context(span),
+                    kind=SpanKind.CLIENT,
+                    start_time=mark.at,
+                    attributes={**self.database, "db.operation.name": "COMMIT"},
+                )
+                commit.end()
+            span.end()
+            if links:
+                for apply_span in distinct:
+                    apply_span.add_link(span.get_span_context())
+
+    def shutdown(self) -> None:
+        """Export what is left (a provider this worker built for itself)."""
+        if self.owns_provider:
+            shutdown = getattr(self.provider, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+
+
+def _described(argument: Any) -> dict[str, Any]:
+    """The job's own attributes: its command, or the size of its bulk, and the key that signed it."""
+    attributes: dict[str, Any] = {}
+    command = getattr(argument, "command", None)
+    if command is not None:
+        attributes["taskline.command.id"] = str(command.command_id)
+        attributes["taskline.task.id"] = str(command.task_id)
+    commands = getattr(argument, "commands", None)
+    if commands is not None:
+        attributes["messaging.batch.message_count"] = len(commands) + len(argument.rejected)
+    signed_by = getattr(argument, "signed_by", None)
+    if signed_by is not None:
+        attributes["taskline.signed_by"] = signed_by
+    options = getattr(argument, "options", None)
+    if options is not None:
+        attributes["taskline.contract"] = options.contract
+    return attributes

@@ -1,0 +1,63 @@
+"""Building the worker's tracer from the standard OTEL_* environment (docs/tracing.md).
+
+Called only when `worker.config.tracing_env.traces_exporter` names an exporter. The SDK reads the
+rest of the environment itself: the resource (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES; the
+service is `taskline-worker` when neither names it), the sampler (OTEL_TRACES_SAMPLER, _ARG),
+the batch processor (OTEL_BSP_*) and the OTLP exporter (OTEL_EXPORTER_OTLP_*, HTTP/protobuf).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from sqlalchemy.engine import make_url
+
+from worker.config.tracing_env import EXPORTER_VARIABLE, SUPPORTED_EXPORTERS
+from worker.observe.tracing import WorkerTracing
+
+__all__ = ["DEFAULT_SERVICE_NAME", "database_attributes", "tracing_from_env"]
+
+DEFAULT_SERVICE_NAME: Final = "taskline-worker"
+
+
+def _exporter(name: str) -> SpanExporter:
+    if name == "console":
+        return ConsoleSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def database_attributes(database_url: str) -> dict[str, Any]:
+    """db.namespace, server.address and server.port of the workers' database (no credentials)."""
+    url = make_url(database_url)
+    attributes: dict[str, Any] = {"server.port": url.port or 5432}
+    if url.database:
+        attributes["db.namespace"] = url.database
+    if url.host:
+        attributes["server.address"] = url.host
+    return attributes
+
+
+def tracing_from_env(exporter: str, *, queue: str, database_url: str, log: Any) -> WorkerTracing:
+    """A tracer provider of the worker's own, installed as the process's global one."""
+    if exporter not in SUPPORTED_EXPORTERS:
+        log.warning(
+            "unsupported trace exporter: using otlp",
+            setting=EXPORTER_VARIABLE,
+            value=exporter,
+            supported=", ".join(SUPPORTED_EXPORTERS),
+        )
+        exporter = "otlp"
+    resource = Resource.create()
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(_exporter(exporter)))
+    trace.set_tracer_provider(provider)
+    log.info("tracing on", exporter=exporter, service=str(resource.attributes.get(SERVICE_NAME)))
+    return WorkerTracing(provider, queue=queue, database=database_attributes(database_url), owns_provider=True)
