@@ -11,30 +11,25 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 from taskline_producer import CreateTask, TaskProducer, UpdateTask
 
 from tests.conftest import run_burst, wait_for
+from tests.support.tracing import PROVIDER as _PROVIDER
+from tests.support.tracing import install
 from worker.observe.tracing import WorkerTracing
 
 pytestmark = pytest.mark.integration
-
-_EXPORTER = InMemorySpanExporter()
-_PROVIDER = TracerProvider()
-_PROVIDER.add_span_processor(SimpleSpanProcessor(_EXPORTER))
 
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """The process's tracer provider (the producer's spans) exports into memory; emptied per test."""
-    trace.set_tracer_provider(_PROVIDER)  # once per process; later calls are ignored (same provider)
-    _EXPORTER.clear()
-    yield _EXPORTER
-    _EXPORTER.clear()
+    exporter = install()
+    yield exporter
+    exporter.clear()
 
 
 async def traced_burst(settings: Any) -> None:
@@ -83,7 +78,8 @@ async def test_an_applied_command_is_one_trace_from_the_producers_send_to_the_co
     (process,) = named(spans, "process ")
     assert process.kind is SpanKind.CONSUMER
     assert process.context.trace_id == send.context.trace_id
-    assert process.parent is not None and process.parent.span_id == send.context.span_id
+    assert process.parent is not None
+    assert process.parent.span_id == send.context.span_id
     attributes = process.attributes or {}
     assert attributes["messaging.destination.name"] == settings.queue
     assert attributes["messaging.operation.type"] == "process"
@@ -92,8 +88,10 @@ async def test_an_applied_command_is_one_trace_from_the_producers_send_to_the_co
     assert attributes["taskline.outcome"] == "applied"
     assert attributes["taskline.contract"] == 4
     (queued,) = named(spans, "queued ")
-    assert queued.parent is not None and queued.parent.span_id == send.context.span_id
-    assert queued.end_time is not None and process.start_time is not None
+    assert queued.parent is not None
+    assert queued.parent.span_id == send.context.span_id
+    assert queued.end_time is not None
+    assert process.start_time is not None
     assert queued.end_time <= process.start_time + 1  # it ends where the claim starts the process span
     assert len(children(spans, process, "validate")) == 1
     (apply,) = children(spans, process, "apply")
@@ -126,9 +124,7 @@ async def test_a_retry_is_an_event_with_its_reason_and_the_next_try_stays_in_the
     trace and applies it."""
     producer = TaskProducer(redis, queue=settings.queue, signing_key=None)
     task_id = uuid4()
-    update = UpdateTask(
-        command_id=uuid4(), issued_at=datetime.now(UTC), task_id=task_id, user_id=1, title="later"
-    )
+    update = UpdateTask(command_id=uuid4(), issued_at=datetime.now(UTC), task_id=task_id, user_id=1, title="later")
     await producer.send(update)
     worker = asyncio.create_task(traced_burst(settings))
     try:
@@ -159,9 +155,11 @@ async def test_a_dead_letter_sets_the_status_to_error_with_its_reason(settings, 
     await traced_burst(settings)
     (refused,) = [span for span in named(spans, "process ") if span.attributes["taskline.function"] == "update_task"]
     assert refused.status.status_code is StatusCode.ERROR
-    assert refused.status.description is not None and refused.status.description.startswith("dead letter: ")
+    assert refused.status.description is not None
+    assert refused.status.description.startswith("dead letter: ")
     (event,) = [event for event in refused.events if event.name == "taskline.dead_letter"]
-    assert event.attributes is not None and event.attributes["taskline.failure.kind"] == "permanent"
+    assert event.attributes is not None
+    assert event.attributes["taskline.failure.kind"] == "permanent"
     assert (refused.attributes or {})["taskline.outcome"] == "dead_letter"
 
 
@@ -200,7 +198,8 @@ async def test_a_bulk_job_is_one_process_span_over_its_transaction(settings, red
     (send,) = named(spans, "send ")
     assert (send.attributes or {})["messaging.batch.message_count"] == 3
     (process,) = named(spans, "process ")
-    assert process.parent is not None and process.parent.span_id == send.context.span_id
+    assert process.parent is not None
+    assert process.parent.span_id == send.context.span_id
     assert (process.attributes or {})["messaging.batch.message_count"] == 3
     (apply,) = children(spans, process, "apply")
     (transaction,) = children(spans, apply, "transaction")
