@@ -5,6 +5,7 @@ worker loop (in-process burst workers) and the Python producer, sharing one trac
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -226,3 +227,44 @@ async def test_a_group_commit_links_the_transaction_to_each_jobs_apply_span(sett
             assert [back.context.span_id for back in apply.links] == [transaction.context.span_id]
         assert len(traces) == len(transaction.links)  # one transaction, many traces
     assert len(named(spans, "process ")) == 40
+
+
+NODE_TRACED_SEND = """
+import { createClient } from "redis";
+import { context, propagation, trace } from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import * as taskline from "./dist/index.js";
+const exporter = new InMemorySpanExporter();
+trace.setGlobalTracerProvider(new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }));
+propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+const client = createClient({ url: process.env.REDIS_URL });
+await client.connect();
+const producer = new taskline.TaskProducer(client, { queue: process.env.TASKLINE_QUEUE });
+const receipt = await producer.createTask({ userId: 1, title: "traced from Node.js" });
+await client.close();
+const [send] = exporter.getFinishedSpans();
+console.log(JSON.stringify({
+  commandId: receipt.commandId, name: send.name, kind: send.kind, ...send.spanContext(),
+}));
+"""
+
+
+async def test_a_command_sent_from_typescript_continues_in_the_workers_spans(settings, redis, users, spans):
+    """The TypeScript producer with an OpenTelemetry SDK: its `send` span (PRODUCER) is the parent
+    of the worker's process span, across Node.js, Redis and Python."""
+    from tests.node_producer import node_json
+
+    env = {**os.environ, "REDIS_URL": settings.redis_url, "TASKLINE_QUEUE": settings.queue}
+    sent = node_json(NODE_TRACED_SEND, env=env, timeout=120)
+    assert sent["name"] == f"send {settings.queue}"
+    assert sent["kind"] == 3  # SpanKind.PRODUCER in @opentelemetry/api
+    await traced_burst(settings)
+    (process,) = named(spans, "process ")
+    assert format(process.context.trace_id, "032x") == sent["traceId"]
+    assert process.parent is not None
+    assert format(process.parent.span_id, "016x") == sent["spanId"]
+    assert (process.attributes or {})["taskline.command.id"] == sent["commandId"]
+    assert (process.attributes or {})["taskline.outcome"] == "applied"
