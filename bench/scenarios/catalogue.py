@@ -18,6 +18,7 @@ from bench.scenarios.drain import drain
 from bench.scenarios.enqueue import enqueue
 from bench.scenarios.latency import steady_latency
 from bench.scenarios.signing import signing
+from bench.scenarios.tracing import tracing
 from bench.suite import Suite
 
 OUTCOME_TTL_S = 600
@@ -150,6 +151,7 @@ SCENARIOS: dict[str, Scenario] = {
     "drain-bulk": drain_bulk,
     "outcomes": outcomes,
     "signing": signing,
+    "tracing": tracing,
     "latency": latency,  # after "drain": it offers half of that scenario's K=1 rate
 }
 EXTRAS: dict[str, Scenario] = {"uvloop": uvloop, "profile": profile, "diagnose": diagnose_scenario}

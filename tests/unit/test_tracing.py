@@ -105,7 +105,7 @@ import worker.arq_seam.wiring as wiring
 import worker.arq_seam.job_runner, worker.pipeline.jobs, worker.pipeline.group_commit, worker.entry
 from worker.config.tracing_env import traces_exporter
 assert traces_exporter({}) is None
-assert wiring._tracing(None, None) is None
+assert wiring._tracing(None, None, 'w') is None
 print(sorted(name for name in sys.modules if name.startswith("opentelemetry")))
 """
     env = {"PATH": "/usr/bin:/bin"}

@@ -150,7 +150,6 @@ class JobRunner:
                 claimed_ns=claimed_ns,
                 decoded_ns=time.time_ns(),
                 enqueued_ms=ctx.get("enqueued_ms"),
-                worker_id=getattr(self.ctx.get("health"), "worker_id", None),
             )
         if isinstance(start_try, int) and start_try > job.job_try:
             ctx["job_try"] = start_try  # a producer may start a job at a later try (arq's `t`)

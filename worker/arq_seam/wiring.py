@@ -217,7 +217,7 @@ def run_worker() -> None:
     exporter = traces_exporter(os.environ)
     processors = _trace_id_processors() if exporter is not None else []
     configure_logging(settings.log_format, settings.log_level, extra_processors=processors)
-    _event_loop_run(supervise(settings, tracing=_tracing(settings, exporter)))
+    _event_loop_run(supervise(settings, trace_exporter=exporter))
 
 
 TRACING_EXTRA_MISSING = (
@@ -234,7 +234,7 @@ def _trace_id_processors() -> list[Any]:
     return [add_trace_ids]
 
 
-def _tracing(settings: Settings, exporter: str | None) -> Any:
+def _tracing(settings: Settings, exporter: str | None, worker_id: str) -> Any:
     """The worker's tracer when the OTEL_* environment asks for one (docs/tracing.md), else None:
     then nothing of OpenTelemetry is imported."""
     if exporter is None:
@@ -245,7 +245,9 @@ def _tracing(settings: Settings, exporter: str | None) -> Any:
     except ImportError:
         log.warning(TRACING_EXTRA_MISSING)
         return None
-    return tracing_from_env(exporter, queue=settings.queue, database_url=settings.database_url, log=log)
+    return tracing_from_env(
+        exporter, queue=settings.queue, database_url=settings.database_url, worker_id=worker_id, log=log
+    )
 
 
 def _event_loop_run(main: Any) -> None:
@@ -258,7 +260,9 @@ def _event_loop_run(main: Any) -> None:
         uvloop.run(main)
 
 
-async def supervise(settings: Settings, stopping: asyncio.Event | None = None, *, tracing: Any = None) -> None:
+async def supervise(
+    settings: Settings, stopping: asyncio.Event | None = None, *, trace_exporter: str | None = None
+) -> None:
     """Run arq's loop; when Redis goes away, abandon the running jobs (their claims expire and
     another try applies them once) and start again with backoff, until a signal stops it.
 
@@ -269,6 +273,7 @@ async def supervise(settings: Settings, stopping: asyncio.Event | None = None, *
     health = Health(interval=settings.heartbeat_interval)
     metrics = Metrics()
     log = get_logger("taskline.worker")
+    tracing = _tracing(settings, trace_exporter, health.worker_id)  # None unless OTEL_* asks for it
     shared: dict[str, Any] = {"health": health, "metrics": metrics}
     if tracing is not None:
         shared["tracing"] = tracing

@@ -1,22 +1,22 @@
-"""OpenTelemetry in the worker: each job's spans in its producer's trace, and each transaction's.
+"""OpenTelemetry in the worker: each job's span in its producer's trace, and each transaction's.
 
 Imported only when the standard OTEL_* environment turns tracing on
 (`worker.config.tracing_env`); otherwise nothing of OpenTelemetry is imported, the job runner
 checks one `None` per job, and the pipeline is handed no tracer. Names and attributes follow
 OpenTelemetry's semantic conventions for messaging and for databases; taskline's own are
-`taskline.*`. docs/tracing.md draws the tree:
+`taskline.*`. One span per job, because a span is most of what tracing costs (bench scenario 9);
+docs/tracing.md draws the tree:
 
-* `queued <queue>`: from the job's enqueue time (`et`) to its claim, beside the process span;
 * `process <queue>` (CONSUMER), a child of the producer's `send` span when the job carries its
-  trace context (contract 4), else a new trace; from the claim to the job's end, with the
+  trace context (contract 4), else a new trace; from the claim to the job's end. The time the job
+  waited in the queue is the gap after the `send` span and `taskline.job.queued_ms`; the decoder's
+  work ends at the `taskline.validated` event (with the reason when it refused the job); then the
   outcome, each retry and each dead letter (events with the reason; a dead letter sets the
   status to ERROR). A retried job's next try is another `process` span in the same trace.
-  * `validate`: the decoder (signature, contract, command);
-  * `apply`: the wait for the command's transaction, linked to it;
 * `transaction` (CLIENT, PostgreSQL), with `COMMIT` inside it. One transaction applies the
-  commands of many jobs (group commit): it is a child of the one job's `apply` span when it
-  serves one job, and otherwise a root span with a link to each job's `apply` span (and each
-  `apply` span links back to it).
+  commands of many jobs (group commit): it is a child of the job's `process` span when it serves
+  one job, and otherwise a root span with a link to each job's `process` span (and each links
+  back to it).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from contextlib import contextmanager
 from typing import Any, Final
 
 from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from worker.text import json_object
 
@@ -37,6 +38,9 @@ __all__ = ["JobSpans", "WorkerTracing", "add_trace_ids"]
 
 TRACER_NAME: Final = "taskline.worker"
 MESSAGING_SYSTEM: Final = "taskline"  # as the producers write it (taskline_producer.tracing)
+_W3C: Final = TraceContextTextMapPropagator()
+"""What reads a job's `k.traceparent`/`k.tracestate` (W3C's format, whatever OTEL_PROPAGATORS says:
+the contract carries exactly these two)."""
 STATUS_CHARS: Final = 500
 """A dead letter's reason is cut to this many characters in a span's status (the event holds it whole)."""
 
@@ -69,27 +73,13 @@ def _carrier(argument: Any, raw: bytes | None) -> dict[str, str]:
 class JobSpans:
     """One job's `process` span (current while the job runs, so its log lines carry its ids)."""
 
-    __slots__ = ("_token", "_tracer", "apply_span", "process")
+    __slots__ = ("_token", "linked", "process")
 
-    def __init__(self, tracer: trace.Tracer, process: Span) -> None:
-        self._tracer = tracer
+    def __init__(self, process: Span) -> None:
         self.process = process
-        self.apply_span: Span | None = None
+        self.linked = False
+        """Whether a transaction shared with other jobs links to it (it links back)."""
         self._token = otel_context.attach(trace.set_span_in_context(process))
-
-    @contextmanager
-    def applying(self) -> Iterator[None]:
-        span = self._tracer.start_span("apply", context=trace.set_span_in_context(self.process))
-        self.apply_span = span
-        try:
-            yield
-        except BaseException as exc:
-            span.record_exception(exc)
-            span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            raise
-        finally:
-            self.apply_span = None
-            span.end()
 
     def outcome(self, value: str) -> None:
         self.process.set_attribute("taskline.outcome", value)
@@ -112,8 +102,9 @@ class JobSpans:
             self.process.set_status(Status(StatusCode.ERROR, f"dead letter: {reason}"[:STATUS_CHARS]))
 
     def end(self, ending: str, result: str | None) -> None:
-        self.process.set_attribute("taskline.job.ending", ending)
-        if result is not None:
+        if ending != "finish":
+            self.process.set_attribute("taskline.job.ending", ending)
+        if result is not None and result != "applied" and result != "duplicate":
             self.process.set_attribute("taskline.job.result", result)
         self.process.end()
         otel_context.detach(self._token)
@@ -143,6 +134,7 @@ class WorkerTracing:
         self.provider = provider
         self.queue = queue
         self.tracer = provider.get_tracer(TRACER_NAME)
+        self._process_name = f"process {queue}"
         self.database = {"db.system.name": "postgresql", **(database or {})}
         self.owns_provider = owns_provider
 
@@ -157,59 +149,51 @@ class WorkerTracing:
         claimed_ns: int,
         decoded_ns: int,
         enqueued_ms: int | None,
-        worker_id: str | None,
     ) -> JobSpans:
         carrier = _carrier(argument, raw)
-        parent = propagate.extract(carrier, context=Context()) if carrier else Context()
+        parent = _W3C.extract(carrier, context=Context()) if carrier else None
         attributes: dict[str, Any] = {
             "messaging.system": MESSAGING_SYSTEM,
             "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
             "messaging.destination.name": self.queue,
             "messaging.message.id": job_id,
             "taskline.job.try": job_try,
         }
+        refused = getattr(argument, "reason", None)
+        function = getattr(argument, "function", function) if refused is not None else function
         if function is not None:
             attributes["taskline.function"] = function
-        if worker_id is not None:
-            attributes["taskline.worker.id"] = worker_id
-        attributes.update(_described(argument))
+        command = getattr(argument, "command", None)
+        if command is not None:
+            attributes["taskline.command.id"] = str(command.command_id)
+            attributes["taskline.task.id"] = str(command.task_id)
+        commands = getattr(argument, "commands", None)
+        if commands is not None:
+            attributes["messaging.batch.message_count"] = len(commands) + len(argument.rejected)
+        signed_by = getattr(argument, "signed_by", None)
+        if signed_by is not None:
+            attributes["taskline.signed_by"] = signed_by
         if enqueued_ms:
-            queued_ns = min(enqueued_ms * 1_000_000, claimed_ns)
-            attributes["taskline.job.queued_ms"] = round((claimed_ns - queued_ns) / 1e6, 3)
-            if carrier:
-                queued = self.tracer.start_span(
-                    f"queued {self.queue}",
-                    context=parent,
-                    start_time=queued_ns,
-                    attributes={"messaging.destination.name": self.queue},
-                )
-                queued.end(end_time=claimed_ns)
+            attributes["taskline.job.queued_ms"] = max(0.0, round(claimed_ns / 1e6 - enqueued_ms, 3))
         process = self.tracer.start_span(
-            f"process {self.queue}",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            start_time=claimed_ns,
-            attributes=attributes,
+            self._process_name, context=parent, kind=SpanKind.CONSUMER, start_time=claimed_ns, attributes=attributes
         )
-        validate = self.tracer.start_span("validate", context=trace.set_span_in_context(process), start_time=claimed_ns)
-        reason = getattr(argument, "reason", None)
-        if isinstance(reason, str):
-            validate.set_status(Status(StatusCode.ERROR, f"refused: {reason}"[:STATUS_CHARS]))
-        validate.end(end_time=decoded_ns)
-        return JobSpans(self.tracer, process)
+        if isinstance(refused, str):
+            process.add_event("taskline.validated", {"taskline.refused": refused}, timestamp=decoded_ns)
+        else:
+            process.add_event("taskline.validated", timestamp=decoded_ns)
+        return JobSpans(process)
 
     @contextmanager
     def transaction(self, traces: Sequence[Any], size: int) -> Iterator[_CommitMark]:
-        applies = [spans.apply_span for spans in traces if getattr(spans, "apply_span", None) is not None]
-        distinct = {id(span): span for span in applies}.values()
+        jobs = list({id(spans): spans for spans in traces if isinstance(spans, JobSpans)}.values())
         links: list[Link] = []
-        if len(distinct) == 1:
-            parent = trace.set_span_in_context(next(iter(distinct)))
+        if len(jobs) == 1:
+            parent = trace.set_span_in_context(jobs[0].process)
         else:
             parent = Context()
-            links = [Link(span.get_span_context()) for span in distinct]
-        attributes = {**self.database, "db.operation.batch.size": size, "taskline.jobs": len(distinct)}
+            links = [Link(spans.process.get_span_context()) for spans in jobs]
+        attributes = {**self.database, "db.operation.batch.size": size, "taskline.jobs": len(jobs)}
         span = self.tracer.start_span(
             "transaction", context=parent, kind=SpanKind.CLIENT, links=links, attributes=attributes
         )
@@ -232,8 +216,11 @@ class WorkerTracing:
                 commit.end()
             span.end()
             if links:
-                for apply_span in distinct:
-                    apply_span.add_link(span.get_span_context())
+                context = span.get_span_context()
+                for spans in jobs:
+                    if not spans.linked:  # a bulk job's many transactions: it links to the first
+                        spans.linked = True
+                        spans.process.add_link(context)
 
     def shutdown(self) -> None:
         """Export what is left (a provider this worker built for itself)."""
@@ -241,22 +228,3 @@ class WorkerTracing:
             shutdown = getattr(self.provider, "shutdown", None)
             if shutdown is not None:
                 shutdown()
-
-
-def _described(argument: Any) -> dict[str, Any]:
-    """The job's own attributes: its command, or the size of its bulk, and the key that signed it."""
-    attributes: dict[str, Any] = {}
-    command = getattr(argument, "command", None)
-    if command is not None:
-        attributes["taskline.command.id"] = str(command.command_id)
-        attributes["taskline.task.id"] = str(command.task_id)
-    commands = getattr(argument, "commands", None)
-    if commands is not None:
-        attributes["messaging.batch.message_count"] = len(commands) + len(argument.rejected)
-    signed_by = getattr(argument, "signed_by", None)
-    if signed_by is not None:
-        attributes["taskline.signed_by"] = signed_by
-    options = getattr(argument, "options", None)
-    if options is not None:
-        attributes["taskline.contract"] = options.contract
-    return attributes

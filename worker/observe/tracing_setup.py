@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from opentelemetry import trace
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from sqlalchemy.engine import make_url
@@ -43,8 +43,9 @@ def database_attributes(database_url: str) -> dict[str, Any]:
     return attributes
 
 
-def tracing_from_env(exporter: str, *, queue: str, database_url: str, log: Any) -> WorkerTracing:
-    """A tracer provider of the worker's own, installed as the process's global one."""
+def tracing_from_env(exporter: str, *, queue: str, database_url: str, worker_id: str, log: Any) -> WorkerTracing:
+    """A tracer provider of the worker's own, installed as the process's global one; the
+    resource names this worker process (`service.instance.id`: its worker id, as in its heartbeat)."""
     if exporter not in SUPPORTED_EXPORTERS:
         log.warning(
             "unsupported trace exporter: using otlp",
@@ -56,6 +57,8 @@ def tracing_from_env(exporter: str, *, queue: str, database_url: str, log: Any) 
     resource = Resource.create()
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    if SERVICE_INSTANCE_ID not in resource.attributes:
+        resource = resource.merge(Resource({SERVICE_INSTANCE_ID: worker_id}))
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(_exporter(exporter)))
     trace.set_tracer_provider(provider)

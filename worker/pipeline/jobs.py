@@ -56,11 +56,7 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
         trace = ctx.get("trace")
         try:
             async with asyncio.timeout(runtime.settings.job_timeout):
-                if trace is None:
-                    outcome = await runtime.committer.apply(command, signed_by)
-                else:
-                    with trace.applying():
-                        outcome = await runtime.committer.apply(command, signed_by, trace)
+                outcome = await runtime.committer.apply(command, signed_by, trace)
         except Exception as exc:
             kind, reason = classify_exception(exc)
             outage = runtime.database_failed(exc)
@@ -160,11 +156,7 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
     started = runtime.clock()
     trace = ctx.get("trace")
     with runtime.metrics.in_progress("apply_commands"):
-        if trace is None:
-            results = await runtime.committer.apply_many([command for _, command in commands], signed_by)
-        else:
-            with trace.applying():
-                results = await runtime.committer.apply_many([command for _, command in commands], signed_by, trace)
+        results = await runtime.committer.apply_many([command for _, command in commands], signed_by, trace)
     if all(isinstance(result, BaseException) for result in results):
         # Nothing was applied (the database is away): retry the whole job, or dead-letter it.
         error: BaseException = results[0]  # type: ignore[assignment]

@@ -47,10 +47,6 @@ class OutageReporter(Protocol):
 class JobTrace(Protocol):
     """One job's spans, when the worker traces: what the pipeline tells them."""
 
-    def applying(self) -> AbstractContextManager[None]:
-        """Around the wait for the job's command(s) to be applied (their transaction)."""
-        ...
-
     def outcome(self, value: str) -> None: ...
 
     def retry(self, kind: str, reason: str, delay_s: float) -> None: ...

@@ -1,0 +1,139 @@
+"""Scenario 9: what tracing costs (docs/tracing.md, "What it costs").
+
+The single-command drain of scenario 3 with one worker (K=1) with tracing off (no OTEL_*
+variable: nothing of OpenTelemetry is imported) and on (OTEL_TRACES_EXPORTER=otlp, every span
+exported over OTLP/HTTP to a collector stand-in in this process that reads each request and
+counts its spans), in the order off, on, on, off; then the bulk drain of scenario 4 off and on.
+With tracing on, every job carries a producer's trace context (contract 4), as it would from a
+traced service, and the trace is sampled (the SDK's default sampler follows the parent).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.trace import TracerProvider
+
+from bench.scenarios.drain import drain
+from bench.suite import Suite
+
+
+class CollectorStandIn:
+    """An OTLP/HTTP traces endpoint on a loopback port: parses every request, counts the spans."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.spans = 0
+        self.bytes = 0
+        self.errors = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                try:
+                    request = ExportTraceServiceRequest.FromString(body)
+                    spans = sum(len(scope.spans) for rs in request.resource_spans for scope in rs.scope_spans)
+                except Exception:
+                    owner.errors += 1
+                    spans = 0
+                owner.requests += 1
+                owner.spans += spans
+                owner.bytes += len(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+
+    def counts(self) -> dict[str, int]:
+        return {"requests": self.requests, "spans": self.spans, "bytes": self.bytes, "errors": self.errors}
+
+    def __enter__(self) -> CollectorStandIn:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextmanager
+def producer_trace() -> Iterator[None]:
+    """A sampled span current while the jobs are queued, from a provider of this scenario's own
+    (the process's global one is left alone): the producer writes its trace context into each job."""
+    tracer = TracerProvider().get_tracer("bench")
+    with tracer.start_as_current_span("bench producer"):
+        yield
+
+
+def worker_env(collector: CollectorStandIn) -> dict[str, str]:
+    return {
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": collector.endpoint,
+        "OTEL_SERVICE_NAME": "taskline-bench-worker",
+        "OTEL_BSP_MAX_QUEUE_SIZE": "65536",  # keep every span of a drain (the default, 2048, drops under load)
+    }
+
+
+async def tracing(suite: Suite) -> None:
+    """Tracing off and on, alternating, single-command then bulk drains; spans counted per command."""
+    env, n = suite.env, suite.sizes.commands
+    with CollectorStandIn() as collector:
+        runs = [
+            ("off", 1, False),
+            ("on", 1, False),
+            ("on", 2, False),
+            ("off", 2, False),
+            ("off", 1, True),
+            ("on", 1, True),
+        ]
+        for label, round_, bulk in runs:
+            key = f"9 taskline {'bulk ' if bulk else ''}K=1 tracing {label} #{round_}"
+            before = collector.counts()
+            on = label == "on"
+            starter = suite.workers(1, extra_env=worker_env(collector) if on else None)
+            name = f"tr{'b' if bulk else ''}{label}{round_}"
+            if on:
+                with producer_trace():
+                    await suite.attempt(key, drain(env, name, n, bulk, starter, "worker"))
+            else:
+                await suite.attempt(key, drain(env, name, n, bulk, starter, "worker"))
+            after = collector.counts()
+            result = suite.scenarios.get(key)
+            if result is not None and "error" not in result:
+                exported = {name: after[name] - before[name] for name in after}
+                result["otlp"] = exported
+                result["spans_per_command"] = exported["spans"] / n
+    suite.scenarios["9 tracing cost"] = tracing_ratios(suite)
+
+
+def tracing_ratios(suite: Suite) -> dict[str, Any]:
+    """on/off drain-rate ratios: each on run against the mean of the off runs of its kind."""
+
+    def rate(key: str) -> float | None:
+        value = suite.scenarios.get(key, {}).get("commands_per_s")
+        return float(value) if value else None
+
+    ratios: dict[str, Any] = {}
+    for kind, prefix in (("single", "9 taskline K=1 tracing"), ("bulk", "9 taskline bulk K=1 tracing")):
+        offs = [r for r in (rate(f"{prefix} off #1"), rate(f"{prefix} off #2")) if r]
+        ons = [r for r in (rate(f"{prefix} on #1"), rate(f"{prefix} on #2")) if r]
+        if offs and ons:
+            off, on = sum(offs) / len(offs), sum(ons) / len(ons)
+            ratios[kind] = {"off_per_s": off, "on_per_s": on, "on_over_off": on / off, "cost_pct": 100 * (1 - on / off)}
+    return ratios
