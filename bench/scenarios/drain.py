@@ -37,14 +37,16 @@ async def drain(
     during: Side | None = None,
     outcome_ttl: int | None = None,
     signing_key: SigningKey | None = None,
+    sampled: float | None = None,
 ) -> dict[str, Any]:
-    """Queue n commands (asking for outcomes if `outcome_ttl`, signed with `signing_key`), start
-    the consumers, release the queue, time until n tasks exist."""
+    """Queue n commands (asking for outcomes if `outcome_ttl`, signed with `signing_key`, from
+    traced producers sampling the `sampled` share of their traces), start the consumers, release
+    the queue, time until n tasks exist."""
     await reset_tables(env)
     queue = f"taskline:bench:{env.run_id}:{name}"
     staging = f"{queue}:staging"
     commands = make_commands(n)
-    job_ids = await enqueue_staged(env, staging, commands, bulk, outcome_ttl, signing_key)
+    job_ids = await enqueue_staged(env, staging, commands, bulk, outcome_ttl, signing_key, sampled)
     del commands
     procs = await start(queue)
     side_task: asyncio.Task[Any] | None = None

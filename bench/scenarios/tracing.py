@@ -1,26 +1,28 @@
 """Scenario 9: what tracing costs (docs/tracing.md, "What it costs").
 
 The single-command drain of scenario 3 with one worker (K=1) with tracing off (no OTEL_*
-variable: nothing of OpenTelemetry is imported) and on (OTEL_TRACES_EXPORTER=otlp, every span
-exported over OTLP/HTTP to a collector stand-in in this process that reads each request and
-counts its spans), in the order off, on, on, off; then the bulk drain of scenario 4 off and on.
-With tracing on, every job carries a producer's trace context (contract 4), as it would from a
-traced service, and the trace is sampled (the SDK's default sampler follows the parent).
+variable: nothing of OpenTelemetry is imported) and on (OTEL_TRACES_EXPORTER=otlp, every
+recorded span exported over OTLP/HTTP to a collector stand-in in this process that parses each
+request and counts its spans), in the order off, all, tenth, tenth, all, off; then the bulk drain
+of scenario 4 off and all. With tracing on, every job carries its producer's trace context
+(contract 4), as it would from a traced service: the commands are sent 50 at a time (a bulk job
+each, for bulk drains), each send a trace of its own, from a producer that samples every trace
+(`all`) or one in ten (`tenth`); the worker's sampler follows the producer's decision (the SDK's
+default, `parentbased_always_on`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.sdk.trace import TracerProvider
 
 from bench.scenarios.drain import drain
 from bench.suite import Suite
+
+SAMPLED = {"all": 1.0, "tenth": 0.1}
 
 
 class CollectorStandIn:
@@ -72,15 +74,6 @@ class CollectorStandIn:
         self.server.server_close()
 
 
-@contextmanager
-def producer_trace() -> Iterator[None]:
-    """A sampled span current while the jobs are queued, from a provider of this scenario's own
-    (the process's global one is left alone): the producer writes its trace context into each job."""
-    tracer = TracerProvider().get_tracer("bench")
-    with tracer.start_as_current_span("bench producer"):
-        yield
-
-
 def worker_env(collector: CollectorStandIn) -> dict[str, str]:
     return {
         "OTEL_TRACES_EXPORTER": "otlp",
@@ -96,23 +89,21 @@ async def tracing(suite: Suite) -> None:
     with CollectorStandIn() as collector:
         runs = [
             ("off", 1, False),
-            ("on", 1, False),
-            ("on", 2, False),
+            ("all", 1, False),
+            ("tenth", 1, False),
+            ("tenth", 2, False),
+            ("all", 2, False),
             ("off", 2, False),
             ("off", 1, True),
-            ("on", 1, True),
+            ("all", 1, True),
         ]
         for label, round_, bulk in runs:
             key = f"9 taskline {'bulk ' if bulk else ''}K=1 tracing {label} #{round_}"
             before = collector.counts()
-            on = label == "on"
-            starter = suite.workers(1, extra_env=worker_env(collector) if on else None)
+            sampled = SAMPLED.get(label)
+            starter = suite.workers(1, extra_env=worker_env(collector) if sampled is not None else None)
             name = f"tr{'b' if bulk else ''}{label}{round_}"
-            if on:
-                with producer_trace():
-                    await suite.attempt(key, drain(env, name, n, bulk, starter, "worker"))
-            else:
-                await suite.attempt(key, drain(env, name, n, bulk, starter, "worker"))
+            await suite.attempt(key, drain(env, name, n, bulk, starter, "worker", sampled=sampled))
             after = collector.counts()
             result = suite.scenarios.get(key)
             if result is not None and "error" not in result:
@@ -132,8 +123,17 @@ def tracing_ratios(suite: Suite) -> dict[str, Any]:
     ratios: dict[str, Any] = {}
     for kind, prefix in (("single", "9 taskline K=1 tracing"), ("bulk", "9 taskline bulk K=1 tracing")):
         offs = [r for r in (rate(f"{prefix} off #1"), rate(f"{prefix} off #2")) if r]
-        ons = [r for r in (rate(f"{prefix} on #1"), rate(f"{prefix} on #2")) if r]
-        if offs and ons:
-            off, on = sum(offs) / len(offs), sum(ons) / len(ons)
-            ratios[kind] = {"off_per_s": off, "on_per_s": on, "on_over_off": on / off, "cost_pct": 100 * (1 - on / off)}
+        if not offs:
+            continue
+        off = sum(offs) / len(offs)
+        for label in SAMPLED:
+            ons = [r for r in (rate(f"{prefix} {label} #1"), rate(f"{prefix} {label} #2")) if r]
+            if ons:
+                on = sum(ons) / len(ons)
+                ratios[f"{kind} {label}"] = {
+                    "off_per_s": off,
+                    "on_per_s": on,
+                    "on_over_off": on / off,
+                    "cost_pct": 100 * (1 - on / off),
+                }
     return ratios

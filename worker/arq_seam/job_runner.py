@@ -141,7 +141,7 @@ class JobRunner:
             await settle_escaped_error(ctx, raw, None, exc)
             return JobEnd(Ending.FINISH, failed=True)
         if tracing is not None:
-            ctx["trace"] = tracing.start_job(
+            spans = tracing.start_job(
                 job_id=job.job_id,
                 job_try=ctx["job_try"],
                 function=name,
@@ -151,6 +151,8 @@ class JobRunner:
                 decoded_ns=time.time_ns(),
                 enqueued_ms=ctx.get("enqueued_ms"),
             )
+            if spans is not None:  # None: its trace is not sampled
+                ctx["trace"] = spans
         if isinstance(start_try, int) and start_try > job.job_try:
             ctx["job_try"] = start_try  # a producer may start a job at a later try (arq's `t`)
         tries = function.max_tries or self.max_tries

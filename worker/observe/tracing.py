@@ -29,6 +29,7 @@ from typing import Any, Final
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -68,6 +69,16 @@ def _carrier(argument: Any, raw: bytes | None) -> dict[str, str]:
     if carrier and isinstance(state, str):
         carrier["tracestate"] = state
     return carrier
+
+
+def _not_sampled(traceparent: str) -> bool:
+    """A version-00 traceparent whose sampled flag is clear (anything else: not known here)."""
+    if len(traceparent) != 55 or not traceparent.startswith("00-"):
+        return False
+    try:
+        return not int(traceparent[53:], 16) & 1
+    except ValueError:
+        return False
 
 
 class JobSpans:
@@ -137,6 +148,10 @@ class WorkerTracing:
         self._process_name = f"process {queue}"
         self.database = {"db.system.name": "postgresql", **(database or {})}
         self.owns_provider = owns_provider
+        self._parent_decides = isinstance(getattr(provider, "sampler", None), ParentBased)
+        """The sampler follows the producer's sampled flag (the SDK's default, and every
+        `parentbased_*` of OTEL_TRACES_SAMPLER): a job whose producer did not sample its trace is
+        known to record nothing, so it gets no span at all."""
 
     def start_job(
         self,
@@ -149,8 +164,11 @@ class WorkerTracing:
         claimed_ns: int,
         decoded_ns: int,
         enqueued_ms: int | None,
-    ) -> JobSpans:
+    ) -> JobSpans | None:
+        """The job's spans, or None when its trace is not sampled (nothing would be recorded)."""
         carrier = _carrier(argument, raw)
+        if carrier and self._parent_decides and _not_sampled(carrier["traceparent"]):
+            return None
         parent = _W3C.extract(carrier, context=Context()) if carrier else None
         attributes: dict[str, Any] = {
             "messaging.system": MESSAGING_SYSTEM,
@@ -178,6 +196,8 @@ class WorkerTracing:
         process = self.tracer.start_span(
             self._process_name, context=parent, kind=SpanKind.CONSUMER, start_time=claimed_ns, attributes=attributes
         )
+        if not process.is_recording():
+            return None
         if isinstance(refused, str):
             process.add_event("taskline.validated", {"taskline.refused": refused}, timestamp=decoded_ns)
         else:
