@@ -263,3 +263,18 @@ async def test_a_command_sent_from_typescript_continues_in_the_workers_spans(set
     assert format(process.parent.span_id, "016x") == sent["spanId"]
     assert (process.attributes or {})["taskline.command.id"] == sent["commandId"]
     assert (process.attributes or {})["taskline.outcome"] == "applied"
+
+
+async def test_a_job_whose_trace_is_not_sampled_gets_no_span(settings, redis, db, users, spans):
+    """A traceparent whose sampled flag is clear: the worker (its sampler follows the parent)
+    records nothing for it, not even a transaction, and applies it as usual."""
+    from taskline_producer.wire import envelope, epoch_ms, wire_argument
+
+    command = created()
+    unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    job = envelope("create_task", wire_argument(command), epoch_ms(), {"contract": 4, "traceparent": unsampled})
+    await redis.set(f"arq:job:{command.command_id}", job)
+    await redis.zadd(settings.queue, {str(command.command_id): 0})
+    await traced_burst(settings)
+    assert await db.fetchval("SELECT count(*) FROM task WHERE id = $1", command.task_id) == 1
+    assert spans.get_finished_spans() == ()
