@@ -3,12 +3,14 @@
 The single-command drain of scenario 3 with one worker (K=1) with tracing off (no OTEL_*
 variable: nothing of OpenTelemetry is imported) and on (OTEL_TRACES_EXPORTER=otlp, every
 recorded span exported over OTLP/HTTP to a collector stand-in in this process that parses each
-request and counts its spans), in the order off, all, tenth, tenth, all, off; then the bulk drain
-of scenario 4 off and all. With tracing on, every job carries its producer's trace context
-(contract 4), as it would from a traced service: the commands are sent 50 at a time (a bulk job
-each, for bulk drains), each send a trace of its own, from a producer that samples every trace
-(`all`) or one in ten (`tenth`); the worker's sampler follows the producer's decision (the SDK's
-default, `parentbased_always_on`).
+request and counts its spans), in the order off, all, tenth, hundredth, hundredth, tenth, all,
+off; then the bulk drain of scenario 4 off and all. With tracing on, every job carries its
+producer's trace context (contract 4), as it would from a traced service: the commands are sent
+10 at a time (a bulk job of 100 each, for bulk drains), each send a trace of its own, from a
+producer that samples every trace (`all`), one in ten (`tenth`) or one in a hundred
+(`hundredth`); the worker's sampler follows the producer's decision (the SDK's default,
+`parentbased_always_on`). The ratios are of drain rates and of the worker's CPU per command (the
+steadier figure on a busy machine).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from bench.scenarios.drain import drain
 from bench.suite import Suite
 
-SAMPLED = {"all": 1.0, "tenth": 0.1}
+SAMPLED = {"all": 1.0, "tenth": 0.1, "hundredth": 0.01}
 
 
 class CollectorStandIn:
@@ -91,6 +93,8 @@ async def tracing(suite: Suite) -> None:
             ("off", 1, False),
             ("all", 1, False),
             ("tenth", 1, False),
+            ("hundredth", 1, False),
+            ("hundredth", 2, False),
             ("tenth", 2, False),
             ("all", 2, False),
             ("off", 2, False),
@@ -116,24 +120,28 @@ async def tracing(suite: Suite) -> None:
 def tracing_ratios(suite: Suite) -> dict[str, Any]:
     """on/off drain-rate ratios: each on run against the mean of the off runs of its kind."""
 
-    def rate(key: str) -> float | None:
-        value = suite.scenarios.get(key, {}).get("commands_per_s")
+    def rate(key: str, figure: str = "commands_per_s") -> float | None:
+        value = suite.scenarios.get(key, {}).get(figure)
         return float(value) if value else None
+
+    def mean(values: list[float | None]) -> float | None:
+        known = [value for value in values if value]
+        return sum(known) / len(known) if known else None
 
     ratios: dict[str, Any] = {}
     for kind, prefix in (("single", "9 taskline K=1 tracing"), ("bulk", "9 taskline bulk K=1 tracing")):
-        offs = [r for r in (rate(f"{prefix} off #1"), rate(f"{prefix} off #2")) if r]
-        if not offs:
-            continue
-        off = sum(offs) / len(offs)
+        off = mean([rate(f"{prefix} off #{r}") for r in (1, 2)])
+        off_cpu = mean([rate(f"{prefix} off #{r}", "client_cpu_ms_per_command") for r in (1, 2)])
         for label in SAMPLED:
-            ons = [r for r in (rate(f"{prefix} {label} #1"), rate(f"{prefix} {label} #2")) if r]
-            if ons:
-                on = sum(ons) / len(ons)
+            on = mean([rate(f"{prefix} {label} #{r}") for r in (1, 2)])
+            on_cpu = mean([rate(f"{prefix} {label} #{r}", "client_cpu_ms_per_command") for r in (1, 2)])
+            if off and on and off_cpu and on_cpu:
                 ratios[f"{kind} {label}"] = {
                     "off_per_s": off,
                     "on_per_s": on,
-                    "on_over_off": on / off,
-                    "cost_pct": 100 * (1 - on / off),
+                    "rate_on_over_off": on / off,
+                    "worker_cpu_ms_off": off_cpu,
+                    "worker_cpu_ms_on": on_cpu,
+                    "cpu_on_over_off": on_cpu / off_cpu,
                 }
     return ratios

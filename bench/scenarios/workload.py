@@ -15,7 +15,7 @@ from taskline_producer.signing import SigningKey
 from bench.services import USERS, Env
 
 BULK_SIZE = 100
-SEND_SIZE = 50
+SEND_SIZE = 10
 """Commands per traced single-command send (send_many): each send is one producer trace."""
 """Commands per `apply_commands` job (`TaskProducer.send_bulk`)."""
 

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from taskline_producer import TaskProducer
 
 from tests.conftest import wait_for
-from tests.support.tracing import install
+from tests.support.tracing import capturing
 
 pytestmark = pytest.mark.acceptance
 
@@ -23,7 +23,6 @@ async def test_a_worker_traced_by_otel_variables_continues_the_producers_trace_a
     """OTEL_TRACES_EXPORTER=console: the worker's process span is a child of the producer's send
     span (same trace id), the service is named by OTEL_SERVICE_NAME, and a job's log line carries
     trace_id and span_id."""
-    install()
     worker = start_worker(
         OTEL_TRACES_EXPORTER="console",
         OTEL_SERVICE_NAME="taskline-test-worker",
@@ -31,7 +30,7 @@ async def test_a_worker_traced_by_otel_variables_continues_the_producers_trace_a
         TASKLINE_LOG_LEVEL="DEBUG",  # a line per applied command
     )
     producer = TaskProducer(redis, queue=settings.queue, signing_key=None)
-    with trace.get_tracer("test").start_as_current_span("caller") as caller:
+    with capturing(), trace.get_tracer("test").start_as_current_span("caller") as caller:
         receipt = await producer.create_task(user_id=1, title="traced by a real worker")
     trace_id = format(caller.get_span_context().trace_id, "032x")
 

@@ -19,7 +19,7 @@ from taskline_producer import CreateTask, TaskProducer, UpdateTask
 
 from tests.conftest import run_burst, wait_for
 from tests.support.tracing import PROVIDER as _PROVIDER
-from tests.support.tracing import install
+from tests.support.tracing import capturing
 from worker.observe.tracing import WorkerTracing
 
 pytestmark = pytest.mark.integration
@@ -28,9 +28,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
     """The process's tracer provider (the producer's spans) exports into memory; emptied per test."""
-    exporter = install()
-    yield exporter
-    exporter.clear()
+    with capturing() as exporter:
+        yield exporter
 
 
 async def traced_burst(settings: Any) -> None:
@@ -278,3 +277,19 @@ async def test_a_job_whose_trace_is_not_sampled_gets_no_span(settings, redis, db
     await traced_burst(settings)
     assert await db.fetchval("SELECT count(*) FROM task WHERE id = $1", command.task_id) == 1
     assert spans.get_finished_spans() == ()
+
+
+async def test_outside_a_tracing_test_the_producer_sends_no_trace_context(settings, redis):
+    """The test process's provider stays global, but its propagator is off outside `capturing()`:
+    other tests' producers keep sending the jobs they always sent (no contract 4)."""
+    import json
+
+    from opentelemetry import trace
+
+    with capturing():
+        pass
+    producer = TaskProducer(redis, queue=settings.queue, signing_key=None)
+    with trace.get_tracer("test").start_as_current_span("caller"):
+        receipt = await producer.create_task(user_id=1, title="untraced")
+    raw = await redis.get(f"arq:job:{receipt.command_id}")
+    assert json.loads(raw)["k"] == {}
