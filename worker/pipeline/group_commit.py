@@ -49,7 +49,7 @@ class GroupCommitter:
         self._running: set[asyncio.Task[None]] = set()
         self.batches = 0
 
-    async def apply(self, command: Command, signed_by: str | None = None, trace: JobTrace | None = None) -> Outcome:
+    async def apply(self, command: Command, signed_by: str | None = None, *, trace: JobTrace | None = None) -> Outcome:
         """Apply one command in the next group transaction; returns its outcome or raises.
         `signed_by`: the key that signed its job, recorded with it; `trace`: its job's spans."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
@@ -58,7 +58,7 @@ class GroupCommitter:
         return await future
 
     async def apply_many(
-        self, commands: Sequence[Command], signed_by: str | None = None, trace: JobTrace | None = None
+        self, commands: Sequence[Command], signed_by: str | None = None, *, trace: JobTrace | None = None
     ) -> list[Outcome | BaseException]:
         """Apply a bulk job's commands in their own transaction(s), `max_batch` at a time.
 

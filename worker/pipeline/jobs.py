@@ -56,7 +56,10 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
         trace = ctx.get("trace")
         try:
             async with asyncio.timeout(runtime.settings.job_timeout):
-                outcome = await runtime.committer.apply(command, signed_by, trace)
+                if trace is None:  # the call of a worker that does not trace stays as it was
+                    outcome = await runtime.committer.apply(command, signed_by)
+                else:
+                    outcome = await runtime.committer.apply(command, signed_by, trace=trace)
         except Exception as exc:
             kind, reason = classify_exception(exc)
             outage = runtime.database_failed(exc)
@@ -156,7 +159,11 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
     started = runtime.clock()
     trace = ctx.get("trace")
     with runtime.metrics.in_progress("apply_commands"):
-        results = await runtime.committer.apply_many([command for _, command in commands], signed_by, trace)
+        batch = [command for _, command in commands]
+        if trace is None:
+            results = await runtime.committer.apply_many(batch, signed_by)
+        else:
+            results = await runtime.committer.apply_many(batch, signed_by, trace=trace)
     if all(isinstance(result, BaseException) for result in results):
         # Nothing was applied (the database is away): retry the whole job, or dead-letter it.
         error: BaseException = results[0]  # type: ignore[assignment]
