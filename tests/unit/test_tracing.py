@@ -101,11 +101,13 @@ def test_a_worker_that_does_not_trace_never_imports_opentelemetry():
     OpenTelemetry: tracing off costs one check per job, no span objects."""
     code = """
 import sys
-import worker.arq_seam.wiring as wiring
+import worker.arq_seam.wiring
 import worker.arq_seam.job_runner, worker.pipeline.jobs, worker.pipeline.group_commit, worker.entry
 from worker.config.tracing_env import traces_exporter
+from worker.observe.tracing_setup import process_tracing, trace_id_processors
 assert traces_exporter({}) is None
-assert wiring._tracing(None, None, 'w') is None
+assert process_tracing(None, queue="q", database_url="postgresql://h/d", worker_id="w", log=None) is None
+assert trace_id_processors(None) == []
 print(sorted(name for name in sys.modules if name.startswith("opentelemetry")))
 """
     env = {"PATH": "/usr/bin:/bin"}

@@ -31,6 +31,7 @@ from worker.observe.health import Health
 from worker.observe.metrics import Metrics
 from worker.observe.monitor import Monitor
 from worker.observe.outages import OutageLog
+from worker.observe.tracing_setup import process_tracing, trace_id_processors
 from worker.pipeline.decode import REJECT_JOB, Decoder
 from worker.pipeline.failures import Kind, RetryPolicy
 from worker.pipeline.group_commit import GroupCommitter
@@ -215,39 +216,8 @@ def run_worker() -> None:
     """Run a worker until SIGTERM/SIGINT, reconnecting to Redis with backoff if it goes away."""
     settings = load_settings()
     exporter = traces_exporter(os.environ)
-    processors = _trace_id_processors() if exporter is not None else []
-    configure_logging(settings.log_format, settings.log_level, extra_processors=processors)
+    configure_logging(settings.log_format, settings.log_level, extra_processors=trace_id_processors(exporter))
     _event_loop_run(supervise(settings, trace_exporter=exporter))
-
-
-TRACING_EXTRA_MISSING = (
-    "tracing is asked for by the OTEL_* environment, but OpenTelemetry is not installed: install"
-    " the otel extra (pip install 'taskline[otel]', or requirements.lock); running without tracing"
-)
-
-
-def _trace_id_processors() -> list[Any]:
-    try:
-        from worker.observe.tracing import add_trace_ids
-    except ImportError:
-        return []
-    return [add_trace_ids]
-
-
-def _tracing(settings: Settings, exporter: str | None, worker_id: str) -> Any:
-    """The worker's tracer when the OTEL_* environment asks for one (docs/tracing.md), else None:
-    then nothing of OpenTelemetry is imported."""
-    if exporter is None:
-        return None
-    log = get_logger("taskline.worker")
-    try:
-        from worker.observe.tracing_setup import tracing_from_env
-    except ImportError:
-        log.warning(TRACING_EXTRA_MISSING)
-        return None
-    return tracing_from_env(
-        exporter, queue=settings.queue, database_url=settings.database_url, worker_id=worker_id, log=log
-    )
 
 
 def _event_loop_run(main: Any) -> None:
@@ -273,7 +243,9 @@ async def supervise(
     health = Health(interval=settings.heartbeat_interval)
     metrics = Metrics()
     log = get_logger("taskline.worker")
-    tracing = _tracing(settings, trace_exporter, health.worker_id)  # None unless OTEL_* asks for it
+    tracing = process_tracing(  # None unless OTEL_* asks for it
+        trace_exporter, queue=settings.queue, database_url=settings.database_url, worker_id=health.worker_id, log=log
+    )
     shared: dict[str, Any] = {"health": health, "metrics": metrics}
     if tracing is not None:
         shared["tracing"] = tracing
