@@ -238,7 +238,7 @@ class WorkerTracing:
             if links:
                 context = span.get_span_context()
                 for spans in jobs:
-                    if not spans.linked:  # a bulk job's many transactions: it links to the first
+                    if not spans.linked:  # one link back (a batch that failed is applied again one by one)
                         spans.linked = True
                         spans.process.add_link(context)
 
