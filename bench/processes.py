@@ -52,9 +52,12 @@ Starter = Callable[[str], Awaitable[list[Proc]]]
 
 
 def clean_environ() -> dict[str, str]:
-    """Our environment without taskline settings, importing taskline from this source tree."""
+    """Our environment without taskline or OpenTelemetry settings (the tracing scenario sets its
+    own), importing taskline from this source tree."""
     environ = {
-        k: v for k, v in os.environ.items() if not k.startswith("TASKLINE_") and k not in ("DATABASE_URL", "REDIS_URL")
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("TASKLINE_", "OTEL_")) and k not in ("DATABASE_URL", "REDIS_URL")
     }
     environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), environ.get("PYTHONPATH")]))
     return environ

@@ -37,8 +37,8 @@ compile() {  # OUTPUT [EXTRA...]: resolve pyproject.toml into OUTPUT (its pins k
 
 status=0
 for lock in requirements.lock requirements-dev.lock; do
-    extras=()
-    [ "$lock" = requirements-dev.lock ] && extras=(--extra dev)
+    extras=(--extra otel)  # tracing's packages: locked with the rest, imported only when OTEL_* turns it on
+    [ "$lock" = requirements-dev.lock ] && extras+=(--extra dev)
     if [ "$mode" = --check ]; then
         scratch="$(mktemp)"
         [ -f "$lock" ] && cp "$lock" "$scratch"

@@ -4,13 +4,14 @@ stdlib logging (arq, SQLAlchemy, alembic) is routed through the same renderer. J
 command_id, task_id, function, job_id and try; payloads and secrets are never logged. Every
 string in a line (the message, each value, a traceback) passes through `redact_text` last, so a
 URL with a password in it (`user:password@`, `?password=`) is logged as `***` whoever logs it.
+A process that traces adds a processor that writes the current span's trace_id and span_id.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
 from typing import Any
 
 import structlog
@@ -27,9 +28,10 @@ def redact_event(_logger: Any, _method: str, event: MutableMapping[str, Any]) ->
     return event
 
 
-def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
+def configure_logging(fmt: str = "auto", level: str = "INFO", *, extra_processors: Sequence[Any] = ()) -> None:
     json_lines = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     shared: list[Any] = [
+        *extra_processors,
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

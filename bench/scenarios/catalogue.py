@@ -20,6 +20,7 @@ from bench.scenarios.enqueue import enqueue
 from bench.scenarios.fleet import fleet
 from bench.scenarios.latency import steady_latency
 from bench.scenarios.signing import signing
+from bench.scenarios.tracing import tracing
 from bench.scenarios.workload import make_stream
 from bench.seam import idle_commands_per_s
 from bench.suite import Suite
@@ -198,6 +199,7 @@ SCENARIOS: dict[str, Scenario] = {
     "outcomes": outcomes,
     "signing": signing,
     "stream": stream,
+    "tracing": tracing,
     "latency": latency,  # after "drain": it offers half of that scenario's K=1 rate
     "bursts": bursts,
     "fleet": fleet,  # per-command costs, 1/2/4 processes, PgBouncer (docs/scaling.md)

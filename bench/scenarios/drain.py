@@ -41,16 +41,18 @@ async def drain(
     outcome_ttl: int | None = None,
     signing_key: SigningKey | None = None,
     workload: Sequence[Command] | None = None,
+    sampled: float | None = None,
 ) -> dict[str, Any]:
-    """Queue n commands (asking for outcomes if `outcome_ttl`, signed with `signing_key`), start
-    the consumers, release the queue, time until n tasks exist; or queue `workload` (n is its
-    length) and time until every one of its commands is processed."""
+    """Queue n commands (asking for outcomes if `outcome_ttl`, signed with `signing_key`, from
+    traced producers sampling the `sampled` share of their traces), start the consumers, release
+    the queue, time until n tasks exist; or queue `workload` (n is its length) and time until every
+    one of its commands is processed."""
     await reset_tables(env)
     queue = f"taskline:bench:{env.run_id}:{name}"
     staging = f"{queue}:staging"
     commands: Sequence[Command] = make_commands(n) if workload is None else workload
     done_sql = "SELECT count(*) FROM task" if workload is None else "SELECT count(*) FROM processed_command"
-    job_ids = await enqueue_staged(env, staging, commands, bulk, outcome_ttl, signing_key)
+    job_ids = await enqueue_staged(env, staging, commands, bulk, outcome_ttl, signing_key, sampled)
     del commands
     procs = await start(queue)
     side_task: asyncio.Task[Any] | None = None

@@ -15,6 +15,8 @@ from taskline_producer.signing import SigningKey
 from bench.services import USERS, Env
 
 BULK_SIZE = 100
+SEND_SIZE = 10
+"""Commands per traced single-command send (send_many): each send is one producer trace."""
 """Commands per `apply_commands` job (`TaskProducer.send_bulk`)."""
 
 
@@ -74,9 +76,13 @@ async def enqueue_staged(
     bulk: bool,
     outcome_ttl: int | None = None,
     signing_key: SigningKey | None = None,
+    sampled: float | None = None,
 ) -> list[str]:
     """Queue the commands on a staging key (renamed to the real queue when the clock starts),
-    signed with `signing_key` when given."""
+    signed with `signing_key` when given; with `sampled`, from traced producers (bench/scenarios/
+    tracing.py) that sample that share of their traces."""
+    if sampled is not None:
+        return await enqueue_traced(env, staging, commands, bulk, sampled)
     producer = TaskProducer(env.redis, queue=staging, signing_key=signing_key)
     if bulk:
         ids = []
@@ -88,6 +94,30 @@ async def enqueue_staged(
     if report.duplicates:
         raise RuntimeError(f"{len(report.duplicates)} duplicates while queueing")
     return [str(c.command_id) for c in commands]
+
+
+async def enqueue_traced(env: Env, staging: str, commands: list[CreateTask], bulk: bool, sampled: float) -> list[str]:
+    """Queue the commands in sends of their own, each under a producer span of a provider of this
+    scenario's own (the process's global one is left alone) sampling `sampled` of its traces; the
+    client writes each span's trace context, sampled flag included, into its jobs."""
+    from opentelemetry.sdk.trace import TracerProvider  # the otel extra: only for the tracing scenario
+    from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
+
+    tracer = TracerProvider(sampler=TraceIdRatioBased(sampled)).get_tracer("bench producer")
+    producer = TaskProducer(env.redis, queue=staging, signing_key=None)
+    ids: list[str] = []
+    size = BULK_SIZE if bulk else SEND_SIZE
+    for start in range(0, len(commands), size):
+        chunk = commands[start : start + size]
+        with tracer.start_as_current_span("producer"):
+            if bulk:
+                ids.append((await producer.send_bulk(chunk)).job_id)
+            else:
+                report = await producer.send_many(chunk)
+                if report.duplicates:
+                    raise RuntimeError(f"{len(report.duplicates)} duplicates while queueing")
+                ids.extend(str(c.command_id) for c in chunk)
+    return ids
 
 
 async def leftovers(env: Env, queue: str, job_ids: list[str]) -> dict[str, int]:

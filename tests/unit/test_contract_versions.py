@@ -23,7 +23,8 @@ from worker.pipeline.job_options import NO_OPTIONS, JobOptions
 from worker.pipeline.outcomes import WRITE_SCRIPT, OutcomeReport, OutcomeWriter
 
 decode = Decoder(max_payload_bytes=4096, max_bulk_payload_bytes=256 * 1024)
-TOO_NEW = "contract version 4 is newer than this worker accepts (1..3): upgrade the workers, then replay"
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+TOO_NEW = "contract version 5 is newer than this worker accepts (1..4): upgrade the workers, then replay"
 
 
 def command(**overrides: Any) -> dict[str, Any]:
@@ -65,6 +66,9 @@ def test_an_empty_k_is_contract_version_1_with_no_options_allocated() -> None:
         ({"contract": 2}, JobOptions(2, None)),
         ({"contract": 2, "outcome_ttl": 600}, JobOptions(2, 600)),
         ({"outcome_ttl": 604_800, "contract": 2}, JobOptions(2, 604_800)),
+        ({"contract": 4, "traceparent": TRACEPARENT}, JobOptions(4, None, TRACEPARENT)),
+        ({"contract": 4, "traceparent": TRACEPARENT, "tracestate": "a=1"}, JobOptions(4, None, TRACEPARENT, "a=1")),
+        ({"contract": 4, "outcome_ttl": 9, "traceparent": "not one"}, JobOptions(4, 9, "not one")),
     ],
 )
 def test_known_options_decode_onto_the_delivery(k: dict[str, Any], options: JobOptions) -> None:
@@ -78,8 +82,8 @@ def test_known_options_decode_onto_the_delivery(k: dict[str, Any], options: JobO
 @pytest.mark.parametrize(
     ("k", "reason"),
     [
-        ({"contract": 4}, TOO_NEW),
-        ({"contract": 4, "priority": 1}, TOO_NEW),
+        ({"contract": 5}, TOO_NEW),
+        ({"contract": 5, "priority": 1}, TOO_NEW),
         ({"contract": 0}, 'k: "contract" must be a whole number from 1'),
         ({"contract": "2"}, 'k: "contract" must be a whole number from 1'),
         ({"contract": True}, 'k: "contract" must be a whole number from 1'),
@@ -91,6 +95,15 @@ def test_known_options_decode_onto_the_delivery(k: dict[str, Any], options: JobO
         ({"contract": 2, "outcome_ttl": 604_801}, 'k: "outcome_ttl" must be a whole number of seconds'),
         ({"contract": 2, "outcome_ttl": 1.5}, 'k: "outcome_ttl" must be a whole number of seconds'),
         ({"contract": 2, "outcome_ttl": None}, 'k: "outcome_ttl" must be a whole number of seconds'),
+        (
+            {"contract": 3, "traceparent": TRACEPARENT},
+            'k: "traceparent" and "tracestate" are new in contract version 4',
+        ),
+        ({"traceparent": TRACEPARENT}, 'k: "traceparent" and "tracestate" are new in contract version 4'),
+        ({"contract": 4, "traceparent": 7}, 'k: "traceparent" must be a string of 1 to 256 characters'),
+        ({"contract": 4, "traceparent": "0" * 257}, 'k: "traceparent" must be a string of 1 to 256 characters'),
+        ({"contract": 4, "tracestate": "a=1"}, 'k: "traceparent" must be a string'),
+        ({"contract": 4, "traceparent": TRACEPARENT, "tracestate": 1}, 'k: "tracestate" must be a string of at'),
     ],
 )
 def test_options_that_break_the_contract_are_dead_lettered_with_the_reason(k: dict[str, Any], reason: str) -> None:
@@ -99,12 +112,12 @@ def test_options_that_break_the_contract_are_dead_lettered_with_the_reason(k: di
 
 
 def test_a_newer_version_wins_over_what_this_code_cannot_read() -> None:
-    """A version-4 job may use a new command or new fields: the reason is the version, not the parse."""
-    assert reason_of(job("delete_task", {"task_id": str(uuid4())}, {"contract": 4})).startswith(TOO_NEW)
-    assert reason_of(job("create_task", command(colour="red"), {"contract": 4})).startswith(TOO_NEW)
+    """A version-5 job may use a new command or new fields: the reason is the version, not the parse."""
+    assert reason_of(job("delete_task", {"task_id": str(uuid4())}, {"contract": 5})).startswith(TOO_NEW)
+    assert reason_of(job("create_task", command(colour="red"), {"contract": 5})).startswith(TOO_NEW)
     bulk = [{"function": "create_task", "command": command(colour="red")}]
-    assert reason_of(job("apply_commands", bulk, {"contract": 4})).startswith(TOO_NEW)
-    assert "taskline dead-letters replay" in reason_of(job("create_task", command(), {"contract": 4}))
+    assert reason_of(job("apply_commands", bulk, {"contract": 5})).startswith(TOO_NEW)
+    assert "taskline dead-letters replay" in reason_of(job("create_task", command(), {"contract": 5}))
 
 
 def test_the_version_is_checked_against_what_this_code_knows() -> None:
@@ -184,7 +197,7 @@ def test_workers_accept_the_newest_version_by_default(environment: pytest.Monkey
     assert load_settings().contract_version == 1
 
 
-@pytest.mark.parametrize("value", ["0", "4"])
+@pytest.mark.parametrize("value", ["0", str(CONTRACT_VERSION + 1)])
 def test_a_contract_version_the_code_does_not_know_stops_the_worker(
     environment: pytest.MonkeyPatch, value: str
 ) -> None:
@@ -299,3 +312,18 @@ async def test_the_heartbeat_reports_the_newest_contract_version_the_worker_appl
         assert monitor.document()["contract_version"] == 1
     finally:
         await engine.dispose()
+
+
+def test_a_bulk_items_single_job_keeps_the_trace_context_of_its_bulk_job() -> None:
+    """A rejected item of a traced bulk job is kept (for a replay) with the bulk job's trace
+    context, so its dead letter, replayed, stays in its producer's trace."""
+    k = {"contract": 4, "traceparent": TRACEPARENT, "tracestate": "a=1"}
+    items = [
+        {"function": "create_task", "command": command()},
+        {"function": "create_task", "command": command(title="")},
+    ]
+    (bulk,) = decode(job("apply_commands", items, k))["a"]
+    assert isinstance(bulk, BulkDelivery)
+    assert bulk.options.as_k() == k
+    (_, rejected) = bulk.rejected[0]
+    assert json.loads(rejected.raw)["k"] == k

@@ -49,7 +49,9 @@ def _requirements(extras: tuple[str, ...]) -> list[Requirement]:
     return [r for r in map(Requirement, texts) if r.url is None]  # the producer itself: a path
 
 
-@pytest.mark.parametrize(("lock", "extras"), [("requirements.lock", ()), ("requirements-dev.lock", ("dev",))])
+@pytest.mark.parametrize(
+    ("lock", "extras"), [("requirements.lock", ("otel",)), ("requirements-dev.lock", ("dev", "otel"))]
+)
 def test_every_requirement_of_pyproject_is_pinned_within_its_range_with_hashes(
     lock: str, extras: tuple[str, ...]
 ) -> None:

@@ -85,9 +85,10 @@ async def stored_k(redis: FakeRedis, job_id: UUID | str) -> dict[str, Any]:
     return dict(json.loads(raw)["k"])
 
 
-def test_the_newest_contract_version_is_3() -> None:
-    """Version 2 adds outcome_ttl, version 3 the signature; this package writes and understands up to it."""
-    assert CONTRACT_VERSION == 3
+def test_the_newest_contract_version_is_4() -> None:
+    """Version 2 adds outcome_ttl, version 3 the signature, version 4 the trace context; this
+    package writes and understands up to it."""
+    assert CONTRACT_VERSION == 4
 
 
 def test_outcome_keys_are_under_taskline_outcome() -> None:

@@ -17,6 +17,10 @@ of four ways, and nothing else:
   its claim expires and another try runs it, and the command record makes that try a no-op if
   the first one committed.
 
+When the worker traces (`ctx["tracing"]`, worker/observe/tracing.py), each decoded job gets its
+spans (`ctx["trace"]`), started with the claim and the decoder's times and ended with the job's
+ending; otherwise the runner checks that one key per job and does nothing more.
+
 Any exception, wherever it comes from (decoding, numbers or timestamps out of range, our code),
 is classified by what it is (`worker.pipeline.failures.classify_exception`); none reaches arq's
 loop, so a job can never make the worker think its Redis connection was lost.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, cast
@@ -70,6 +75,8 @@ class JobEnd:
     """For DEFER: how long from now before the job may run again."""
     failed: bool = False
     """For FINISH: whether the job ended as a failure (arq's `jobs_failed` counts it)."""
+    result: str | None = None
+    """What the job function returned (its outcome), for its trace."""
 
 
 class JobRunner:
@@ -99,16 +106,21 @@ class JobRunner:
     async def run(self, job: Claimed) -> JobEnd:
         ctx = cast(JobContext, {**self.ctx, "job_id": job.job_id, "job_try": job.job_try, "score": job.score})
         try:
-            return await self._run(ctx, job)
+            end = await self._run(ctx, job)
         except asyncio.CancelledError:
+            if "trace" in ctx:
+                ctx["trace"].end(Ending.RELEASE.value, None)
             raise  # the caller releases the claim
         except Retry as retry:
-            return JobEnd(Ending.DEFER, retry.defer_score or 0)
+            end = JobEnd(Ending.DEFER, retry.defer_score or 0)
         except Exception:
             # Only reached when even the fallbacks failed (writing a dead letter with the
             # database away raises Retry, handled above): leave the claim to expire.
             self.log.exception("could not settle a job; its claim will expire and it runs again", job_id=job.job_id)
-            return JobEnd(Ending.LEAVE)
+            end = JobEnd(Ending.LEAVE)
+        if "trace" in ctx:
+            ctx["trace"].end(end.ending.value, end.result)
+        return end
 
     async def _run(self, ctx: JobContext, job: Claimed) -> JobEnd:
         if job.oversized:
@@ -118,6 +130,8 @@ class JobRunner:
             await give_up_on_job(ctx, None, None, EXPIRED_REASON)
             return JobEnd(Ending.FINISH, failed=True)
         raw = job.payload
+        tracing = self.ctx.get("tracing")
+        claimed_ns = time.time_ns() if tracing is not None else 0
         try:
             decoded = self.decode(raw)
             name, args, kwargs, start_try = decoded["f"], decoded["a"], decoded["k"], decoded["t"]
@@ -126,6 +140,19 @@ class JobRunner:
         except Exception as exc:  # the decoder never raises; this guards against our own bugs
             await settle_escaped_error(ctx, raw, None, exc)
             return JobEnd(Ending.FINISH, failed=True)
+        if tracing is not None:
+            spans = tracing.start_job(
+                job_id=job.job_id,
+                job_try=ctx["job_try"],
+                function=name,
+                argument=args[0] if args else None,
+                raw=raw,
+                claimed_ns=claimed_ns,
+                decoded_ns=time.time_ns(),
+                enqueued_ms=ctx.get("enqueued_ms"),
+            )
+            if spans is not None:  # None: its trace is not sampled
+                ctx["trace"] = spans
         if isinstance(start_try, int) and start_try > job.job_try:
             ctx["job_try"] = start_try  # a producer may start a job at a later try (arq's `t`)
         tries = function.max_tries or self.max_tries
@@ -140,7 +167,7 @@ class JobRunner:
             if self.on_job_start is not None:
                 await self.on_job_start(cast(Any, ctx))
             async with asyncio.timeout(function.timeout_s or self.timeout_s):
-                await function.coroutine(cast(Any, ctx), *args, **kwargs)
+                result = await function.coroutine(cast(Any, ctx), *args, **kwargs)
             if self.on_job_end is not None:
                 await self.on_job_end(cast(Any, ctx))
         except (Retry, asyncio.CancelledError):
@@ -148,4 +175,4 @@ class JobRunner:
         except Exception as exc:
             await settle_escaped_error(ctx, raw, name, exc)
             return JobEnd(Ending.FINISH, failed=True)
-        return JobEnd(Ending.FINISH)
+        return JobEnd(Ending.FINISH, result=result if isinstance(result, str) else None)

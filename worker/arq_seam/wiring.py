@@ -10,6 +10,7 @@ arq's own CLI cannot start this worker (it always builds a stock arq Worker), so
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from typing import Any, cast
 
@@ -25,11 +26,13 @@ from worker.config.pooler import pooler_hint
 from worker.config.redis_connection import arq_redis_settings, make_redis
 from worker.config.retention import ARQ_TIMEOUT_MARGIN_S
 from worker.config.settings import Settings, load_settings, redact_url
+from worker.config.tracing_env import traces_exporter
 from worker.logs import configure_logging, get_logger
 from worker.observe.health import Health
 from worker.observe.metrics import Metrics
 from worker.observe.monitor import Monitor
 from worker.observe.outages import OutageLog
+from worker.observe.tracing_setup import process_tracing, trace_id_processors
 from worker.pipeline.decode import REJECT_JOB, Decoder
 from worker.pipeline.failures import Kind, RetryPolicy
 from worker.pipeline.group_commit import GroupCommitter
@@ -72,6 +75,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         flushers=settings.commit_concurrency,
         worker_id=health.worker_id,
         hold_s=min(settings.wait_for_create, settings.job_timeout / 2),
+        tracer=ctx.get("tracing"),  # None unless the OTEL_* environment turned tracing on
     )
     ctx["runtime"] = Runtime(
         settings=settings,
@@ -217,8 +221,9 @@ def __getattr__(name: str) -> Any:
 def run_worker() -> None:
     """Run a worker until SIGTERM/SIGINT, reconnecting to Redis with backoff if it goes away."""
     settings = load_settings()
-    configure_logging(settings.log_format, settings.log_level)
-    _event_loop_run(supervise(settings))
+    exporter = traces_exporter(os.environ)
+    configure_logging(settings.log_format, settings.log_level, extra_processors=trace_id_processors(exporter))
+    _event_loop_run(supervise(settings, trace_exporter=exporter))
 
 
 def _event_loop_run(main: Any) -> None:
@@ -231,7 +236,9 @@ def _event_loop_run(main: Any) -> None:
         uvloop.run(main)
 
 
-async def supervise(settings: Settings, stopping: asyncio.Event | None = None) -> None:
+async def supervise(
+    settings: Settings, stopping: asyncio.Event | None = None, *, trace_exporter: str | None = None
+) -> None:
     """Run arq's loop; when Redis goes away, abandon the running jobs (their claims expire and
     another try applies them once) and start again with backoff, until a signal stops it.
 
@@ -242,8 +249,18 @@ async def supervise(settings: Settings, stopping: asyncio.Event | None = None) -
     health = Health(interval=settings.heartbeat_interval)
     metrics = Metrics()
     log = get_logger("taskline.worker")
-    async with process_ops(health, metrics, settings.metrics_port, log, host=settings.metrics_host):
-        await _run_workers(settings, stopping or asyncio.Event(), {"health": health, "metrics": metrics})
+    tracing = process_tracing(  # None unless OTEL_* asks for it
+        trace_exporter, queue=settings.queue, database_url=settings.database_url, worker_id=health.worker_id, log=log
+    )
+    shared: dict[str, Any] = {"health": health, "metrics": metrics}
+    if tracing is not None:
+        shared["tracing"] = tracing
+    try:
+        async with process_ops(health, metrics, settings.metrics_port, log, host=settings.metrics_host):
+            await _run_workers(settings, stopping or asyncio.Event(), shared)
+    finally:
+        if tracing is not None:
+            await asyncio.to_thread(tracing.shutdown)  # exports the spans still buffered
 
 
 async def _run_workers(settings: Settings, stopping: asyncio.Event, shared: dict[str, Any]) -> None:

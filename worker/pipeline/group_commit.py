@@ -12,6 +12,9 @@ again one command per transaction, so a bad command never fails its neighbours.
 An update or completion whose task does not exist yet waits in the worker for its create
 (`worker.pipeline.waiting_room`, up to `hold_s`) and is applied in the create's transaction,
 instead of going back to Redis as a not-yet retry.
+
+When the worker traces, it hands in a `TransactionTracer` and each traced job its `JobTrace`: a
+transaction then has a span of its own, linked to every job whose commands it applies.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from taskline_producer.contract import Command, CreateTask
 
 from worker.pipeline.apply import Outcome, apply_commands, existing_tasks
 from worker.pipeline.failures import Kind, classify_exception
+from worker.pipeline.sinks import JobTrace, TransactionTracer
 from worker.pipeline.waiting_room import Waiter, WaitingRoom
 from worker.store.engine import Sessions
 
@@ -47,8 +51,10 @@ class GroupCommitter:
         worker_id: str | None = None,
         hold_s: float = 0.0,
         recheck_s: float = 0.25,
+        tracer: TransactionTracer | None = None,
     ) -> None:
         self._sessions = sessions
+        self._tracer = tracer
         self._worker_id = worker_id  # recorded with every processed command (`taskline trace`)
         self._max_batch = max_batch
         self._flushers = flushers
@@ -67,17 +73,20 @@ class GroupCommitter:
         self.held = 0
         """How many commands have waited here for their task (each counted once)."""
 
-    async def apply(self, command: Command, signed_by: str | None = None, *, may_wait: bool = True) -> Outcome:
+    async def apply(
+        self, command: Command, signed_by: str | None = None, *, may_wait: bool = True, trace: JobTrace | None = None
+    ) -> Outcome:
         """Apply one command in the next group transaction; returns its outcome or raises.
         `signed_by`: the key that signed its job, recorded with it. `may_wait`: a command whose
-        task does not exist yet may wait for its create (when the committer holds any)."""
+        task does not exist yet may wait for its create (when the committer holds any). `trace`:
+        its job's spans."""
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._waiting.append(Waiter(command, signed_by, future, may_wait))
+        self._waiting.append(Waiter(command, signed_by, future, may_wait, trace=trace))
         self._start_flusher()
         return await future
 
     async def apply_many(
-        self, commands: Sequence[Command], signed_by: str | None = None
+        self, commands: Sequence[Command], signed_by: str | None = None, *, trace: JobTrace | None = None
     ) -> list[Outcome | BaseException]:
         """Apply a bulk job's commands in their own transaction(s), `max_batch` at a time.
 
@@ -85,7 +94,7 @@ class GroupCommitter:
         results: list[Outcome | BaseException] = []
         for start in range(0, len(commands), self._max_batch):
             chunk = [(command, signed_by) for command in commands[start : start + self._max_batch]]
-            results.extend(await self._apply_isolated(chunk))
+            results.extend(await self._apply_isolated(chunk, [trace]))
         return results
 
     async def wait_idle(self) -> None:
@@ -130,7 +139,7 @@ class GroupCommitter:
                 batch = [w for w in batch if not (self._room.holds(w.command.task_id) and self._try_hold(w, now))]
                 if not batch:
                     continue
-            results = await self._apply_isolated([(w.command, w.signed_by) for w in batch])
+            results = await self._apply_isolated([(w.command, w.signed_by) for w in batch], [w.trace for w in batch])
             now = loop.time()
             created = []
             for waiter, result in zip(batch, results, strict=True):
@@ -197,25 +206,37 @@ class GroupCommitter:
             self._waiting[:0] = waiters
             self._start_flusher()
 
-    async def _apply_isolated(self, commands: list[tuple[Command, str | None]]) -> list[Outcome | BaseException]:
+    async def _apply_isolated(
+        self, commands: list[tuple[Command, str | None]], traces: list[JobTrace | None]
+    ) -> list[Outcome | BaseException]:
         try:
-            return list(await self._transaction(commands))
+            return list(await self._transaction(commands, traces))
         except Exception as exc:
             if len(commands) == 1 or classify_exception(exc)[0] is Kind.TRANSIENT:
                 return [exc] * len(commands)
         results: list[Outcome | BaseException] = []
-        for command in commands:
+        for index, command in enumerate(commands):
             try:
-                results.extend(await self._transaction([command]))
+                one = traces[index : index + 1] if len(traces) == len(commands) else traces
+                results.extend(await self._transaction([command], one))
             except Exception as exc:
                 results.append(exc)
         return results
 
-    async def _transaction(self, commands: list[tuple[Command, str | None]]) -> list[Outcome]:
-        """One transaction for (command, the key that signed it) pairs."""
+    async def _transaction(
+        self, commands: list[tuple[Command, str | None]], traces: list[JobTrace | None]
+    ) -> list[Outcome]:
+        """One transaction for (command, the key that signed it) pairs; `traces`: their jobs' spans."""
         self.batches += 1
         signers = {command.command_id: signed_by for command, signed_by in commands if signed_by is not None}
-        async with self._sessions() as session, session.begin():
-            return await apply_commands(
-                session, [command for command, _ in commands], worker_id=self._worker_id, signers=signers
-            )
+        plain = [command for command, _ in commands]
+        tracer = self._tracer
+        traced = [trace for trace in traces if trace is not None] if tracer is not None else []
+        if tracer is None or not traced:
+            async with self._sessions() as session, session.begin():
+                return await apply_commands(session, plain, worker_id=self._worker_id, signers=signers)
+        with tracer.transaction(traced, len(plain)) as mark:
+            async with self._sessions() as session, session.begin():
+                outcomes = await apply_commands(session, plain, worker_id=self._worker_id, signers=signers)
+                mark.committing()
+            return outcomes

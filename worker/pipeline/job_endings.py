@@ -52,6 +52,8 @@ async def retry_or_dead_letter(
         if report is not None:
             report.add_job("retrying", reason, delay)
             await runtime.outcome_writer.write(report)
+        if "trace" in ctx:
+            ctx["trace"].retry(kind.value, reason, delay)
         raise Retry(defer=delay)
     if kind is Kind.TRANSIENT:
         reason = f"gave up after {used} transient failures ({attempt} tries): {reason}"
@@ -112,3 +114,5 @@ async def write_dead_letter(
     signer = {} if signed_by is None else {"signed_by": signed_by}
     log.warning("dead-lettered", dead_letter=job_id, kind=kind.value, reason=reason, **item, **signer)
     runtime.metrics.dead_lettered(function or "unknown", kind.value)
+    if "trace" in ctx:
+        ctx["trace"].dead_letter(kind.value, reason, item=index, command_id=command_id)

@@ -4,7 +4,10 @@ versions").
 
 Version 1 is the contract of the previous release, whose `k` is empty; version 2 adds
 `outcome_ttl`; version 3 adds `sig`, the job's signature, which the decoder has verified before
-these options are read (worker/pipeline/signatures.py). This code knows versions up to
+these options are read (worker/pipeline/signatures.py); version 4 adds `traceparent` and
+`tracestate`, the producer's W3C trace context, carried as text: only a worker that traces reads
+them (worker/observe/tracing.py), and a value it cannot read starts a new trace, never a dead
+letter (the effects never depend on it). This code knows versions up to
 `taskline_producer.contract.CONTRACT_VERSION`; a worker applies versions up to its
 `TASKLINE_CONTRACT_VERSION`.
 """
@@ -15,7 +18,15 @@ from dataclasses import dataclass
 from typing import Any, Final
 from uuid import UUID
 
-from taskline_producer.contract import CONTRACT_VERSION, OUTCOME_TTL_MAX_S, OUTCOME_VERSION, SIGNATURE_VERSION
+from taskline_producer.contract import (
+    CONTRACT_VERSION,
+    OUTCOME_TTL_MAX_S,
+    OUTCOME_VERSION,
+    SIGNATURE_VERSION,
+    TRACE_CONTEXT_VERSION,
+    TRACEPARENT_MAX_CHARS,
+    TRACESTATE_MAX_CHARS,
+)
 
 from worker.text import json_object
 
@@ -28,7 +39,7 @@ __all__ = [
     "too_new_in",
 ]
 
-_OPTION_NAMES: Final = ("contract", "outcome_ttl", "sig")
+_OPTION_NAMES: Final = ("contract", "outcome_ttl", "sig", "traceparent", "tracestate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +49,20 @@ class JobOptions:
 
     contract: int = 1
     outcome_ttl: int | None = None
+    traceparent: str | None = None
+    """The producer's W3C trace context (contract 4), as sent; read only by a worker that traces."""
+    tracestate: str | None = None
 
-    def as_k(self) -> dict[str, int]:
+    def as_k(self) -> dict[str, Any]:
         """The `k` of a job re-enqueued with the same options (a bulk item retried on its own),
-        before it is signed again (a signature covers one job)."""
-        k = {"contract": self.contract} if self.contract > 1 else {}
+        before it is signed again (a signature covers one job): it stays in its producer's trace."""
+        k: dict[str, Any] = {"contract": self.contract} if self.contract > 1 else {}
         if self.outcome_ttl is not None:
             k["outcome_ttl"] = self.outcome_ttl
+        if self.traceparent is not None:
+            k["traceparent"] = self.traceparent
+            if self.tracestate is not None:
+                k["tracestate"] = self.tracestate
         return k
 
 
@@ -77,14 +95,37 @@ def job_options_of(k: dict[str, Any]) -> JobOptions | str:
         )
     if "sig" in k and contract < SIGNATURE_VERSION:
         return f'k: "sig" is new in contract version {SIGNATURE_VERSION}: the job must carry "contract": 3'
+    trace = _trace_context(k, contract)
+    if isinstance(trace, str):
+        return trace
     if "outcome_ttl" not in k:
-        return JobOptions(contract)
+        return JobOptions(contract, None, *trace)
     ttl = k["outcome_ttl"]
     if type(ttl) is not int or not 0 < ttl <= OUTCOME_TTL_MAX_S:
         return f'k: "outcome_ttl" must be a whole number of seconds from 1 to {OUTCOME_TTL_MAX_S}'
     if contract < OUTCOME_VERSION:
         return f'k: "outcome_ttl" is new in contract version {OUTCOME_VERSION}: the job must carry "contract": 2'
-    return JobOptions(contract, ttl)
+    return JobOptions(contract, ttl, *trace)
+
+
+def _trace_context(k: dict[str, Any], contract: int) -> tuple[str | None, str | None] | str:
+    """(traceparent, tracestate) of `k`, as text (not parsed here), or why they break the contract."""
+    parent, state = k.get("traceparent"), k.get("tracestate")
+    if parent is None and state is None:
+        return None, None
+    if contract < TRACE_CONTEXT_VERSION:
+        return (
+            f'k: "traceparent" and "tracestate" are new in contract version {TRACE_CONTEXT_VERSION}:'
+            f' the job must carry "contract": {TRACE_CONTEXT_VERSION}'
+        )
+    if type(parent) is not str or not 0 < len(parent) <= TRACEPARENT_MAX_CHARS:
+        return (
+            f'k: "traceparent" must be a string of 1 to {TRACEPARENT_MAX_CHARS} characters (a W3C'
+            ' traceparent), and "tracestate" needs it'
+        )
+    if state is not None and (type(state) is not str or len(state) > TRACESTATE_MAX_CHARS):
+        return f'k: "tracestate" must be a string of at most {TRACESTATE_MAX_CHARS} characters'
+    return parent, state
 
 
 def too_new_in(raw: bytes) -> str | None:

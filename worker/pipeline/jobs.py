@@ -53,11 +53,16 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
             return await dead_letter_job(
                 ctx, log, delivery.raw, command.function, Kind.PERMANENT, refusal, report, signed_by=signed_by
             )
+        trace = ctx.get("trace")
         try:
             async with asyncio.timeout(runtime.settings.job_timeout):
                 # Only the first try waits in the worker for a missing task's create; a not-yet
                 # retry has waited already (worker/pipeline/waiting_room.py).
-                outcome = await runtime.committer.apply(command, signed_by, may_wait=ctx["job_try"] == 1)
+                may_wait = ctx["job_try"] == 1
+                if trace is None:  # the call of a worker that does not trace stays as it was
+                    outcome = await runtime.committer.apply(command, signed_by, may_wait=may_wait)
+                else:
+                    outcome = await runtime.committer.apply(command, signed_by, may_wait=may_wait, trace=trace)
         except Exception as exc:
             kind, reason = classify_exception(exc)
             outage = runtime.database_failed(exc)
@@ -66,6 +71,8 @@ async def command_job(ctx: JobContext, delivery: Delivery) -> str:
                 ctx, log, delivery.raw, command.function, kind, reason, report, quiet=outage, signed_by=signed_by
             )
         runtime.database_answered()
+        if trace is not None:
+            trace.outcome(outcome.value)
         failure = classify_outcome(outcome)
         if failure is not None:
             return await retry_or_dead_letter(
@@ -153,8 +160,13 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
             await runtime.outcome_writer.write(report)
         return "dead-lettered"
     started = runtime.clock()
+    trace = ctx.get("trace")
     with runtime.metrics.in_progress("apply_commands"):
-        results = await runtime.committer.apply_many([command for _, command in commands], signed_by)
+        batch = [command for _, command in commands]
+        if trace is None:
+            results = await runtime.committer.apply_many(batch, signed_by)
+        else:
+            results = await runtime.committer.apply_many(batch, signed_by, trace=trace)
     if all(isinstance(result, BaseException) for result in results):
         # Nothing was applied (the database is away): retry the whole job, or dead-letter it.
         error: BaseException = results[0]  # type: ignore[assignment]

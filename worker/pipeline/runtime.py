@@ -21,7 +21,7 @@ from worker.pipeline.group_commit import GroupCommitter
 from worker.pipeline.job_options import JobOptions
 from worker.pipeline.outcomes import OutcomeWriter
 from worker.pipeline.signatures import Verifier
-from worker.pipeline.sinks import CommandMetrics, OutageReporter
+from worker.pipeline.sinks import CommandMetrics, JobTrace, OutageReporter
 from worker.store.engine import Sessions
 
 __all__ = ["JobContext", "Runtime"]
@@ -102,7 +102,7 @@ class Runtime:
         commands: Sequence[Command],
         *,
         defer_s: float,
-        options: dict[str, int] | None = None,
+        options: dict[str, Any] | None = None,
         signed_by: str | None = None,
     ) -> None:
         """Enqueue commands as single-command jobs (job id = command id), after `defer_s`, with the
@@ -127,3 +127,5 @@ class JobContext(TypedDict):
     enqueued_ms: NotRequired[int | None]
     """The job's `et` (when its producer enqueued it, epoch ms), written into its outcomes so that
     a producer waiting on a re-send ignores the outcome of an earlier send."""
+    trace: NotRequired[JobTrace]
+    """The job's spans, only when the worker traces (set by the job runner)."""

@@ -1,8 +1,10 @@
 """What the pipeline reports to, handed to it by the process that runs it.
 
 The pipeline sits below the in-worker observability (`worker/observe/`), so it never imports
-it: `worker.observe.metrics.Metrics` and `worker.observe.outages.OutageLog` satisfy these
-protocols, and the worker's wiring hands them in (tests hand in their own).
+it: `worker.observe.metrics.Metrics`, `worker.observe.outages.OutageLog` and the spans of
+`worker.observe.tracing` satisfy these protocols, and the worker's wiring hands them in (tests
+hand in their own). A worker that does not trace hands in no tracer: the pipeline then checks
+one `None` per job and builds nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol
 
-__all__ = ["CommandMetrics", "OutageReporter"]
+__all__ = ["CommandMetrics", "CommitMark", "JobTrace", "OutageReporter", "TransactionTracer"]
 
 
 class CommandMetrics(Protocol):
@@ -40,3 +42,31 @@ class OutageReporter(Protocol):
     def down(self, error: BaseException, *, what: str = "") -> None: ...
 
     def up(self) -> None: ...
+
+
+class JobTrace(Protocol):
+    """One job's spans, when the worker traces: what the pipeline tells them."""
+
+    def outcome(self, value: str) -> None: ...
+
+    def retry(self, kind: str, reason: str, delay_s: float) -> None: ...
+
+    def end(self, ending: str, result: str | None) -> None:
+        """The job ended (the job runner's ending: finish, defer, release or leave)."""
+        ...
+
+    def dead_letter(
+        self, kind: str, reason: str, *, item: int | None = None, command_id: str | None = None
+    ) -> None: ...
+
+
+class CommitMark(Protocol):
+    def committing(self) -> None:
+        """Called when the statements are done and the COMMIT is sent."""
+        ...
+
+
+class TransactionTracer(Protocol):
+    """The span of one transaction, linked to the jobs whose commands it applies."""
+
+    def transaction(self, traces: Sequence[JobTrace], size: int) -> AbstractContextManager[CommitMark]: ...

@@ -34,6 +34,7 @@ from uuid import UUID
 from taskline_producer.contract import Command
 
 from worker.pipeline.apply import Outcome
+from worker.pipeline.sinks import JobTrace
 
 __all__ = ["Waiter", "WaitingRoom"]
 
@@ -49,6 +50,8 @@ class Waiter:
     """Whether it may wait here at all: only a job's first try does (a not-yet retry has waited)."""
     hold_until: float | None = None
     """When its hold ends (loop time); None while it was never held."""
+    trace: JobTrace | None = None
+    """Its job's spans, when the worker traces."""
 
 
 class WaitingRoom:

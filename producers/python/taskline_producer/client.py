@@ -23,6 +23,7 @@ from taskline_producer.contract import (
 from taskline_producer.outcomes import Outcome, read_outcome, wait_for_outcome
 from taskline_producer.receipts import BulkReceipt, Receipt, SendReport
 from taskline_producer.signing import SigningKey
+from taskline_producer.tracing import send_tracer, traced_options
 from taskline_producer.wire import (
     DEFAULT_JOB_TTL_MS,
     ENQUEUE_SCRIPT,
@@ -72,6 +73,7 @@ class TaskProducer:
         self.signing_key: SigningKey | None = SigningKey.from_env() if signing_key is _FROM_ENV else signing_key
         self._owns_client = owns_client
         self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
+        self._tracer = send_tracer()  # None without opentelemetry-api: jobs carry no trace context
 
     @classmethod
     def connect(cls, redis_url: str, *, queue: str = DEFAULT_QUEUE, **kwargs: Any) -> TaskProducer:
@@ -166,13 +168,22 @@ class TaskProducer:
 
         With `outcome_ttl` (seconds, up to a week) the worker records the command's outcome for
         that long: `await receipt.outcome(timeout=...)`."""
-        now = epoch_ms()
-        job = job_of_command(command, now, job_options(outcome_ttl), self.signing_key)
-        (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, str(command.command_id), job])
+        options = job_options(outcome_ttl)
+        if self._tracer is None:
+            queued = await self._send_one(command, options)
+        else:
+            with self._tracer.sending(self.queue, message_id=str(command.command_id)) as context:
+                queued = await self._send_one(command, traced_options(options, context))
         # A queued job is this send's own: its outcome is the one written for it (a re-send of an
         # applied command: `duplicate`). A refused one waits for the job already in the queue.
-        sent_at_ms = now if queued else None
-        return Receipt(command.command_id, command.task_id, bool(queued), outcome_ttl, self, sent_at_ms=sent_at_ms)
+        return Receipt(command.command_id, command.task_id, queued > 0, outcome_ttl, self, sent_at_ms=queued or None)
+
+    async def _send_one(self, command: Command, options: dict[str, Any]) -> int:
+        """Enqueue one command's job; its `et` (epoch ms) when it was queued, 0 when refused."""
+        now = epoch_ms()
+        job = job_of_command(command, now, options, self.signing_key)
+        (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, str(command.command_id), job])
+        return now if queued else 0
 
     # -- outcomes ----------------------------------------------------------------------------
 
@@ -209,6 +220,13 @@ class TaskProducer:
         Each command is still its own job, deduplicated by its command id. With `outcome_ttl`,
         wait for each with `producer.outcome(command_id, timeout=...)`."""
         options = job_options(outcome_ttl)
+        if self._tracer is None:
+            return await self._send_many(commands, options)
+        commands = list(commands)
+        with self._tracer.sending(self.queue, message_count=len(commands)) as context:
+            return await self._send_many(commands, traced_options(options, context))
+
+    async def _send_many(self, commands: Iterable[Command], options: dict[str, Any]) -> SendReport:
         report = SendReport()
         batch: list[Command] = []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -240,16 +258,26 @@ class TaskProducer:
         options = job_options(outcome_ttl)
         if not 0 < len(commands) <= DEFAULT_MAX_BULK_COMMANDS:
             raise ValueError(f"send_bulk takes 1 to {DEFAULT_MAX_BULK_COMMANDS} commands, got {len(commands)}")
-        now = epoch_ms()
         items = [{"function": c.function, "command": wire_argument(c)} for c in commands]
         bulk_id = job_id or str(uuid4())
+        if self._tracer is None:
+            queued = await self._send_bulk(bulk_id, items, options)
+        else:
+            with self._tracer.sending(self.queue, message_count=len(items), message_id=bulk_id, bulk=True) as context:
+                queued = await self._send_bulk(bulk_id, items, traced_options(options, context))
+        command_ids = tuple(c.command_id for c in commands)
+        return BulkReceipt(
+            bulk_id, len(commands), queued > 0, command_ids, outcome_ttl, self, sent_at_ms=queued or None
+        )
+
+    async def _send_bulk(self, bulk_id: str, items: list[dict[str, Any]], options: dict[str, Any]) -> int:
+        """Enqueue one apply_commands job; its `et` when it was queued, 0 when refused."""
+        now = epoch_ms()
         job = envelope(BULK_JOB, items, now, options, self.signing_key)
         (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, bulk_id, job])
-        command_ids = tuple(c.command_id for c in commands)
-        sent_at_ms = now if queued else None
-        return BulkReceipt(bulk_id, len(commands), bool(queued), command_ids, outcome_ttl, self, sent_at_ms=sent_at_ms)
+        return now if queued else 0
 
-    def _queue_chunk(self, pipe: Any, chunk: list[Command], options: dict[str, int]) -> None:
+    def _queue_chunk(self, pipe: Any, chunk: list[Command], options: dict[str, Any]) -> None:
         now = epoch_ms()
         args: list[Any] = [now, self.job_ttl_ms]
         for command in chunk:

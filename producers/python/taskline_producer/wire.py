@@ -9,7 +9,9 @@ arq's layout, which taskline keeps so that arq workers can run the jobs:
   time to live after which an unstarted job expires (a dead letter);
 * `k` (arq's keyword arguments) carries taskline's job options: empty for a contract-1 job,
   `{"contract": 2, "outcome_ttl": <seconds>}` for a job whose outcomes are to be recorded, and
-  `"sig"` with `"contract": 3` for a signed job (taskline_producer/signing.py);
+  `"sig"` with `"contract": 3` for a signed job (taskline_producer/signing.py), and
+  `"traceparent"` (with `"tracestate"`) with `"contract": 4` for a job that carries the W3C trace
+  context of its producer's span (taskline_producer/tracing.py);
 * a job id whose `arq:job:` or `arq:result:` key exists is a duplicate and is not enqueued.
 
 The enqueue script below does the duplicate check and both writes in one atomic step; it is
@@ -72,7 +74,7 @@ def wire_argument(command: Command) -> dict[str, Any]:
     return command.model_dump(mode="json", exclude_unset=True)
 
 
-def job_options(outcome_ttl: int | None = None) -> dict[str, int]:
+def job_options(outcome_ttl: int | None = None) -> dict[str, Any]:
     """The envelope's `k` for a job: empty (contract version 1, which every worker applies)
     unless the job asks for outcomes, which needs contract version 2."""
     if outcome_ttl is None:
@@ -85,7 +87,7 @@ def job_options(outcome_ttl: int | None = None) -> dict[str, int]:
 
 
 def job_of_command(
-    command: Command, enqueued_ms: int, options: dict[str, int] | None = None, key: SigningKey | None = None
+    command: Command, enqueued_ms: int, options: dict[str, Any] | None = None, key: SigningKey | None = None
 ) -> bytes:
     """The arq job JSON of one command as its own job (signed with `key`, when given)."""
     return envelope(command.function, wire_argument(command), enqueued_ms, options, key)
@@ -95,7 +97,7 @@ def envelope(
     function: str,
     argument: Any,
     enqueued_ms: int,
-    options: dict[str, int] | None = None,
+    options: dict[str, Any] | None = None,
     key: SigningKey | None = None,
 ) -> bytes:
     """The arq job JSON for one job function, its single positional argument and its options

@@ -20,7 +20,7 @@ export interface JobOptions {
 }
 
 /** The job's `k` member: empty (contract version 1) unless the job uses a newer option. */
-export function jobKwargs(options: JobOptions): Record<string, number> {
+export function jobKwargs(options: JobOptions): Record<string, unknown> {
   const ttl = options.outcomeTtl;
   if (ttl === undefined) return {};
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > OUTCOME_TTL_MAX_S) {
@@ -34,7 +34,7 @@ export function jobKwargs(options: JobOptions): Record<string, number> {
 export function envelope(
   fn: string,
   argument: unknown,
-  kwargs: Record<string, number>,
+  kwargs: Record<string, unknown>,
   enqueuedMs: number,
   key?: SigningKey,
 ): string {

@@ -20,6 +20,7 @@ import {
 import { ENQUEUE_SCRIPT } from "./enqueue-script.js";
 import { envelope, jobKwargs, type JobOptions } from "./envelope.js";
 import { checkSigningKey, signingKeyFromEnv, type SigningKey } from "./signing.js";
+import { sending, tracedKwargs } from "./tracing.js";
 import { InvalidSendError } from "./errors.js";
 import { DEFAULT_QUEUE } from "./keys.js";
 import { waitForOutcome, type Outcome } from "./outcome.js";
@@ -131,12 +132,15 @@ export class TaskProducer {
   /** Queue one `{function, command}` as its own job (job id = command id). */
   async send(item: Command, options: SendOptions = {}): Promise<Receipt> {
     const { function: fn, command } = checkItem(item);
-    const now = Date.now();
-    const job = this.sized(envelope(fn, command, this.kwargs(options), now, this.signingKey), this.maxPayloadBytes, "PAYLOAD");
-    const args = [String(now), String(this.jobTtlMs), command.command_id, job];
-    const [queued] = (await this.enqueue(args)) as unknown[];
-    const wasQueued = Number(queued) === 1;
-    return this.receipt(command.command_id, command.command_id, command.task_id, wasQueued, wasQueued ? now : null);
+    const kwargs = this.kwargs(options);
+    return sending(this.queue, { messageId: command.command_id }, async (context) => {
+      const now = Date.now();
+      const job = this.sized(envelope(fn, command, tracedKwargs(kwargs, context), now, this.signingKey), this.maxPayloadBytes, "PAYLOAD");
+      const args = [String(now), String(this.jobTtlMs), command.command_id, job];
+      const [queued] = (await this.enqueue(args)) as unknown[];
+      const wasQueued = Number(queued) === 1;
+      return this.receipt(command.command_id, command.command_id, command.task_id, wasQueued, wasQueued ? now : null);
+    });
   }
 
   // -- many commands -----------------------------------------------------------------------
@@ -147,8 +151,14 @@ export class TaskProducer {
    * deduplicated by its command id.
    */
   async sendMany(items: Iterable<Command>, options: SendOptions = {}): Promise<SendReport> {
-    const kwargs = this.kwargs(options);
     const commands = Array.from(items, (item) => checkItem(item));
+    const untraced = this.kwargs(options);
+    return sending(this.queue, { messageCount: commands.length }, (context) =>
+      this.sendEach(commands, tracedKwargs(untraced, context)),
+    );
+  }
+
+  private async sendEach(commands: ReturnType<typeof checkItem>[], kwargs: Record<string, unknown>): Promise<SendReport> {
     const report: SendReport = { queued: 0, duplicates: [], receipts: [] };
     const perRoundTrip = SCRIPT_CHUNK * CHUNKS_PER_ROUND_TRIP;
     for (let start = 0; start < commands.length; start += perRoundTrip) {
@@ -189,17 +199,21 @@ export class TaskProducer {
     const commands = items.map((item) => checkItem(item));
     const jobId = options.jobId ?? randomUUID();
     if (jobId.length === 0) throw new InvalidSendError("jobId must not be empty");
-    const now = Date.now();
-    const job = this.sized(envelope(BULK_JOB, commands, this.kwargs(options), now, this.signingKey), this.maxBulkPayloadBytes, "BULK");
-    const [queued] = (await this.enqueue([String(now), String(this.jobTtlMs), jobId, job])) as unknown[];
-    const wasQueued = Number(queued) === 1;
-    return {
-      jobId,
-      queued: wasQueued,
-      receipts: commands.map(({ command }) =>
-        this.receipt(command.command_id, jobId, command.task_id, wasQueued, wasQueued ? now : null),
-      ),
-    };
+    const kwargs = this.kwargs(options);
+    const details = { messageId: jobId, messageCount: commands.length, bulk: true };
+    return sending(this.queue, details, async (context) => {
+      const now = Date.now();
+      const job = this.sized(envelope(BULK_JOB, commands, tracedKwargs(kwargs, context), now, this.signingKey), this.maxBulkPayloadBytes, "BULK");
+      const [queued] = (await this.enqueue([String(now), String(this.jobTtlMs), jobId, job])) as unknown[];
+      const wasQueued = Number(queued) === 1;
+      return {
+        jobId,
+        queued: wasQueued,
+        receipts: commands.map(({ command }) =>
+          this.receipt(command.command_id, jobId, command.task_id, wasQueued, wasQueued ? now : null),
+        ),
+      };
+    });
   }
 
   // -- outcomes ----------------------------------------------------------------------------
@@ -252,7 +266,7 @@ export class TaskProducer {
 
   // -- the wire ----------------------------------------------------------------------------
 
-  private kwargs(options: SendOptions): Record<string, number> {
+  private kwargs(options: SendOptions): Record<string, unknown> {
     const ttl = options.outcomeTtl === undefined ? this.defaults.outcomeTtl : (options.outcomeTtl ?? undefined);
     return jobKwargs({ outcomeTtl: ttl });
   }
