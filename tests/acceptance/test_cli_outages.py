@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 SECRET = "s3cret-pw"
 DEAD_DATABASE = f"postgresql://postgres:{SECRET}@127.0.0.1:1/taskline"
 DEAD_REDIS = f"redis://:{SECRET}@127.0.0.1:1/0"
-TASK = str(uuid4())
+TASK = "00000000-0000-4000-8000-0000000000aa"  # fixed: test ids must be the same in every pytest-xdist process
 
 # (program, arguments, the services it needs)
 COMMANDS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
