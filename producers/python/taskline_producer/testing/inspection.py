@@ -184,9 +184,12 @@ def inspect_job(
     now: datetime | None = None,
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     max_bulk_payload_bytes: int = DEFAULT_MAX_BULK_PAYLOAD_BYTES,
-    future_tolerance_s: float = DEFAULT_FUTURE_TOLERANCE_S,
+    future_tolerance_s: float | None = DEFAULT_FUTURE_TOLERANCE_S,
 ) -> SentJob:
-    """The job as a worker would read it; raises `WouldBeRefused` when a worker would refuse it."""
+    """The job as a worker would read it; raises `WouldBeRefused` when a worker would refuse it.
+
+    `future_tolerance_s`: how far ahead of `now` (default: the clock) `issued_at` may lie; None
+    leaves that rule out (the worker applies it when it runs the job, not when it decodes it)."""
     limit = max_bulk_payload_bytes if raw.startswith(b'{"f":"' + BULK_JOB.encode() + b'"') else max_payload_bytes
     if len(raw) > limit:
         raise WouldBeRefused(f"the job is {len(raw)} bytes; the workers' limit is {limit}", raw)
@@ -207,9 +210,9 @@ def inspect_job(
         commands = (_command(function, arguments[0], raw),)
     else:
         raise WouldBeRefused(f"{function!r} is not a taskline job function", raw, "f")
-    horizon = (now or datetime.now(UTC)) + timedelta(seconds=future_tolerance_s)
+    horizon = None if future_tolerance_s is None else (now or datetime.now(UTC)) + timedelta(seconds=future_tolerance_s)
     for command in commands:
-        if command.issued_at > horizon:
+        if horizon is not None and command.issued_at > horizon:
             raise WouldBeRefused(
                 f"{command.function}: issued_at {command.issued_at.isoformat()} is more than"
                 f" {future_tolerance_s:g} s ahead of the worker's clock",

@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
+from pydantic import TypeAdapter, ValidationError
+
 from taskline_producer.contract import COMMAND_MODELS, Command, UpdateTask
 from taskline_producer.testing.inspection import SentJob
 
@@ -29,6 +31,7 @@ class _Absent:
 ABSENT: Final = _Absent()
 """Matches a member the command leaves out (an update_task's `title` or `description`)."""
 
+_DATETIME: Final = TypeAdapter(datetime)
 _ALL_FIELDS: Final = frozenset(name for model in COMMAND_MODELS.values() for name in model.model_fields)
 
 
@@ -87,8 +90,8 @@ def _same(actual: Any, expected: Any) -> bool:
             return False
     if isinstance(actual, datetime) and isinstance(expected, str):
         try:
-            return actual == datetime.fromisoformat(expected)
-        except ValueError:
+            return bool(actual == _DATETIME.validate_python(expected))  # RFC 3339 as the contract reads it
+        except ValidationError:
             return False
     if callable(expected) and not isinstance(expected, type):
         return bool(expected(actual))

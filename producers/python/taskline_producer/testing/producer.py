@@ -49,7 +49,7 @@ class RecordingProducer(TaskProducer):
         job_ttl_ms: int = DEFAULT_JOB_TTL_MS,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         max_bulk_payload_bytes: int = DEFAULT_MAX_BULK_PAYLOAD_BYTES,
-        future_tolerance_s: float = DEFAULT_FUTURE_TOLERANCE_S,
+        future_tolerance_s: float | None = DEFAULT_FUTURE_TOLERANCE_S,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.recording = Recording(

@@ -33,7 +33,7 @@ class Recording:
         signing_key: SigningKey | None = None,
         max_payload_bytes: int,
         max_bulk_payload_bytes: int = DEFAULT_MAX_BULK_PAYLOAD_BYTES,
-        future_tolerance_s: float = DEFAULT_FUTURE_TOLERANCE_S,
+        future_tolerance_s: float | None = DEFAULT_FUTURE_TOLERANCE_S,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.jobs: list[SentJob] = []
