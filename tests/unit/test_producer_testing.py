@@ -4,7 +4,10 @@ a worker refuses, and assertions that show the decoded commands."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
 from uuid import UUID, uuid4
@@ -315,3 +318,24 @@ def test_the_pytest_fixture_is_a_fresh_recording_producer(taskline_producer: Rec
     nothing sent yet."""
     assert isinstance(taskline_producer, RecordingProducer)
     assert taskline_producer.jobs == []
+
+
+def test_the_readme_example_passes_in_a_fresh_pytest_run_with_the_plugin_autoloaded(tmp_path: Any) -> None:
+    """The README's example test of a service, run by a separate pytest in an empty directory, passes:
+    the `taskline_producer` fixture comes from the installed plugin (entry point pytest11)."""
+    readme = (Path(__file__).resolve().parents[2] / "producers" / "python" / "README.md").read_text()
+    section = readme[readme.index("## Testing a service that sends commands") :]
+    example = section[
+        section.index("```python\n") + len("```python\n") : section.index("```\n", section.index("```python"))
+    ]
+    (tmp_path / "test_example.py").write_text(example)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_mode=auto", "test_example.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -126,3 +128,21 @@ def test_the_typescript_types_are_generated_from_the_current_schema() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_readme_example_of_the_recording_producer_passes_under_node_test() -> None:
+    """The TypeScript README's example test of a service, saved as a file in the package and run by
+    `node --test`, passes: `@taskline/producer/testing` resolves and its assertions hold."""
+    package = built_package()
+    readme = (package / "README.md").read_text()
+    section = readme[readme.index("## Testing a service that sends commands") :]
+    start = section.index("```js\n") + len("```js\n")
+    example = section[start : section.index("```\n", start)]
+    with tempfile.TemporaryDirectory(dir=package) as scratch:
+        test_file = Path(scratch) / "signup.test.mjs"
+        test_file.write_text(example)
+        done = subprocess.run(
+            ["node", "--test", str(test_file)], cwd=package, capture_output=True, text=True, timeout=120, check=False
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "# pass 1" in done.stdout
