@@ -313,6 +313,16 @@ def test_the_memory_redis_refuses_calls_it_does_not_stand_in_for() -> None:
         MemoryRedis().hgetall("x")
 
 
+async def test_connect_is_refused_and_close_is_harmless() -> None:
+    """RecordingProducer.connect(url) says to construct it instead; `async with` and close() work as
+    with the real producer."""
+    with pytest.raises(TypeError, match=r"build it with RecordingProducer\(...\), no URL"):
+        RecordingProducer.connect("redis://127.0.0.1:6379/0")
+    async with RecordingProducer() as producer:
+        await producer.complete_task(task_id=TASK, user_id=1)
+    producer.assert_sent("complete_task", user_id=1)
+
+
 def test_the_pytest_fixture_is_a_fresh_recording_producer(taskline_producer: RecordingProducer) -> None:
     """The plugin's `taskline_producer` fixture (entry point pytest11) is a RecordingProducer with
     nothing sent yet."""

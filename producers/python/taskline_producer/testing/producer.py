@@ -64,6 +64,11 @@ class RecordingProducer(TaskProducer):
             cast(Redis, self.memory), queue=queue, job_ttl_ms=job_ttl_ms, owns_client=True, signing_key=signing_key
         )
 
+    @classmethod
+    def connect(cls, redis_url: str, *, queue: str = DEFAULT_QUEUE, **kwargs: Any) -> RecordingProducer:
+        """Not for a recording producer, which needs no Redis: construct it, `RecordingProducer()`."""
+        raise TypeError("a RecordingProducer keeps its Redis in memory: build it with RecordingProducer(...), no URL")
+
     @property
     def jobs(self) -> list[SentJob]:
         """Every job sent, in order: queued ones and ones Redis refused as duplicates (`queued`)."""
