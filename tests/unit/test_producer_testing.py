@@ -349,3 +349,12 @@ def test_the_readme_example_passes_in_a_fresh_pytest_run_with_the_plugin_autoloa
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "1 passed" in done.stdout
+
+
+@pytest.mark.taskline_producer(signing_key=KEY, queue="taskline:other")
+async def test_the_fixture_takes_its_options_from_the_marker(taskline_producer: RecordingProducer) -> None:
+    """The `taskline_producer` marker's keyword arguments reach the fixture's RecordingProducer: here
+    it signs with the given key and sends on the given queue."""
+    await taskline_producer.create_task(user_id=7, title="Signed")
+    sent = taskline_producer.assert_sent("create_task", signed_by="billing-1")
+    assert sent.job.queue == "taskline:other"
