@@ -35,6 +35,7 @@ PUBLIC_API = {
     "command_json_schema",
     "sign_job",
 }
+TESTING_API = {"ABSENT", "RecordingProducer", "SentCommand", "SentJob", "WouldBeRefused", "inspect_job"}
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -74,6 +75,7 @@ def test_importing_producers_loads_no_database_queue_or_worker_code() -> None:
         "taskline_producer.client",
         "taskline_producer.cli_errors",
         "taskline_producer.cli",
+        "taskline_producer.testing",
     ],
 )
 def test_producer_library_modules_load_no_database_queue_or_worker_code(module: str) -> None:
@@ -137,6 +139,27 @@ def test_producers_all_is_the_curated_public_api() -> None:
     assert len(taskline_producer.__all__) == len(set(taskline_producer.__all__))
     for name in taskline_producer.__all__:
         assert getattr(taskline_producer, name) is not None
+
+
+def test_the_testing_helpers_all_is_their_curated_public_api() -> None:
+    """taskline_producer.testing.__all__ lists exactly its curated public names, once each, and each exists."""
+    import taskline_producer.testing as testing
+
+    assert sorted(testing.__all__) == sorted(TESTING_API)
+    assert len(testing.__all__) == len(set(testing.__all__))
+    for name in testing.__all__:
+        assert getattr(testing, name) is not None
+
+
+def test_the_testing_helpers_load_no_pytest_and_the_plugin_is_declared() -> None:
+    """`import taskline_producer.testing` needs nothing beyond the client (pytest comes only with its
+    plugin module), and the distribution declares that plugin as a pytest11 entry point."""
+    result = run_python("import json, sys, taskline_producer.testing; print(json.dumps(sorted(sys.modules)))")
+    assert result.returncode == 0, result.stderr
+    assert [name for name in json.loads(result.stdout) if name.split(".")[0] in {"pytest", "_pytest"}] == []
+    pyproject = (ROOT / "producers" / "python" / "pyproject.toml").read_text()
+    assert '[project.entry-points.pytest11]\ntaskline_producer = "taskline_producer.testing.pytest_plugin"' in pyproject
+    assert 'testing = [\n    "pytest>=8",\n]' in pyproject
 
 
 def test_the_outbox_extra_loads_sqlalchemy_and_nothing_of_the_worker() -> None:

@@ -6,12 +6,19 @@ import json
 import pickle
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
-from taskline_producer.contract import CompleteTask, CreateTask, UpdateTask
+from taskline_producer.contract import (
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    CompleteTask,
+    CreateTask,
+    UpdateTask,
+    command_from_json,
+)
 
 import worker.pipeline.decode as envelope_module
+from tests.contract_cases import CASES, ContractCase
 from worker.pipeline.decode import REJECT_JOB, BulkDelivery, Decoder, Delivery, Rejected
 
 MAX_PAYLOAD = 4096
@@ -90,6 +97,34 @@ def test_a_valid_job_keeps_the_absent_fields_of_update_task_unset() -> None:
     (delivery,) = decode(job("update_task", command(description=None)))["a"]
     assert delivery.command.sets_description
     assert not delivery.command.sets_title
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+def test_each_contract_case_is_run_or_refused_naming_its_member(case: ContractCase) -> None:
+    """Every case of the shared contract cases (tests/contract_cases.json, which both producers'
+    tests and their recording producers' tests also run) decodes to a call of its function when the
+    case is valid, and to a dead letter whose reason names the case's member when it is not; the
+    same case inside an apply_commands job has the same verdict for its item."""
+    decode_at_default_limits = Decoder(max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES, max_bulk_payload_bytes=1 << 20)
+    raw = case.job()
+    result = decode_at_default_limits(raw)
+    if case.valid:
+        assert result["f"] == case.function
+        assert result["a"][0].command == command_from_json(case.function, json.dumps(case.command))
+    else:
+        assert result["f"] == REJECT_JOB
+        reason = result["a"][0].reason
+        assert case.field is None or case.field in reason, reason
+    item = {"function": case.function, "command": case.command}
+    bulk = json.dumps({"f": "apply_commands", "a": [[item]], "k": {}, "t": None, "et": 1}, ensure_ascii=True).encode()
+    delivery = decode_at_default_limits(bulk)["a"][0]
+    if case.valid:
+        assert [command.command_id for _, command in delivery.commands] == [UUID(case.command["command_id"])]
+    elif case.field is None:  # not JSON text the parser takes: the whole job is refused
+        assert isinstance(delivery, Rejected)
+    else:
+        assert delivery.commands == []
+        assert [case.field in item.reason for _, item in delivery.rejected] == [True]
 
 
 # -- refused before parsing ------------------------------------------------------------------

@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import pytest
 from pydantic import ValidationError
 from taskline_producer import keys, wire
 from taskline_producer.contract import command_from_json
 
+from tests.contract_cases import CASES
 from tests.node_producer import built_package, node_json
 
 WIRE = """
@@ -92,102 +94,6 @@ console.log(JSON.stringify(samples.map(([fn, command]) => {
 """
 
 
-def command(**overrides: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "command_id": str(uuid4()),
-        "issued_at": "2026-11-25T09:30:00.123456+01:00",
-        "task_id": str(uuid4()),
-        "user_id": 12,
-    }
-    data.update(overrides)
-    return {key: value for key, value in data.items() if value is not DROP}
-
-
-DROP = object()
-PYTHON_WHITESPACE = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
-
-# (id, function, command). user_id 1.0 is left out on purpose: JSON.parse reads it as 1, so the
-# TypeScript client cannot tell it apart, and it never sends it (JSON.stringify(1) is "1").
-SAMPLES: list[tuple[str, str, dict[str, Any]]] = [
-    ("create-minimal", "create_task", command(title="Buy milk")),
-    ("create-description-null", "create_task", command(title="t", description=None)),
-    ("create-description-empty", "create_task", command(title="t", description="")),
-    ("create-200-emoji", "create_task", command(title="😀" * 200)),
-    ("create-201-emoji", "create_task", command(title="😀" * 201)),
-    ("create-1000-description", "create_task", command(title="t", description="é" * 1000)),
-    ("create-1001-description", "create_task", command(title="t", description="é" * 1001)),
-    ("create-empty-title", "create_task", command(title="")),
-    ("create-no-title", "create_task", command()),
-    ("create-title-null", "create_task", command(title=None)),
-    ("create-title-number", "create_task", command(title=5)),
-    ("create-title-nul", "create_task", command(title="a\x00b")),
-    ("create-title-padded", "create_task", command(title="  a  ")),
-    ("create-title-zero-width-space", "create_task", command(title="\u200b")),
-    ("create-title-bom", "create_task", command(title="\ufeff")),
-    ("create-title-combining", "create_task", command(title="e\u0301" * 100)),
-    *[(f"create-title-space-{ord(c):04x}", "create_task", command(title=c * 3)) for c in PYTHON_WHITESPACE],
-    ("update-title-only", "update_task", command(title="New")),
-    ("update-description-null-only", "update_task", command(description=None)),
-    ("update-neither", "update_task", command()),
-    ("update-title-null", "update_task", command(title=None)),
-    ("update-title-blank", "update_task", command(title=" ")),
-    ("complete", "complete_task", command()),
-    ("complete-with-title", "complete_task", command(title="t")),
-    ("unknown-member", "complete_task", command(completed=True)),
-    ("user-id-max", "complete_task", command(user_id=2**31 - 1)),
-    ("user-id-zero", "complete_task", command(user_id=0)),
-    ("user-id-negative", "complete_task", command(user_id=-3)),
-    ("user-id-2-31", "complete_task", command(user_id=2**31)),
-    ("user-id-string", "complete_task", command(user_id="12")),
-    ("user-id-boolean", "complete_task", command(user_id=True)),
-    ("user-id-float", "complete_task", command(user_id=1.5)),
-    ("user-id-missing", "complete_task", command(user_id=DROP)),
-    ("uuid-upper-case", "complete_task", command(task_id=str(uuid4()).upper())),
-    ("uuid-without-hyphens", "complete_task", command(command_id=uuid4().hex)),
-    ("uuid-braces", "complete_task", command(task_id="{" + str(uuid4()) + "}")),
-    ("uuid-urn", "complete_task", command(task_id="urn:uuid:" + str(uuid4()))),
-    ("uuid-number", "complete_task", command(task_id=7)),
-    *[
-        (f"issued-at {text}", "complete_task", command(issued_at=text))
-        for text in [
-            "2026-11-25T09:30:00Z",
-            "2026-11-25T09:30:00z",
-            "2026-11-25t09:30:00Z",
-            "2026-11-25T09:30:00.123456Z",
-            "2026-11-25T09:30:00.1234567Z",
-            "2026-11-25T09:30:00.Z",
-            "2026-11-25T09:30:00",
-            "2026-11-25 09:30:00Z",
-            "2026-11-25T09:30Z",
-            "2026-11-25T09:30:00+01:00",
-            "2026-11-25T09:30:00-00:00",
-            "2026-11-25T09:30:00+0100",
-            "2026-11-25T09:30:00+23:59",
-            "2026-11-25T09:30:00+24:00",
-            "2026-11-25T09:30:00+05:60",
-            "2026-02-29T09:30:00Z",
-            "2028-02-29T09:30:00Z",
-            "2100-02-29T09:30:00Z",
-            "2000-02-29T09:30:00Z",
-            "2026-04-31T09:30:00Z",
-            "2026-13-01T09:30:00Z",
-            "2026-00-10T09:30:00Z",
-            "2026-11-00T09:30:00Z",
-            "2026-11-25T24:00:00Z",
-            "2026-11-25T23:60:00Z",
-            "2026-11-25T23:59:60Z",
-            "0000-01-01T00:00:00Z",
-            "0001-01-01T00:00:00Z",
-            "9999-12-31T23:59:59.999999Z",
-            "2026-11-25",
-            "",
-        ]
-    ],
-    ("issued-at-number", "complete_task", command(issued_at=1764063000)),
-    ("issued-at-null", "complete_task", command(issued_at=None)),
-]
-
-
 def python_verdict(function: str, data: dict[str, Any]) -> str | None:
     try:
         command_from_json(function, json.dumps(data))
@@ -197,16 +103,17 @@ def python_verdict(function: str, data: dict[str, Any]) -> str | None:
 
 
 def test_both_clients_accept_and_refuse_the_same_commands() -> None:
-    """Every sample is accepted by both the TypeScript checks and the Python models, or by neither."""
-    verdicts = node_json(CHECK, stdin=json.dumps([[fn, data] for _, fn, data in SAMPLES]))
-    disagreements = {
-        name: {"typescript": ts, "python": python_verdict(fn, data)}
-        for (name, fn, data), ts in zip(SAMPLES, verdicts, strict=True)
-        if (ts is None) != (python_verdict(fn, data) is None)
+    """Every shared contract case (tests/contract_cases.json) gets its verdict from both the
+    TypeScript checks and the Python models: accepted when valid, refused otherwise."""
+    verdicts = node_json(CHECK, stdin=json.dumps([[case.function, case.command] for case in CASES]))
+    wrong = {
+        case.name: {"expected": case.valid, "typescript": ts, "python": python_verdict(case.function, case.command)}
+        for case, ts in zip(CASES, verdicts, strict=True)
+        if (ts is None) != case.valid or (python_verdict(case.function, case.command) is None) != case.valid
     }
-    assert disagreements == {}
+    assert wrong == {}
     refused = sum(verdict is not None for verdict in verdicts)
-    assert 0 < refused < len(SAMPLES)  # both kinds are really exercised
+    assert 0 < refused < len(CASES)  # both kinds are really exercised
 
 
 def test_the_typescript_types_are_generated_from_the_current_schema() -> None:
@@ -221,3 +128,21 @@ def test_the_typescript_types_are_generated_from_the_current_schema() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_readme_example_of_the_recording_producer_passes_under_node_test() -> None:
+    """The TypeScript README's example test of a service, saved as a file in the package and run by
+    `node --test`, passes: `@taskline/producer/testing` resolves and its assertions hold."""
+    package = built_package()
+    readme = (package / "README.md").read_text()
+    section = readme[readme.index("## Testing a service that sends commands") :]
+    start = section.index("```js\n") + len("```js\n")
+    example = section[start : section.index("```\n", start)]
+    with tempfile.TemporaryDirectory(dir=package) as scratch:
+        test_file = Path(scratch) / "signup.test.mjs"
+        test_file.write_text(example)
+        done = subprocess.run(
+            ["node", "--test", str(test_file)], cwd=package, capture_output=True, text=True, timeout=120, check=False
+        )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "# pass 1" in done.stdout
