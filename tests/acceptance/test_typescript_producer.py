@@ -170,7 +170,9 @@ async function main() {
 
 async def test_node_waits_for_outcomes_recorded_by_a_real_worker(settings, redis, db, users, start_worker):
     """receipt.outcome() reports applied, duplicate, dead_letter (with reason), retrying and bulk outcomes."""
-    worker = start_worker()
+    # An update before its create goes back to Redis as a not-yet retry at once (not held in the
+    # worker for its create first), so the client sees "retrying" within its 1.5 s wait.
+    worker = start_worker(TASKLINE_WAIT_FOR_CREATE="0")
     await started(worker)
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
     a, b, c, d = (uuid4() for _ in range(4))
