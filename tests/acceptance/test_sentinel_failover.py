@@ -318,7 +318,17 @@ async def test_what_a_lagging_replica_had_not_received_is_lost_in_a_failover(
             return sum([await producer.redis.exists(keys.job_key(str(c.command_id))) for c in commands])
 
         await wait_for(lambda: _sends_again(producer), timeout=30)
-        assert await present(replicated) == len(replicated)
+
+        async def all_replicated_present() -> bool:
+            # A connection made while the sentinels were still agreeing may reach another node for a
+            # moment (seen once under load: 0 of 100): look again until the promoted master answers.
+            master_now = await asyncio.to_thread(sentinel_group.master_address)
+            return master_now == promoted and await present(replicated) == len(replicated)
+
+        try:
+            await wait_for(all_replicated_present, timeout=30, interval=0.2)
+        except AssertionError:
+            pytest.fail(f"{await present(replicated)} of {len(replicated)} replicated commands are on the new master")
         lost = len(unreplicated) - await present(unreplicated)
         assert lost >= 1, "the replica had every acknowledged command: no window was made"
         print(f"\nlagging replica: {lost} of {len(unreplicated)} acknowledged sends lost in the failover")
