@@ -14,6 +14,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from worker.config.settings import Settings
+from worker.purge.pace import PaceRules
 from worker.store.compiled import compiled_text
 from worker.store.models import DeadLetter, ProcessedCommand, Task, table_of
 
@@ -67,7 +68,8 @@ TARGETS: Final = (TASKS, PROCESSED_COMMANDS, DEAD_LETTERS)
 
 @dataclass(frozen=True)
 class PurgePlan:
-    """What to purge and how hard to push. A retention of None leaves that table alone."""
+    """What to purge and how hard to push (the pace's fields: worker/purge/pace.py). A retention of
+    None leaves that table alone."""
 
     task_retention: timedelta | None
     processed_retention: timedelta | None
@@ -75,7 +77,11 @@ class PurgePlan:
     batch: int = 5000
     time_budget: float | None = 50.0  # seconds; None: until done
     slow_batch_s: float = 1.0
-    pause_ratio: float = 1.0
+    pause_ratio: float = 0.0  # pause per second of work while nobody else commits
+    busy_pause_ratio: float = 4.0  # ... while the others commit busy_commits_per_s or more
+    quiet_commits_per_s: float = 5.0
+    busy_commits_per_s: float = 50.0
+    start_busy: bool = False  # before the first commit rate is known, assume the workers are busy
     contention_backoff: float = 2.0
 
     @classmethod
@@ -88,6 +94,18 @@ class PurgePlan:
             time_budget=settings.purge_time_budget,
         )
         return cls(**{**plan.__dict__, **changes})
+
+    def pace_rules(self) -> PaceRules:
+        return PaceRules(
+            batch=self.batch,
+            pause_ratio=self.pause_ratio,
+            busy_pause_ratio=self.busy_pause_ratio,
+            quiet_commits_per_s=self.quiet_commits_per_s,
+            busy_commits_per_s=self.busy_commits_per_s,
+            start_busy=self.start_busy,
+            slow_batch_s=self.slow_batch_s,
+            contention_backoff=self.contention_backoff,
+        )
 
     def retention(self, target: Target) -> timedelta | None:
         return {
@@ -116,6 +134,9 @@ class PurgeSummary:
     rows: dict[str, int] = field(default_factory=dict)
     batches: int = 0
     seconds: float = 0.0
+    longest_batch_s: float = 0.0  # the longest transaction
+    paused_s: float = 0.0  # time spent pausing between batches (the back-off)
+    others_commits_per_s: float | None = None  # the last commit rate of everyone else, if measured
     complete: bool = True  # False: stopped by the time budget (or an error) with rows still due
 
     @property
@@ -135,5 +156,8 @@ class PurgeSummary:
             "total": self.total,
             "batches": self.batches,
             "seconds": round(self.seconds, 3),
+            "longest_batch_s": round(self.longest_batch_s, 4),
+            "paused_s": round(self.paused_s, 3),
+            "others_commits_per_s": None if self.others_commits_per_s is None else round(self.others_commits_per_s, 1),
             "complete": self.complete,
         }
