@@ -95,9 +95,7 @@ async def purge_job(ctx: dict[str, Any]) -> dict[str, Any] | None:
         if observer is not None:
             observer(job_id, None)
         return None
-    # Unattended, beside the workers: gentle from the first batch, until their commit rate is known.
-    plan = PurgePlan.from_settings(settings, start_busy=True)
-    summary = await purge(ctx["purge_engine"], plan, metrics=ctx["metrics"], log=log)
+    summary = await purge(ctx["purge_engine"], PurgePlan.scheduled(settings), metrics=ctx["metrics"], log=log)
     ctx["last_purge"] = {"job_id": job_id, **summary.as_dict()}  # the heartbeat shows it (`taskline status`)
     if observer is not None:
         observer(job_id, summary)

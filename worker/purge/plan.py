@@ -95,6 +95,12 @@ class PurgePlan:
         )
         return cls(**{**plan.__dict__, **changes})
 
+    @classmethod
+    def scheduled(cls, settings: Settings, **changes: Any) -> PurgePlan:
+        """The scheduler's plan: unattended, beside the workers, so gentle from the first batch until
+        their commit rate is known (`taskline purge`, run by hand, starts at full speed)."""
+        return cls.from_settings(settings, **{"start_busy": True, **changes})
+
     def pace_rules(self) -> PaceRules:
         return PaceRules(
             batch=self.batch,
