@@ -59,12 +59,26 @@ def test_a_purge_slowed_down_backs_off_beyond_what_the_commit_rate_says() -> Non
     assert 0 < slept[2] < slept[3] < slept[4]
 
 
-def test_a_slow_batch_halves_the_next_one_and_fast_ones_grow_it_back() -> None:
+def test_a_batch_over_the_target_halves_the_next_one_and_fast_ones_grow_it_back() -> None:
+    """Transactions stay short on a loaded server: over 0.1 s, the next batch is half as large; under a
+    quarter of that, twice as large again, never above the plan's size."""
+    pace = Pace(PaceRules(batch=1000, batch_target_s=0.1))
+    assert pace.after_batch(0.15, 1000, 0.0) == 0.0  # over the target, but not slow: no pause for it
+    assert pace.batch == 500
+    pace.after_batch(0.12, 500, 0.0)
+    assert pace.batch == 250
+    pace.after_batch(0.05, 250, 0.0)
+    assert pace.batch == 250
+    pace.after_batch(0.02, 250, 0.0)
+    pace.after_batch(0.02, 500, 0.0)
+    pace.after_batch(0.02, 1000, 0.0)
+    assert pace.batch == 1000
+
+
+def test_a_batch_over_the_slow_mark_pauses_at_least_as_long_as_it_took() -> None:
     pace = Pace(PaceRules(batch=1000, slow_batch_s=1.0))
     assert pace.after_batch(1.5, 1000, 0.0) >= 1.5
     assert pace.batch == 500
-    pace.after_batch(0.1, 500, 0.0)
-    assert pace.batch == 1000
 
 
 def test_the_commit_rate_leaves_out_the_purges_own_commits() -> None:

@@ -6,16 +6,22 @@ Two signals, both read between batches, neither needing I/O here (the purger han
   commits at some rate; the purge reads PostgreSQL's own count (`pg_stat_database.xact_commit`)
   with every batch, subtracts its own commits, and divides by the time between readings taken at
   least `_RATE_WINDOW_S` apart (backends publish their counts about once a second, so a shorter
-  window sees noise). `CommitRate` keeps the readings. Below `quiet_commits_per_s` nobody is
-  working and the purge runs flat out (pause `pause_ratio` × the batch's time, 0 by default);
-  from `busy_commits_per_s` up the workers are busy and it pauses `busy_pause_ratio` × the
+  window sees noise). `CommitRate` keeps the readings. Below `quiet_commits_per_s` (12) nobody
+  is working and the purge runs flat out (pause `pause_ratio` × the batch's time, 0 by default);
+  from `busy_commits_per_s` (25) up the workers are busy and it pauses `busy_pause_ratio` × the
   batch's time (4: it works a fifth of the time); in between the ratio rises in a straight line.
   Until the first window is over, `start_busy` decides (the scheduled purge assumes busy).
+  Why these marks: one worker draining as fast as it can committed 23-39 transactions a second
+  on this project's loaded 2-core machine (group commit puts dozens of commands in each) and
+  about 120 on a quiet one; an idle outbox relay commits about 10 a second (two empty polls
+  every 0.2 s), an idle worker none (its readiness `SELECT 1` rolls back).
 * **Its own slowdown.** Per row, smoothed over a few batches, against the run's best pace: past
   1.5 times slower, the pause grows by `contention_backoff` × the batch's time × the excess, so
   contention the commit count cannot see (another database on the server, the disk) still slows
-  it down. A batch slower than `slow_batch_s` halves the batch and pauses at least as long as it
-  took; fast batches grow it back to the plan's size.
+  it down. A batch slower than `slow_batch_s` also pauses at least as long as it took.
+* **Short transactions.** A batch over `batch_target_s` (0.1 s) halves the next one, so a loaded
+  server gets smaller transactions rather than longer ones; batches under a quarter of it double
+  the next one, up to the plan's size.
 
 `Pace.after_batch` is pure arithmetic on what it is given (tests/unit/test_purge_pace.py).
 """
@@ -46,10 +52,11 @@ class PaceRules:
     batch: int = 5000
     pause_ratio: float = 0.0
     busy_pause_ratio: float = 4.0
-    quiet_commits_per_s: float = 5.0
-    busy_commits_per_s: float = 50.0
+    quiet_commits_per_s: float = 12.0
+    busy_commits_per_s: float = 25.0
     start_busy: bool = False
     slow_batch_s: float = 1.0
+    batch_target_s: float = 0.1
     contention_backoff: float = 2.0
 
     def pause_ratio_at(self, others_commits_per_s: float | None) -> float:
@@ -111,8 +118,9 @@ class Pace:
         ratio = rules.pause_ratio_at(others_commits_per_s)
         pause = took * (ratio + rules.contention_backoff * max(0.0, slowdown - _SLOWDOWN_FREE))
         if took > rules.slow_batch_s:
-            self.batch = min(rules.batch, max(_MIN_BATCH, self.batch // 2))
             pause = max(pause, took)
-        elif took < rules.slow_batch_s / 4:
+        if took > rules.batch_target_s:
+            self.batch = min(rules.batch, max(_MIN_BATCH, self.batch // 2))
+        elif took < rules.batch_target_s / 4:
             self.batch = min(rules.batch, self.batch * 2)
         return pause

@@ -77,10 +77,11 @@ class PurgePlan:
     batch: int = 5000
     time_budget: float | None = 50.0  # seconds; None: until done
     slow_batch_s: float = 1.0
+    batch_target_s: float = 0.1  # a batch over this halves the next one
     pause_ratio: float = 0.0  # pause per second of work while nobody else commits
     busy_pause_ratio: float = 4.0  # ... while the others commit busy_commits_per_s or more
-    quiet_commits_per_s: float = 5.0
-    busy_commits_per_s: float = 50.0
+    quiet_commits_per_s: float = 12.0
+    busy_commits_per_s: float = 25.0
     start_busy: bool = False  # before the first commit rate is known, assume the workers are busy
     contention_backoff: float = 2.0
 
@@ -110,6 +111,7 @@ class PurgePlan:
             busy_commits_per_s=self.busy_commits_per_s,
             start_busy=self.start_busy,
             slow_batch_s=self.slow_batch_s,
+            batch_target_s=self.batch_target_s,
             contention_backoff=self.contention_backoff,
         )
 

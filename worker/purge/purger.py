@@ -33,7 +33,7 @@ transaction::
 
 Back-off (worker/purge/pace.py): after each batch the purge pauses in proportion to the time the
 batch took, by how busy everyone else is, judged by their commit rate: nobody else committing,
-no pause at all (`taskline purge` on a quiet database runs at PostgreSQL's speed); from 50
+no pause at all (`taskline purge` on a quiet database runs at PostgreSQL's speed); from 25
 commits/s up (the workers are busy), 4 × the batch's time, so the purge works a fifth of the time.
 On top of that it slows down when its own batches run slower than its best pace, and halves the
 batch when one takes longer than `slow_batch_s`. The scheduled purge starts as if the workers
