@@ -60,8 +60,8 @@ def test_a_purge_slowed_down_backs_off_beyond_what_the_commit_rate_says() -> Non
 
 
 def test_a_batch_over_the_target_halves_the_next_one_and_fast_ones_grow_it_back() -> None:
-    """Transactions stay short on a loaded server: over 0.1 s, the next batch is half as large; under a
-    quarter of that, twice as large again, never above the plan's size."""
+    """Transactions stay short on a loaded server: over the target (0.1 s here), the next batch is half as
+    large; under half of that, twice as large again, never above the plan's size."""
     pace = Pace(PaceRules(batch=1000, batch_target_s=0.1))
     assert pace.after_batch(0.15, 1000, 0.0) == 0.0  # over the target, but not slow: no pause for it
     assert pace.batch == 500

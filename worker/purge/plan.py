@@ -77,7 +77,7 @@ class PurgePlan:
     batch: int = 5000
     time_budget: float | None = 50.0  # seconds; None: until done
     slow_batch_s: float = 1.0
-    batch_target_s: float = 0.1  # a batch over this halves the next one
+    batch_target_s: float = 0.05  # a batch over this halves the next one
     pause_ratio: float = 0.0  # pause per second of work while nobody else commits
     busy_pause_ratio: float = 4.0  # ... while the others commit busy_commits_per_s or more
     quiet_commits_per_s: float = 12.0
