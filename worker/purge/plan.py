@@ -74,16 +74,17 @@ class PurgePlan:
     task_retention: timedelta | None
     processed_retention: timedelta | None
     dead_letter_retention: timedelta | None
-    batch: int = 5000
+    batch: int = PaceRules.batch
     time_budget: float | None = 50.0  # seconds; None: until done
-    slow_batch_s: float = 1.0
-    batch_target_s: float = 0.05  # a batch over this halves the next one
-    pause_ratio: float = 0.0  # pause per second of work while nobody else commits
-    busy_pause_ratio: float = 4.0  # ... while the others commit busy_commits_per_s or more
-    quiet_commits_per_s: float = 12.0
-    busy_commits_per_s: float = 25.0
-    start_busy: bool = False  # before the first commit rate is known, assume the workers are busy
-    contention_backoff: float = 2.0
+    # the pace (defaults and meaning: worker/purge/pace.py's PaceRules)
+    slow_batch_s: float = PaceRules.slow_batch_s
+    batch_target_s: float = PaceRules.batch_target_s  # a batch over this halves the next one
+    pause_ratio: float = PaceRules.pause_ratio  # pause per second of work while nobody else commits
+    busy_pause_ratio: float = PaceRules.busy_pause_ratio  # ... while the others are busy
+    quiet_commits_per_s: float = PaceRules.quiet_commits_per_s
+    busy_commits_per_s: float = PaceRules.busy_commits_per_s
+    start_busy: bool = PaceRules.start_busy  # assume busy until the commit rate is known
+    contention_backoff: float = PaceRules.contention_backoff
 
     @classmethod
     def from_settings(cls, settings: Settings, **changes: Any) -> PurgePlan:
