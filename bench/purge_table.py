@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -97,8 +98,8 @@ async def cli_purge(env: Env, tree: Path | None = None) -> dict[str, Any]:
     """`taskline purge --older-than 30d --json`, wall time from spawn to exit; `tree`: an older checkout."""
     environ = clean_environ()
     environ.update(DATABASE_URL=env.database_url, REDIS_URL=env.redis_url)
-    if tree is not None:
-        environ["PYTHONPATH"] = str(tree)
+    if tree is not None:  # that tree's taskline and its own producer package, this venv's libraries
+        environ["PYTHONPATH"] = os.pathsep.join([str(tree), str(tree / "producers" / "python")])
     argv = [str(BIN / "taskline"), "purge", "--older-than", "30d", "--json"]
     began = time.perf_counter()
     done = await asyncio.to_thread(subprocess.run, argv, env=environ, capture_output=True, text=True, timeout=600)
