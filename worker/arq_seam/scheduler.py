@@ -95,7 +95,7 @@ async def purge_job(ctx: dict[str, Any]) -> dict[str, Any] | None:
         if observer is not None:
             observer(job_id, None)
         return None
-    summary = await purge(ctx["purge_engine"], PurgePlan.from_settings(settings), metrics=ctx["metrics"], log=log)
+    summary = await purge(ctx["purge_engine"], PurgePlan.scheduled(settings), metrics=ctx["metrics"], log=log)
     ctx["last_purge"] = {"job_id": job_id, **summary.as_dict()}  # the heartbeat shows it (`taskline status`)
     if observer is not None:
         observer(job_id, summary)

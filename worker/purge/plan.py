@@ -14,6 +14,7 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from worker.config.settings import Settings
+from worker.purge.pace import PaceRules
 from worker.store.compiled import compiled_text
 from worker.store.models import DeadLetter, ProcessedCommand, Task, table_of
 
@@ -67,16 +68,23 @@ TARGETS: Final = (TASKS, PROCESSED_COMMANDS, DEAD_LETTERS)
 
 @dataclass(frozen=True)
 class PurgePlan:
-    """What to purge and how hard to push. A retention of None leaves that table alone."""
+    """What to purge and how hard to push (the pace's fields: worker/purge/pace.py). A retention of
+    None leaves that table alone."""
 
     task_retention: timedelta | None
     processed_retention: timedelta | None
     dead_letter_retention: timedelta | None
-    batch: int = 5000
+    batch: int = PaceRules.batch
     time_budget: float | None = 50.0  # seconds; None: until done
-    slow_batch_s: float = 1.0
-    pause_ratio: float = 1.0
-    contention_backoff: float = 2.0
+    # the pace (defaults and meaning: worker/purge/pace.py's PaceRules)
+    slow_batch_s: float = PaceRules.slow_batch_s
+    batch_target_s: float = PaceRules.batch_target_s  # a batch over this halves the next one
+    pause_ratio: float = PaceRules.pause_ratio  # pause per second of work while nobody else commits
+    busy_pause_ratio: float = PaceRules.busy_pause_ratio  # ... while the others are busy
+    quiet_commits_per_s: float = PaceRules.quiet_commits_per_s
+    busy_commits_per_s: float = PaceRules.busy_commits_per_s
+    start_busy: bool = PaceRules.start_busy  # assume busy until the commit rate is known
+    contention_backoff: float = PaceRules.contention_backoff
 
     @classmethod
     def from_settings(cls, settings: Settings, **changes: Any) -> PurgePlan:
@@ -88,6 +96,25 @@ class PurgePlan:
             time_budget=settings.purge_time_budget,
         )
         return cls(**{**plan.__dict__, **changes})
+
+    @classmethod
+    def scheduled(cls, settings: Settings, **changes: Any) -> PurgePlan:
+        """The scheduler's plan: unattended, beside the workers, so gentle from the first batch until
+        their commit rate is known (`taskline purge`, run by hand, starts at full speed)."""
+        return cls.from_settings(settings, **{"start_busy": True, **changes})
+
+    def pace_rules(self) -> PaceRules:
+        return PaceRules(
+            batch=self.batch,
+            pause_ratio=self.pause_ratio,
+            busy_pause_ratio=self.busy_pause_ratio,
+            quiet_commits_per_s=self.quiet_commits_per_s,
+            busy_commits_per_s=self.busy_commits_per_s,
+            start_busy=self.start_busy,
+            slow_batch_s=self.slow_batch_s,
+            batch_target_s=self.batch_target_s,
+            contention_backoff=self.contention_backoff,
+        )
 
     def retention(self, target: Target) -> timedelta | None:
         return {
@@ -116,6 +143,9 @@ class PurgeSummary:
     rows: dict[str, int] = field(default_factory=dict)
     batches: int = 0
     seconds: float = 0.0
+    longest_batch_s: float = 0.0  # the longest transaction
+    paused_s: float = 0.0  # time spent pausing between batches (the back-off)
+    others_commits_per_s: float | None = None  # the last commit rate of everyone else, if measured
     complete: bool = True  # False: stopped by the time budget (or an error) with rows still due
 
     @property
@@ -135,5 +165,8 @@ class PurgeSummary:
             "total": self.total,
             "batches": self.batches,
             "seconds": round(self.seconds, 3),
+            "longest_batch_s": round(self.longest_batch_s, 4),
+            "paused_s": round(self.paused_s, 3),
+            "others_commits_per_s": None if self.others_commits_per_s is None else round(self.others_commits_per_s, 1),
             "complete": self.complete,
         }

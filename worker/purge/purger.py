@@ -26,15 +26,18 @@ transaction::
   row cannot be updated, moved or removed in between; a row updated after the statement's
   snapshot is not visible to the DELETE and simply stays until the next run.
 * Each batch commits with `synchronous_commit = off`: a commit lost in a crash only means its rows
-  go next time, and the purge never waits on the WAL flush the workers' commits need.
+  go next time, and the purge never waits on the WAL flush the workers' commits need. The same
+  first statement of the batch reads the database's commit count (`pg_stat_database`) and, on
+  PostgreSQL 15 and later, asks for this backend's own counts to be published at its commit
+  (`pg_stat_force_next_flush()`), so the purge can subtract its own commits exactly.
 
-Back-off: after each batch the purge sleeps in proportion to the time the batch took:
-`pause_ratio` × that time (1: the purge works at most half the time), plus `contention_backoff`
-× the time × how far beyond 1.5 times its best pace the purge has slowed (per row, smoothed over
-a few batches). A purge running twice as slow as its best (the workers, or anything else, want
-the CPU or the disk) therefore pauses twice as long as each batch took, a third of the time at
-work. A batch slower than `slow_batch_s` also halves the batch (and pauses at least as long as it
-took); fast batches grow it back to `TASKLINE_PURGE_BATCH`.
+Back-off (worker/purge/pace.py): after each batch the purge pauses in proportion to the time the
+batch took, by how busy everyone else is, judged by their commit rate: nobody else committing,
+no pause at all (`taskline purge` on a quiet database runs at PostgreSQL's speed); from 25
+commits/s up (the workers are busy), 4 × the batch's time, so the purge works a fifth of the time.
+On top of that it slows down when its own batches run slower than its best pace, and halves the
+batch when one takes longer than `slow_batch_s`. The scheduled purge starts as if the workers
+were busy until it has measured them (about a second).
 
 A run stops inside its time budget (`TASKLINE_PURGE_TIME_BUDGET`, 50 s): no batch starts without
 time left, and each batch runs under a `statement_timeout` of the time that remains. What is left
@@ -61,6 +64,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from worker.config.settings import Settings
 from worker.logs import get_logger
+from worker.purge.pace import CommitRate, Pace
 from worker.purge.plan import DEAD_LETTERS, PROCESSED_COMMANDS, TARGETS, TASKS, PurgePlan, PurgeSummary, Target
 from worker.store.engine import for_pooler
 
@@ -69,11 +73,18 @@ __all__ = ["Progress", "PurgeMetrics", "count_due", "make_purge_engine", "purge"
 _QUERY_CANCELED: Final = "57014"
 _TASK_SHARE: Final = 0.8
 """Share of the time budget completed tasks may use when the bookkeeping tables follow."""
-_MIN_BATCH: Final = 100
-_SLOWDOWN_FREE: Final = 1.5
-"""Slowing down this much (per row, against the run's best pace) is noise, not contention."""
-_SMOOTHING: Final = 0.3
-"""Weight of the newest batch in the smoothed pace."""
+_FORCE_FLUSH_SINCE: Final = (15,)
+"""PostgreSQL 15 added pg_stat_force_next_flush()."""
+
+# A batch's first statement: the transaction's settings (the time left, when there is a budget;
+# otherwise the session's own statement_timeout stays) and the database's commit count.
+_BATCH_SETUP: Final = (
+    "SELECT set_config('synchronous_commit', 'off', true),"
+    " set_config('statement_timeout', coalesce(:timeout_ms, current_setting('statement_timeout')), true),"
+    " (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()){flush}"
+)
+_SETUP_WITH_FLUSH: Final = sa.text(_BATCH_SETUP.format(flush=", pg_stat_force_next_flush()"))
+_SETUP_WITHOUT_FLUSH: Final = sa.text(_BATCH_SETUP.format(flush=""))
 
 
 class PurgeMetrics(Protocol):
@@ -134,6 +145,7 @@ async def purge(
         if dry_run:
             summary.rows = await count_due(engine, plan, now)
         else:
+            commits = CommitRate()
             targets = [t for t in TARGETS if t.table in summary.cutoffs]
             for index, target in enumerate(targets):
                 deadline = None
@@ -144,7 +156,8 @@ async def purge(
                     engine,
                     target,
                     summary,
-                    plan,
+                    Pace(plan.pace_rules()),
+                    commits,
                     deadline,
                     progress=progress,
                     metrics=metrics,
@@ -170,6 +183,8 @@ async def purge(
             duration_s=round(summary.seconds, 3),
             complete=summary.complete if outcome == "finished" else False,
             rows_per_s=round(summary.rows_per_second),
+            longest_batch_s=round(summary.longest_batch_s, 3),
+            paused_s=round(summary.paused_s, 3),
         )
     return summary
 
@@ -178,7 +193,8 @@ async def _purge_table(
     engine: AsyncEngine,
     target: Target,
     summary: PurgeSummary,
-    plan: PurgePlan,
+    pace: Pace,
+    commits: CommitRate,
     deadline: float | None,
     *,
     progress: Progress | None,
@@ -189,23 +205,26 @@ async def _purge_table(
     """Delete batch after batch; True when nothing due is left (rows locked by writers aside)."""
     cutoff = summary.cutoffs[target.table]
     summary.rows.setdefault(target.table, 0)
-    batch = plan.batch
-    pace: float | None = None  # seconds per row, smoothed over the last few batches
-    best_pace: float | None = None  # the run's best smoothed pace: the uncontended one
     while True:
         remaining = None if deadline is None else deadline - clock()
         if remaining is not None and remaining < 0.05:
             return False
         began = clock()
+        batch = pace.batch
         try:
             async with engine.begin() as conn:
-                deleted = await _delete_batch(conn, target, cutoff, batch, remaining)
+                database_commits = await _begin_batch(conn, remaining)
+                result = await conn.execute(target.delete_sql, {"cutoff": cutoff, "batch": batch})
+                deleted = int(result.rowcount or 0)
         except DBAPIError as exc:
             if getattr(exc.orig, "sqlstate", None) == _QUERY_CANCELED:
                 return False  # the statement hit the time left in the budget; rolled back
             raise
         took = clock() - began
+        # The reading was taken inside this batch, after the purge's earlier batches committed.
+        summary.others_commits_per_s = commits.add(began, database_commits, summary.batches)
         summary.batches += 1
+        summary.longest_batch_s = max(summary.longest_batch_s, took)
         summary.rows[target.table] += deleted
         if metrics is not None and deleted:
             metrics.purged(target.table, deleted)
@@ -213,29 +232,19 @@ async def _purge_table(
             progress(target.table, deleted)
         if deleted < batch:
             return True
-        per_row = took / deleted
-        pace = per_row if pace is None else (1 - _SMOOTHING) * pace + _SMOOTHING * per_row
-        best_pace = pace if best_pace is None else min(best_pace, pace)
-        slowdown = pace / best_pace if best_pace > 0 else 1.0
-        pause = took * (plan.pause_ratio + plan.contention_backoff * max(0.0, slowdown - _SLOWDOWN_FREE))
-        if took > plan.slow_batch_s:
-            batch = min(plan.batch, max(_MIN_BATCH, batch // 2))
-            pause = max(pause, took)
-        elif took < plan.slow_batch_s / 4:
-            batch = min(plan.batch, batch * 2)
+        pause = pace.after_batch(took, deleted, summary.others_commits_per_s)
         if deadline is not None and clock() + pause >= deadline:
             return False
-        await sleep(pause)
+        if pause > 0:
+            summary.paused_s += pause
+            await sleep(pause)
 
 
-async def _delete_batch(
-    conn: AsyncConnection, target: Target, cutoff: datetime, batch: int, remaining: float | None
-) -> int:
+async def _begin_batch(conn: AsyncConnection, remaining: float | None) -> int:
+    """The batch's settings (see `_BATCH_SETUP`); returns the database's commit count so far."""
     # A lost purge commit only means the rows go next time: no need to wait for the WAL flush.
-    await conn.execute(sa.text("SET LOCAL synchronous_commit = off"))
-    if remaining is not None:
-        await conn.execute(
-            sa.text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(max(1, int(remaining * 1000)))}
-        )
-    result = await conn.execute(target.delete_sql, {"cutoff": cutoff, "batch": batch})
-    return int(result.rowcount or 0)
+    version = conn.dialect.server_version_info or ()
+    setup = _SETUP_WITH_FLUSH if tuple(version) >= _FORCE_FLUSH_SINCE else _SETUP_WITHOUT_FLUSH
+    timeout_ms = None if remaining is None else str(max(1, int(remaining * 1000)))
+    row = (await conn.execute(setup, {"timeout_ms": timeout_ms})).one()
+    return int(row[2])
