@@ -261,3 +261,12 @@ def start_worker(settings: Settings, tmp_path: Path) -> Iterator[Callable[..., W
     yield start
     for process in started:
         process.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """scripts/test.sh runs the suite in several processes with pytest-xdist's `--dist loadgroup`:
+    a test file stays in one process (its module fixtures are made once), except the tests that name
+    a group of their own (the benchmark smoke runs, minutes each, spread over the processes)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))

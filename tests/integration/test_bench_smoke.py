@@ -53,9 +53,12 @@ def errors_in(value: Any, where: str = "") -> Iterator[str]:
 GROUPS = {
     "drains": (["enqueue", "floor", "bulk-floor", "drain", "drain-bulk"], []),
     "outcomes, signing, latency": (["outcomes", "signing", "latency"], []),
+    "stream, tracing": (["stream", "tracing"], []),
+    "bursts, fleet": (["bursts", "fleet"], []),
     "extras": ([], ["uvloop", "profile", "diagnose"]),
 }
-"""`bench.run`'s catalogue in three runs (each well inside the test timeout on a loaded machine)."""
+"""`bench.run`'s catalogue in five runs (each well inside the test timeout on a loaded machine; each
+its own pytest-xdist group, so that they spread over the test processes)."""
 EXPECTED = {
     "enqueue": ["6 enqueue"],
     "floor": ["1 floor P=1", "1 floor P=2"],
@@ -68,6 +71,10 @@ EXPECTED = {
     "uvloop": ["x taskline K=1 uvloop"],
     "profile": ["profile worker", "profile floor"],
     "diagnose": ["diagnose taskline K=1", "diagnose taskline bulk K=1"],
+    "stream": ["11 creates alone K=1 #1", "11 create-update-complete K=1 #1"],
+    "tracing": ["12 taskline K=1 tracing all #1", "12 taskline bulk K=1 tracing all #1", "12 tracing cost"],
+    "bursts": ["9 idle worker"],
+    "fleet": ["10 fleet taskline K=1", "10 fleet taskline K=4", "10 fleet taskline K=1 pgbouncer #1"],
 }
 
 
@@ -77,7 +84,9 @@ def test_the_groups_cover_the_whole_catalogue() -> None:
     assert sorted(covered) == sorted([*SCENARIOS, *EXTRAS]) == sorted(EXPECTED)
 
 
-@pytest.mark.parametrize("group", list(GROUPS))
+@pytest.mark.parametrize(
+    "group", [pytest.param(group, marks=pytest.mark.xdist_group(f"bench-smoke: {group}")) for group in GROUPS]
+)
 def test_every_scenario_of_bench_run_and_every_extra_runs(group: str, tmp_path: Path) -> None:
     """`python -m bench.run` with these scenarios of its catalogue (or these extras: uvloop, profile,
     diagnose): each stores its results, none an error, and the report prints."""
@@ -95,6 +104,8 @@ def test_every_scenario_of_bench_run_and_every_extra_runs(group: str, tmp_path: 
         "--latency-seconds", "1",
         "--rate", "100",
         "--profile-seconds", "1",
+        "--idle-seconds", "1",
+        "--burst-scale", "0.05",
         "--only", *scenarios,
         *(f"--{name}" for name in extras),
         "--out", str(out),
@@ -107,6 +118,7 @@ def test_every_scenario_of_bench_run_and_every_extra_runs(group: str, tmp_path: 
     assert "taskline benchmark" in done.stdout
 
 
+@pytest.mark.xdist_group("bench-smoke: test_the_purge_benchmark_runs_every_part")
 def test_the_purge_benchmark_runs_every_part(tmp_path: Path) -> None:
     """`python -m bench.purge` on a few hundred rows: the floor, this tree's `taskline purge`, an older
     commit's (HEAD, checked out aside), the start-up alone, and a round beside a real worker."""
@@ -128,6 +140,7 @@ def test_the_purge_benchmark_runs_every_part(tmp_path: Path) -> None:
     assert "kept" in done.stdout
 
 
+@pytest.mark.xdist_group("bench-smoke: test_the_outbox_benchmark_runs_both_comparisons")
 def test_the_outbox_benchmark_runs_both_comparisons() -> None:
     """`python -m bench.outbox` on 50 commands: the relay's rate beside send_many, and a drain fed
     both ways."""
@@ -137,6 +150,7 @@ def test_the_outbox_benchmark_runs_both_comparisons() -> None:
     assert results["drain"]["ratio"] > 0
 
 
+@pytest.mark.xdist_group("bench-smoke: test_the_seam_benchmark_runs_drains_idle_and_latency_against_an_older_tree")
 def test_the_seam_benchmark_runs_drains_idle_and_latency_against_an_older_tree() -> None:
     """`python -m bench.seam` against HEAD (the comparison machinery, not a real older commit): the
     drains, the idle worker on a redis-server of its own, and latency with and without the token."""
