@@ -143,11 +143,13 @@ def test_the_purge_benchmark_runs_every_part(tmp_path: Path) -> None:
 @pytest.mark.xdist_group("bench-smoke: test_the_outbox_benchmark_runs_both_comparisons")
 def test_the_outbox_benchmark_runs_both_comparisons() -> None:
     """`python -m bench.outbox` on 50 commands: the relay's rate beside send_many, and a drain fed
-    both ways."""
-    done = bench("bench.outbox", "--n", "50", "--drain", "50", "--workers", "1", "--repeat", "1")
+    three ways (direct, direct asking for outcomes, the outbox)."""
+    done = bench("bench.outbox", "--n", "50", "--drain", "50", "--workers", "1", "--repeat", "1", "--rounds", "1")
     results = json.loads(done.stdout)
     assert results["relay_rate"][0]["relay_commands_per_s"] > 0
-    assert results["drain"]["ratio"] > 0
+    (round_,) = results["drain"]["rounds"]
+    assert round_["outbox_to_direct_outcomes"] > 0
+    assert round_["outbox_to_direct"] > 0
 
 
 @pytest.mark.xdist_group("bench-smoke: test_the_seam_benchmark_runs_drains_idle_and_latency_against_an_older_tree")
