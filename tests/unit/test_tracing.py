@@ -21,7 +21,6 @@ from taskline_producer.tracing import trace_context_of, trace_value
 from taskline_producer.wire import envelope
 
 from tests.support.tracing import capturing
-
 from worker.config.signing_keys import KeyConfig
 from worker.config.tracing_env import traces_exporter
 from worker.observe.tracing import add_trace_ids
