@@ -21,8 +21,8 @@ async def test_a_worker_traced_by_otel_variables_continues_the_producers_trace_a
     settings, redis, db, users, start_worker
 ):
     """OTEL_TRACES_EXPORTER=console: the worker's process span is a child of the producer's send
-    span (same trace id, read from the job's trace key, which is gone once the job ends), the service is named by OTEL_SERVICE_NAME, and a job's log line carries
-    trace_id and span_id."""
+    span (same trace id, read from the job's trace key, which is gone once the job ends), the
+    service is named by OTEL_SERVICE_NAME, and a job's log line carries trace_id and span_id."""
     worker = start_worker(
         OTEL_TRACES_EXPORTER="console",
         OTEL_SERVICE_NAME="taskline-test-worker",
