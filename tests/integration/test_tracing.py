@@ -409,3 +409,26 @@ async def test_outside_a_tracing_test_the_producer_sends_no_trace_context(settin
     raw = await redis.get(f"arq:job:{receipt.command_id}")
     assert json.loads(raw)["k"] == {}
     assert await redis.exists(keys.trace_key(str(receipt.command_id))) == 0
+
+
+async def test_a_bulk_item_retried_on_its_own_keeps_the_bulk_jobs_trace_key(settings, redis, users, spans):
+    """An update in a traced bulk job whose task is created later is enqueued again on its own with
+    the bulk job's trace key beside it, so its own process span is in the bulk job's trace."""
+    producer = TaskProducer(redis, queue=settings.queue, signing_key=None)
+    late_task = uuid4()
+    waits = UpdateTask(
+        command_id=uuid4(), issued_at=datetime.now(UTC), task_id=late_task, user_id=1, title="after its create"
+    )
+    await producer.send_bulk([waits])
+    late = created(task_id=late_task)
+    due_later = epoch_ms() + 500  # the create becomes runnable only after the bulk job ran
+    job = envelope("create_task", wire_argument(late), due_later)
+    await redis.eval(ENQUEUE_SCRIPT, 1, settings.queue, due_later, DEFAULT_JOB_TTL_MS, str(late.command_id), job)
+    await traced_burst(settings)
+    (send,) = named(spans, "send ")
+    processes = [span for span in named(spans, "process ") if span.context.trace_id == send.context.trace_id]
+    ids = [(span.attributes or {})["messaging.message.id"] for span in processes]
+    assert str(waits.command_id) in ids  # the item's own job, in the bulk job's trace
+    (item,) = [span for span in processes if (span.attributes or {})["messaging.message.id"] == str(waits.command_id)]
+    assert (item.attributes or {})["taskline.outcome"] == "applied"
+    assert await redis.exists(keys.trace_key(str(waits.command_id))) == 0
