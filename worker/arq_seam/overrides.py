@@ -183,7 +183,7 @@ class _SeamState:
         self.idle_wait.claimed()
         traces: list[str | None] = [None] * len(claimed)
         if w.ctx.get("tracing") is not None:  # only a worker that traces reads the trace keys
-            traces = await read_trace_contexts(w.pool, [job.job_id for job in claimed])
+            traces = await read_trace_contexts(w.pool, [job.job_id for job in claimed], self.log)
         for job, trace in zip(claimed, traces, strict=True):
             w.job_counter += 1
             task = asyncio.create_task(self.run(job, trace))
