@@ -4,8 +4,9 @@ The single-command drain of scenario 3 with one worker (K=1) with tracing off (n
 variable: nothing of OpenTelemetry is imported) and on (OTEL_TRACES_EXPORTER=otlp, every
 recorded span exported over OTLP/HTTP to a collector stand-in in this process that parses each
 request and counts its spans), in the order off, all, tenth, hundredth, hundredth, tenth, all,
-off; then the bulk drain of scenario 4 off and all. With tracing on, every job carries its
-producer's trace context (contract 4), as it would from a traced service: the commands are sent
+off; then the bulk drain of scenario 4 off and all. With tracing on, every job has its
+producer's trace context beside it (its trace key), as it would from a traced service (the worker
+reads the trace keys in one MGET per claim): the commands are sent
 10 at a time (a bulk job of 100 each, for bulk drains), each send a trace of its own, from a
 producer that samples every trace (`all`), one in ten (`tenth`) or one in a hundred
 (`hundredth`); the worker's sampler follows the producer's decision (the SDK's default,

@@ -9,7 +9,13 @@ from uuid import uuid4
 
 from taskline_producer.client import TaskProducer
 from taskline_producer.contract import Command, CompleteTask, CreateTask, UpdateTask
-from taskline_producer.keys import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RESULT_KEY_PREFIX, RETRY_KEY_PREFIX
+from taskline_producer.keys import (
+    IN_PROGRESS_KEY_PREFIX,
+    JOB_KEY_PREFIX,
+    RESULT_KEY_PREFIX,
+    RETRY_KEY_PREFIX,
+    TRACE_KEY_PREFIX,
+)
 from taskline_producer.signing import SigningKey
 
 from bench.services import USERS, Env
@@ -99,7 +105,7 @@ async def enqueue_staged(
 async def enqueue_traced(env: Env, staging: str, commands: list[CreateTask], bulk: bool, sampled: float) -> list[str]:
     """Queue the commands in sends of their own, each under a producer span of a provider of this
     scenario's own (the process's global one is left alone) sampling `sampled` of its traces; the
-    client writes each span's trace context, sampled flag included, into its jobs."""
+    client writes each span's trace context, sampled flag included, beside its jobs (trace keys)."""
     from opentelemetry.sdk.trace import TracerProvider  # the otel extra: only for the tracing scenario
     from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
 
@@ -147,5 +153,6 @@ async def leftovers(env: Env, queue: str, job_ids: list[str]) -> dict[str, int]:
 
 async def unlink_jobs(env: Env, queue: str, job_ids: list[str]) -> None:
     for start in range(0, len(job_ids), 1000):
-        await env.redis.unlink(*[JOB_KEY_PREFIX + j for j in job_ids[start : start + 1000]])
+        chunk = job_ids[start : start + 1000]
+        await env.redis.unlink(*[JOB_KEY_PREFIX + j for j in chunk], *[TRACE_KEY_PREFIX + j for j in chunk])
     await env.redis.unlink(queue)

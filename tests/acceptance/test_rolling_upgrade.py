@@ -111,3 +111,39 @@ async def test_old_and_new_workers_side_by_side_never_drop_or_double_apply(setti
         await db.fetchval("SELECT count(*) FROM task WHERE id = ANY($1::uuid[])", [c.task_id for c in v1 + v2])
         == 2 * EACH
     )
+
+
+async def test_a_worker_held_at_contract_3_without_tracing_applies_traced_commands(
+    settings, redis, db, users, start_worker
+):
+    """A service that turned OpenTelemetry on before the workers were upgraded: its traced commands
+    (one, and a bulk job) are applied by a worker that neither traces nor knows contract 4, because
+    the trace context travels beside the job (its trace key), not inside it; the trace keys are
+    deleted with the jobs."""
+    from opentelemetry import trace
+    from taskline_producer import keys
+
+    from tests.support.tracing import capturing
+
+    producer = TaskProducer(redis, queue=settings.queue, signing_key=None)
+    one, *bulk = commands(3, "traced", users)
+    with capturing(), trace.get_tracer("test").start_as_current_span("caller"):
+        await producer.send(one)
+        bulk_receipt = await producer.send_bulk(bulk)
+    trace_keys = [keys.trace_key(str(one.command_id)), keys.trace_key(bulk_receipt.job_id)]
+    for key in trace_keys:  # the jobs are traced: their trace keys are written
+        assert json.loads(await redis.get(key))["traceparent"].startswith("00-")
+    worker = start_worker(TASKLINE_CONTRACT_VERSION="3")
+    task_ids = [command.task_id for command in (one, *bulk)]
+
+    async def applied() -> bool:
+        return await db.fetchval("SELECT count(*) FROM task WHERE id = ANY($1::uuid[])", task_ids) == 3
+
+    await wait_for(applied, timeout=60)
+
+    async def keys_gone() -> bool:
+        return await redis.exists(*trace_keys, keys.job_key(str(one.command_id))) == 0
+
+    await wait_for(keys_gone, timeout=30)
+    assert await db.fetchval("SELECT count(*) FROM dead_letter WHERE job_id = $1", str(one.command_id)) == 0
+    assert worker.stop() == 0

@@ -1,6 +1,6 @@
 """A real worker process traced through the standard OTEL_* environment alone: it continues the
-producer's trace, exports its spans (the console exporter, into its log) and its log lines
-carry the trace and span ids."""
+producer's trace from the trace key beside the job, exports its spans (the console exporter, into
+its log) and its log lines carry the trace and span ids."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import re
 
 import pytest
 from opentelemetry import trace
-from taskline_producer import TaskProducer
+from taskline_producer import TaskProducer, keys
 
 from tests.conftest import wait_for
 from tests.support.tracing import capturing
@@ -21,8 +21,8 @@ async def test_a_worker_traced_by_otel_variables_continues_the_producers_trace_a
     settings, redis, db, users, start_worker
 ):
     """OTEL_TRACES_EXPORTER=console: the worker's process span is a child of the producer's send
-    span (same trace id), the service is named by OTEL_SERVICE_NAME, and a job's log line carries
-    trace_id and span_id."""
+    span (same trace id, read from the job's trace key, which is gone once the job ends), the
+    service is named by OTEL_SERVICE_NAME, and a job's log line carries trace_id and span_id."""
     worker = start_worker(
         OTEL_TRACES_EXPORTER="console",
         OTEL_SERVICE_NAME="taskline-test-worker",
@@ -33,11 +33,19 @@ async def test_a_worker_traced_by_otel_variables_continues_the_producers_trace_a
     with capturing(), trace.get_tracer("test").start_as_current_span("caller") as caller:
         receipt = await producer.create_task(user_id=1, title="traced by a real worker")
     trace_id = format(caller.get_span_context().trace_id, "032x")
+    trace_key = keys.trace_key(str(receipt.command_id))
+    if await redis.exists(trace_key):  # unless the worker has already finished the job
+        assert json.loads(await redis.get(trace_key))["traceparent"][3:35] == trace_id
 
     async def applied() -> bool:
         return await db.fetchval("SELECT count(*) FROM task WHERE id = $1", receipt.task_id) == 1
 
     await wait_for(applied, timeout=60)
+
+    async def trace_key_gone() -> bool:
+        return await redis.exists(trace_key) == 0
+
+    await wait_for(trace_key_gone, timeout=30)  # deleted with the job's keys
     assert worker.stop() == 0
     log = worker.log()
     assert "tracing on" in log

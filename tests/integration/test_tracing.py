@@ -5,6 +5,7 @@ worker loop (in-process burst workers) and the Python producer, sharing one trac
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,15 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from taskline_producer import CreateTask, TaskProducer, UpdateTask
+from taskline_producer import CreateTask, TaskProducer, UpdateTask, keys
+from taskline_producer.wire import (
+    DEFAULT_JOB_TTL_MS,
+    ENQUEUE_SCRIPT,
+    enqueue_arguments,
+    envelope,
+    epoch_ms,
+    wire_argument,
+)
 
 from tests.conftest import run_burst, wait_for
 from tests.support.tracing import PROVIDER as _PROVIDER
@@ -99,6 +108,7 @@ async def test_an_applied_command_is_one_trace_from_the_producers_send_to_the_co
     assert tx_attributes["db.operation.batch.size"] == 1
     (commit,) = children(spans, transaction, "COMMIT")
     assert (commit.attributes or {})["db.operation.name"] == "COMMIT"
+    assert await redis.exists(keys.trace_key(str(receipt.command_id))) == 0  # deleted with the job
 
 
 async def test_a_duplicate_shows_as_its_own_process_span_with_outcome_duplicate(settings, redis, users, spans):
@@ -264,24 +274,129 @@ async def test_a_command_sent_from_typescript_continues_in_the_workers_spans(set
     assert (process.attributes or {})["taskline.outcome"] == "applied"
 
 
-async def test_a_job_whose_trace_is_not_sampled_gets_no_span(settings, redis, db, users, spans):
-    """A traceparent whose sampled flag is clear: the worker (its sampler follows the parent)
-    records nothing for it, not even a transaction, and applies it as usual."""
-    from taskline_producer.wire import envelope, epoch_ms, wire_argument
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
+
+async def enqueue_traced(redis: Any, queue: str, commands: list[CreateTask], trace: str | None) -> None:
+    """The commands as their own untraced jobs, with `trace` written beside them (the enqueue script)."""
+    now = epoch_ms()
+    jobs: list[Any] = []
+    for command in commands:
+        jobs += [str(command.command_id), envelope("create_task", wire_argument(command), now)]
+    await redis.eval(ENQUEUE_SCRIPT, 1, queue, *enqueue_arguments(now, DEFAULT_JOB_TTL_MS, jobs, trace))
+
+
+async def test_a_job_whose_trace_is_not_sampled_gets_no_span(settings, redis, db, users, spans):
+    """A trace key whose traceparent's sampled flag is clear: the worker (its sampler follows the
+    parent) records nothing for it, not even a transaction, and applies it as usual."""
     command = created()
-    unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
-    job = envelope("create_task", wire_argument(command), epoch_ms(), {"contract": 4, "traceparent": unsampled})
-    await redis.set(f"arq:job:{command.command_id}", job)
-    await redis.zadd(settings.queue, {str(command.command_id): 0})
+    unsampled = TRACEPARENT[:-2] + "00"
+    await enqueue_traced(redis, settings.queue, [command], f'{{"traceparent":"{unsampled}"}}')
     await traced_burst(settings)
     assert await db.fetchval("SELECT count(*) FROM task WHERE id = $1", command.task_id) == 1
     assert spans.get_finished_spans() == ()
 
 
+async def test_a_version_4_job_written_before_the_trace_key_still_continues_its_trace(settings, redis, users, spans):
+    """Jobs the producers of this release wrote before the trace key (contract 4, k.traceparent)
+    are still applied, in their producer's trace."""
+    command = created()
+    job = envelope("create_task", wire_argument(command), epoch_ms(), {"contract": 4, "traceparent": TRACEPARENT})
+    await redis.eval(ENQUEUE_SCRIPT, 1, settings.queue, epoch_ms(), DEFAULT_JOB_TTL_MS, str(command.command_id), job)
+    await traced_burst(settings)
+    (process,) = named(spans, "process ")
+    assert format(process.context.trace_id, "032x") == TRACEPARENT[3:35]
+    assert (process.attributes or {})["taskline.outcome"] == "applied"
+
+
+async def test_a_trace_key_that_is_not_a_trace_context_starts_a_new_trace(settings, redis, db, users, spans):
+    """A trace key holding something else (not JSON, no traceparent) is no reason to refuse the
+    job: it is applied, in a trace of its own."""
+    first, second = created(), created()
+    await enqueue_traced(redis, settings.queue, [first], "not json")
+    await enqueue_traced(redis, settings.queue, [second], '{"tracestate":"a=1"}')
+    await traced_burst(settings)
+    processes = named(spans, "process ")
+    assert len(processes) == 2
+    assert all(span.parent is None for span in processes)
+    assert [(span.attributes or {})["taskline.outcome"] for span in processes] == ["applied", "applied"]
+
+
+class RedisMonitor:
+    """Every command Redis runs while it watches (MONITOR), as text: what a worker sent."""
+
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self.commands: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> RedisMonitor:
+        ready = asyncio.Event()
+
+        async def watch() -> None:
+            async with self.redis.monitor() as monitor:
+                ready.set()
+                async for command in monitor.listen():
+                    self.commands.append(str(command["command"]))
+
+        self._task = asyncio.create_task(watch())
+        await asyncio.wait_for(ready.wait(), 10)
+        await asyncio.sleep(0.2)  # MONITOR is on once Redis has answered it
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.redis.ping()  # a last command: everything before it has been seen
+        await wait_for(lambda: any(c.startswith("PING") for c in self.commands), timeout=10)
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
+    def mentioning(self, key: str) -> list[str]:
+        return [c for c in self.commands if key in c]
+
+
+@pytest.mark.parametrize("worker_traces", [True, False])
+async def test_the_trace_keys_are_read_in_one_mget_per_claim_only_by_a_worker_that_traces(
+    settings, redis_url, redis, db, users, spans, worker_traces
+):
+    """Three traced jobs claimed at once: a worker that traces reads their trace keys in one MGET;
+    one that does not sends no command for them at all. Either way they leave in the DEL that
+    deletes the jobs' own keys."""
+    from redis.asyncio import Redis
+
+    batch = [created() for _ in range(3)]
+    await enqueue_traced(redis, settings.queue, batch, f'{{"traceparent":"{TRACEPARENT}"}}')
+    trace_keys = [keys.trace_key(str(command.command_id)) for command in batch]
+    watcher = Redis.from_url(redis_url)
+    try:
+        async with RedisMonitor(watcher) as monitor:
+            if worker_traces:
+                await traced_burst(settings)
+            else:
+                await run_burst(settings)
+    finally:
+        await watcher.aclose()
+    ids = [task.task_id for task in batch]
+    assert await db.fetchval("SELECT count(*) FROM task WHERE id = ANY($1::uuid[])", ids) == 3
+    assert await redis.exists(*trace_keys) == 0
+    touching = [c for c in monitor.commands if any(key in c for key in trace_keys)]
+    reads = [c for c in touching if not c.startswith("DEL")]
+    if worker_traces:
+        (read,) = reads
+        assert read.startswith("MGET")
+        assert all(key in read for key in trace_keys)
+        assert len(named(spans, "process ")) == 3
+    else:
+        assert reads == []
+    deletes = [c for c in touching if c.startswith("DEL")]
+    for command, key in zip(batch, trace_keys, strict=True):  # in the DEL of the job's own keys
+        assert any(key in c and keys.job_key(str(command.command_id)) in c for c in deletes)
+
+
 async def test_outside_a_tracing_test_the_producer_sends_no_trace_context(settings, redis):
     """The test process's provider stays global, but its propagator is off outside `capturing()`:
-    other tests' producers keep sending the jobs they always sent (no contract 4)."""
+    other tests' producers keep sending the jobs they always sent (no trace key)."""
     import json
 
     from opentelemetry import trace
@@ -293,3 +408,27 @@ async def test_outside_a_tracing_test_the_producer_sends_no_trace_context(settin
         receipt = await producer.create_task(user_id=1, title="untraced")
     raw = await redis.get(f"arq:job:{receipt.command_id}")
     assert json.loads(raw)["k"] == {}
+    assert await redis.exists(keys.trace_key(str(receipt.command_id))) == 0
+
+
+async def test_a_bulk_item_retried_on_its_own_keeps_the_bulk_jobs_trace_key(settings, redis, users, spans):
+    """An update in a traced bulk job whose task is created later is enqueued again on its own with
+    the bulk job's trace key beside it, so its own process span is in the bulk job's trace."""
+    producer = TaskProducer(redis, queue=settings.queue, signing_key=None)
+    late_task = uuid4()
+    waits = UpdateTask(
+        command_id=uuid4(), issued_at=datetime.now(UTC), task_id=late_task, user_id=1, title="after its create"
+    )
+    await producer.send_bulk([waits])
+    late = created(task_id=late_task)
+    due_later = epoch_ms() + 500  # the create becomes runnable only after the bulk job ran
+    job = envelope("create_task", wire_argument(late), due_later)
+    await redis.eval(ENQUEUE_SCRIPT, 1, settings.queue, due_later, DEFAULT_JOB_TTL_MS, str(late.command_id), job)
+    await traced_burst(settings)
+    (send,) = named(spans, "send ")
+    processes = [span for span in named(spans, "process ") if span.context.trace_id == send.context.trace_id]
+    ids = [(span.attributes or {})["messaging.message.id"] for span in processes]
+    assert str(waits.command_id) in ids  # the item's own job, in the bulk job's trace
+    (item,) = [span for span in processes if (span.attributes or {})["messaging.message.id"] == str(waits.command_id)]
+    assert (item.attributes or {})["taskline.outcome"] == "applied"
+    assert await redis.exists(keys.trace_key(str(waits.command_id))) == 0

@@ -21,7 +21,7 @@ from tests.node_producer import built_package, node_json
 WIRE = """
 import * as wire from "./dist/wire.js";
 const keyFunctions = Object.fromEntries(
-  ["jobKey", "inProgressKey", "resultKey", "wakeKey", "outcomeKey", "outcomeDoneKey"]
+  ["jobKey", "inProgressKey", "resultKey", "wakeKey", "outcomeKey", "outcomeDoneKey", "traceKey"]
     .map((name) => [name, wire[name]("ID-1")]),
 );
 const constants = Object.fromEntries(Object.entries(wire).filter(([, v]) => typeof v !== "function"));
@@ -57,6 +57,7 @@ def test_key_names_are_built_the_same_way(ts_wire: dict[str, Any]) -> None:
     assert built["inProgressKey"] == keys.in_progress_key("ID-1")
     assert built["resultKey"] == keys.result_key("ID-1")
     assert built["wakeKey"] == keys.wake_key("ID-1")
+    assert built["traceKey"] == keys.trace_key("ID-1")
 
 
 def test_every_key_constant_of_the_typescript_client_exists_in_python(ts_wire: dict[str, Any]) -> None:

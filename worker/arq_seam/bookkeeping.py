@@ -3,8 +3,9 @@
 What each ending writes (arq's wire format, so arq's own client and tools read the queue the
 same way):
 
-* FINISH: the job leaves the queue, and its job key, try counter, claim and transient-failure
-  counter are deleted (`keep_result=0`: taskline keeps outcomes in PostgreSQL, not in Redis);
+* FINISH: the job leaves the queue, and its job key, try counter, claim, transient-failure
+  counter and trace key (keys.trace_key, written beside a traced job by its producer) are
+  deleted in the same DEL (`keep_result=0`: taskline keeps outcomes in PostgreSQL, not in Redis);
 * DEFER: its score becomes now + the delay, then its claim is dropped;
 * RELEASE: its claim is dropped;
 * LEAVE: nothing.
@@ -76,6 +77,13 @@ class Bookkeeper:
             pipe.delete(claim)
 
 
-def _finished_keys(job_id: str) -> tuple[str, str, str, str]:
-    """What a finished job leaves: its claim, its job key, its try counter, its transient counter."""
-    return keys.in_progress_key(job_id), keys.job_key(job_id), keys.retry_key(job_id), keys.transient_key(job_id)
+def _finished_keys(job_id: str) -> tuple[str, str, str, str, str]:
+    """What a finished job leaves: its claim, its job key, its try counter, its transient counter,
+    its trace key (whether or not this worker traces: one DEL either way)."""
+    return (
+        keys.in_progress_key(job_id),
+        keys.job_key(job_id),
+        keys.retry_key(job_id),
+        keys.transient_key(job_id),
+        keys.trace_key(job_id),
+    )

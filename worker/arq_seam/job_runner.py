@@ -18,8 +18,10 @@ of four ways, and nothing else:
   the first one committed.
 
 When the worker traces (`ctx["tracing"]`, worker/observe/tracing.py), each decoded job gets its
-spans (`ctx["trace"]`), started with the claim and the decoder's times and ended with the job's
-ending; otherwise the runner checks that one key per job and does nothing more.
+spans (`ctx["trace"]`) in the trace its producer wrote beside it (the trace key, read at the
+claim: worker/arq_seam/trace_keys.py, kept in `ctx["trace_context"]` for the jobs it enqueues),
+started with the claim and the decoder's times and ended with the job's ending; otherwise the
+runner checks that one key per job and does nothing more.
 
 Any exception, wherever it comes from (decoding, numbers or timestamps out of range, our code),
 is classified by what it is (`worker.pipeline.failures.classify_exception`); none reaches arq's
@@ -103,8 +105,11 @@ class JobRunner:
         self.on_job_start = on_job_start
         self.on_job_end = on_job_end
 
-    async def run(self, job: Claimed) -> JobEnd:
+    async def run(self, job: Claimed, trace: str | None = None) -> JobEnd:
+        """Run the job to its end; `trace`: its trace key's value (only a worker that traces reads it)."""
         ctx = cast(JobContext, {**self.ctx, "job_id": job.job_id, "job_try": job.job_try, "score": job.score})
+        if trace is not None:
+            ctx["trace_context"] = trace
         try:
             end = await self._run(ctx, job)
         except asyncio.CancelledError:
@@ -147,6 +152,7 @@ class JobRunner:
                 function=name,
                 argument=args[0] if args else None,
                 raw=raw,
+                carried=ctx.get("trace_context"),
                 claimed_ns=claimed_ns,
                 decoded_ns=time.time_ns(),
                 enqueued_ms=ctx.get("enqueued_ms"),

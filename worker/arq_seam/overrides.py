@@ -49,6 +49,7 @@ from worker.arq_seam.bookkeeping import Bookkeeper
 from worker.arq_seam.claim import CLAIM_SCRIPT, Claimed, claim_arguments, claim_keys, parse_claimed
 from worker.arq_seam.idle_wait import IdleWait
 from worker.arq_seam.job_runner import Ending, JobEnd, JobRunner
+from worker.arq_seam.trace_keys import read_trace_contexts
 from worker.logs import get_logger
 from worker.pipeline.decode import BULK_PREFIX
 
@@ -175,13 +176,17 @@ class _SeamState:
             )
         claimed = reply.claimed
         self.claimed = len(claimed)
-        if claimed:
-            # Noted here, not when the worker next waits: a claim that fills every slot is
-            # followed by a wait for a free slot, and the idle schedule must still see it.
-            self.idle_wait.claimed()
-        for job in claimed:
+        if not claimed:
+            return
+        # Noted here, not when the worker next waits: a claim that fills every slot is
+        # followed by a wait for a free slot, and the idle schedule must still see it.
+        self.idle_wait.claimed()
+        traces: list[str | None] = [None] * len(claimed)
+        if w.ctx.get("tracing") is not None:  # only a worker that traces reads the trace keys
+            traces = await read_trace_contexts(w.pool, [job.job_id for job in claimed], self.log)
+        for job, trace in zip(claimed, traces, strict=True):
             w.job_counter += 1
-            task = asyncio.create_task(self.run(job))
+            task = asyncio.create_task(self.run(job, trace))
             task.add_done_callback(self._job_done)
             w.tasks[job.job_id] = task
 
@@ -214,17 +219,18 @@ class _SeamState:
         which would claim a few jobs at a time.)"""
         self.worker.job_counter += delta
 
-    async def run(self, job: Claimed) -> None:
-        """One claimed job, to its end; never raises (arq's loop re-raises what a job task raised)."""
+    async def run(self, job: Claimed, trace: str | None = None) -> None:
+        """One claimed job, to its end; never raises (arq's loop re-raises what a job task raised).
+        `trace`: its trace key's value, read only by a worker that traces."""
         runner, bookkeeper = self._ready()
         try:
             if job.payload is not None and job.payload.startswith(BULK_PREFIX):
                 # A bulk job holds up to a thousand commands once decoded: only a few are decoded
                 # and applied at once; the others wait here, claimed, before their timeout runs.
                 async with self.bulk_slots:
-                    end = await runner.run(job)
+                    end = await runner.run(job, trace)
             else:
-                end = await runner.run(job)
+                end = await runner.run(job, trace)
         except asyncio.CancelledError:
             # A stopping worker or a lost connection: the transaction rolled back; drop the
             # claim so that another try runs the job now rather than when the claim expires.

@@ -7,8 +7,10 @@ OpenTelemetry's semantic conventions for messaging and for databases; taskline's
 `taskline.*`. One span per job, because a span is most of what tracing costs (bench scenario 9);
 docs/tracing.md draws the tree:
 
-* `process <queue>` (CONSUMER), a child of the producer's `send` span when the job carries its
-  trace context (contract 4), else a new trace; from the claim to the job's end. The time the job
+* `process <queue>` (CONSUMER), a child of the producer's `send` span when the producer wrote its
+  trace context beside the job (its trace key, read at the claim: worker/arq_seam/trace_keys.py;
+  or, in a contract-4 job written before the trace key, `k.traceparent`), else a new trace; from
+  the claim to the job's end. The time the job
   waited in the queue is the gap after the `send` span and `taskline.job.queued_ms`; the decoder's
   work ends at the `taskline.validated` event (with the reason when it refused the job); then the
   outcome, each retry and each dead letter (events with the reason; a dead letter sets the
@@ -32,6 +34,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import ParentBased
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from taskline_producer.contract import TRACEPARENT_MAX_CHARS, TRACESTATE_MAX_CHARS
 
 from worker.text import json_object
 
@@ -40,8 +43,8 @@ __all__ = ["JobSpans", "WorkerTracing", "add_trace_ids"]
 TRACER_NAME: Final = "taskline.worker"
 MESSAGING_SYSTEM: Final = "taskline"  # as the producers write it (taskline_producer.tracing)
 _W3C: Final = TraceContextTextMapPropagator()
-"""What reads a job's `k.traceparent`/`k.tracestate` (W3C's format, whatever OTEL_PROPAGATORS says:
-the contract carries exactly these two)."""
+"""What reads a job's traceparent/tracestate (W3C's format, whatever OTEL_PROPAGATORS says: the
+trace key and a version-4 `k` carry exactly these two)."""
 STATUS_CHARS: Final = 500
 """A dead letter's reason is cut to this many characters in a span's status (the event holds it whole)."""
 
@@ -55,8 +58,20 @@ def add_trace_ids(_logger: Any, _method: str, event: MutableMapping[str, Any]) -
     return event
 
 
-def _carrier(argument: Any, raw: bytes | None) -> dict[str, str]:
-    """The trace context a job carries: from its decoded options, or (a refused job) its bytes."""
+def _carrier(argument: Any, raw: bytes | None, carried: str | None) -> dict[str, str]:
+    """The trace context of a job: its trace key's value (`carried`) when its producer wrote one,
+    else (a contract-4 job) its decoded options, or (a refused job) its bytes. A value that is not
+    a JSON object of strings is no trace context (the job starts a new trace)."""
+    if carried is not None:
+        value = json_object(carried)
+        parent = value.get("traceparent") if value is not None else None
+        state = value.get("tracestate") if value is not None else None
+        if isinstance(parent, str) and 0 < len(parent) <= TRACEPARENT_MAX_CHARS:
+            context = {"traceparent": parent}
+            if isinstance(state, str) and len(state) <= TRACESTATE_MAX_CHARS:
+                context["tracestate"] = state
+            return context
+        return {}
     options = getattr(argument, "options", None)
     if options is not None:
         parent, state = options.traceparent, options.tracestate
@@ -161,12 +176,14 @@ class WorkerTracing:
         function: str | None,
         argument: Any,
         raw: bytes | None,
+        carried: str | None = None,
         claimed_ns: int,
         decoded_ns: int,
         enqueued_ms: int | None,
     ) -> JobSpans | None:
-        """The job's spans, or None when its trace is not sampled (nothing would be recorded)."""
-        carrier = _carrier(argument, raw)
+        """The job's spans, or None when its trace is not sampled (nothing would be recorded).
+        `carried`: the job's trace key value, when its producer wrote one."""
+        carrier = _carrier(argument, raw, carried)
         if carrier and self._parent_decides and _not_sampled(carrier["traceparent"]):
             return None
         parent = _W3C.extract(carrier, context=Context()) if carrier else None

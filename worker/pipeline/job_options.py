@@ -7,7 +7,9 @@ Version 1 is the contract of the previous release, whose `k` is empty; version 2
 these options are read (worker/pipeline/signatures.py); version 4 adds `traceparent` and
 `tracestate`, the producer's W3C trace context, carried as text: only a worker that traces reads
 them (worker/observe/tracing.py), and a value it cannot read starts a new trace, never a dead
-letter (the effects never depend on it). This code knows versions up to
+letter (the effects never depend on it). Version 4 is accepted for jobs already written so;
+producers now write the trace context beside the job instead (keys.trace_key), leaving the job at
+the version it otherwise needs, so that workers that do not know tracing run it. This code knows versions up to
 `taskline_producer.contract.CONTRACT_VERSION`; a worker applies versions up to its
 `TASKLINE_CONTRACT_VERSION`.
 """

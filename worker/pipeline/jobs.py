@@ -208,7 +208,13 @@ async def apply_commands_job(ctx: JobContext, bulk: BulkDelivery) -> str:
         # Before the requeue: a requeued command's own job must not finish before its `retrying`.
         await runtime.outcome_writer.write(report)
     if requeue:
-        await runtime.requeue(requeue, defer_s=requeue_in_s, options=options.as_k(), signed_by=signed_by)
+        await runtime.requeue(
+            requeue,
+            defer_s=requeue_in_s,
+            options=options.as_k(),
+            signed_by=signed_by,
+            trace=ctx.get("trace_context"),
+        )
         runtime.metrics.retried("apply_commands", "requeued", len(requeue))
     return f"applied {len(commands) - len(requeue)}, requeued {len(requeue)}"
 

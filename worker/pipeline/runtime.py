@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from taskline_producer import keys
 from taskline_producer.contract import Command
-from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, epoch_ms, job_of_command
+from taskline_producer.wire import DEFAULT_JOB_TTL_MS, ENQUEUE_SCRIPT, enqueue_arguments, epoch_ms, job_of_command
 
 from worker.config.settings import Settings
 from worker.pipeline.dead_letters import record_dead_letter
@@ -104,15 +104,18 @@ class Runtime:
         defer_s: float,
         options: dict[str, Any] | None = None,
         signed_by: str | None = None,
+        trace: str | None = None,
     ) -> None:
         """Enqueue commands as single-command jobs (job id = command id), after `defer_s`, with the
-        job options (`k`) of the job they came in, signed with its key (`signed_by`) when it was."""
+        job options (`k`) of the job they came in, signed with its key (`signed_by`) when it was,
+        and its trace context (`trace`, its trace key's value) beside them when it had one."""
         now = epoch_ms()
         key = self.verifier.signing_key(signed_by)
-        args: list[Any] = [now + int(defer_s * 1000), DEFAULT_JOB_TTL_MS]
+        jobs: list[Any] = []
         for command in commands:
-            args.append(str(command.command_id))
-            args.append(job_of_command(command, now, options, key))
+            jobs.append(str(command.command_id))
+            jobs.append(job_of_command(command, now, options, key))
+        args = enqueue_arguments(now + int(defer_s * 1000), DEFAULT_JOB_TTL_MS, jobs, trace)
         await cast(Awaitable[Any], self.redis.eval(ENQUEUE_SCRIPT, 1, self.settings.queue, *args))
 
 
@@ -129,3 +132,6 @@ class JobContext(TypedDict):
     a producer waiting on a re-send ignores the outcome of an earlier send."""
     trace: NotRequired[JobTrace]
     """The job's spans, only when the worker traces (set by the job runner)."""
+    trace_context: NotRequired[str]
+    """Its trace key's value (the producer's W3C trace context, JSON), only when the worker traces
+    and the producer wrote one: the bulk items it enqueues again carry it on."""

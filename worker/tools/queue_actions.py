@@ -73,7 +73,7 @@ local id = ARGV[1]
 if redis.call('GET', '{keys.IN_PROGRESS_KEY_PREFIX}' .. id) ~= ARGV[2] then return 0 end
 redis.call('ZREM', KEYS[1], id)
 redis.call('DEL', '{keys.JOB_KEY_PREFIX}' .. id, '{keys.RETRY_KEY_PREFIX}' .. id,
-  '{keys.TRANSIENT_KEY_PREFIX}' .. id, '{keys.IN_PROGRESS_KEY_PREFIX}' .. id)
+  '{keys.TRANSIENT_KEY_PREFIX}' .. id, '{keys.IN_PROGRESS_KEY_PREFIX}' .. id, '{keys.TRACE_KEY_PREFIX}' .. id)
 return 1
 """
 

@@ -23,10 +23,11 @@ from taskline_producer.contract import (
 from taskline_producer.outcomes import Outcome, read_outcome, wait_for_outcome
 from taskline_producer.receipts import BulkReceipt, Receipt, SendReport
 from taskline_producer.signing import SigningKey
-from taskline_producer.tracing import send_tracer, traced_options
+from taskline_producer.tracing import send_tracer
 from taskline_producer.wire import (
     DEFAULT_JOB_TTL_MS,
     ENQUEUE_SCRIPT,
+    enqueue_arguments,
     envelope,
     epoch_ms,
     job_of_command,
@@ -172,17 +173,19 @@ class TaskProducer:
         if self._tracer is None:
             queued = await self._send_one(command, options)
         else:
-            with self._tracer.sending(self.queue, message_id=str(command.command_id)) as context:
-                queued = await self._send_one(command, traced_options(options, context))
+            with self._tracer.sending(self.queue, message_id=str(command.command_id)) as trace:
+                queued = await self._send_one(command, options, trace)
         # A queued job is this send's own: its outcome is the one written for it (a re-send of an
         # applied command: `duplicate`). A refused one waits for the job already in the queue.
         return Receipt(command.command_id, command.task_id, queued > 0, outcome_ttl, self, sent_at_ms=queued or None)
 
-    async def _send_one(self, command: Command, options: dict[str, Any]) -> int:
-        """Enqueue one command's job; its `et` (epoch ms) when it was queued, 0 when refused."""
+    async def _send_one(self, command: Command, options: dict[str, Any], trace: str | None = None) -> int:
+        """Enqueue one command's job (with its trace key when `trace`); its `et` (epoch ms) when it
+        was queued, 0 when refused."""
         now = epoch_ms()
         job = job_of_command(command, now, options, self.signing_key)
-        (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, str(command.command_id), job])
+        args = enqueue_arguments(now, self.job_ttl_ms, [str(command.command_id), job], trace)
+        (queued,) = await self._enqueue(keys=[self.queue], args=args)
         return now if queued else 0
 
     # -- outcomes ----------------------------------------------------------------------------
@@ -223,10 +226,12 @@ class TaskProducer:
         if self._tracer is None:
             return await self._send_many(commands, options)
         commands = list(commands)
-        with self._tracer.sending(self.queue, message_count=len(commands)) as context:
-            return await self._send_many(commands, traced_options(options, context))
+        with self._tracer.sending(self.queue, message_count=len(commands)) as trace:
+            return await self._send_many(commands, options, trace)
 
-    async def _send_many(self, commands: Iterable[Command], options: dict[str, Any]) -> SendReport:
+    async def _send_many(
+        self, commands: Iterable[Command], options: dict[str, Any], trace: str | None = None
+    ) -> SendReport:
         report = SendReport()
         batch: list[Command] = []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -234,14 +239,14 @@ class TaskProducer:
             for command in commands:
                 batch.append(command)
                 if len(batch) == _SCRIPT_CHUNK:
-                    self._queue_chunk(pipe, batch, options)
+                    self._queue_chunk(pipe, batch, options, trace)
                     chunks.append(batch)
                     batch = []
                     if len(chunks) == 20:
                         self._account(report, chunks, await pipe.execute())
                         chunks = []
             if batch:
-                self._queue_chunk(pipe, batch, options)
+                self._queue_chunk(pipe, batch, options, trace)
                 chunks.append(batch)
             if chunks:
                 self._account(report, chunks, await pipe.execute())
@@ -263,26 +268,30 @@ class TaskProducer:
         if self._tracer is None:
             queued = await self._send_bulk(bulk_id, items, options)
         else:
-            with self._tracer.sending(self.queue, message_count=len(items), message_id=bulk_id, bulk=True) as context:
-                queued = await self._send_bulk(bulk_id, items, traced_options(options, context))
+            with self._tracer.sending(self.queue, message_count=len(items), message_id=bulk_id, bulk=True) as trace:
+                queued = await self._send_bulk(bulk_id, items, options, trace)
         command_ids = tuple(c.command_id for c in commands)
         return BulkReceipt(
             bulk_id, len(commands), queued > 0, command_ids, outcome_ttl, self, sent_at_ms=queued or None
         )
 
-    async def _send_bulk(self, bulk_id: str, items: list[dict[str, Any]], options: dict[str, Any]) -> int:
+    async def _send_bulk(
+        self, bulk_id: str, items: list[dict[str, Any]], options: dict[str, Any], trace: str | None = None
+    ) -> int:
         """Enqueue one apply_commands job; its `et` when it was queued, 0 when refused."""
         now = epoch_ms()
         job = envelope(BULK_JOB, items, now, options, self.signing_key)
-        (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, bulk_id, job])
+        args = enqueue_arguments(now, self.job_ttl_ms, [bulk_id, job], trace)
+        (queued,) = await self._enqueue(keys=[self.queue], args=args)
         return now if queued else 0
 
-    def _queue_chunk(self, pipe: Any, chunk: list[Command], options: dict[str, Any]) -> None:
+    def _queue_chunk(self, pipe: Any, chunk: list[Command], options: dict[str, Any], trace: str | None) -> None:
         now = epoch_ms()
-        args: list[Any] = [now, self.job_ttl_ms]
+        jobs: list[Any] = []
         for command in chunk:
-            args.append(str(command.command_id))
-            args.append(job_of_command(command, now, options, self.signing_key))
+            jobs.append(str(command.command_id))
+            jobs.append(job_of_command(command, now, options, self.signing_key))
+        args = enqueue_arguments(now, self.job_ttl_ms, jobs, trace)
         # EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and the script text is
         # small next to 500 commands.
         pipe.eval(ENQUEUE_SCRIPT, 1, self.queue, *args)

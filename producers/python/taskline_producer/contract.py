@@ -62,12 +62,13 @@ DEFAULT_MAX_BULK_COMMANDS: Final = 1000
 """The most commands one `apply_commands` job may carry."""
 
 CONTRACT_VERSION: Final = 4
-"""The newest contract version this package writes and understands. 1 is the contract of the
-previous release (the envelope's `k` is empty); 2 adds `k.outcome_ttl`; 3 adds `k.sig`, the job's
-signature (taskline_producer/signing.py); 4 adds `k.traceparent` and `k.tracestate`, the W3C
-trace context of the producer's span (taskline_producer/tracing.py). A job carries the lowest
-version that has what it uses (`k.contract`, absent for 1); docs/contract.md, "Compatibility and
-contract versions"."""
+"""The newest contract version this package understands. 1 is the contract of the previous
+release (the envelope's `k` is empty); 2 adds `k.outcome_ttl`; 3 adds `k.sig`, the job's signature
+(taskline_producer/signing.py); 4 adds `k.traceparent` and `k.tracestate`, which workers still
+accept but producers no longer write: the trace context now travels beside the job, in its trace
+key (keys.trace_key, taskline_producer/tracing.py), so that workers that do not know tracing run
+traced jobs. A job carries the lowest version that has what it uses (`k.contract`, absent for 1);
+docs/contract.md, "Compatibility and contract versions"."""
 
 OUTCOME_VERSION: Final = 2
 """The first contract version that carries `k.outcome_ttl`."""
@@ -76,13 +77,15 @@ SIGNATURE_VERSION: Final = 3
 """The first contract version that carries `k.sig`."""
 
 TRACE_CONTEXT_VERSION: Final = 4
-"""The first contract version that carries `k.traceparent` (and `k.tracestate`)."""
+"""The contract version whose jobs may carry `k.traceparent` (and `k.tracestate`): accepted, no
+longer written (the trace key beside the job carries the trace context)."""
 
 TRACEPARENT_MAX_CHARS: Final = 256
-"""The longest `k.traceparent` a job may carry (a version-00 traceparent is 55 characters)."""
+"""The longest traceparent a job's trace key (or a version-4 `k`) may carry (a version-00
+traceparent is 55 characters)."""
 
 TRACESTATE_MAX_CHARS: Final = 512
-"""The longest `k.tracestate` a job may carry (W3C's own limit)."""
+"""The longest tracestate a job's trace key (or a version-4 `k`) may carry (W3C's own limit)."""
 
 OUTCOME_TTL_MAX_S: Final = 7 * 86_400
 """The longest an outcome may be kept in Redis (`k.outcome_ttl`, seconds): one week."""

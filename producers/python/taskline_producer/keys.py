@@ -27,6 +27,7 @@ __all__ = [
     "RESULT_KEY_PREFIX",
     "RETRY_KEY_PREFIX",
     "RETRY_KEY_TTL_S",
+    "TRACE_KEY_PREFIX",
     "TRANSIENT_KEY_PREFIX",
     "WAKE_KEY_SUFFIX",
     "WORKERS_INDEX_PREFIX",
@@ -45,6 +46,7 @@ __all__ = [
     "retry_key",
     "scheduler_queue",
     "scheduler_tick_key",
+    "trace_key",
     "transient_key",
     "wake_key",
     "workers_index_key",
@@ -74,6 +76,11 @@ WAKE_KEY_SUFFIX: Final = ":wake"
 so a new job starts at once instead of at the next poll."""
 TRANSIENT_KEY_PREFIX: Final = "taskline:transient:"
 """`taskline:transient:<job id>`: the job's transient failures so far, across workers."""
+TRACE_KEY_PREFIX: Final = "taskline:trace:"
+"""`taskline:trace:<job id>`: the W3C trace context (JSON: `traceparent`, `tracestate`) of the
+producer's span that sent the job, beside the job rather than inside its bytes, so that every
+worker runs a traced job. Written by the enqueue script with the job and its expiry, only by a
+producer with a sampled trace to pass on; read by a worker that traces, deleted with the job."""
 HEARTBEAT_KEY_PREFIX: Final = "taskline:worker:"
 """`taskline:worker:<queue>:<worker id>`: a live worker's heartbeat document."""
 WORKERS_INDEX_PREFIX: Final = "taskline:workers:"
@@ -120,6 +127,10 @@ def result_key(job_id: str) -> str:
 
 def transient_key(job_id: str) -> str:
     return TRANSIENT_KEY_PREFIX + job_id
+
+
+def trace_key(job_id: str) -> str:
+    return TRACE_KEY_PREFIX + job_id
 
 
 def outcome_key(command_id: str) -> str:

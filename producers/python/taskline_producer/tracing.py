@@ -1,29 +1,32 @@
-"""Trace context in jobs (contract version 4): the producer's side of OpenTelemetry.
+"""Trace context beside jobs: the producer's side of OpenTelemetry.
 
 When the service runs OpenTelemetry (`opentelemetry-api` installed, the `otel` extra, and an SDK
 set up by the service as usual), each send is a PRODUCER span `send <queue>` named and described
-as OpenTelemetry's messaging conventions say, and each of its jobs carries that span's W3C trace
-context in `k.traceparent` (and `k.tracestate`), written by the service's global propagator: the
-standard `OTEL_PROPAGATORS` decides what is sent (`none`: nothing). A job that carries a trace
-context is contract version 4 (docs/contract.md).
+as OpenTelemetry's messaging conventions say, and that span's W3C trace context (`traceparent`,
+`tracestate`, written by the service's global propagator: the standard `OTEL_PROPAGATORS` decides
+what is sent, `none`: nothing) goes into a small key beside each of its jobs,
+`taskline:trace:<job id>` (keys.trace_key), which the enqueue script writes with the job, in the
+same atomic step and with the same expiry (taskline_producer/wire.py).
 
-Without `opentelemetry-api`, or without a valid span context to send (no SDK, a propagator that
-writes no traceparent), a job is written exactly as before: no member, no version raised, and the
-cost is one check of a module-level value.
+The job's own bytes do not change: a traced job is byte for byte the untraced one, of the contract
+version it otherwise needs, so every worker runs it, whether it knows tracing or not (a worker
+that does not trace never reads the key). Without `opentelemetry-api`, or without a valid span
+context to send (no SDK, a propagator that writes no traceparent), nothing more is written, and
+the cost is one check of a module-level value.
 
-The trace context is **inside the signed bytes** (taskline_producer/signing.py covers the whole
-job, its mac aside): docs/tracing.md says why.
+The trace context is outside the signed bytes: docs/tracing.md says why that is safe.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Final
 
-from taskline_producer.contract import TRACE_CONTEXT_VERSION, TRACEPARENT_MAX_CHARS, TRACESTATE_MAX_CHARS
+from taskline_producer.contract import TRACEPARENT_MAX_CHARS, TRACESTATE_MAX_CHARS
 
-__all__ = ["MESSAGING_SYSTEM", "SendTracer", "send_tracer", "traced_options"]
+__all__ = ["MESSAGING_SYSTEM", "SendTracer", "send_tracer", "trace_context_of", "trace_value"]
 
 MESSAGING_SYSTEM: Final = "taskline"
 """`messaging.system` on the spans of both sides."""
@@ -43,9 +46,9 @@ class SendTracer:
     @contextmanager
     def sending(
         self, queue: str, *, message_count: int = 1, message_id: str | None = None, bulk: bool = False
-    ) -> Iterator[dict[str, str]]:
-        """A `send <queue>` span around one send; yields the trace context for its jobs (empty when
-        there is none to send)."""
+    ) -> Iterator[str | None]:
+        """A `send <queue>` span around one send; yields the value of its jobs' trace keys (None
+        when there is no trace context to send)."""
         attributes: dict[str, Any] = {
             "messaging.system": MESSAGING_SYSTEM,
             "messaging.operation.type": "send",
@@ -60,12 +63,12 @@ class SendTracer:
         with self._tracer.start_as_current_span(f"send {queue}", kind=kind, attributes=attributes):
             carrier: dict[str, str] = {}
             self._propagate.inject(carrier)
-            yield trace_context_of(carrier)
+            yield trace_value(trace_context_of(carrier))
 
 
 def trace_context_of(carrier: Mapping[str, str]) -> dict[str, str]:
-    """The members a job carries from a propagator's carrier: `traceparent` (when it fits the
-    contract), and `tracestate` beside it."""
+    """What a job's trace key holds from a propagator's carrier: `traceparent` (when it fits the
+    contract's limits), and `tracestate` beside it."""
     parent = carrier.get(TRACEPARENT)
     if not isinstance(parent, str) or not 0 < len(parent) <= TRACEPARENT_MAX_CHARS:
         return {}
@@ -76,14 +79,12 @@ def trace_context_of(carrier: Mapping[str, str]) -> dict[str, str]:
     return context
 
 
-def traced_options(options: dict[str, Any], context: Mapping[str, str]) -> dict[str, Any]:
-    """Job options (`k`) carrying a trace context: contract raised to 4. Unchanged without one."""
+def trace_value(context: Mapping[str, str]) -> str | None:
+    """The trace key's value: the context as compact JSON, `traceparent` first (the TypeScript
+    client writes the same text); None when there is nothing to pass on."""
     if not context:
-        return options
-    traced = dict(options)
-    traced["contract"] = max(int(traced.get("contract", 1)), TRACE_CONTEXT_VERSION)
-    traced.update(context)
-    return traced
+        return None
+    return json.dumps(dict(context), separators=(",", ":"), ensure_ascii=False)
 
 
 _NOT_LOADED: Final[Any] = object()

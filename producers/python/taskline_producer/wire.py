@@ -9,12 +9,13 @@ arq's layout, which taskline keeps so that arq workers can run the jobs:
   time to live after which an unstarted job expires (a dead letter);
 * `k` (arq's keyword arguments) carries taskline's job options: empty for a contract-1 job,
   `{"contract": 2, "outcome_ttl": <seconds>}` for a job whose outcomes are to be recorded, and
-  `"sig"` with `"contract": 3` for a signed job (taskline_producer/signing.py), and
-  `"traceparent"` (with `"tracestate"`) with `"contract": 4` for a job that carries the W3C trace
-  context of its producer's span (taskline_producer/tracing.py);
+  `"sig"` with `"contract": 3` for a signed job (taskline_producer/signing.py);
+* beside the job, only when its producer passes on a trace, the string `taskline:trace:<job id>`
+  holds the W3C trace context of the producer's span (taskline_producer/tracing.py), with the
+  job's expiry; the job's bytes are the same with or without it;
 * a job id whose `arq:job:` or `arq:result:` key exists is a duplicate and is not enqueued.
 
-The enqueue script below does the duplicate check and both writes in one atomic step; it is
+The enqueue script below does the duplicate check and the writes in one atomic step; it is
 the same thing arq does with WATCH/MULTI/EXEC, for many commands per round trip.
 """
 
@@ -24,12 +25,13 @@ import time
 from typing import Any, Final
 
 from taskline_producer.contract import OUTCOME_TTL_MAX_S, OUTCOME_VERSION, Command, dumps
-from taskline_producer.keys import JOB_KEY_PREFIX, RESULT_KEY_PREFIX, WAKE_KEY_SUFFIX
+from taskline_producer.keys import JOB_KEY_PREFIX, RESULT_KEY_PREFIX, TRACE_KEY_PREFIX, WAKE_KEY_SUFFIX
 from taskline_producer.signing import SigningKey, seal, signature_options
 
 __all__ = [
     "DEFAULT_JOB_TTL_MS",
     "ENQUEUE_SCRIPT",
+    "enqueue_arguments",
     "envelope",
     "epoch_ms",
     "job_of_command",
@@ -42,13 +44,17 @@ DEFAULT_JOB_TTL_MS: Final = 86_400_000
 
 ENQUEUE_SCRIPT: Final = f"""
 -- KEYS[1]: the queue; ARGV[1]: score (epoch ms); ARGV[2]: job TTL in ms;
--- ARGV[3..]: job id, job JSON, job id, job JSON, ...
+-- ARGV[3..]: job id, job JSON, job id, job JSON, ...; then, only from a producer passing on a
+-- trace, one more: the trace context (JSON) written beside each queued job, with its expiry.
 -- Returns one integer per job: 1 = queued, 0 = refused as a duplicate.
+local last, trace = #ARGV, false
+if last % 2 == 1 then trace, last = ARGV[last], last - 1 end
 local queued = {{}}
-for i = 3, #ARGV, 2 do
+for i = 3, last, 2 do
   local id = ARGV[i]
   if redis.call('EXISTS', '{JOB_KEY_PREFIX}' .. id, '{RESULT_KEY_PREFIX}' .. id) == 0 then
     redis.call('SET', '{JOB_KEY_PREFIX}' .. id, ARGV[i + 1], 'PX', ARGV[2])
+    if trace then redis.call('SET', '{TRACE_KEY_PREFIX}' .. id, trace, 'PX', ARGV[2]) end
     redis.call('ZADD', KEYS[1], ARGV[1], id)
     queued[#queued + 1] = 1
   else
@@ -62,6 +68,15 @@ if #queued > 0 then
 end
 return queued
 """
+
+
+def enqueue_arguments(score: int, job_ttl_ms: int, jobs: list[Any], trace: str | None = None) -> list[Any]:
+    """ARGV for ENQUEUE_SCRIPT: the score, the job TTL, the (job id, job JSON) pairs flattened in
+    `jobs`, and the trace context to write beside each queued job, when there is one."""
+    args: list[Any] = [score, job_ttl_ms, *jobs]
+    if trace is not None:
+        args.append(trace)
+    return args
 
 
 def epoch_ms() -> int:

@@ -3,21 +3,27 @@
  * character for character, built the same way from the same key constants. A Python test
  * (tests/unit/test_typescript_producer.py) compares the two, so they cannot drift apart.
  *
- * `EVAL script 1 <queue> <now ms> <job TTL ms> <id1> <json1> <id2> <json2> ...` returns one
- * integer per job: 1 = queued, 0 = refused as a duplicate (its `arq:job:` or `arq:result:` key
- * exists). The duplicate check and both writes happen in one atomic step.
+ * `EVAL script 1 <queue> <now ms> <job TTL ms> <id1> <json1> <id2> <json2> ... [<trace>]` returns
+ * one integer per job: 1 = queued, 0 = refused as a duplicate (its `arq:job:` or `arq:result:` key
+ * exists). A last, odd argument is the trace context written beside each queued job
+ * (`taskline:trace:<job id>`, with the job's expiry). The duplicate check and the writes happen
+ * in one atomic step.
  */
-import { JOB_KEY_PREFIX, RESULT_KEY_PREFIX, WAKE_KEY_SUFFIX } from "./keys.js";
+import { JOB_KEY_PREFIX, RESULT_KEY_PREFIX, TRACE_KEY_PREFIX, WAKE_KEY_SUFFIX } from "./keys.js";
 
 export const ENQUEUE_SCRIPT = `
 -- KEYS[1]: the queue; ARGV[1]: score (epoch ms); ARGV[2]: job TTL in ms;
--- ARGV[3..]: job id, job JSON, job id, job JSON, ...
+-- ARGV[3..]: job id, job JSON, job id, job JSON, ...; then, only from a producer passing on a
+-- trace, one more: the trace context (JSON) written beside each queued job, with its expiry.
 -- Returns one integer per job: 1 = queued, 0 = refused as a duplicate.
+local last, trace = #ARGV, false
+if last % 2 == 1 then trace, last = ARGV[last], last - 1 end
 local queued = {}
-for i = 3, #ARGV, 2 do
+for i = 3, last, 2 do
   local id = ARGV[i]
   if redis.call('EXISTS', '${JOB_KEY_PREFIX}' .. id, '${RESULT_KEY_PREFIX}' .. id) == 0 then
     redis.call('SET', '${JOB_KEY_PREFIX}' .. id, ARGV[i + 1], 'PX', ARGV[2])
+    if trace then redis.call('SET', '${TRACE_KEY_PREFIX}' .. id, trace, 'PX', ARGV[2]) end
     redis.call('ZADD', KEYS[1], ARGV[1], id)
     queued[#queued + 1] = 1
   else

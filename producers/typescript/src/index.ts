@@ -36,7 +36,6 @@ export type {
 } from "./contract.js";
 export { OUTCOMES_CONTRACT_VERSION, OUTCOME_TTL_MAX_S } from "./envelope.js";
 export { SIGNATURE_CONTRACT_VERSION, signJob, signingKeyFromEnv } from "./signing.js";
-export { TRACE_CONTEXT_CONTRACT_VERSION } from "./tracing.js";
 export type { SigningKey } from "./signing.js";
 export { InvalidCommandError, InvalidSendError, TasklineProducerError } from "./errors.js";
 export { DEFAULT_QUEUE } from "./keys.js";

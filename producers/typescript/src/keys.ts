@@ -21,6 +21,8 @@ export const RESULT_KEY_PREFIX = "arq:result:";
 
 /** `<queue>:wake`: the enqueue script pushes a token here so an idle worker starts at once. */
 export const WAKE_KEY_SUFFIX = ":wake";
+/** `taskline:trace:<job id>`: the W3C trace context (JSON) of the span that sent the job, beside it. */
+export const TRACE_KEY_PREFIX = "taskline:trace:";
 /** `taskline:outcome:<command id>`: the JSON outcome of a command sent with `outcomeTtl`. */
 export const OUTCOME_KEY_PREFIX = "taskline:outcome:";
 /** `taskline:outcome:<command id>:done`: a list that gets a token when the outcome is final. */
@@ -36,6 +38,10 @@ export function inProgressKey(jobId: string): string {
 
 export function resultKey(jobId: string): string {
   return RESULT_KEY_PREFIX + jobId;
+}
+
+export function traceKey(jobId: string): string {
+  return TRACE_KEY_PREFIX + jobId;
 }
 
 export function wakeKey(queue: string): string {

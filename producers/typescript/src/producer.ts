@@ -20,7 +20,7 @@ import {
 import { ENQUEUE_SCRIPT } from "./enqueue-script.js";
 import { envelope, jobKwargs, type JobOptions } from "./envelope.js";
 import { checkSigningKey, signingKeyFromEnv, type SigningKey } from "./signing.js";
-import { sending, tracedKwargs } from "./tracing.js";
+import { sending } from "./tracing.js";
 import { InvalidSendError } from "./errors.js";
 import { DEFAULT_QUEUE } from "./keys.js";
 import { waitForOutcome, type Outcome } from "./outcome.js";
@@ -133,10 +133,10 @@ export class TaskProducer {
   async send(item: Command, options: SendOptions = {}): Promise<Receipt> {
     const { function: fn, command } = checkItem(item);
     const kwargs = this.kwargs(options);
-    return sending(this.queue, { messageId: command.command_id }, async (context) => {
+    return sending(this.queue, { messageId: command.command_id }, async (trace) => {
       const now = Date.now();
-      const job = this.sized(envelope(fn, command, tracedKwargs(kwargs, context), now, this.signingKey), this.maxPayloadBytes, "PAYLOAD");
-      const args = [String(now), String(this.jobTtlMs), command.command_id, job];
+      const job = this.sized(envelope(fn, command, kwargs, now, this.signingKey), this.maxPayloadBytes, "PAYLOAD");
+      const args = withTrace([String(now), String(this.jobTtlMs), command.command_id, job], trace);
       const [queued] = (await this.enqueue(args)) as unknown[];
       const wasQueued = Number(queued) === 1;
       return this.receipt(command.command_id, command.command_id, command.task_id, wasQueued, wasQueued ? now : null);
@@ -152,13 +152,15 @@ export class TaskProducer {
    */
   async sendMany(items: Iterable<Command>, options: SendOptions = {}): Promise<SendReport> {
     const commands = Array.from(items, (item) => checkItem(item));
-    const untraced = this.kwargs(options);
-    return sending(this.queue, { messageCount: commands.length }, (context) =>
-      this.sendEach(commands, tracedKwargs(untraced, context)),
-    );
+    const kwargs = this.kwargs(options);
+    return sending(this.queue, { messageCount: commands.length }, (trace) => this.sendEach(commands, kwargs, trace));
   }
 
-  private async sendEach(commands: ReturnType<typeof checkItem>[], kwargs: Record<string, unknown>): Promise<SendReport> {
+  private async sendEach(
+    commands: ReturnType<typeof checkItem>[],
+    kwargs: Record<string, unknown>,
+    trace: string | undefined,
+  ): Promise<SendReport> {
     const report: SendReport = { queued: 0, duplicates: [], receipts: [] };
     const perRoundTrip = SCRIPT_CHUNK * CHUNKS_PER_ROUND_TRIP;
     for (let start = 0; start < commands.length; start += perRoundTrip) {
@@ -173,7 +175,7 @@ export class TaskProducer {
         }
         // EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and the script is small
         // next to 500 commands.
-        pipeline.eval(ENQUEUE_SCRIPT, { keys: [this.queue], arguments: args });
+        pipeline.eval(ENQUEUE_SCRIPT, { keys: [this.queue], arguments: withTrace(args, trace) });
       }
       const flags = (await pipeline.execAsPipeline()).flatMap((reply) => reply as unknown[]);
       slice.forEach(({ command }, i) => {
@@ -201,10 +203,11 @@ export class TaskProducer {
     if (jobId.length === 0) throw new InvalidSendError("jobId must not be empty");
     const kwargs = this.kwargs(options);
     const details = { messageId: jobId, messageCount: commands.length, bulk: true };
-    return sending(this.queue, details, async (context) => {
+    return sending(this.queue, details, async (trace) => {
       const now = Date.now();
-      const job = this.sized(envelope(BULK_JOB, commands, tracedKwargs(kwargs, context), now, this.signingKey), this.maxBulkPayloadBytes, "BULK");
-      const [queued] = (await this.enqueue([String(now), String(this.jobTtlMs), jobId, job])) as unknown[];
+      const job = this.sized(envelope(BULK_JOB, commands, kwargs, now, this.signingKey), this.maxBulkPayloadBytes, "BULK");
+      const args = withTrace([String(now), String(this.jobTtlMs), jobId, job], trace);
+      const [queued] = (await this.enqueue(args)) as unknown[];
       const wasQueued = Number(queued) === 1;
       return {
         jobId,
@@ -298,4 +301,10 @@ export class TaskProducer {
       throw error;
     }
   }
+}
+
+/** The enqueue script's arguments with the trace context to write beside each queued job, when there is one. */
+function withTrace(args: string[], trace: string | undefined): string[] {
+  if (trace !== undefined) args.push(trace);
+  return args;
 }

@@ -1,18 +1,18 @@
 /**
- * W3C trace context in jobs (contract version 4): the producer's side of OpenTelemetry.
+ * W3C trace context beside jobs: the producer's side of OpenTelemetry.
  *
  * When the service runs OpenTelemetry (`@opentelemetry/api` installed beside this package, an
  * optional peer dependency, and an SDK registered by the service as usual), each send is a
- * PRODUCER span `send <queue>` after OpenTelemetry's messaging conventions, and each of its jobs
- * carries that span's trace context in `k.traceparent` (and `k.tracestate`), written by the
- * registered propagator (so `OTEL_PROPAGATORS` decides; `none`: nothing is sent). Such a job is
- * contract version 4. Without `@opentelemetry/api`, or with nothing to send (no SDK, no
- * propagator), jobs are written exactly as before. The Python client does the same
- * (`taskline_producer/tracing.py`); the trace context is inside the signed bytes (docs/tracing.md).
+ * PRODUCER span `send <queue>` after OpenTelemetry's messaging conventions, and that span's trace
+ * context (written by the registered propagator, so `OTEL_PROPAGATORS` decides; `none`: nothing
+ * is sent) goes into a small key beside each of its jobs, `taskline:trace:<job id>`, written by
+ * the enqueue script with the job and its expiry. The job's bytes do not change: every worker,
+ * whether it knows tracing or not, runs a traced job. Without `@opentelemetry/api`, or with
+ * nothing to send (no SDK, no propagator), nothing more is written. The Python client does the
+ * same (`taskline_producer/tracing.py`); the trace context is outside the signed bytes
+ * (docs/tracing.md says why that is safe).
  */
 
-/** The contract version that added `k.traceparent` and `k.tracestate`. */
-export const TRACE_CONTEXT_CONTRACT_VERSION = 4;
 export const TRACEPARENT_MAX_CHARS = 256;
 export const TRACESTATE_MAX_CHARS = 512;
 
@@ -36,7 +36,7 @@ export interface SendDetails {
   bulk?: boolean;
 }
 
-/** The members a job carries from a propagator's carrier. */
+/** What a job's trace key holds from a propagator's carrier. */
 export function traceContextOf(carrier: Record<string, string>): Record<string, string> {
   const parent = carrier.traceparent;
   if (typeof parent !== "string" || parent.length === 0 || parent.length > TRACEPARENT_MAX_CHARS) return {};
@@ -46,21 +46,19 @@ export function traceContextOf(carrier: Record<string, string>): Record<string, 
   return context;
 }
 
-/** Job options (`k`) carrying a trace context: contract raised to 4. Unchanged without one. */
-export function tracedKwargs(kwargs: Record<string, unknown>, context: Record<string, string>): Record<string, unknown> {
-  if (context.traceparent === undefined) return kwargs;
-  const contract = Math.max(Number(kwargs.contract ?? 1), TRACE_CONTEXT_CONTRACT_VERSION);
-  return { ...kwargs, contract, ...context };
+/** The trace key's value: the context as compact JSON, traceparent first (as the Python client writes it); undefined without one. */
+export function traceValue(context: Record<string, string>): string | undefined {
+  return context.traceparent === undefined ? undefined : JSON.stringify(context);
 }
 
-/** Run `send` inside a `send <queue>` span; it gets the trace context its jobs carry (empty without one). */
+/** Run `send` inside a `send <queue>` span; it gets the value of its jobs' trace keys (undefined without one). */
 export async function sending<T>(
   queue: string,
   details: SendDetails,
-  send: (context: Record<string, string>) => Promise<T>,
+  send: (trace: string | undefined) => Promise<T>,
 ): Promise<T> {
   const api = await otelApi();
-  if (api === null) return send({});
+  if (api === null) return send(undefined);
   const attributes: Record<string, string | number> = {
     "messaging.system": "taskline",
     "messaging.operation.type": "send",
@@ -75,7 +73,7 @@ export async function sending<T>(
     try {
       const carrier: Record<string, string> = {};
       api.propagation.inject(api.context.active(), carrier);
-      return await send(traceContextOf(carrier));
+      return await send(traceValue(traceContextOf(carrier)));
     } catch (error) {
       span.recordException(error instanceof Error ? error : String(error));
       span.setStatus({ code: api.SpanStatusCode.ERROR });

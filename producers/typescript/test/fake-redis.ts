@@ -106,8 +106,14 @@ export class FakeBlocking implements BlockingRedis {
 /** The (job id, job JSON) pairs of one enqueue call. */
 export function jobsIn(options: EvalArguments): Array<{ id: string; job: Record<string, unknown> }> {
   const jobs = [];
-  for (let i = 2; i < options.arguments.length; i += 2) {
+  for (let i = 2; i + 1 < options.arguments.length; i += 2) {
     jobs.push({ id: options.arguments[i] as string, job: JSON.parse(options.arguments[i + 1] as string) });
   }
   return jobs;
+}
+
+/** The trace context an enqueue call writes beside its jobs (its last, odd argument), if any. */
+export function traceIn(options: EvalArguments): string | undefined {
+  const args = options.arguments;
+  return args.length % 2 === 1 ? (args[args.length - 1] as string) : undefined;
 }

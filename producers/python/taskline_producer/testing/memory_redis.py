@@ -79,10 +79,13 @@ class MemoryRedis:
         return run
 
     def enqueue(self, queue: str, args: Sequence[Any]) -> list[int]:
-        """The enqueue script: ARGV = score, job TTL, then job id and job JSON pairs."""
+        """The enqueue script: ARGV = score, job TTL, then job id and job JSON pairs, then the
+        trace context written beside each queued job (an odd count: a traced send)."""
         score = int(args[0])
+        last = len(args) - 1 if len(args) % 2 else len(args)
+        trace = _raw(args[last]) if last < len(args) else None
         flags: list[int] = []
-        for at in range(2, len(args), 2):
+        for at in range(2, last, 2):
             job_id, raw = _text(args[at]), _raw(args[at + 1])
             held = keys.job_key(job_id) in self.strings or keys.result_key(job_id) in self.strings
             attempt = EnqueueAttempt(_text(queue), job_id, raw, score, queued=not held)
@@ -90,6 +93,8 @@ class MemoryRedis:
                 self.on_enqueue(attempt)  # may refuse the job by raising, before anything is kept
             if not held:
                 self.strings[keys.job_key(job_id)] = raw
+                if trace is not None:
+                    self.strings[keys.trace_key(job_id)] = trace
                 self.queues.setdefault(attempt.queue, {})[job_id] = score
             flags.append(0 if held else 1)
         return flags

@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 
 import { ENQUEUE_SCRIPT } from "../enqueue-script.js";
-import { jobKey, resultKey } from "../keys.js";
+import { jobKey, resultKey, traceKey } from "../keys.js";
 import type { BlockingRedis, EvalArguments, ProducerRedis, QueuedCommands } from "../redis-client.js";
 
 const ENQUEUE_SHA1 = createHash("sha1").update(ENQUEUE_SCRIPT).digest("hex");
@@ -50,10 +50,11 @@ export class MemoryRedis implements ProducerRedis, BlockingRedis {
     return this.enqueue(options);
   }
 
-  /** The enqueue script: ARGV = score, job TTL, then job id and job JSON pairs. */
+  /** The enqueue script: ARGV = score, job TTL, job id and job JSON pairs, then (an odd count) the trace context. */
   enqueue({ keys, arguments: args }: EvalArguments): number[] {
     const queue = keys[0] ?? "";
     const scoreMs = Number(args[0]);
+    const trace = args.length % 2 === 1 ? (args[args.length - 1] as string) : undefined;
     const flags: number[] = [];
     for (let i = 2; i + 1 < args.length; i += 2) {
       const jobId = args[i] as string;
@@ -62,6 +63,7 @@ export class MemoryRedis implements ProducerRedis, BlockingRedis {
       this.onEnqueue?.({ queue, jobId, raw, scoreMs, queued: !held });
       if (!held) {
         this.strings.set(jobKey(jobId), raw);
+        if (trace !== undefined) this.strings.set(traceKey(jobId), trace);
         const members = this.queues.get(queue) ?? new Map<string, number>();
         members.set(jobId, scoreMs);
         this.queues.set(queue, members);
