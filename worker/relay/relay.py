@@ -1,12 +1,14 @@
 """The relay's work, one step at a time: publish, confirm, re-publish, prune.
 
-* **Publish.** In one transaction: lock up to `TASKLINE_RELAY_BATCH` committed, unpublished rows
-  (`FOR UPDATE SKIP LOCKED`: another relay takes the next ones) and record their publication in
-  the same statement, refuse the invalid ones with the contract's reason, enqueue the rest in one
-  Redis round trip, commit. A
-  relay killed before the commit leaves the rows unpublished and unlocked: another relay (or this
-  one, restarted) publishes them again, and the enqueue script or the worker's `processed_command`
-  makes that harmless. At least once; exactly once in effect.
+* **Publish.** In one transaction per batch: lock up to `TASKLINE_RELAY_BATCH` committed,
+  unpublished rows (`FOR UPDATE SKIP LOCKED`: another relay takes the next ones) and record their
+  publication in the same statement, refuse the invalid ones with the contract's reason, enqueue
+  the rest in one Redis round trip, commit. While a full batch is checked and sent, the next one
+  is claimed on a second connection (its own transaction), so PostgreSQL's work overlaps the
+  relay's and Redis's; a step publishes at most `PUBLISH_BATCHES_PER_STEP` batches and holds no
+  claim once it returns. A relay killed before a commit leaves that batch's rows unpublished and
+  unlocked: another relay (or this one, restarted) publishes them again, and the enqueue script or
+  the worker's `processed_command` makes that harmless. At least once; exactly once in effect.
 * **Confirm.** In one transaction: lock published rows whose next check is due, read their states
   from Redis in one round trip, and record each final outcome (applied, duplicate, dead letter).
   A command still queued, retrying or running is asked about again later (half its age, at most
@@ -21,17 +23,19 @@ Each step returns how much it did; the loop (worker/relay/process.py) idles when
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 from uuid import UUID
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from worker.observe.metrics import Metrics
-from worker.relay.envelopes import Envelopes
+from worker.relay.envelopes import Envelopes, Prepared
 from worker.relay.redis_side import publish_jobs, read_states
 from worker.store import outbox_queries as q
 
@@ -45,6 +49,12 @@ per command per check while the workers share it."""
 MIN_CHECK_S: Final = 0.5
 MAX_FIRST_CHECK_S: Final = 10.0
 PRUNE_BATCH: Final = 5000
+PUBLISH_BATCHES_PER_STEP: Final = 8
+"""Batches one publish step sends at most (claiming each next one while the last goes out) before
+the loop confirms and prunes."""
+PREPARE_CHUNK: Final = 250
+"""Rows checked between two turns of the event loop while the next batch is being claimed, so the
+claim's round trips proceed during the checks."""
 _FINAL: Final = ("applied", "duplicate", "dead_letter")
 
 
@@ -84,20 +94,65 @@ class Relay:
         return min(max(self.republish_after_s * CHECK_SHARE, MIN_CHECK_S), MAX_FIRST_CHECK_S)
 
     async def publish(self) -> int:
-        """Publish one batch of committed rows; how many rows it handled (published or refused)."""
-        async with self.engine.begin() as conn:
+        """Publish committed rows, batch after batch (at most `PUBLISH_BATCHES_PER_STEP`); how many
+        rows it handled (published or refused)."""
+        handled = 0
+        claimed = await self._claim()
+        for step in range(1, PUBLISH_BATCHES_PER_STEP + 1):
+            if claimed is None:
+                break
+            full = len(claimed.rows) == self.batch
+            ahead = asyncio.create_task(self._claim()) if full and step < PUBLISH_BATCHES_PER_STEP else None
+            try:
+                await self._publish_claimed(claimed, overlapped=ahead is not None)
+            except BaseException:
+                await _discard(ahead)
+                raise
+            handled += len(claimed.rows)
+            claimed = await ahead if ahead is not None else None
+        return handled
+
+    async def _claim(self) -> _Claimed | None:
+        """A batch of rows locked (and recorded as published) in a transaction left open on a
+        connection of its own; None, and nothing held, when there is none."""
+        conn = await self.engine.connect()
+        try:
+            await conn.begin()
             rows = await q.claim_for_publication(conn, self.batch, self.first_check_s)
-            if not rows:
-                return 0
+        except BaseException:
+            await conn.close()  # rolls the claim back
+            raise
+        if not rows:
+            await conn.close()
+            return None
+        return _Claimed(conn, rows)
+
+    async def _publish_claimed(self, claimed: _Claimed, *, overlapped: bool) -> None:
+        """Enqueue one claimed batch, mark its refused rows, commit; rolled back on any failure."""
+        try:
             now = self.clock_ms()
-            prepared = self.envelopes.prepare(((r.id, r.function, r.command) for r in rows), now)
+            prepared = await self._prepare(claimed.rows, now, overlapped)
             await self._enqueue(now, [(job_id, job) for _, job_id, job in prepared.jobs])
-            await q.mark_invalid(conn, prepared.refused)
+            await q.mark_invalid(claimed.conn, prepared.refused)
+            await claimed.conn.commit()
+        finally:
+            await claimed.conn.close()  # after a failure: rolls the batch back, nothing is lost
         self.counts.published += len(prepared.jobs)
         self.counts.invalid += len(prepared.refused)
         if self.metrics is not None:
             self.metrics.outbox_step(published=len(prepared.jobs), invalid=len(prepared.refused))
-        return len(rows)
+
+    async def _prepare(self, rows: Sequence[q.ToPublish], now_ms: int, overlapped: bool) -> Prepared:
+        """The batch's jobs; while the next batch is being claimed, a turn of the event loop every
+        `PREPARE_CHUNK` rows lets that claim's round trips go on meanwhile."""
+        if not overlapped:
+            return self.envelopes.prepare(((r.id, r.function, r.command) for r in rows), now_ms)
+        prepared = Prepared()
+        for start in range(0, len(rows), PREPARE_CHUNK):
+            chunk = rows[start : start + PREPARE_CHUNK]
+            self.envelopes.prepare(((r.id, r.function, r.command) for r in chunk), now_ms, prepared)
+            await asyncio.sleep(0)
+        return prepared
 
     async def confirm(self) -> int:
         """Ask Redis about one batch of published rows whose check is due; how many it asked about."""
@@ -157,6 +212,26 @@ class Relay:
         except (RedisError, OSError) as exc:
             raise RedisUnavailable from exc
         self.redis_answered = True
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """A claimed batch: its rows, and the connection whose open transaction holds their locks."""
+
+    conn: AsyncConnection
+    rows: list[q.ToPublish]
+
+
+async def _discard(ahead: asyncio.Task[_Claimed | None] | None) -> None:
+    """Roll back a batch claimed ahead of one that failed (its rows stay unpublished)."""
+    if ahead is None:
+        return
+    # Awaited, not cancelled: a claim cut mid-statement would leave its connection in doubt; it
+    # ends within the statement timeout anyway.
+    with contextlib.suppress(Exception):
+        claimed = await ahead
+        if claimed is not None:
+            await claimed.conn.close()
 
 
 def _job_id(command_id: str | None) -> str:
