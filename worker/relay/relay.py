@@ -3,10 +3,11 @@
 * **Publish.** In one transaction per batch: lock up to `TASKLINE_RELAY_BATCH` committed,
   unpublished rows (`FOR UPDATE SKIP LOCKED`: another relay takes the next ones) and record their
   publication in the same statement, refuse the invalid ones with the contract's reason, enqueue
-  the rest in one Redis round trip, commit. While a full batch is checked and sent, the next one
-  is claimed on a second connection (its own transaction), so PostgreSQL's work overlaps the
-  relay's and Redis's; a step publishes at most `PUBLISH_BATCHES_PER_STEP` batches and holds no
-  claim once it returns. A relay killed before a commit leaves that batch's rows unpublished and
+  the rest in one Redis round trip, commit. The batches of a step overlap: while one batch is
+  checked, the next is being claimed (PostgreSQL) and the one before is being taken by Redis, each
+  on its own connection in its own transaction (`RELAY_CONNECTIONS`); a step publishes at most
+  `PUBLISH_BATCHES_PER_STEP` batches, holds no claim once it returns, and rolls back every batch
+  still in hand when it fails. A relay killed before a commit leaves that batch's rows unpublished and
   unlocked: another relay (or this one, restarted) publishes them again, and the enqueue script or
   the worker's `processed_command` makes that harmless. At least once; exactly once in effect.
 * **Confirm.** In one transaction: lock published rows whose next check is due, read their states
@@ -39,7 +40,7 @@ from worker.relay.envelopes import Envelopes, Prepared
 from worker.relay.redis_side import publish_jobs, read_states
 from worker.store import outbox_queries as q
 
-__all__ = ["RedisUnavailable", "Relay", "RelayCounts"]
+__all__ = ["RELAY_CONNECTIONS", "RedisUnavailable", "Relay", "RelayCounts"]
 
 CHECK_SHARE: Final = 0.1
 """A publication's outcome is first asked this share of the re-publication window after it (and a
@@ -49,12 +50,15 @@ per command per check while the workers share it."""
 MIN_CHECK_S: Final = 0.5
 MAX_FIRST_CHECK_S: Final = 10.0
 PRUNE_BATCH: Final = 5000
+RELAY_CONNECTIONS: Final = 4
+"""The relay's connections to the outbox's database: three batches in hand during a publish step,
+and the heartbeat's figures."""
 PUBLISH_BATCHES_PER_STEP: Final = 8
 """Batches one publish step sends at most (claiming each next one while the last goes out) before
 the loop confirms and prunes."""
 PREPARE_CHUNK: Final = 250
-"""Rows checked between two turns of the event loop while the next batch is being claimed, so the
-claim's round trips proceed during the checks."""
+"""Rows checked between two turns of the event loop while another batch is being claimed or sent,
+so those round trips proceed during the checks."""
 _FINAL: Final = ("applied", "duplicate", "dead_letter")
 
 
@@ -95,21 +99,38 @@ class Relay:
 
     async def publish(self) -> int:
         """Publish committed rows, batch after batch (at most `PUBLISH_BATCHES_PER_STEP`); how many
-        rows it handled (published or refused)."""
+        rows it handled (published or refused).
+
+        Three batches are in hand at once: one claimed ahead (PostgreSQL), one being checked (here)
+        and one whose jobs Redis is taking; each is committed once Redis has taken its jobs, before
+        the next one is sent, so batches reach Redis in the order they were claimed."""
         handled = 0
         claimed = await self._claim()
-        for step in range(1, PUBLISH_BATCHES_PER_STEP + 1):
-            if claimed is None:
-                break
-            full = len(claimed.rows) == self.batch
-            ahead = asyncio.create_task(self._claim()) if full and step < PUBLISH_BATCHES_PER_STEP else None
-            try:
-                await self._publish_claimed(claimed, overlapped=ahead is not None)
-            except BaseException:
-                await _discard(ahead)
-                raise
-            handled += len(claimed.rows)
-            claimed = await ahead if ahead is not None else None
+        ahead: asyncio.Task[_Claimed | None] | None = None
+        sending: _Sending | None = None
+        try:
+            for step in range(1, PUBLISH_BATCHES_PER_STEP + 1):
+                if claimed is None:
+                    break
+                if len(claimed.rows) == self.batch and step < PUBLISH_BATCHES_PER_STEP:
+                    ahead = asyncio.create_task(self._claim())
+                now = self.clock_ms()
+                prepared = await self._prepare(claimed.rows, now, overlapped=ahead is not None or sending is not None)
+                if sending is not None:
+                    done, sending = sending, None
+                    await self._finish(done)
+                jobs = [(job_id, job) for _, job_id, job in prepared.jobs]
+                sending = _Sending(claimed, prepared, asyncio.create_task(self._enqueue(now, jobs)))
+                handled += len(claimed.rows)
+                claimed = None
+                if ahead is not None:
+                    claimed, ahead = await ahead, None
+            if sending is not None:
+                done, sending = sending, None
+                await self._finish(done)
+        except BaseException:
+            await _discard(ahead, sending, claimed)
+            raise
         return handled
 
     async def _claim(self) -> _Claimed | None:
@@ -127,16 +148,15 @@ class Relay:
             return None
         return _Claimed(conn, rows)
 
-    async def _publish_claimed(self, claimed: _Claimed, *, overlapped: bool) -> None:
-        """Enqueue one claimed batch, mark its refused rows, commit; rolled back on any failure."""
+    async def _finish(self, sending: _Sending) -> None:
+        """Once Redis took a batch's jobs: mark its refused rows and commit; rolled back on any failure."""
+        conn, prepared = sending.claimed.conn, sending.prepared
         try:
-            now = self.clock_ms()
-            prepared = await self._prepare(claimed.rows, now, overlapped)
-            await self._enqueue(now, [(job_id, job) for _, job_id, job in prepared.jobs])
-            await q.mark_invalid(claimed.conn, prepared.refused)
-            await claimed.conn.commit()
+            await sending.sent
+            await q.mark_invalid(conn, prepared.refused)
+            await conn.commit()
         finally:
-            await claimed.conn.close()  # after a failure: rolls the batch back, nothing is lost
+            await conn.close()  # after a failure: rolls the batch back, nothing is lost
         self.counts.published += len(prepared.jobs)
         self.counts.invalid += len(prepared.refused)
         if self.metrics is not None:
@@ -222,16 +242,37 @@ class _Claimed:
     rows: list[q.ToPublish]
 
 
-async def _discard(ahead: asyncio.Task[_Claimed | None] | None) -> None:
-    """Roll back a batch claimed ahead of one that failed (its rows stay unpublished)."""
-    if ahead is None:
-        return
-    # Awaited, not cancelled: a claim cut mid-statement would leave its connection in doubt; it
-    # ends within the statement timeout anyway.
-    with contextlib.suppress(Exception):
-        claimed = await ahead
-        if claimed is not None:
-            await claimed.conn.close()
+@dataclass(frozen=True, slots=True)
+class _Sending:
+    """A claimed batch whose jobs are on their way to Redis (`sent` ends when Redis took them)."""
+
+    claimed: _Claimed
+    prepared: Prepared
+    sent: asyncio.Task[None]
+
+
+async def _discard(
+    ahead: asyncio.Task[_Claimed | None] | None, sending: _Sending | None, claimed: _Claimed | None
+) -> None:
+    """Roll back every batch still in hand when a publish step fails (their rows stay unpublished;
+    jobs Redis took anyway are published again later, and refused then as duplicates)."""
+    # Awaited, not cancelled: a statement cut short would leave its connection in doubt, and each
+    # ends within its timeout anyway.
+    held: list[AsyncConnection] = []
+    if claimed is not None:
+        held.append(claimed.conn)
+    if sending is not None:
+        with contextlib.suppress(Exception):
+            await sending.sent
+        held.append(sending.claimed.conn)
+    if ahead is not None:
+        with contextlib.suppress(Exception):
+            next_batch = await ahead
+            if next_batch is not None:
+                held.append(next_batch.conn)
+    for conn in held:
+        with contextlib.suppress(Exception):
+            await conn.close()
 
 
 def _job_id(command_id: str | None) -> str:
