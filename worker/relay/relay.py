@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 from uuid import UUID
@@ -50,9 +51,12 @@ per command per check while the workers share it."""
 MIN_CHECK_S: Final = 0.5
 MAX_FIRST_CHECK_S: Final = 10.0
 PRUNE_BATCH: Final = 5000
-RELAY_CONNECTIONS: Final = 4
-"""The relay's connections to the outbox's database: three batches in hand during a publish step,
-and the heartbeat's figures."""
+CLAIMS_AHEAD: Final = 2
+"""Batches a publish step claims ahead of the one it checks, each on its own connection: the claim
+(PostgreSQL locking and updating a thousand rows) is the longest stage, so two run at once."""
+RELAY_CONNECTIONS: Final = CLAIMS_AHEAD + 3
+"""The relay's connections to the outbox's database: the batches claimed ahead, the one checked,
+the one Redis is taking, and the heartbeat's figures."""
 PUBLISH_BATCHES_PER_STEP: Final = 8
 """Batches one publish step sends at most (claiming each next one while the last goes out) before
 the loop confirms and prunes."""
@@ -106,16 +110,17 @@ class Relay:
         the next one is sent, so batches reach Redis in the order they were claimed."""
         handled = 0
         claimed = await self._claim()
-        ahead: asyncio.Task[_Claimed | None] | None = None
+        ahead: deque[asyncio.Task[_Claimed | None]] = deque()
         sending: _Sending | None = None
         try:
             for step in range(1, PUBLISH_BATCHES_PER_STEP + 1):
                 if claimed is None:
                     break
-                if len(claimed.rows) == self.batch and step < PUBLISH_BATCHES_PER_STEP:
-                    ahead = asyncio.create_task(self._claim())
+                full = len(claimed.rows) == self.batch
+                while full and len(ahead) < CLAIMS_AHEAD and step + len(ahead) < PUBLISH_BATCHES_PER_STEP:
+                    ahead.append(asyncio.create_task(self._claim()))
                 now = self.clock_ms()
-                prepared = await self._prepare(claimed.rows, now, overlapped=ahead is not None or sending is not None)
+                prepared = await self._prepare(claimed.rows, now, overlapped=bool(ahead) or sending is not None)
                 if sending is not None:
                     done, sending = sending, None
                     await self._finish(done)
@@ -123,14 +128,15 @@ class Relay:
                 sending = _Sending(claimed, prepared, asyncio.create_task(self._enqueue(now, jobs)))
                 handled += len(claimed.rows)
                 claimed = None
-                if ahead is not None:
-                    claimed, ahead = await ahead, None
+                if ahead:
+                    claimed = await ahead.popleft()
             if sending is not None:
                 done, sending = sending, None
                 await self._finish(done)
         except BaseException:
             await _discard(ahead, sending, claimed)
             raise
+        await _discard(ahead, None, claimed)  # claimed ahead but not reached: back to the table
         return handled
 
     async def _claim(self) -> _Claimed | None:
@@ -252,10 +258,11 @@ class _Sending:
 
 
 async def _discard(
-    ahead: asyncio.Task[_Claimed | None] | None, sending: _Sending | None, claimed: _Claimed | None
+    ahead: Iterable[asyncio.Task[_Claimed | None]], sending: _Sending | None, claimed: _Claimed | None
 ) -> None:
-    """Roll back every batch still in hand when a publish step fails (their rows stay unpublished;
-    jobs Redis took anyway are published again later, and refused then as duplicates)."""
+    """Roll back every batch still in hand (a failed publish step; claims ahead of an empty one):
+    their rows stay unpublished, and jobs Redis took anyway are published again later and refused
+    then as duplicates."""
     # Awaited, not cancelled: a statement cut short would leave its connection in doubt, and each
     # ends within its timeout anyway.
     held: list[AsyncConnection] = []
@@ -265,9 +272,9 @@ async def _discard(
         with contextlib.suppress(Exception):
             await sending.sent
         held.append(sending.claimed.conn)
-    if ahead is not None:
+    for task in ahead:
         with contextlib.suppress(Exception):
-            next_batch = await ahead
+            next_batch = await task
             if next_batch is not None:
                 held.append(next_batch.conn)
     for conn in held:
