@@ -4,12 +4,13 @@
   unpublished rows (`FOR UPDATE SKIP LOCKED`: another relay takes the next ones) and record their
   publication in the same statement, refuse the invalid ones with the contract's reason, enqueue
   the rest in one Redis round trip, commit. The batches of a step overlap: while one batch is
-  checked, the next is being claimed (PostgreSQL) and the one before is being taken by Redis, each
-  on its own connection in its own transaction (`RELAY_CONNECTIONS`); a step publishes at most
-  `PUBLISH_BATCHES_PER_STEP` batches, holds no claim once it returns, and rolls back every batch
-  still in hand when it fails. A relay killed before a commit leaves that batch's rows unpublished and
-  unlocked: another relay (or this one, restarted) publishes them again, and the enqueue script or
-  the worker's `processed_command` makes that harmless. At least once; exactly once in effect.
+  checked, the next ones are being claimed (`CLAIMS_AHEAD`, PostgreSQL) and the one before is
+  being taken by Redis, each on its own connection in its own transaction (`RELAY_CONNECTIONS`).
+  A step publishes at most `PUBLISH_BATCHES_PER_STEP` batches, holds no claim once it returns,
+  and rolls back every batch still in hand when it fails. A relay killed before a commit leaves
+  that batch's rows unpublished and unlocked: another relay (or this one, restarted) publishes
+  them again, and the enqueue script or the worker's `processed_command` makes that harmless. At
+  least once; exactly once in effect.
 * **Confirm.** In one transaction: lock published rows whose next check is due, read their states
   from Redis in one round trip, and record each final outcome (applied, duplicate, dead letter).
   A command still queued, retrying or running is asked about again later (half its age, at most
@@ -105,9 +106,10 @@ class Relay:
         """Publish committed rows, batch after batch (at most `PUBLISH_BATCHES_PER_STEP`); how many
         rows it handled (published or refused).
 
-        Three batches are in hand at once: one claimed ahead (PostgreSQL), one being checked (here)
-        and one whose jobs Redis is taking; each is committed once Redis has taken its jobs, before
-        the next one is sent, so batches reach Redis in the order they were claimed."""
+        Several batches are in hand at once: `CLAIMS_AHEAD` being claimed (PostgreSQL), one being
+        checked (here) and one whose jobs Redis is taking; each is committed once Redis has taken
+        its jobs, before the next one is sent. A batch keeps its rows in `id` order; batches
+        claimed at once may take their rows in either order, which the worker does not mind."""
         handled = 0
         claimed = await self._claim()
         ahead: deque[asyncio.Task[_Claimed | None]] = deque()
