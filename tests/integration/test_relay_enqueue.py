@@ -1,9 +1,11 @@
-"""The relay's enqueue script against the producers' one, on the real Redis: the same replies and
-the same writes for new jobs, duplicates (queued, finished, twice in one call) and jobs whose
-bytes look like the packing itself."""
+"""The relay's two Redis round trips on the real Redis: its enqueue script against the producers'
+one (the same replies and writes for new jobs, duplicates and jobs whose bytes look like the
+packing itself), and the states it reads back for every kind of published command."""
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -12,7 +14,7 @@ from redis.asyncio import Redis
 from taskline_producer import keys
 from taskline_producer.wire import ENQUEUE_SCRIPT
 
-from worker.relay.redis_side import PACKED_ENQUEUE_SCRIPT, pack_jobs, publish_jobs
+from worker.relay.redis_side import PACKED_ENQUEUE_SCRIPT, pack_jobs, publish_jobs, read_states
 
 pytestmark = pytest.mark.integration
 
@@ -75,3 +77,31 @@ async def test_publish_jobs_counts_what_was_new_across_script_chunks(redis: Redi
     assert await redis.zcard(queue) == 1203
     assert await redis.get(keys.job_key(jobs[1202][0])) == b'{"n":1202}'
     assert await publish_jobs(redis, queue, TTL_MS, NOW_MS, jobs) == 0
+
+
+async def test_read_states_tells_every_kind_of_published_command(redis: Redis) -> None:
+    """Final outcomes win; without one, a claimed job is running, a job is queued, and nothing at
+    all (even a `retrying` outcome whose job is gone) is unknown."""
+
+    async def outcome(command_id: str, state: str) -> None:
+        document = {"command_id": command_id, "state": state, "reason": "", "at": datetime.now(UTC).isoformat()}
+        await redis.set(keys.outcome_key(command_id), json.dumps(document))
+
+    ids = {
+        name: str(uuid4()) for name in ("applied", "duplicate", "dead", "running", "queued", "retry", "lost", "gone")
+    }
+    await outcome(ids["applied"], "applied")
+    await redis.set(keys.job_key(ids["applied"]), b"still there")  # a final outcome wins
+    await outcome(ids["duplicate"], "duplicate")
+    await outcome(ids["dead"], "dead_letter")
+    await redis.set(keys.job_key(ids["running"]), b"{}")
+    await redis.set(keys.in_progress_key(ids["running"]), b"1")
+    await redis.set(keys.job_key(ids["queued"]), b"{}")
+    await outcome(ids["retry"], "retrying")
+    await redis.set(keys.job_key(ids["retry"]), b"{}")
+    await outcome(ids["lost"], "retrying")  # a FLUSHALL took its job between two tries
+    order = ["applied", "duplicate", "dead", "running", "queued", "retry", "lost", "gone"]
+    states = await read_states(redis, [ids[name] for name in order])
+    assert states == ["applied", "duplicate", "dead_letter", "running", "queued", "queued", "unknown", "unknown"]
+    assert await read_states(redis, [ids["applied"], ids["dead"]]) == ["applied", "dead_letter"]
+    assert await read_states(redis, []) == []

@@ -11,7 +11,8 @@ which is what a re-publication of a command Redis still holds should do
 (tests/integration/test_relay_enqueue.py holds the two scripts to the same replies and writes).
 
 A published command's state is what `taskline_producer.outcomes.read_outcome` reads (its outcome
-key, then whether its job is queued or claimed), three commands per command in one pipeline.
+key, then whether its job is queued or claimed): the outcomes of a batch in one MGET, then, for
+the commands without a final outcome only, their job and claim keys in one pipeline.
 """
 
 from __future__ import annotations
@@ -92,22 +93,27 @@ async def read_states(redis: Redis, command_ids: Sequence[str]) -> list[str]:
     FLUSHALL between the worker's retry and its next try takes the job and leaves the outcome)."""
     if not command_ids:
         return []
-    async with redis.pipeline(transaction=False) as pipe:
-        for command_id in command_ids:
-            pipe.get(keys.outcome_key(command_id))
-            pipe.exists(keys.job_key(command_id))
-            pipe.exists(keys.in_progress_key(command_id))
-        replies = await pipe.execute()
+    # The outcomes first, in one MGET; whether Redis holds the job only for a command without a
+    # final outcome (in the same order as before: outcome, then job, then claim).
+    outcomes = await redis.mget([keys.outcome_key(command_id) for command_id in command_ids])
     states: list[str] = []
-    for i in range(len(command_ids)):
-        raw, queued, running = replies[3 * i : 3 * i + 3]
+    undecided: list[int] = []
+    for index, raw in enumerate(outcomes):
         state = Outcome.from_json(raw).state if raw is not None else None
-        if state in FINAL_STATES:
-            states.append(state)
-        elif running:
-            states.append("running")
+        states.append(state if state in FINAL_STATES else "unknown")
+        if state not in FINAL_STATES:
+            undecided.append(index)
+    if not undecided:
+        return states
+    async with redis.pipeline(transaction=False) as pipe:
+        for index in undecided:
+            pipe.exists(keys.job_key(command_ids[index]))
+            pipe.exists(keys.in_progress_key(command_ids[index]))
+        replies = await pipe.execute()
+    for position, index in enumerate(undecided):
+        queued, running = replies[2 * position : 2 * position + 2]
+        if running:
+            states[index] = "running"
         elif queued:
-            states.append("queued")
-        else:
-            states.append("unknown")
+            states[index] = "queued"
     return states
