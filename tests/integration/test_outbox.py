@@ -311,3 +311,55 @@ def test_the_trace_page_tells_a_commands_outbox_story(
         assert "published " in html
         for path in ("/", f"/trace?id={command_id}", "/api/status"):
             assert "s3cret-outbox" not in client.get(path).text
+
+
+async def test_a_publish_step_that_loses_redis_rolls_back_its_batch_and_the_one_claimed_ahead(
+    settings: Settings, outbox: str, db: asyncpg.Connection
+) -> None:
+    """Redis fails while a batch goes out and the next one is already claimed: the step raises
+    RedisUnavailable, both batches are rolled back (unpublished, unlocked, no publication counted),
+    and a relay whose Redis answers then publishes every row once."""
+    from worker.relay.relay import RedisUnavailable
+
+    await insert_commands(db, creates_and_updates(30))
+    small = settings.model_copy(update={"relay_batch": 10})
+    broken = build_relay(small.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
+    try:
+        with pytest.raises(RedisUnavailable):
+            await broken.publish()
+        assert broken.counts.published == 0
+        # before the relay closes its connections: nothing is left locked or recorded
+        unlocked = "SELECT count(*) FROM (SELECT id FROM taskline_outbox FOR UPDATE SKIP LOCKED) s"
+        assert await db.fetchval(unlocked) == 30
+        unpublished = "SELECT count(*), max(publications) FROM taskline_outbox WHERE published_at IS NULL"
+        assert tuple(await db.fetchrow(unpublished)) == (30, 0)
+    finally:
+        await close_relay(broken)
+    working = build_relay(small)
+    try:
+        assert await working.publish() == 30
+    finally:
+        await close_relay(working)
+    assert await db.fetchval("SELECT count(*) FROM taskline_outbox WHERE publications = 1") == 30
+
+
+async def test_a_publish_step_sends_batch_after_batch_and_holds_nothing_after(
+    settings: Settings, outbox: str, redis: Redis, db: asyncpg.Connection
+) -> None:
+    """With batches of 10, one step publishes up to its limit of batches (each claimed while the
+    one before goes out), the next step the rest; once a step returns, no row is left locked."""
+    from worker.relay.relay import PUBLISH_BATCHES_PER_STEP
+
+    total = 10 * PUBLISH_BATCHES_PER_STEP + 5
+    await insert_commands(db, creates_and_updates(total))
+    relay = build_relay(settings.model_copy(update={"relay_batch": 10}))
+    try:
+        assert await relay.publish() == 10 * PUBLISH_BATCHES_PER_STEP
+        locked = await db.fetchval("SELECT count(*) FROM (SELECT id FROM taskline_outbox FOR UPDATE SKIP LOCKED) s")
+        assert locked == total  # every row can be locked by someone else: the relay holds none
+        assert await relay.publish() == 5
+        assert await relay.publish() == 0
+    finally:
+        await close_relay(relay)
+    assert await redis.zcard(settings.queue) == total
+    assert await db.fetchval("SELECT max(publications) FROM taskline_outbox") == 1

@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime
 from uuid import uuid4
 
+import pytest
 from taskline_producer.contract import CreateTask, dumps
 from taskline_producer.signing import SigningKey
 from taskline_producer.wire import job_of_command, job_options, wire_argument
@@ -81,3 +82,66 @@ def test_with_a_relay_key_every_job_is_signed_so_that_a_worker_requiring_signatu
         64 * 1024, 1024 * 1024, Verifier(parse_signing_keys({"relay-1": {"secret": "x" * 40}}), required=True)
     )
     assert other(raw)["f"] == REJECT_JOB  # another secret: refused, so the seal really covers the job
+
+
+def _broken_rows() -> list[tuple[str, str]]:
+    """(function, command JSON) pairs: valid ones and ones breaking the contract in many ways."""
+    good = wire_argument(_create())
+    update = {k: good[k] for k in ("command_id", "issued_at", "task_id", "user_id")}
+    variants: list[tuple[str, object]] = [
+        ("create_task", good),
+        ("create_task", good | {"description": None}),
+        ("create_task", good | {"user_id": 0}),
+        ("create_task", good | {"user_id": "3"}),
+        ("create_task", good | {"user_id": 3.0}),
+        ("create_task", good | {"title": ""}),
+        ("create_task", good | {"title": "   "}),
+        ("create_task", good | {"title": "a\u0000b"}),
+        ("create_task", good | {"title": "x" * 10_000}),
+        ("create_task", good | {"extra": 1}),
+        ("create_task", good | {"command_id": "not-a-uuid"}),
+        ("create_task", good | {"command_id": str(good["command_id"]).upper()}),
+        ("create_task", good | {"command_id": str(good["command_id"]).replace("-", "")}),
+        ("create_task", good | {"issued_at": "2026-11-25T09:30:00"}),
+        ("create_task", good | {"issued_at": "2026-11-25T09:30:00+01:00"}),
+        ("create_task", good | {"issued_at": 1764063000}),
+        ("create_task", {k: v for k, v in good.items() if k != "task_id"}),
+        ("update_task", update),
+        ("update_task", update | {"title": None}),
+        ("update_task", update | {"description": None}),
+        ("update_task", update | {"title": "new"}),
+        ("complete_task", update),
+        ("complete_task", good),
+        ("create_task", [good]),
+        ("create_task", None),
+        ("create_task", "text"),
+        ("create_task", 7),
+        ("create_task", {}),
+        ("create_task", good | {"description": "d" * 70_000}),
+    ]
+    return [(function, json.dumps(command)) for function, command in variants]
+
+
+@pytest.mark.parametrize("max_payload_bytes", [64 * 1024, 1024])
+def test_what_the_relay_accepts_is_exactly_what_the_workers_decoder_accepts(max_payload_bytes: int) -> None:
+    """The relay checks a row with the contract's model (its fast way) and asks the decoder only
+    for the reason of a refusal: over valid and broken rows alike, it publishes exactly the rows
+    whose job the worker's decoder takes, under the same job id, and refuses the rest with the
+    decoder's reason; a valid command whose job is over TASKLINE_MAX_PAYLOAD_BYTES is refused."""
+    envelopes = Envelopes(Decoder(max_payload_bytes, 1024 * 1024), outcome_ttl=600)
+    rows = _broken_rows()
+    rows.append(("create_task", json.dumps(wire_argument(_create()) | {"description": "d" * 900})))
+    prepared = envelopes.prepare([(i, f, c) for i, (f, c) in enumerate(rows)], 1234)
+    expected_jobs, expected_refused = {}, {}
+    for i, (function, command_json) in enumerate(rows):
+        decoded = envelopes.decoder(envelopes.job(function, command_json, 1234))
+        argument = decoded["a"][0]
+        if decoded["f"] == REJECT_JOB:
+            expected_refused[i] = argument.reason
+        else:
+            expected_jobs[i] = str(argument.command.command_id)
+    assert {row_id: job_id for row_id, job_id, _ in prepared.jobs} == expected_jobs
+    assert dict(prepared.refused) == expected_refused
+    assert len(expected_jobs) >= 5  # the corpus has valid rows too
+    assert len(expected_refused) >= 15
+    assert (len(rows) - 1 in expected_jobs) is (max_payload_bytes > 2048)

@@ -1,11 +1,16 @@
-"""Outbox rows → arq jobs: each row's command becomes its own job (job id = command id), checked by
-the worker's own decoder before it is published.
+"""Outbox rows → arq jobs: each row's command becomes its own job (job id = command id), checked
+against the contract before it is published.
 
-The relay runs every row through `worker.pipeline.decode.Decoder`, the function a worker runs on
-each job it takes, so a row the relay refuses carries the very reason a worker would have given
-(the contract's words: "commands[0].title: ..."), and a row it publishes is one no worker refuses
-for its shape. The job asks for outcomes (`k.outcome_ttl`, contract version 2): the relay confirms
-each command by its outcome.
+A row is accepted when its command passes the contract's own model for its function
+(`COMMAND_MODELS[function].model_validate_json` on the row's JSON text, parsed once) and its job
+fits `TASKLINE_MAX_PAYLOAD_BYTES`: everything else in the job (the envelope, its options) is the
+relay's own and checked once, when the relay starts, so that is exactly what the worker's decoder
+(`worker.pipeline.decode.Decoder`) accepts, at about half its cost. A row that fails is then run
+through that decoder, the function a worker runs on each job it takes, so it carries the very
+reason a worker would have given (the contract's words: "commands[0].title: ...").
+tests/unit/test_relay_envelopes.py holds the two verdicts equal over a set of broken rows. The
+job asks for outcomes (`k.outcome_ttl`, contract version 2): the relay confirms each command by
+its outcome.
 
 With a relay key (TASKLINE_RELAY_KEY_ID / TASKLINE_RELAY_KEY_SECRET, docs/outbox.md "Signed
 commands") every job is signed at publish time, with the relay's key: the job is written with
@@ -16,15 +21,18 @@ a new job (a new `et`) and is signed again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from taskline_producer.contract import COMMAND_JOBS, dumps
+from pydantic import ValidationError
+from taskline_producer.contract import COMMAND_JOBS, COMMAND_MODELS, dumps
 from taskline_producer.signing import SigningKey, seal, signature_options
 from taskline_producer.wire import job_options
 
 from worker.pipeline.decode import REJECT_JOB, Decoder, Delivery
+from worker.pipeline.job_options import job_options_of
 
 __all__ = ["Envelopes", "Prepared"]
 
@@ -51,6 +59,9 @@ class Envelopes:
         """The relay's signing key: each job the decoder accepted is sealed with it (None: unsigned)."""
         options = job_options(outcome_ttl)
         self.options = dumps(signature_options(key, dict(options)) if key is not None else options)
+        refused = job_options_of(json.loads(self.options))
+        if isinstance(refused, str):  # the options are the relay's own: refused, no row could go
+            raise ValueError(f"the relay's job options break the contract: {refused}")
 
     def job(self, function: str, command_json: str, enqueued_ms: int) -> bytes:
         """The arq job JSON of one row (the command's JSON spliced in as it is stored)."""
@@ -68,15 +79,24 @@ class Envelopes:
             )
         )
 
-    def prepare(self, rows: Iterable[tuple[int, str, str]], enqueued_ms: int) -> Prepared:
+    def prepare(self, rows: Iterable[tuple[int, str, str]], enqueued_ms: int, into: Prepared | None = None) -> Prepared:
         """Each (row id, function, command JSON) either as a job to publish or refused with the
-        reason a worker would give."""
-        prepared = Prepared()
+        reason a worker would give (added to `into` when given)."""
+        prepared = Prepared() if into is None else into
+        limit = self.decoder.max_payload_bytes
         for row_id, function, command_json in rows:
             if function not in _FUNCTIONS:
                 prepared.refused.append((row_id, _REFUSED_FUNCTION))
                 continue
             raw = self.job(function, command_json, enqueued_ms)
+            if len(raw) <= limit:
+                try:
+                    command = COMMAND_MODELS[function].model_validate_json(command_json)
+                except ValidationError:
+                    pass  # the decoder below says why, in the worker's words
+                else:
+                    prepared.jobs.append((row_id, str(command.command_id), seal(raw, self.key) if self.key else raw))
+                    continue
             decoded = self.decoder(raw)
             argument = decoded["a"][0]
             if decoded["f"] == REJECT_JOB or not isinstance(argument, Delivery):

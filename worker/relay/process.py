@@ -34,7 +34,7 @@ from worker.observe.outages import OutageLog
 from worker.observe.service_errors import database_problem
 from worker.pipeline.decode import Decoder
 from worker.relay.envelopes import Envelopes
-from worker.relay.relay import RedisUnavailable, Relay
+from worker.relay.relay import RELAY_CONNECTIONS, RedisUnavailable, Relay
 from worker.store.engine import make_outbox_engine
 
 __all__ = ["relay_key_problem", "run_relay", "supervise_relay"]
@@ -83,7 +83,7 @@ def relay_key_problem(settings: Settings) -> str | None:
 def build_relay(settings: Settings, metrics: Metrics | None = None) -> Relay:
     """A relay on its own engine and Redis client (the caller closes both: `close_relay`)."""
     return Relay(
-        engine=make_outbox_engine(settings),
+        engine=make_outbox_engine(settings, pool_size=RELAY_CONNECTIONS),
         redis=make_tool_redis(settings.redis_url, _REDIS_TIMEOUT_S),
         queue=settings.queue,
         envelopes=Envelopes(

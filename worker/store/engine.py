@@ -100,8 +100,8 @@ def make_outbox_engine(
     settings: Settings, application_name: str = "taskline-relay", *, pool_size: int = 2
 ) -> AsyncEngine:
     """The engine of the outbox's database (TASKLINE_OUTBOX_DATABASE_URL, else DATABASE_URL), for
-    the relay: a connection for its steps and one for its heartbeat's figures; a connection that
-    broke in an outage is dropped from the pool rather than reused."""
+    the relay: `pool_size` connections, for its steps (one per batch in hand) and its heartbeat's
+    figures; a connection that broke in an outage is dropped from the pool rather than reused."""
     connect_args: dict[str, Any] = {
         "server_settings": {"application_name": application_name},
         "timeout": 5,
