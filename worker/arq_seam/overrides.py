@@ -107,6 +107,9 @@ class _SeamState:
         """When (monotonic) the next claim also takes over the claims of dead workers."""
         self.only_held = False
         """The last claim found due jobs but claimed none: all held (by live workers, or dead)."""
+        self.lanes_waiting = True
+        """Fair lanes may hold jobs (the last claim said so, or a wake-up token came since): claim
+        even when arq's read of the queue found nothing due (worker/arq_seam/fair_turns.py)."""
         self.runner: JobRunner | None = None
         self.bookkeeper: Bookkeeper | None = None
 
@@ -138,7 +141,9 @@ class _SeamState:
         self.polled = True
         self.claimed = 0
         free = w.max_jobs - w.job_counter
-        if not job_ids or free <= 0:
+        # arq's read sees only the queue; jobs waiting in fair lanes are not in it until claimed,
+        # so the claim also runs when the last claim left keys waiting or a token came since.
+        if (not job_ids and not self.lanes_waiting) or free <= 0:
             return
         self._ready()
         expiry_ms = int(w.in_progress_timeout_s * 1000)
@@ -159,10 +164,12 @@ class _SeamState:
             take_over=take_over,
             heartbeat_prefix=keys.heartbeat_key(w.queue_name, ""),
         )
-        script_keys = claim_keys(w.queue_name, keys.paused_key(w.queue_name))
-        reply = parse_claimed(await self.claim_script(keys=script_keys, args=args))
+        reply = parse_claimed(await self.claim_script(keys=claim_keys(w.queue_name), args=args))
         self._note_pause(reply.paused)
-        self.only_held = not reply.claimed and not reply.paused
+        self.only_held = bool(job_ids) and not reply.claimed and not reply.paused
+        self.lanes_waiting = reply.keys_waiting > 0 or reply.paused
+        if reply.first_release_ms and len(self.own_due_ms) < 10_000:
+            heapq.heappush(self.own_due_ms, reply.first_release_ms)
         if reply.taken_over:
             self.log.warning(
                 "took over the claims of a dead worker: its jobs run again now",
@@ -268,12 +275,15 @@ class _SeamState:
         if self.own_due_ms and self.own_due_ms[0] <= now:
             while self.own_due_ms and self.own_due_ms[0] <= now:
                 heapq.heappop(self.own_due_ms)
+            self.lanes_waiting = True
             return  # one of ours fell due since the poll: poll again now
         if self.own_due_ms:
             wait_s = min(wait_s, (self.own_due_ms[0] - now) / 1000)
         if wait_s < 0.001:
             return
-        await w.pool.execute_command("BLPOP", keys.wake_key(w.queue_name), wait_s)  # type: ignore[no-untyped-call]
+        woken = await w.pool.execute_command("BLPOP", keys.wake_key(w.queue_name), wait_s)  # type: ignore[no-untyped-call]
+        if woken is not None:
+            self.lanes_waiting = True
 
 
 def _now_ms() -> int:

@@ -25,7 +25,9 @@ from taskline_producer.receipts import BulkReceipt, Receipt, SendReport
 from taskline_producer.signing import SigningKey
 from taskline_producer.wire import (
     DEFAULT_JOB_TTL_MS,
-    ENQUEUE_SCRIPT,
+    ENQUEUE_FAIR_SCRIPT,
+    check_fairness_key,
+    default_fairness_key,
     envelope,
     epoch_ms,
     job_of_command,
@@ -55,6 +57,13 @@ class TaskProducer:
     `signing_key`: every job is signed with it (contract version 3, docs/contract.md "Signed
     jobs"). Not given: the key in TASKLINE_SIGNING_KEY_ID and TASKLINE_SIGNING_SECRET when they
     are set, else none; `None`: unsigned whatever the environment says.
+
+    `fair`: every job carries a fairness key, by default its command's user (`user:<user_id>`),
+    and the workers take turns between the keys, so that one user's flood does not hold up the
+    others (docs/operations.md "Fair turns"). Each `send*` method takes `fairness_key=` to name
+    another (a tenant, a producer). `fair=False`: jobs go straight into the queue, as arq's own
+    client sends them, ahead of every lane. The workers must know fair lanes (this release)
+    before a producer sends with a key.
     """
 
     def __init__(
@@ -65,13 +74,15 @@ class TaskProducer:
         job_ttl_ms: int = DEFAULT_JOB_TTL_MS,
         owns_client: bool = False,
         signing_key: SigningKey | None = _FROM_ENV,
+        fair: bool = True,
     ) -> None:
         self.redis = redis
+        self.fair = fair
         self.queue = queue
         self.job_ttl_ms = job_ttl_ms
         self.signing_key: SigningKey | None = SigningKey.from_env() if signing_key is _FROM_ENV else signing_key
         self._owns_client = owns_client
-        self._enqueue = redis.register_script(ENQUEUE_SCRIPT)
+        self._enqueue = redis.register_script(ENQUEUE_FAIR_SCRIPT)
 
     @classmethod
     def connect(cls, redis_url: str, *, queue: str = DEFAULT_QUEUE, **kwargs: Any) -> TaskProducer:
@@ -161,14 +172,19 @@ class TaskProducer:
         )
         return await self.send(command, outcome_ttl=outcome_ttl)
 
-    async def send(self, command: Command, *, outcome_ttl: int | None = None) -> Receipt:
+    async def send(
+        self, command: Command, *, outcome_ttl: int | None = None, fairness_key: str | None = None
+    ) -> Receipt:
         """Queue one already-built command as its own job (job id = command id).
 
         With `outcome_ttl` (seconds, up to a week) the worker records the command's outcome for
-        that long: `await receipt.outcome(timeout=...)`."""
+        that long: `await receipt.outcome(timeout=...)`. `fairness_key`: whose turn it takes
+        (default: `user:<user_id>`)."""
         now = epoch_ms()
         job = job_of_command(command, now, job_options(outcome_ttl), self.signing_key)
-        (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, str(command.command_id), job])
+        key = self._fairness_key(fairness_key, command.user_id)
+        args = [now, self.job_ttl_ms, str(command.command_id), job, key, 1]
+        (queued,) = await self._enqueue(keys=[self.queue], args=args)
         # A queued job is this send's own: its outcome is the one written for it (a re-send of an
         # applied command: `duplicate`). A refused one waits for the job already in the queue.
         sent_at_ms = now if queued else None
@@ -203,12 +219,17 @@ class TaskProducer:
 
     # -- many commands ---------------------------------------------------------------------
 
-    async def send_many(self, commands: Iterable[Command], *, outcome_ttl: int | None = None) -> SendReport:
+    async def send_many(
+        self, commands: Iterable[Command], *, outcome_ttl: int | None = None, fairness_key: str | None = None
+    ) -> SendReport:
         """Queue many commands, one job each, pipelining hundreds per round trip.
 
         Each command is still its own job, deduplicated by its command id. With `outcome_ttl`,
-        wait for each with `producer.outcome(command_id, timeout=...)`."""
+        wait for each with `producer.outcome(command_id, timeout=...)`. `fairness_key`: whose
+        turns they take (default: each command's user)."""
         options = job_options(outcome_ttl)
+        if fairness_key is not None:
+            check_fairness_key(fairness_key)
         report = SendReport()
         batch: list[Command] = []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -216,27 +237,33 @@ class TaskProducer:
             for command in commands:
                 batch.append(command)
                 if len(batch) == _SCRIPT_CHUNK:
-                    self._queue_chunk(pipe, batch, options)
+                    self._queue_chunk(pipe, batch, options, fairness_key)
                     chunks.append(batch)
                     batch = []
                     if len(chunks) == 20:
                         self._account(report, chunks, await pipe.execute())
                         chunks = []
             if batch:
-                self._queue_chunk(pipe, batch, options)
+                self._queue_chunk(pipe, batch, options, fairness_key)
                 chunks.append(batch)
             if chunks:
                 self._account(report, chunks, await pipe.execute())
         return report
 
     async def send_bulk(
-        self, commands: Sequence[Command], *, job_id: str | None = None, outcome_ttl: int | None = None
+        self,
+        commands: Sequence[Command],
+        *,
+        job_id: str | None = None,
+        outcome_ttl: int | None = None,
+        fairness_key: str | None = None,
     ) -> BulkReceipt:
         """Queue up to 1,000 commands as one `apply_commands` job, applied in few transactions.
 
         Each command keeps its own exactly-once and dead-letter semantics; the job id only
         deduplicates the job itself (default: a fresh UUID). With `outcome_ttl` each command's
-        outcome is recorded: `await receipt.outcomes(timeout=...)`."""
+        outcome is recorded: `await receipt.outcomes(timeout=...)`. `fairness_key`: whose turns
+        it takes, as many as it has commands (default: the user with the most commands in it)."""
         options = job_options(outcome_ttl)
         if not 0 < len(commands) <= DEFAULT_MAX_BULK_COMMANDS:
             raise ValueError(f"send_bulk takes 1 to {DEFAULT_MAX_BULK_COMMANDS} commands, got {len(commands)}")
@@ -244,20 +271,31 @@ class TaskProducer:
         items = [{"function": c.function, "command": wire_argument(c)} for c in commands]
         bulk_id = job_id or str(uuid4())
         job = envelope(BULK_JOB, items, now, options, self.signing_key)
-        (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, bulk_id, job])
+        users = [c.user_id for c in commands]
+        key = self._fairness_key(fairness_key, max(set(users), key=users.count))
+        (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, bulk_id, job, key, len(commands)])
         command_ids = tuple(c.command_id for c in commands)
         sent_at_ms = now if queued else None
         return BulkReceipt(bulk_id, len(commands), bool(queued), command_ids, outcome_ttl, self, sent_at_ms=sent_at_ms)
 
-    def _queue_chunk(self, pipe: Any, chunk: list[Command], options: dict[str, int]) -> None:
+    def _fairness_key(self, given: str | None, user_id: int) -> str:
+        """The job's fairness key: the one given, else its user's; '' (none) for a producer made
+        with fair=False."""
+        if not self.fair:
+            return ""
+        return default_fairness_key(user_id) if given is None else check_fairness_key(given)
+
+    def _queue_chunk(self, pipe: Any, chunk: list[Command], options: dict[str, int], fairness_key: str | None) -> None:
         now = epoch_ms()
         args: list[Any] = [now, self.job_ttl_ms]
         for command in chunk:
             args.append(str(command.command_id))
             args.append(job_of_command(command, now, options, self.signing_key))
+            args.append(self._fairness_key(fairness_key, command.user_id))
+            args.append(1)
         # EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and the script text is
         # small next to 500 commands.
-        pipe.eval(ENQUEUE_SCRIPT, 1, self.queue, *args)
+        pipe.eval(ENQUEUE_FAIR_SCRIPT, 1, self.queue, *args)
 
     @staticmethod
     def _account(report: SendReport, chunks: list[list[Command]], results: list[list[int]]) -> None:
