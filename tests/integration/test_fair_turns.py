@@ -54,7 +54,7 @@ async def test_a_flood_from_one_user_does_not_hold_up_the_others(redis, queue):
     """User 1 sends 200 commands, then users 2 and 3 send 3 each: claiming one job at a time, the
     six later commands are claimed within the first dozen claims, alternating with user 1's, and
     every job is claimed exactly once."""
-    producer = TaskProducer(redis, queue=queue)
+    producer = TaskProducer(redis, queue=queue, fair=True)
     flood = [_create(1) for _ in range(200)]
     others = [_create(2) for _ in range(3)] + [_create(3) for _ in range(3)]
     await producer.send_many(flood)
@@ -73,7 +73,7 @@ async def test_a_flood_from_one_user_does_not_hold_up_the_others(redis, queue):
 async def test_a_bulk_job_takes_as_many_turns_as_it_has_commands(redis, queue):
     """User 1 sends two bulk jobs of 5 commands, user 2 then sends 6 single commands: after user
     1's first bulk, user 2 gets 5 turns before user 1's second bulk."""
-    producer = TaskProducer(redis, queue=queue)
+    producer = TaskProducer(redis, queue=queue, fair=True)
     first = await producer.send_bulk([_create(1) for _ in range(5)])
     second = await producer.send_bulk([_create(1) for _ in range(5)])
     singles = [_create(2) for _ in range(6)]
@@ -88,7 +88,7 @@ async def test_a_bulk_job_takes_as_many_turns_as_it_has_commands(redis, queue):
 async def test_a_heavier_key_gets_more_turns(redis, queue):
     """With weight 2, tenant:big gets two turns for each of tenant:small's."""
     await set_limit(redis, queue, "tenant:big", FairLimit(rate=0, burst=1, weight=2))
-    producer = TaskProducer(redis, queue=queue)
+    producer = TaskProducer(redis, queue=queue, fair=True)
     big = [_create(1) for _ in range(8)]
     small = [_create(2) for _ in range(4)]
     await producer.send_many(big, fairness_key="tenant:big")
@@ -105,7 +105,7 @@ async def test_a_rate_limit_defers_jobs_and_never_drops_them(redis, queue):
     the key is then held (its jobs stay in its lane, the reply says when it may go again) while
     user 2's job is claimed; as time passes the rest are claimed, one per second, all of them."""
     await set_limit(redis, queue, "user:1", FairLimit(rate=1, burst=2, weight=1))
-    producer = TaskProducer(redis, queue=queue)
+    producer = TaskProducer(redis, queue=queue, fair=True)
     limited = [_create(1) for _ in range(5)]
     await producer.send_many(limited)
     late = _create(2)
@@ -133,7 +133,7 @@ async def test_a_rate_limit_defers_jobs_and_never_drops_them(redis, queue):
 async def test_a_job_without_a_fairness_key_is_claimed_first(redis, queue):
     """During a flood in the lanes, a job enqueued with the plain script (arq's layout, no key)
     is claimed by the next claim, before the flood's next job."""
-    producer = TaskProducer(redis, queue=queue)
+    producer = TaskProducer(redis, queue=queue, fair=True)
     await producer.send_many([_create(1) for _ in range(50)])
     plain = _create(2)
     now = epoch_ms()
@@ -150,7 +150,7 @@ async def test_a_job_without_a_fairness_key_is_claimed_first(redis, queue):
 async def test_claimed_lane_jobs_are_in_the_queue_with_their_claim_and_payload(redis, queue):
     """A job taken from a lane is in the queue with its enqueue score, claimed by the worker, and
     comes back with its payload and try number, like any claimed job."""
-    producer = TaskProducer(redis, queue=queue)
+    producer = TaskProducer(redis, queue=queue, fair=True)
     command = _create(4)
     await producer.send(command)
     job_id = str(command.command_id)
@@ -167,7 +167,7 @@ async def test_claimed_lane_jobs_are_in_the_queue_with_their_claim_and_payload(r
 
 async def test_nothing_leaves_a_lane_while_the_queue_is_paused(redis, queue):
     """While paused, lanes are not touched; after resume their jobs are claimed."""
-    producer = TaskProducer(redis, queue=queue)
+    producer = TaskProducer(redis, queue=queue, fair=True)
     await producer.send(_create(5))
     await redis.set(keys.paused_key(queue), json.dumps({"by": "test", "at": "now"}))
 
@@ -189,7 +189,7 @@ async def test_a_producer_made_unfair_sends_straight_into_the_queue(redis, queue
 
 async def test_a_duplicate_is_refused_whether_its_first_copy_waits_in_a_lane_or_not(redis, queue):
     """The duplicate check is unchanged: a second copy of a command still in its lane is refused."""
-    producer = TaskProducer(redis, queue=queue)
+    producer = TaskProducer(redis, queue=queue, fair=True)
     command = _create(7)
     assert (await producer.send(command)).queued is True
     assert (await producer.send(command)).queued is False

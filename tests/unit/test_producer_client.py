@@ -96,7 +96,7 @@ async def test_the_default_queue_is_the_contract_default(fake_redis: FakeRedis) 
 async def test_a_fair_producer_puts_each_job_in_its_users_lane(fake_redis: FakeRedis) -> None:
     """By default a job's id goes to the end of its user's lane as `<score> <cost> <id>`, the key
     joins the turns, and the job's own key is written as for any job; the queue is untouched."""
-    producer = TaskProducer(fake_redis, queue=QUEUE)
+    producer = TaskProducer(fake_redis, queue=QUEUE, fair=True)
     first, second = create(0, user_id=9), create(1, user_id=9)
     await producer.send(first)
     await producer.send_many([second])
@@ -111,7 +111,7 @@ async def test_a_fair_producer_puts_each_job_in_its_users_lane(fake_redis: FakeR
 
 async def test_a_bulk_job_costs_its_commands_and_goes_to_its_main_users_lane(fake_redis: FakeRedis) -> None:
     """A bulk of 3 commands (two of user 5, one of user 6) costs 3 turns of user 5; a named key wins."""
-    producer = TaskProducer(fake_redis, queue=QUEUE)
+    producer = TaskProducer(fake_redis, queue=QUEUE, fair=True)
     receipt = await producer.send_bulk([create(0, user_id=5), create(1, user_id=6), create(2, user_id=5)])
     named = await producer.send_bulk([create(3, user_id=5)], fairness_key="tenant:acme")
 
@@ -125,7 +125,7 @@ async def test_a_bulk_job_costs_its_commands_and_goes_to_its_main_users_lane(fak
 async def test_a_fairness_key_that_cannot_be_one_is_refused_before_sending(fake_redis: FakeRedis, bad: str) -> None:
     """A fairness key is 1-128 printable ASCII characters without spaces; anything else raises
     ValueError saying so, and nothing is written."""
-    producer = TaskProducer(fake_redis, queue=QUEUE)
+    producer = TaskProducer(fake_redis, queue=QUEUE, fair=True)
     with pytest.raises(ValueError, match="fairness key"):
         await producer.send(create(), fairness_key=bad)
     with pytest.raises(ValueError, match="fairness key"):

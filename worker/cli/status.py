@@ -13,6 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from worker.cli.fairness import describe_fairness
 from worker.config.settings import Settings
 
 __all__ = ["render_status", "status"]
@@ -62,6 +63,11 @@ def render_status(data: dict[str, Any]) -> Group:
                 style="bold yellow",
             )
         )
+    fairness = data.get("fairness")
+    if fairness and (fairness["keys_waiting"] or fairness["held_count"]):
+        lines = describe_fairness(fairness)
+        parts.append(Text(lines[0], style="bold yellow" if fairness["held_count"] else ""))
+        parts.extend(Text(line) for line in lines[1:] if not line.lstrip().startswith("limit:"))
     for claim in data["claims_waiting_to_expire"][:10]:
         parts.append(
             Text(

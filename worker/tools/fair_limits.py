@@ -9,8 +9,10 @@ hash, a change applies fleet-wide at the next claim, with no restart.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Awaitable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, cast
 
 from redis.asyncio import Redis
 from taskline_producer import keys
@@ -69,17 +71,17 @@ async def set_limit(redis: Redis, queue: str, fairness_key: str, limit: FairLimi
     """Set a key's limit (or the default, `*`); the next claim of any worker applies it."""
     if fairness_key != DEFAULT_LIMIT_KEY:
         check_fairness_key(fairness_key)
-    await redis.hset(keys.fair_limits_key(queue), fairness_key, limit.stored())
+    await cast(Awaitable[int], redis.hset(keys.fair_limits_key(queue), fairness_key, limit.stored()))
 
 
 async def clear_limit(redis: Redis, queue: str, fairness_key: str) -> bool:
     """Remove a key's own limit (it falls back on the default); whether it had one."""
-    return bool(await redis.hdel(keys.fair_limits_key(queue), fairness_key))
+    return bool(await cast(Awaitable[int], redis.hdel(keys.fair_limits_key(queue), fairness_key)))
 
 
 async def read_limits(redis: Redis, queue: str) -> dict[str, FairLimit | None]:
     """Every limit set, by key; None for a value that is not a limit (written by hand)."""
-    raw = await redis.hgetall(keys.fair_limits_key(queue))  # operators' entries: a handful
+    raw = await cast(Awaitable[dict[bytes, bytes]], redis.hgetall(keys.fair_limits_key(queue)))  # a handful
     return {reply_text(key): FairLimit.parse(reply_text(value)) for key, value in sorted(raw.items())}
 
 
@@ -108,6 +110,18 @@ class FairnessView:
     @property
     def empty(self) -> bool:
         return not self.keys_waiting and not self.held_count and not self.limits
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "keys_waiting": self.keys_waiting,
+            "jobs_waiting": self.jobs_waiting,
+            "held_count": self.held_count,
+            "held": [
+                {**asdict(h), "until": datetime.fromtimestamp(h.until_ms / 1000, UTC).isoformat()} for h in self.held
+            ],
+            "largest": [asdict(h) for h in self.largest],
+            "limits": {key: (asdict(limit) if limit else None) for key, limit in self.limits.items()},
+        }
 
 
 async def read_fairness(redis: Redis, queue: str, *, top: int = 10) -> FairnessView:

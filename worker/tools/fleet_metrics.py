@@ -29,12 +29,15 @@ from worker.observe.metric_names import (
     CLAIMING_PAUSED,
     CLAIMS_WAITING,
     DEAD_LETTERS_WAITING,
+    FAIR_KEY_WAITING,
+    FAIR_KEYS,
     FLEET_GAUGES,
     QUEUE_DEPTH,
     WORKERS_LIVE,
     MetricName,
 )
 from worker.observe.service_errors import describe
+from worker.tools.fair_limits import FairnessView
 
 __all__ = ["PAGE_TTL_S", "CachedPage", "FleetReader", "read_once", "render_fleet_metrics", "serve_fleet"]
 
@@ -62,6 +65,7 @@ def render_fleet_metrics(
     schedulers: Iterable[dict[str, Any]] = (),
     claims_waiting: int | None = None,
     claiming_paused: bool | None = None,
+    fairness: FairnessView | None = None,
 ) -> bytes:
     """Prometheus text: every live worker's and scheduler's snapshot (labelled `worker` with the
     process's id; a scheduler's holds the purge metrics), the queue depth, the dead letters
@@ -97,9 +101,21 @@ def render_fleet_metrics(
         gauge = _gauge(CLAIMING_PAUSED)
         gauge.add_sample(CLAIMING_PAUSED.name, {"queue": queue}, 1.0 if claiming_paused else 0.0)
         extra.append(gauge)
+    if fairness is not None:
+        extra.extend(_fairness_gauges(queue, fairness))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families([*families.values(), *extra]))
     return generate_latest(registry)
+
+
+def _fairness_gauges(queue: str, fairness: FairnessView) -> list[Metric]:
+    keys_gauge = _gauge(FAIR_KEYS)
+    keys_gauge.add_sample(FAIR_KEYS.name, {"queue": queue, "state": "waiting"}, float(fairness.keys_waiting))
+    keys_gauge.add_sample(FAIR_KEYS.name, {"queue": queue, "state": "held"}, float(fairness.held_count))
+    lanes = _gauge(FAIR_KEY_WAITING)
+    for lane, state in [*((h, "held") for h in fairness.held), *((w, "waiting") for w in fairness.largest)]:
+        lanes.add_sample(FAIR_KEY_WAITING.name, {"queue": queue, "key": lane.key, "state": state}, float(lane.waiting))
+    return [keys_gauge, lanes]
 
 
 class FleetReader:
@@ -119,6 +135,7 @@ class FleetReader:
 
         from worker.observe.health import count_dead_letters, queue_depth
         from worker.tools.claims import stranded_claims
+        from worker.tools.fair_limits import read_fairness
         from worker.tools.fleet import live_workers, read_heartbeats
         from worker.tools.pause import read_pause
 
@@ -145,6 +162,7 @@ class FleetReader:
             schedulers=schedulers,
             claims_waiting=len(claims),
             claiming_paused=await read_pause(self.redis, queue) is not None,
+            fairness=await read_fairness(self.redis, queue),
         )
 
     async def close(self) -> None:

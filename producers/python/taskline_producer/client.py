@@ -30,6 +30,7 @@ from taskline_producer.wire import (
     default_fairness_key,
     envelope,
     epoch_ms,
+    fair_turns_from_env,
     job_of_command,
     job_options,
     wire_argument,
@@ -62,8 +63,9 @@ class TaskProducer:
     and the workers take turns between the keys, so that one user's flood does not hold up the
     others (docs/operations.md "Fair turns"). Each `send*` method takes `fairness_key=` to name
     another (a tenant, a producer). `fair=False`: jobs go straight into the queue, as arq's own
-    client sends them, ahead of every lane. The workers must know fair lanes (this release)
-    before a producer sends with a key.
+    client sends them, ahead of every lane. Not given: on when TASKLINE_FAIR_TURNS is `1` (or
+    `true`), else off, because workers of the releases before fair turns never look at the
+    lanes: upgrade every worker first, then turn it on for the producers.
     """
 
     def __init__(
@@ -74,10 +76,10 @@ class TaskProducer:
         job_ttl_ms: int = DEFAULT_JOB_TTL_MS,
         owns_client: bool = False,
         signing_key: SigningKey | None = _FROM_ENV,
-        fair: bool = True,
+        fair: bool = _FROM_ENV,
     ) -> None:
         self.redis = redis
-        self.fair = fair
+        self.fair: bool = fair_turns_from_env() if fair is _FROM_ENV else fair
         self.queue = queue
         self.job_ttl_ms = job_ttl_ms
         self.signing_key: SigningKey | None = SigningKey.from_env() if signing_key is _FROM_ENV else signing_key
@@ -183,7 +185,7 @@ class TaskProducer:
         now = epoch_ms()
         job = job_of_command(command, now, job_options(outcome_ttl), self.signing_key)
         key = self._fairness_key(fairness_key, command.user_id)
-        args = [now, self.job_ttl_ms, str(command.command_id), job, key, 1]
+        args: list[Any] = [now, self.job_ttl_ms, str(command.command_id), job, key, 1]
         (queued,) = await self._enqueue(keys=[self.queue], args=args)
         # A queued job is this send's own: its outcome is the one written for it (a re-send of an
         # applied command: `duplicate`). A refused one waits for the job already in the queue.
@@ -273,7 +275,8 @@ class TaskProducer:
         job = envelope(BULK_JOB, items, now, options, self.signing_key)
         users = [c.user_id for c in commands]
         key = self._fairness_key(fairness_key, max(set(users), key=users.count))
-        (queued,) = await self._enqueue(keys=[self.queue], args=[now, self.job_ttl_ms, bulk_id, job, key, len(commands)])
+        args: list[Any] = [now, self.job_ttl_ms, bulk_id, job, key, len(commands)]
+        (queued,) = await self._enqueue(keys=[self.queue], args=args)
         command_ids = tuple(c.command_id for c in commands)
         sent_at_ms = now if queued else None
         return BulkReceipt(bulk_id, len(commands), bool(queued), command_ids, outcome_ttl, self, sent_at_ms=sent_at_ms)

@@ -25,6 +25,7 @@ lanes applies the job.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from typing import Any, Final
@@ -48,6 +49,7 @@ __all__ = [
     "default_fairness_key",
     "envelope",
     "epoch_ms",
+    "fair_turns_from_env",
     "job_of_command",
     "job_options",
     "wire_argument",
@@ -110,12 +112,26 @@ return queued
 """
 
 MAX_FAIRNESS_KEY_CHARS: Final = 128
-_FAIRNESS_KEY = re.compile(r"[!-~]{1,%d}" % MAX_FAIRNESS_KEY_CHARS)
+_FAIRNESS_KEY = re.compile(rf"[!-~]{{1,{MAX_FAIRNESS_KEY_CHARS}}}")
 
 
 def default_fairness_key(user_id: int) -> str:
     """The fairness key of a command when its producer names none: its user."""
     return f"user:{user_id}"
+
+
+FAIR_TURNS_ENV: Final = "TASKLINE_FAIR_TURNS"
+
+
+def fair_turns_from_env() -> bool:
+    """Whether producers send with fairness keys when their code does not say: TASKLINE_FAIR_TURNS
+    set to 1 or true (off otherwise, until every worker knows the lanes)."""
+    value = os.environ.get(FAIR_TURNS_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{FAIR_TURNS_ENV} must be 1 or 0 (true or false), got {value!r}: fix the variable or unset it")
 
 
 def check_fairness_key(key: str) -> str:
