@@ -47,6 +47,10 @@ class Sizes:
     """How long the idle worker's Redis commands are counted (scenario 9)."""
     burst_scale: float = 1.0
     """Scenario 9's patterns at this fraction of their rate (a machine too busy for 2,000/s)."""
+    fair_flood: int = 200_000
+    """Scenario 10: the flooding user's commands."""
+    fair_scale: float = 1.0
+    """Scenario 10: the other users' rate at this fraction of 50 x 20 commands/s."""
 
 
 class Suite:

@@ -17,6 +17,7 @@ from bench.profiling import diagnose, pyspy
 from bench.scenarios.bursts import PATTERNS, burst_latency
 from bench.scenarios.drain import drain
 from bench.scenarios.enqueue import enqueue
+from bench.scenarios.fairness import fairness_figures, flood_and_others
 from bench.scenarios.latency import steady_latency
 from bench.scenarios.signing import signing
 from bench.seam import idle_commands_per_s
@@ -110,6 +111,31 @@ async def bursts(suite: Suite) -> None:
     await suite.attempt("9 idle worker", idle_commands_per_s(env, None, suite.sizes.idle_seconds))
 
 
+async def fairness(suite: Suite) -> None:
+    """Scenario 10: the others' latency quiet, then under a flood without and with fair turns
+    (`Sizes.fair_flood`, `Sizes.fair_scale`); then the Redis commands per second of an idle worker."""
+    env, sizes = suite.env, suite.sizes
+    for label, flood, fair in (
+        ("quiet", 0, True),
+        ("flood unfair", sizes.fair_flood, False),
+        ("flood fair", sizes.fair_flood, True),
+    ):
+        await suite.attempt(
+            f"10 fairness, {label}",
+            flood_and_others(
+                env,
+                "fair" + label.replace(" ", ""),
+                suite.workers(1),
+                fair=fair,
+                flood_size=flood,
+                scale=sizes.fair_scale,
+                duration=sizes.latency_seconds,
+            ),
+        )
+    suite.results["fairness"] = fairness_figures(suite.scenarios)
+    await suite.attempt("10 idle worker", idle_commands_per_s(env, None, sizes.idle_seconds))
+
+
 async def uvloop(suite: Suite) -> None:
     env, n = suite.env, suite.sizes.commands
     await suite.attempt(
@@ -167,6 +193,7 @@ SCENARIOS: dict[str, Scenario] = {
     "signing": signing,
     "latency": latency,  # after "drain": it offers half of that scenario's K=1 rate
     "bursts": bursts,
+    "fairness": fairness,
 }
 EXTRAS: dict[str, Scenario] = {"uvloop": uvloop, "profile": profile, "diagnose": diagnose_scenario}
 
