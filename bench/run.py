@@ -47,6 +47,7 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         burst_scale=args.burst_scale,
         fair_flood=args.fair_flood,
         fair_scale=args.fair_scale,
+        fair_in_flight=tuple(args.fair_in_flight or ()),
     )
 
 
@@ -91,6 +92,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--fair-scale", type=float, default=1.0, help="fairness scenario: the others' rate, a fraction of 1,000/s"
+    )
+    parser.add_argument(
+        "--fair-in-flight",
+        type=int,
+        nargs="*",
+        help="fairness scenario: one fair run per TASKLINE_FAIR_IN_FLIGHT value (default: the worker's own)",
     )
     parser.add_argument("--floor-concurrency", type=int, default=8, help="coroutines per floor process")
     parser.add_argument("--profile", action="store_true", help="also run py-spy on a worker and on the floor")

@@ -51,6 +51,8 @@ class Sizes:
     """Scenario 10: the flooding user's commands."""
     fair_scale: float = 1.0
     """Scenario 10: the other users' rate at this fraction of 50 x 20 commands/s."""
+    fair_in_flight: tuple[int, ...] = ()
+    """Scenario 10: one fair run per TASKLINE_FAIR_IN_FLIGHT value (none: the worker's default)."""
 
 
 class Suite:

@@ -113,19 +113,24 @@ async def bursts(suite: Suite) -> None:
 
 async def fairness(suite: Suite) -> None:
     """Scenario 10: the others' latency quiet, then under a flood without and with fair turns
-    (`Sizes.fair_flood`, `Sizes.fair_scale`); then the Redis commands per second of an idle worker."""
+    (`Sizes.fair_flood`, `Sizes.fair_scale`; the fair run once per `Sizes.fair_in_flight` value,
+    or with the worker's default); then the Redis commands per second of an idle worker."""
     env, sizes = suite.env, suite.sizes
-    for label, flood, fair in (
-        ("quiet", 0, True),
-        ("flood unfair", sizes.fair_flood, False),
-        ("flood fair", sizes.fair_flood, True),
-    ):
+    runs: list[tuple[str, int, bool, dict[str, str] | None]] = [
+        ("quiet", 0, True, None),
+        ("flood unfair", sizes.fair_flood, False, None),
+    ]
+    for budget in sizes.fair_in_flight or (None,):
+        label = "flood fair" + (f", in flight {budget}" if budget is not None else "")
+        extra = {"TASKLINE_FAIR_IN_FLIGHT": str(budget)} if budget is not None else None
+        runs.append((label, sizes.fair_flood, True, extra))
+    for label, flood, fair, extra in runs:
         await suite.attempt(
             f"10 fairness, {label}",
             flood_and_others(
                 env,
-                "fair" + label.replace(" ", ""),
-                suite.workers(1),
+                "fair" + "".join(ch for ch in label if ch.isalnum()),
+                suite.workers(1, extra_env=extra),
                 fair=fair,
                 flood_size=flood,
                 scale=sizes.fair_scale,

@@ -14,7 +14,8 @@ runs on fresh queues, in one benchmark run:
 
 Per run: the others' latency (`processed_command.processed_at - issued_at`: enqueue to commit)
 p50/p99/max, and the total throughput: all commands (flood and others) over the time from the
-first send to the last commit. The figures the issue asks for are ratios within the run: the
+first send to the last commit (meaningful only when the flood outlasts the others' stream:
+`outlasted_stream` says so; size `--fair-flood` for it). The figures the issue asks for are ratios within the run: the
 others' p99 with the flood, fair, over the quiet p99 (goal: at most 2), and the fair run's
 throughput over the unfair run's (goal: at least 0.9).
 """
@@ -111,6 +112,12 @@ async def flood_and_others(
         last = await monitor.fetchval(
             "SELECT extract(epoch FROM max(processed_at) - $1::timestamptz) FROM processed_command", started_at
         )
+        flood_last = await monitor.fetchval(
+            "SELECT extract(epoch FROM max(processed_at) - $1::timestamptz) FROM processed_command"
+            " WHERE NOT (command_id = ANY($2::uuid[]))",
+            started_at,
+            others,
+        )
         await monitor.close()
     finally:
         await stop(procs)
@@ -131,22 +138,28 @@ async def flood_and_others(
         "latency_ms": {"p50": p50, "p99": p99, "max": max(latencies, default=None)},
         "total_s": total_s,
         "commands_per_s": total / total_s,
+        "flood_drained_s": float(flood_last) if flood_last is not None else None,
+        "outlasted_stream": total_s > duration + 0.5,
     }
 
 
 def fairness_figures(scenarios: dict[str, Any]) -> dict[str, Any]:
-    """The issue's ratios from one run's three results (None where one is missing)."""
-    quiet, unfair, fair = (scenarios.get(f"10 fairness, {k}", {}) for k in ("quiet", "flood unfair", "flood fair"))
+    """The issue's ratios within one run, per fair run: the others' p99 over the quiet p99, and
+    the throughput over the unfair run's (None where a result is missing)."""
+    quiet, unfair = scenarios.get("10 fairness, quiet", {}), scenarios.get("10 fairness, flood unfair", {})
 
     def p99(result: dict[str, Any]) -> float | None:
         return (result.get("latency_ms") or {}).get("p99")
 
-    return {
-        "others_p99_fair_over_quiet": (p99(fair) / p99(quiet)) if p99(fair) and p99(quiet) else None,
-        "others_p99_unfair_over_quiet": (p99(unfair) / p99(quiet)) if p99(unfair) and p99(quiet) else None,
-        "throughput_fair_over_unfair": (
-            fair["commands_per_s"] / unfair["commands_per_s"]
-            if fair.get("commands_per_s") and unfair.get("commands_per_s")
-            else None
-        ),
-    }
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a and b else None
+
+    figures: dict[str, Any] = {"unfair": {"others_p99_over_quiet": ratio(p99(unfair), p99(quiet))}}
+    for key, result in scenarios.items():
+        if key.startswith("10 fairness, flood fair"):
+            figures[key.removeprefix("10 fairness, ")] = {
+                "others_p99_over_quiet": ratio(p99(result), p99(quiet)),
+                "throughput_over_unfair": ratio(result.get("commands_per_s"), unfair.get("commands_per_s")),
+                "outlasted_stream": result.get("outlasted_stream"),
+            }
+    return figures

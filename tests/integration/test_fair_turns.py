@@ -24,9 +24,18 @@ def _create(user_id: int) -> CreateTask:
     )
 
 
-async def _claim(redis, queue: str, *, limit: int, now_ms: int | None = None, worker_id: str = "w-1") -> ClaimReply:
+async def _claim(
+    redis, queue: str, *, limit: int, now_ms: int | None = None, worker_id: str = "w-1", budget: int = 1_000_000
+) -> ClaimReply:
     arguments = claim_arguments(
-        now_ms or epoch_ms(), 60_000, worker_id, limit, 50, 1 << 20, heartbeat_prefix=keys.heartbeat_key(queue, "")
+        now_ms or epoch_ms(),
+        60_000,
+        worker_id,
+        limit,
+        50,
+        1 << 20,
+        heartbeat_prefix=keys.heartbeat_key(queue, ""),
+        lane_budget=budget,
     )
     return parse_claimed(await redis.eval(CLAIM_SCRIPT, 7, *claim_keys(queue), *arguments))
 
@@ -194,3 +203,29 @@ async def test_a_duplicate_is_refused_whether_its_first_copy_waits_in_a_lane_or_
     assert (await producer.send(command)).queued is True
     assert (await producer.send(command)).queued is False
     assert await redis.llen(keys.fair_lane_key(queue, "user:7")) == 1
+
+
+async def test_a_claim_takes_no_more_from_the_lanes_than_the_workers_budget(redis, queue):
+    """With 50 free slots but a budget of 150 commands, a claim takes user 1's first bulk job of
+    100, user 2's five single commands (their turns come first), then user 1's second bulk (it
+    overshoots: a job is never split) and stops; the reply gives each one's cost. With no budget
+    left it takes nothing from the lanes, but still claims a job without a key."""
+    producer = TaskProducer(redis, queue=queue, fair=True)
+    bulks = [await producer.send_bulk([_create(1) for _ in range(100)]) for _ in range(3)]
+    singles = [_create(2) for _ in range(5)]
+    await producer.send_many(singles)
+
+    reply = await _claim(redis, queue, limit=50, budget=150)
+
+    expected = [bulks[0].job_id, *(str(c.command_id) for c in singles), bulks[1].job_id]
+    assert [job.job_id for job in reply.claimed] == expected
+    assert [reply.lane_costs[job_id] for job_id in expected] == [100, 1, 1, 1, 1, 1, 100]
+    assert await redis.llen(keys.fair_lane_key(queue, "user:1")) == 1
+    plain = _create(3)
+    now = epoch_ms()
+    await redis.eval(
+        ENQUEUE_SCRIPT, 1, queue, now, DEFAULT_JOB_TTL_MS, str(plain.command_id), job_of_command(plain, now)
+    )
+    spent = await _claim(redis, queue, limit=50, budget=0)
+    assert [job.job_id for job in spent.claimed] == [str(plain.command_id)]
+    assert spent.lane_costs == {}

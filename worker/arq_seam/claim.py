@@ -64,12 +64,13 @@ CLAIM_SCRIPT: Final = f"""
 -- ARGV[1]: now (epoch ms); ARGV[2]: claim expiry (ms); ARGV[3]: the claiming worker's id;
 -- ARGV[4]: most jobs to claim; ARGV[5]: how many due jobs to look at; ARGV[6]: '1' to take
 -- over the claims of dead workers; ARGV[7]: the queue's heartbeat key prefix; ARGV[8]: the
--- largest job value to read (bytes): a larger one comes back as {{size, its first bytes}}.
+-- largest job value to read (bytes): a larger one comes back as {{size, its first bytes}};
+-- ARGV[9]: commands the worker may still take from the fair lanes.
 -- Returns {{paused (0/1), {{taken-over job id, dead worker id, ...}}, {{per job claimed in queue
 -- order, then in fair turns: job id, score, payload (false when its key expired), try number,
 -- ...}}, fairness keys still waiting (in their turn or held), when the first held key may go (epoch
--- ms, 0: none held)}}.
-if redis.call('EXISTS', KEYS[2]) == 1 then return {{1, {{}}, {{}}, 0, 0}} end
+-- ms, 0: none held), {{per job taken from a lane: job id, its cost}}}}.
+if redis.call('EXISTS', KEYS[2]) == 1 then return {{1, {{}}, {{}}, 0, 0, {{}}}} end
 
 local verdicts = {{}}
 local function is_dead(holder)  -- its heartbeat exists and is older than {BEATS_PER_TTL} intervals
@@ -121,7 +122,7 @@ local need = limit - #claimed / 4
 {FAIR_TURNS_LUA}
 local first_held = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
 local waiting = redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', KEYS[4])
-return {{0, taken_over, claimed, waiting, tonumber(first_held[2]) or 0}}
+return {{0, taken_over, claimed, waiting, tonumber(first_held[2]) or 0, lane_costs}}
 """
 
 
@@ -146,6 +147,8 @@ class ClaimReply(NamedTuple):
     """Fairness keys with jobs still in their lanes (waiting their turn, or held by a limit)."""
     first_release_ms: int = 0
     """When (epoch ms) the first key held by its rate limit may go again; 0: none is held."""
+    lane_costs: dict[str, int] = {}  # noqa: RUF012 (a NamedTuple default, never mutated)
+    """Job id → cost (commands), for the jobs taken from a fair lane."""
 
 
 def claim_keys(queue: str) -> list[str]:
@@ -171,11 +174,22 @@ def claim_arguments(
     *,
     take_over: bool = False,
     heartbeat_prefix: str = "",
+    lane_budget: int = 1_000_000,
 ) -> list[Any]:
     """ARGV for CLAIM_SCRIPT: claim up to `limit` of the first `scan` due jobs, reading none larger
     than `max_bytes`; with `take_over`, also those held by dead workers, whose heartbeats are
-    `heartbeat_prefix` + their id."""
-    return [now_ms, expiry_ms, worker_id, limit, scan, "1" if take_over else "0", heartbeat_prefix, max_bytes]
+    `heartbeat_prefix` + their id; then from the fair lanes, up to `lane_budget` commands."""
+    return [
+        now_ms,
+        expiry_ms,
+        worker_id,
+        limit,
+        scan,
+        "1" if take_over else "0",
+        heartbeat_prefix,
+        max_bytes,
+        lane_budget,
+    ]
 
 
 def parse_claimed(reply: list[Any]) -> ClaimReply:
@@ -191,4 +205,6 @@ def parse_claimed(reply: list[Any]) -> ClaimReply:
         else:
             jobs.append(Claimed(job_id, score, payload or None, job_try))
     taken_over = {reply_text(taken[i]): reply_text(taken[i + 1]) for i in range(0, len(taken), 2)}
-    return ClaimReply(paused, jobs, taken_over, int(reply[3]), int(reply[4]))
+    costs = reply[5]
+    lane_costs = {reply_text(costs[i]): int(costs[i + 1]) for i in range(0, len(costs), 2)}
+    return ClaimReply(paused, jobs, taken_over, int(reply[3]), int(reply[4]), lane_costs)

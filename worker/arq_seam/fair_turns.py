@@ -37,6 +37,11 @@ The design, and why.
   replays), retries waiting their delay, and jobs of dead workers. So a job without a key is
   always claimed, and a retry keeps its place. (A flood sent without a key is not made fair:
   send with a key.)
+* **In flight, bounded.** A worker takes from the lanes only while the commands it holds from
+  them (a bulk job counts its commands) stay under TASKLINE_FAIR_IN_FLIGHT (100). Turns decide
+  the order of claims, but a claimed job waits behind what its worker already holds: without the
+  bound, one claim could fill fifty slots with bulk jobs of the flooding user (5,000 commands),
+  and another user's job, claimed next, would wait behind all of them inside the worker.
 * **Pause** stops lanes too: the claim returns before it looks at them.
 
 The claim reply says how many keys still wait (in their turn or held) and when the first held key
@@ -58,7 +63,9 @@ MAX_HELD_RELEASED_PER_CLAIM: Final = 100
 
 FAIR_TURNS_LUA: Final = f"""
 -- Fair turns (worker/arq_seam/fair_turns.py): KEYS[3] turns, KEYS[4] held, KEYS[5] limits,
--- KEYS[6] token buckets, KEYS[7] the clock. Uses `need`, `limit`, `now` and `fetch` from above.
+-- KEYS[6] token buckets, KEYS[7] the clock. Uses `need`, `limit`, `now` and `fetch` from above;
+-- ARGV[9]: how many commands this worker may still take from lanes (its in-flight budget).
+local budget, lane_costs = tonumber(ARGV[9]) or 0, {{}}
 local turns, held, limits, buckets = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local clock = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
 local clock_before = clock
@@ -76,7 +83,7 @@ local function spec_of(key)  -- {{commands per second (0: none), burst, weight}}
   return specs[key]
 end
 local rounds = 0
-while need > 0 and rounds < 2 * limit + 16 do
+while need > 0 and budget > 0 and rounds < 2 * limit + 16 do
   rounds = rounds + 1
   local top = redis.call('ZRANGE', turns, 0, 0, 'WITHSCORES')
   if #top == 0 then break end
@@ -114,6 +121,9 @@ while need > 0 and rounds < 2 * limit + 16 do
       if redis.call('SET', '{IN_PROGRESS_KEY_PREFIX}' .. id, ARGV[3], 'NX', 'PX', ARGV[2]) then
         fetch(id, score)
         need = need - 1
+        budget = budget - cost
+        lane_costs[#lane_costs + 1] = id
+        lane_costs[#lane_costs + 1] = cost
       end
     end
   end

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import time
 from typing import Any
@@ -58,7 +59,15 @@ __all__ = ["SeamOptions", "TasklineWorker"]
 class SeamOptions:
     """taskline's own settings of the loop (arq's constructor has no room for them)."""
 
-    def __init__(self, *, idle_wait_s: float, bulk_concurrency: int, scan_limit: int, max_job_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        idle_wait_s: float,
+        bulk_concurrency: int,
+        scan_limit: int,
+        max_job_bytes: int,
+        fair_in_flight: int = 100,
+    ) -> None:
         self.idle_wait_s = idle_wait_s
         """How long an idle worker waits for a wake-up token before polling again; 0 (burst mode
         in tests) polls again at once."""
@@ -68,6 +77,8 @@ class SeamOptions:
         """How many due jobs one claim looks at (running jobs stay at the head of the queue)."""
         self.max_job_bytes = max_job_bytes
         """The largest job value a claim reads; a larger one is dead-lettered unread."""
+        self.fair_in_flight = fair_in_flight
+        """Commands this worker holds at once from the fair lanes (worker/arq_seam/fair_turns.py)."""
 
 
 class TasklineWorker(Worker):
@@ -107,6 +118,8 @@ class _SeamState:
         """When (monotonic) the next claim also takes over the claims of dead workers."""
         self.only_held = False
         """The last claim found due jobs but claimed none: all held (by live workers, or dead)."""
+        self.lane_cost_held = 0
+        """Commands of the jobs taken from fair lanes that are still running here."""
         self.lanes_waiting = True
         """Fair lanes may hold jobs (the last claim said so, or a wake-up token came since): claim
         even when arq's read of the queue found nothing due (worker/arq_seam/fair_turns.py)."""
@@ -163,6 +176,7 @@ class _SeamState:
             self.options.max_job_bytes,
             take_over=take_over,
             heartbeat_prefix=keys.heartbeat_key(w.queue_name, ""),
+            lane_budget=max(self.options.fair_in_flight - self.lane_cost_held, 0),
         )
         reply = parse_claimed(await self.claim_script(keys=claim_keys(w.queue_name), args=args))
         self._note_pause(reply.paused)
@@ -187,6 +201,10 @@ class _SeamState:
             w.job_counter += 1
             task = asyncio.create_task(self.run(job))
             task.add_done_callback(self._job_done)
+            cost = reply.lane_costs.get(job.job_id)
+            if cost:
+                self.lane_cost_held += cost
+                task.add_done_callback(functools.partial(self._lane_job_done, cost))
             w.tasks[job.job_id] = task
 
     @property
@@ -205,6 +223,9 @@ class _SeamState:
         health = self.worker.ctx.get("health")
         if health is not None:
             health.paused = paused
+
+    def _lane_job_done(self, cost: int, _: asyncio.Task[None]) -> None:
+        self.lane_cost_held -= cost
 
     def _job_done(self, _: asyncio.Task[None]) -> None:
         self.worker.job_counter -= 1
@@ -254,8 +275,10 @@ class _SeamState:
         wait_s = self.options.idle_wait_s
         if wait_s <= 0:
             return
-        if not w.allow_pick_jobs or w.job_counter >= w.max_jobs:
-            # Stopping, or every slot busy: look again when a job ends (no Redis command).
+        lanes_full = self.lanes_waiting and self.lane_cost_held >= self.options.fair_in_flight
+        if not w.allow_pick_jobs or w.job_counter >= w.max_jobs or lanes_full:
+            # Stopping, every slot busy, or as much from the fair lanes as this worker may hold
+            # while more waits there: look again when a job ends (no Redis command).
             self.slot_freed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.slot_freed.wait(), wait_s)
