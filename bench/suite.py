@@ -52,7 +52,9 @@ class Sizes:
     fair_scale: float = 1.0
     """Scenario 10: the other users' rate at this fraction of 50 x 20 commands/s."""
     fair_in_flight: tuple[int, ...] = ()
-    """Scenario 10: one fair run per TASKLINE_FAIR_IN_FLIGHT value (none: the worker's default)."""
+    """Scenario 10: the workers' TASKLINE_FAIR_IN_FLIGHT (the first value; none: their default)."""
+    fair_rounds: int = 2
+    """Scenario 10: rounds of quiet, unfair and fair runs, every other round in reverse order."""
 
 
 class Suite:

@@ -112,31 +112,26 @@ async def bursts(suite: Suite) -> None:
 
 
 async def fairness(suite: Suite) -> None:
-    """Scenario 10: the others' latency quiet, then under a flood without and with fair turns
-    (`Sizes.fair_flood`, `Sizes.fair_scale`; the fair run once per `Sizes.fair_in_flight` value,
-    or with the worker's default); then the Redis commands per second of an idle worker."""
+    """Scenario 10: per round, the others' latency quiet, then under a flood without and with fair
+    turns (`Sizes.fair_flood`, `Sizes.fair_scale`), the order reversed every other round; then the
+    Redis commands per second of an idle worker."""
     env, sizes = suite.env, suite.sizes
-    runs: list[tuple[str, int, bool, dict[str, str] | None]] = [
-        ("quiet", 0, True, None),
-        ("flood unfair", sizes.fair_flood, False, None),
-    ]
-    for budget in sizes.fair_in_flight or (None,):
-        label = "flood fair" + (f", in flight {budget}" if budget is not None else "")
-        extra = {"TASKLINE_FAIR_IN_FLIGHT": str(budget)} if budget is not None else None
-        runs.append((label, sizes.fair_flood, True, extra))
-    for label, flood, fair, extra in runs:
-        await suite.attempt(
-            f"10 fairness, {label}",
-            flood_and_others(
-                env,
-                "fair" + "".join(ch for ch in label if ch.isalnum()),
-                suite.workers(1, extra_env=extra),
-                fair=fair,
-                flood_size=flood,
-                scale=sizes.fair_scale,
-                duration=sizes.latency_seconds,
-            ),
-        )
+    extra = {"TASKLINE_FAIR_IN_FLIGHT": str(sizes.fair_in_flight[0])} if sizes.fair_in_flight else None
+    runs = [("quiet", 0, True), ("flood unfair", sizes.fair_flood, False), ("flood fair", sizes.fair_flood, True)]
+    for round_ in range(1, sizes.fair_rounds + 1):
+        for label, flood, fair in runs if round_ % 2 else runs[::-1]:
+            await suite.attempt(
+                f"10 fairness, {label} #{round_}",
+                flood_and_others(
+                    env,
+                    "fair" + "".join(ch for ch in label if ch.isalnum()) + str(round_),
+                    suite.workers(1, extra_env=extra),
+                    fair=fair,
+                    flood_size=flood,
+                    scale=sizes.fair_scale,
+                    duration=sizes.latency_seconds,
+                ),
+            )
     suite.results["fairness"] = fairness_figures(suite.scenarios)
     await suite.attempt("10 idle worker", idle_commands_per_s(env, None, sizes.idle_seconds))
 
