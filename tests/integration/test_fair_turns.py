@@ -25,7 +25,14 @@ def _create(user_id: int) -> CreateTask:
 
 
 async def _claim(
-    redis, queue: str, *, limit: int, now_ms: int | None = None, worker_id: str = "w-1", budget: int = 1_000_000
+    redis,
+    queue: str,
+    *,
+    limit: int,
+    now_ms: int | None = None,
+    worker_id: str = "w-1",
+    per_key: int = 1_000_000,
+    held: dict[str, int] | None = None,
 ) -> ClaimReply:
     arguments = claim_arguments(
         now_ms or epoch_ms(),
@@ -35,7 +42,8 @@ async def _claim(
         50,
         1 << 20,
         heartbeat_prefix=keys.heartbeat_key(queue, ""),
-        lane_budget=budget,
+        per_key=per_key,
+        held_by_key=held,
     )
     return parse_claimed(await redis.eval(CLAIM_SCRIPT, 7, *claim_keys(queue), *arguments))
 
@@ -205,27 +213,33 @@ async def test_a_duplicate_is_refused_whether_its_first_copy_waits_in_a_lane_or_
     assert await redis.llen(keys.fair_lane_key(queue, "user:7")) == 1
 
 
-async def test_a_claim_takes_no_more_from_the_lanes_than_the_workers_budget(redis, queue):
-    """With 50 free slots but a budget of 150 commands, a claim takes user 1's first bulk job of
-    100, user 2's five single commands (their turns come first), then user 1's second bulk (it
-    overshoots: a job is never split) and stops; the reply gives each one's cost. With no budget
-    left it takes nothing from the lanes, but still claims a job without a key."""
+async def test_a_key_takes_no_more_from_its_lane_than_it_may_hold_in_the_worker(redis, queue):
+    """With 50 free slots and room for 150 commands per key, a claim takes user 1's first bulk job
+    of 100, user 2's five single commands (their turns come first), then user 1's second bulk (it
+    overshoots: a job is never split), and no more of user 1's; the reply names each job's key
+    and cost. While the worker holds 150 of user 1's commands, the next claim takes a job without
+    a key and user 3's, but nothing of user 1's."""
     producer = TaskProducer(redis, queue=queue, fair=True)
     bulks = [await producer.send_bulk([_create(1) for _ in range(100)]) for _ in range(3)]
     singles = [_create(2) for _ in range(5)]
     await producer.send_many(singles)
 
-    reply = await _claim(redis, queue, limit=50, budget=150)
+    reply = await _claim(redis, queue, limit=50, per_key=150)
 
     expected = [bulks[0].job_id, *(str(c.command_id) for c in singles), bulks[1].job_id]
     assert [job.job_id for job in reply.claimed] == expected
-    assert [reply.lane_costs[job_id] for job_id in expected] == [100, 1, 1, 1, 1, 1, 100]
+    assert [reply.lane_costs[job_id] for job_id in expected] == [("user:1", 100)] + [("user:2", 1)] * 5 + [
+        ("user:1", 100)
+    ]
     assert await redis.llen(keys.fair_lane_key(queue, "user:1")) == 1
-    plain = _create(3)
+
+    plain, third = _create(3), _create(3)
     now = epoch_ms()
     await redis.eval(
         ENQUEUE_SCRIPT, 1, queue, now, DEFAULT_JOB_TTL_MS, str(plain.command_id), job_of_command(plain, now)
     )
-    spent = await _claim(redis, queue, limit=50, budget=0)
-    assert [job.job_id for job in spent.claimed] == [str(plain.command_id)]
-    assert spent.lane_costs == {}
+    await producer.send(third)
+    later = await _claim(redis, queue, limit=50, per_key=150, held={"user:1": 150})
+    assert [job.job_id for job in later.claimed] == [str(plain.command_id), str(third.command_id)]
+    assert later.lane_costs == {str(third.command_id): ("user:3", 1)}
+    assert await redis.llen(keys.fair_lane_key(queue, "user:1")) == 1

@@ -288,3 +288,23 @@ async def test_send_bulk_refuses_an_empty_or_oversized_list(producer: TaskProduc
     """send_bulk takes 1 to 1,000 commands."""
     with pytest.raises(ValueError, match="1 to 1000"):
         await producer.send_bulk([create(n) for n in range(count)])
+
+
+@pytest.mark.parametrize(("value", "fair"), [("", False), ("0", False), ("false", False), ("1", True), ("TRUE", True)])
+def test_taskline_fair_turns_decides_when_the_code_does_not(
+    monkeypatch: pytest.MonkeyPatch, fake_redis: FakeRedis, value: str, fair: bool
+) -> None:
+    """TASKLINE_FAIR_TURNS turns fair turns on for producers made without `fair=` (off when unset:
+    workers of earlier releases never read the lanes); `fair=` given wins."""
+    monkeypatch.setenv("TASKLINE_FAIR_TURNS", value)
+    assert TaskProducer(fake_redis).fair is fair
+    assert TaskProducer(fake_redis, fair=not fair).fair is (not fair)
+
+
+def test_a_taskline_fair_turns_that_means_nothing_is_refused_with_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, fake_redis: FakeRedis
+) -> None:
+    """A value that is neither on nor off raises, naming the variable and the fix."""
+    monkeypatch.setenv("TASKLINE_FAIR_TURNS", "maybe")
+    with pytest.raises(ValueError, match="TASKLINE_FAIR_TURNS must be 1 or 0"):
+        TaskProducer(fake_redis)

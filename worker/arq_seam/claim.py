@@ -65,11 +65,11 @@ CLAIM_SCRIPT: Final = f"""
 -- ARGV[4]: most jobs to claim; ARGV[5]: how many due jobs to look at; ARGV[6]: '1' to take
 -- over the claims of dead workers; ARGV[7]: the queue's heartbeat key prefix; ARGV[8]: the
 -- largest job value to read (bytes): a larger one comes back as {{size, its first bytes}};
--- ARGV[9]: commands the worker may still take from the fair lanes.
+-- ARGV[9]: commands one fairness key may hold in this worker; ARGV[10..]: key, commands held, ...
 -- Returns {{paused (0/1), {{taken-over job id, dead worker id, ...}}, {{per job claimed in queue
 -- order, then in fair turns: job id, score, payload (false when its key expired), try number,
 -- ...}}, fairness keys still waiting (in their turn or held), when the first held key may go (epoch
--- ms, 0: none held), {{per job taken from a lane: job id, its cost}}}}.
+-- ms, 0: none held), {{per job taken from a lane: job id, its fairness key, its cost}}}}.
 if redis.call('EXISTS', KEYS[2]) == 1 then return {{1, {{}}, {{}}, 0, 0, {{}}}} end
 
 local verdicts = {{}}
@@ -147,8 +147,8 @@ class ClaimReply(NamedTuple):
     """Fairness keys with jobs still in their lanes (waiting their turn, or held by a limit)."""
     first_release_ms: int = 0
     """When (epoch ms) the first key held by its rate limit may go again; 0: none is held."""
-    lane_costs: dict[str, int] = {}  # noqa: RUF012 (a NamedTuple default, never mutated)
-    """Job id → cost (commands), for the jobs taken from a fair lane."""
+    lane_costs: dict[str, tuple[str, int]] = {}  # noqa: RUF012 (a NamedTuple default, never mutated)
+    """Job id → (its fairness key, its cost in commands), for the jobs taken from a fair lane."""
 
 
 def claim_keys(queue: str) -> list[str]:
@@ -174,11 +174,13 @@ def claim_arguments(
     *,
     take_over: bool = False,
     heartbeat_prefix: str = "",
-    lane_budget: int = 1_000_000,
+    per_key: int = 1_000_000,
+    held_by_key: dict[str, int] | None = None,
 ) -> list[Any]:
     """ARGV for CLAIM_SCRIPT: claim up to `limit` of the first `scan` due jobs, reading none larger
     than `max_bytes`; with `take_over`, also those held by dead workers, whose heartbeats are
-    `heartbeat_prefix` + their id; then from the fair lanes, up to `lane_budget` commands."""
+    `heartbeat_prefix` + their id; then from the fair lanes, each key up to `per_key` commands held
+    in this worker, counting those it holds now (`held_by_key`)."""
     return [
         now_ms,
         expiry_ms,
@@ -188,7 +190,8 @@ def claim_arguments(
         "1" if take_over else "0",
         heartbeat_prefix,
         max_bytes,
-        lane_budget,
+        per_key,
+        *(item for key, held in (held_by_key or {}).items() for item in (key, held)),
     ]
 
 
@@ -206,5 +209,5 @@ def parse_claimed(reply: list[Any]) -> ClaimReply:
             jobs.append(Claimed(job_id, score, payload or None, job_try))
     taken_over = {reply_text(taken[i]): reply_text(taken[i + 1]) for i in range(0, len(taken), 2)}
     costs = reply[5]
-    lane_costs = {reply_text(costs[i]): int(costs[i + 1]) for i in range(0, len(costs), 2)}
+    lane_costs = {reply_text(costs[i]): (reply_text(costs[i + 1]), int(costs[i + 2])) for i in range(0, len(costs), 3)}
     return ClaimReply(paused, jobs, taken_over, int(reply[3]), int(reply[4]), lane_costs)

@@ -37,11 +37,13 @@ The design, and why.
   replays), retries waiting their delay, and jobs of dead workers. So a job without a key is
   always claimed, and a retry keeps its place. (A flood sent without a key is not made fair:
   send with a key.)
-* **In flight, bounded.** A worker takes from the lanes only while the commands it holds from
-  them (a bulk job counts its commands) stay under TASKLINE_FAIR_IN_FLIGHT (100). Turns decide
-  the order of claims, but a claimed job waits behind what its worker already holds: without the
-  bound, one claim could fill fifty slots with bulk jobs of the flooding user (5,000 commands),
-  and another user's job, claimed next, would wait behind all of them inside the worker.
+* **In flight, bounded per key.** A worker takes a key's jobs from its lane only while the
+  commands of that key it holds (a bulk job counts its commands) stay under
+  TASKLINE_FAIR_IN_FLIGHT (400); other keys' jobs are still claimed. Turns decide the order of
+  claims, but a claimed job waits behind what its worker already holds: without the bound, one
+  claim could fill fifty slots with bulk jobs of the flooding user (5,000 commands) that other
+  users' jobs, claimed next, would wait behind inside the worker. The default lets one key keep
+  `TASKLINE_BULK_CONCURRENCY` (4) bulk jobs of 100 busy, so a flood alone drains at full speed.
 * **Pause** stops lanes too: the claim returns before it looks at them.
 
 The claim reply says how many keys still wait (in their turn or held) and when the first held key
@@ -64,8 +66,13 @@ MAX_HELD_RELEASED_PER_CLAIM: Final = 100
 FAIR_TURNS_LUA: Final = f"""
 -- Fair turns (worker/arq_seam/fair_turns.py): KEYS[3] turns, KEYS[4] held, KEYS[5] limits,
 -- KEYS[6] token buckets, KEYS[7] the clock. Uses `need`, `limit`, `now` and `fetch` from above;
--- ARGV[9]: how many commands this worker may still take from lanes (its in-flight budget).
-local budget, lane_costs = tonumber(ARGV[9]) or 0, {{}}
+-- ARGV[9]: how many commands one key may hold in this worker at once; ARGV[10..]: key, commands
+-- of it this worker holds now, ... (keys not listed hold none).
+local per_key, lane_costs, room, full = tonumber(ARGV[9]) or 0, {{}}, {{}}, 0
+for i = 10, #ARGV, 2 do
+  room[ARGV[i]] = per_key - tonumber(ARGV[i + 1])
+  if room[ARGV[i]] <= 0 then full = full + 1 end
+end
 local turns, held, limits, buckets = KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local clock = tonumber(redis.call('GET', KEYS[7]) or '0') or 0
 local clock_before = clock
@@ -83,11 +90,17 @@ local function spec_of(key)  -- {{commands per second (0: none), burst, weight}}
   return specs[key]
 end
 local rounds = 0
-while need > 0 and budget > 0 and rounds < 2 * limit + 16 do
+while need > 0 and rounds < 2 * limit + 16 do
   rounds = rounds + 1
-  local top = redis.call('ZRANGE', turns, 0, 0, 'WITHSCORES')
-  if #top == 0 then break end
-  local key, turn = top[1], tonumber(top[2])
+  -- the key with the lowest turn among those with room in this worker (at most `full` have none)
+  local top, key, turn = redis.call('ZRANGE', turns, 0, full, 'WITHSCORES'), nil, nil
+  for j = 1, #top, 2 do
+    if (room[top[j]] or per_key) > 0 then
+      key, turn = top[j], tonumber(top[j + 1])
+      break
+    end
+  end
+  if key == nil then break end
   local lane = KEYS[1] .. '{FAIR_LANE_INFIX}' .. key
   local entry = redis.call('LINDEX', lane, 0)
   if not entry then
@@ -121,8 +134,10 @@ while need > 0 and budget > 0 and rounds < 2 * limit + 16 do
       if redis.call('SET', '{IN_PROGRESS_KEY_PREFIX}' .. id, ARGV[3], 'NX', 'PX', ARGV[2]) then
         fetch(id, score)
         need = need - 1
-        budget = budget - cost
+        room[key] = (room[key] or per_key) - cost
+        if room[key] <= 0 then full = full + 1 end
         lane_costs[#lane_costs + 1] = id
+        lane_costs[#lane_costs + 1] = key
         lane_costs[#lane_costs + 1] = cost
       end
     end

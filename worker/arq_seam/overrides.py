@@ -66,7 +66,7 @@ class SeamOptions:
         bulk_concurrency: int,
         scan_limit: int,
         max_job_bytes: int,
-        fair_in_flight: int = 100,
+        fair_in_flight: int = 400,
     ) -> None:
         self.idle_wait_s = idle_wait_s
         """How long an idle worker waits for a wake-up token before polling again; 0 (burst mode
@@ -78,7 +78,7 @@ class SeamOptions:
         self.max_job_bytes = max_job_bytes
         """The largest job value a claim reads; a larger one is dead-lettered unread."""
         self.fair_in_flight = fair_in_flight
-        """Commands this worker holds at once from the fair lanes (worker/arq_seam/fair_turns.py)."""
+        """Commands of one fairness key this worker holds at once (worker/arq_seam/fair_turns.py)."""
 
 
 class TasklineWorker(Worker):
@@ -118,8 +118,8 @@ class _SeamState:
         """When (monotonic) the next claim also takes over the claims of dead workers."""
         self.only_held = False
         """The last claim found due jobs but claimed none: all held (by live workers, or dead)."""
-        self.lane_cost_held = 0
-        """Commands of the jobs taken from fair lanes that are still running here."""
+        self.lane_held: dict[str, int] = {}
+        """Fairness key → commands of its jobs taken from its lane and still running here."""
         self.lanes_waiting = True
         """Fair lanes may hold jobs (the last claim said so, or a wake-up token came since): claim
         even when arq's read of the queue found nothing due (worker/arq_seam/fair_turns.py)."""
@@ -176,7 +176,8 @@ class _SeamState:
             self.options.max_job_bytes,
             take_over=take_over,
             heartbeat_prefix=keys.heartbeat_key(w.queue_name, ""),
-            lane_budget=max(self.options.fair_in_flight - self.lane_cost_held, 0),
+            per_key=self.options.fair_in_flight,
+            held_by_key=self.lane_held,
         )
         reply = parse_claimed(await self.claim_script(keys=claim_keys(w.queue_name), args=args))
         self._note_pause(reply.paused)
@@ -201,10 +202,11 @@ class _SeamState:
             w.job_counter += 1
             task = asyncio.create_task(self.run(job))
             task.add_done_callback(self._job_done)
-            cost = reply.lane_costs.get(job.job_id)
-            if cost:
-                self.lane_cost_held += cost
-                task.add_done_callback(functools.partial(self._lane_job_done, cost))
+            from_lane = reply.lane_costs.get(job.job_id)
+            if from_lane is not None:
+                key, cost = from_lane
+                self.lane_held[key] = self.lane_held.get(key, 0) + cost
+                task.add_done_callback(functools.partial(self._lane_job_done, key, cost))
             w.tasks[job.job_id] = task
 
     @property
@@ -224,8 +226,12 @@ class _SeamState:
         if health is not None:
             health.paused = paused
 
-    def _lane_job_done(self, cost: int, _: asyncio.Task[None]) -> None:
-        self.lane_cost_held -= cost
+    def _lane_job_done(self, key: str, cost: int, _: asyncio.Task[None]) -> None:
+        left = self.lane_held.get(key, 0) - cost
+        if left > 0:
+            self.lane_held[key] = left
+        else:
+            self.lane_held.pop(key, None)
 
     def _job_done(self, _: asyncio.Task[None]) -> None:
         self.worker.job_counter -= 1
@@ -275,10 +281,11 @@ class _SeamState:
         wait_s = self.options.idle_wait_s
         if wait_s <= 0:
             return
-        lanes_full = self.lanes_waiting and self.lane_cost_held >= self.options.fair_in_flight
-        if not w.allow_pick_jobs or w.job_counter >= w.max_jobs or lanes_full:
-            # Stopping, every slot busy, or as much from the fair lanes as this worker may hold
-            # while more waits there: look again when a job ends (no Redis command).
+        budget = self.options.fair_in_flight
+        key_full = self.lanes_waiting and any(held >= budget for held in self.lane_held.values())
+        if not w.allow_pick_jobs or w.job_counter >= w.max_jobs or key_full:
+            # Stopping, every slot busy, or a key holding all it may here while its lane waits:
+            # look again when a job ends (no Redis command; at most the wait below).
             self.slot_freed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.slot_freed.wait(), wait_s)

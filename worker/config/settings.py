@@ -67,9 +67,9 @@ class Settings(BaseSettings):
     batch_max: int = Field(default=100, ge=1, le=1000)
     commit_concurrency: int = Field(default=2, ge=1, le=32)
     bulk_concurrency: int = Field(default=4, ge=1, le=1000)
-    fair_in_flight: int = Field(default=100, ge=1, le=1_000_000)
-    """Commands (a bulk job counts its commands) one worker holds at once from the fair lanes:
-    a flood claimed in bulk cannot fill the worker with work that others' jobs would wait behind."""
+    fair_in_flight: int = Field(default=400, ge=1, le=1_000_000)
+    """Commands of one fairness key (a bulk job counts its commands) one worker holds at once: a
+    flood claimed in turn cannot fill the worker with work that others' jobs would wait behind."""
 
     # the contract
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1024)
