@@ -10,7 +10,9 @@ that changes it fails them.
 each id with five or more round trips, then `run_job` fetches it, logs and drops what it cannot
 deserialize or has no function for, and drops jobs whose key expired or whose tries ran out.
 taskline sets `queue_read_limit=1`, so arq's read only tells whether any job is due, and claims
-every due job it has room for in one round trip (worker/arq_seam/claim.py); each runs in
+every due job it has room for in one round trip (worker/arq_seam/claim.py), then jobs from the
+fair lanes in turn (worker/arq_seam/fair_turns.py; those are not in the queue arq reads, so the
+claim also runs when the last one left keys waiting or a wake-up token came); each runs in
 taskline's own runner (worker/arq_seam/job_runner.py), where every job ends applied, a
 duplicate, deferred with a reason, or a dead letter. Relies on: arq calling it from each poll
 iteration with the due ids while `job_counter < max_jobs` and `allow_pick_jobs`; arq waiting
