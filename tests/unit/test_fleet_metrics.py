@@ -75,12 +75,15 @@ def test_the_fleet_page_shows_the_keys_fair_turns_hold_back_and_by_how_much() ->
         held_count=1,
         limits={"tenant:noisy": FairLimit(rate=10, burst=20)},
     )
-    page = render_fleet_metrics("q", [], None, None, fairness=view).decode()
+    page = render_fleet_metrics("q", [], (5, 1), None, fairness=view).decode()
     families = {family.name: family for family in text_string_to_metric_families(page)}
     keys = {s.labels["state"]: s.value for s in families["taskline_fair_keys"].samples}
     assert keys == {"waiting": 2.0, "held": 1.0}
     lanes = {(s.labels["key"], s.labels["state"]): s.value for s in families["taskline_fair_key_jobs_waiting"].samples}
     assert lanes == {("tenant:noisy", "held"): 40.0, ("user:1", "waiting"): 900.0, ("user:2", "waiting"): 3.0}
+
+    depth = {s.labels["state"]: s.value for s in families["taskline_queue_depth"].samples}
+    assert depth == {"ready": 5.0, "deferred": 1.0, "in_fair_lanes": 943.0}
 
     lines = describe_fairness(view.as_dict(), now_ms=10_000)
     assert lines[0] == "fair turns: 2 key(s) waiting their turn, 1 held by a rate limit"

@@ -88,6 +88,9 @@ def render_fleet_metrics(
         gauge = _gauge(QUEUE_DEPTH)
         gauge.add_sample(QUEUE_DEPTH.name, {"queue": queue, "state": "ready"}, float(depth[0]))
         gauge.add_sample(QUEUE_DEPTH.name, {"queue": queue, "state": "deferred"}, float(depth[1]))
+        if fairness is not None:  # jobs waiting their turn are backlog too (autoscaling sums the states)
+            lanes = float(fairness.jobs_waiting)
+            gauge.add_sample(QUEUE_DEPTH.name, {"queue": queue, "state": "in_fair_lanes"}, lanes)
         extra.append(gauge)
     if dead_letters is not None:
         gauge = _gauge(DEAD_LETTERS_WAITING)
