@@ -101,7 +101,7 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         r = s["9 idle worker"]
         label = "9 idle worker" if "error" in r else f"9 idle worker: {r['per_s']:.2f} Redis commands/s"
         rows.append({"scenario": label, **({"error": r["error"]} if "error" in r else {})})
-    for key in [k for k in s if k.startswith("10 fairness")]:
+    for key in [k for k in s if k.startswith("13 fairness")]:
         r = s[key]
         if "error" in r:
             rows.append({"scenario": key, "error": r["error"]})
@@ -114,9 +114,9 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 "p99_ms": r["latency_ms"]["p99"],
             }
         )
-    if "10 idle worker" in s:
-        r = s["10 idle worker"]
-        label = "10 idle worker" if "error" in r else f"10 idle worker: {r['per_s']:.2f} Redis commands/s"
+    if "13 idle worker" in s:
+        r = s["13 idle worker"]
+        label = "13 idle worker" if "error" in r else f"13 idle worker: {r['per_s']:.2f} Redis commands/s"
         rows.append({"scenario": label, **({"error": r["error"]} if "error" in r else {})})
     if "6 enqueue" in s:
         r = s["6 enqueue"]

@@ -112,7 +112,7 @@ async def bursts(suite: Suite) -> None:
 
 
 async def fairness(suite: Suite) -> None:
-    """Scenario 10: per round, the others' latency quiet, then under a flood without and with fair
+    """Scenario 13: per round, the others' latency quiet, then under a flood without and with fair
     turns (`Sizes.fair_flood`, `Sizes.fair_scale`), the order reversed every other round; then the
     Redis commands per second of an idle worker."""
     env, sizes = suite.env, suite.sizes
@@ -121,7 +121,7 @@ async def fairness(suite: Suite) -> None:
     for round_ in range(1, sizes.fair_rounds + 1):
         for label, flood, fair in runs if round_ % 2 else runs[::-1]:
             await suite.attempt(
-                f"10 fairness, {label} #{round_}",
+                f"13 fairness, {label} #{round_}",
                 flood_and_others(
                     env,
                     "fair" + "".join(ch for ch in label if ch.isalnum()) + str(round_),
@@ -133,7 +133,7 @@ async def fairness(suite: Suite) -> None:
                 ),
             )
     suite.results["fairness"] = fairness_figures(suite.scenarios)
-    await suite.attempt("10 idle worker", idle_commands_per_s(env, None, sizes.idle_seconds))
+    await suite.attempt("13 idle worker", idle_commands_per_s(env, None, sizes.idle_seconds))
 
 
 async def uvloop(suite: Suite) -> None:

@@ -1,4 +1,4 @@
-"""Scenario 10: fair turns under a flood (`--only fairness`).
+"""Scenario 13: fair turns under a flood (`--only fairness`).
 
 One worker process with its default settings. Fifty "other" users (users 2-51) each send
 `create_task` commands at a steady rate (20/s each, 1,000/s in all, times `--fair-scale`) for
@@ -164,11 +164,11 @@ def fairness_figures(scenarios: dict[str, Any]) -> dict[str, Any]:
         return a / b if a and b else None
 
     figures: dict[str, Any] = {}
-    rounds = sorted({key.rsplit("#", 1)[1] for key in scenarios if key.startswith("10 fairness") and "#" in key})
+    rounds = sorted({key.rsplit("#", 1)[1] for key in scenarios if key.startswith("13 fairness") and "#" in key})
     for round_ in rounds:
-        quiet = scenarios.get(f"10 fairness, quiet #{round_}", {})
-        unfair = scenarios.get(f"10 fairness, flood unfair #{round_}", {})
-        fair = scenarios.get(f"10 fairness, flood fair #{round_}", {})
+        quiet = scenarios.get(f"13 fairness, quiet #{round_}", {})
+        unfair = scenarios.get(f"13 fairness, flood unfair #{round_}", {})
+        fair = scenarios.get(f"13 fairness, flood fair #{round_}", {})
         figures[f"round {round_}"] = {
             "unfair_others_p99_over_quiet": ratio(p99(unfair), p99(quiet)),
             "fair_others_p99_over_quiet": ratio(p99(fair), p99(quiet)),

@@ -85,8 +85,6 @@ def new_task_columns() -> list[Any]:
         t.description_issued_at,
         t.description_command_id,
     ]
-
-
 _PROCESSED: Final = table_of(ProcessedCommand)
 _USER: Final = table_of(User)
 
