@@ -48,6 +48,7 @@ def render_status(data: dict[str, Any]) -> Group:
             f"{data['queue']}: ",
             (f"{depth['ready']} ready", "bold"),
             f", {depth['deferred']} deferred or retrying, {depth['in_progress']} in progress, ",
+            f"{depth['in_fair_lanes']} waiting their turn (fair lanes), " if depth.get("in_fair_lanes") else "",
             (
                 f"{depth['claims_waiting_to_expire']} claims waiting to expire",
                 "bold red" if depth["claims_waiting_to_expire"] else "",
