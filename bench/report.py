@@ -110,6 +110,23 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         r = s["9 idle worker"]
         label = "9 idle worker" if "error" in r else f"9 idle worker: {r['per_s']:.2f} Redis commands/s"
         rows.append({"scenario": label, **({"error": r["error"]} if "error" in r else {})})
+    for key in [k for k in s if k.startswith("13 fairness")]:
+        r = s[key]
+        if "error" in r:
+            rows.append({"scenario": key, "error": r["error"]})
+            continue
+        rows.append(
+            {
+                "scenario": f"{key} (others' latency; cmd/s: all)",
+                "commands_per_s": r["commands_per_s"],
+                "p50_ms": r["latency_ms"]["p50"],
+                "p99_ms": r["latency_ms"]["p99"],
+            }
+        )
+    if "13 idle worker" in s:
+        r = s["13 idle worker"]
+        label = "13 idle worker" if "error" in r else f"13 idle worker: {r['per_s']:.2f} Redis commands/s"
+        rows.append({"scenario": label, **({"error": r["error"]} if "error" in r else {})})
     if "6 enqueue" in s:
         r = s["6 enqueue"]
         if "error" in r:

@@ -46,6 +46,10 @@ def sizes_of(args: argparse.Namespace) -> Sizes:
         signing_rounds=args.signing_rounds,
         idle_seconds=args.idle_seconds or (10.0 if args.quick else 30.0),
         burst_scale=args.burst_scale,
+        fair_flood=args.fair_flood,
+        fair_scale=args.fair_scale,
+        fair_in_flight=(args.fair_in_flight,) if args.fair_in_flight else (),
+        fair_rounds=args.fair_rounds,
     )
 
 
@@ -85,6 +89,16 @@ def main() -> None:
     parser.add_argument(
         "--burst-scale", type=float, default=1.0, help="bursts scenario: each pattern at this fraction of its rate"
     )
+    parser.add_argument(
+        "--fair-flood", type=int, default=200_000, help="fairness scenario: the flooding user's commands"
+    )
+    parser.add_argument(
+        "--fair-scale", type=float, default=1.0, help="fairness scenario: the others' rate, a fraction of 1,000/s"
+    )
+    parser.add_argument(
+        "--fair-in-flight", type=int, help="fairness scenario: the workers' TASKLINE_FAIR_IN_FLIGHT (default: theirs)"
+    )
+    parser.add_argument("--fair-rounds", type=int, default=2, help="fairness scenario: rounds (quiet, unfair, fair)")
     parser.add_argument("--floor-concurrency", type=int, default=8, help="coroutines per floor process")
     parser.add_argument("--profile", action="store_true", help="also run py-spy on a worker and on the floor")
     parser.add_argument("--profile-seconds", type=float, default=10.0)

@@ -47,6 +47,14 @@ class Sizes:
     """How long the idle worker's Redis commands are counted (scenario 9)."""
     burst_scale: float = 1.0
     """Scenario 9's patterns at this fraction of their rate (a machine too busy for 2,000/s)."""
+    fair_flood: int = 200_000
+    """Scenario 13: the flooding user's commands."""
+    fair_scale: float = 1.0
+    """Scenario 13: the other users' rate at this fraction of 50 x 20 commands/s."""
+    fair_in_flight: tuple[int, ...] = ()
+    """Scenario 13: the workers' TASKLINE_FAIR_IN_FLIGHT (the first value; none: their default)."""
+    fair_rounds: int = 2
+    """Scenario 13: rounds of quiet, unfair and fair runs, every other round in reverse order."""
 
 
 class Suite:

@@ -17,6 +17,7 @@ from bench.profiling import diagnose, pyspy
 from bench.scenarios.bursts import PATTERNS, burst_latency
 from bench.scenarios.drain import drain
 from bench.scenarios.enqueue import enqueue
+from bench.scenarios.fairness import fairness_figures, flood_and_others
 from bench.scenarios.fleet import fleet
 from bench.scenarios.latency import steady_latency
 from bench.scenarios.signing import signing
@@ -143,6 +144,31 @@ async def bursts(suite: Suite) -> None:
     await suite.attempt("9 idle worker", idle_commands_per_s(env, None, suite.sizes.idle_seconds))
 
 
+async def fairness(suite: Suite) -> None:
+    """Scenario 13: per round, the others' latency quiet, then under a flood without and with fair
+    turns (`Sizes.fair_flood`, `Sizes.fair_scale`), the order reversed every other round; then the
+    Redis commands per second of an idle worker."""
+    env, sizes = suite.env, suite.sizes
+    extra = {"TASKLINE_FAIR_IN_FLIGHT": str(sizes.fair_in_flight[0])} if sizes.fair_in_flight else None
+    runs = [("quiet", 0, True), ("flood unfair", sizes.fair_flood, False), ("flood fair", sizes.fair_flood, True)]
+    for round_ in range(1, sizes.fair_rounds + 1):
+        for label, flood, fair in runs if round_ % 2 else runs[::-1]:
+            await suite.attempt(
+                f"13 fairness, {label} #{round_}",
+                flood_and_others(
+                    env,
+                    "fair" + "".join(ch for ch in label if ch.isalnum()) + str(round_),
+                    suite.workers(1, extra_env=extra),
+                    fair=fair,
+                    flood_size=flood,
+                    scale=sizes.fair_scale,
+                    duration=sizes.latency_seconds,
+                ),
+            )
+    suite.results["fairness"] = fairness_figures(suite.scenarios)
+    await suite.attempt("13 idle worker", idle_commands_per_s(env, None, sizes.idle_seconds))
+
+
 async def uvloop(suite: Suite) -> None:
     env, n = suite.env, suite.sizes.commands
     await suite.attempt(
@@ -203,6 +229,7 @@ SCENARIOS: dict[str, Scenario] = {
     "latency": latency,  # after "drain": it offers half of that scenario's K=1 rate
     "bursts": bursts,
     "fleet": fleet,  # per-command costs, 1/2/4 processes, PgBouncer (docs/scaling.md)
+    "fairness": fairness,
 }
 EXTRAS: dict[str, Scenario] = {"uvloop": uvloop, "profile": profile, "diagnose": diagnose_scenario}
 

@@ -41,7 +41,7 @@ async def _reply(
         take_over=take_over,
         heartbeat_prefix=keys.heartbeat_key(queue, ""),
     )
-    return parse_claimed(await redis.eval(CLAIM_SCRIPT, 2, *claim_keys(queue, keys.paused_key(queue)), *arguments))
+    return parse_claimed(await redis.eval(CLAIM_SCRIPT, 7, *claim_keys(queue), *arguments))
 
 
 async def _claim(

@@ -151,3 +151,29 @@ async def test_the_trace_page_takes_the_start_of_an_id_and_lists_the_ids_an_ambi
     assert 'data-trace="candidates"' in ambiguous
     assert f'href="/trace?id={stem}-alpha"' in ambiguous
     assert f'href="/trace?id={stem}-beta"' in ambiguous
+
+
+def test_the_overview_shows_which_keys_fair_turns_hold_back_and_by_how_much(settings, redis_url):
+    """With jobs waiting in two lanes, one key held by its rate limit, the overview fragment has
+    the tile of jobs waiting their turn and a row per key with its jobs and why it waits; the
+    status API carries the same."""
+    import redis as redis_sync
+    from taskline_producer import keys
+
+    client = redis_sync.Redis.from_url(redis_url)
+    queue = settings.queue
+    client.rpush(keys.fair_lane_key(queue, "user:1"), *[f"1 1 job-{i}" for i in range(7)])
+    client.rpush(keys.fair_lane_key(queue, "tenant:noisy"), "1 100 bulk-1", "1 1 job-x")
+    client.zadd(keys.fair_turns_key(queue), {"user:1": 0})
+    client.zadd(keys.fair_held_key(queue), {"tenant:noisy": int(time.time() * 1000) + 60_000})
+    client.close()
+
+    with TestClient(create_app(settings, watch=False)) as web:
+        page = web.get("/fragment/overview").text
+        status = web.get("/api/status").json()
+
+    assert 'data-metric="in_fair_lanes">9<' in page
+    assert 'data-fair-key="tenant:noisy" class="held"><td>tenant:noisy</td><td>2</td><td>held by its rate limit' in page
+    assert 'data-fair-key="user:1"><td>user:1</td><td>7</td><td>waiting its turn' in page
+    assert status["fairness"]["held_count"] == 1
+    assert status["depth"]["in_fair_lanes"] == 9

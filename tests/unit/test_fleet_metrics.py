@@ -110,3 +110,34 @@ def test_a_summary_drops_the_snapshot_and_says_whether_the_worker_is_ready() -> 
     assert summary(document) == {"worker_id": "a:1:x", "host": "h", "db_ok": True, "stopping": False, "ready": True}
     assert summary({**document, "stopping": True})["ready"] is False
     assert summary({**document, "db_ok": False})["ready"] is False
+
+
+def test_the_fleet_page_shows_the_keys_fair_turns_hold_back_and_by_how_much() -> None:
+    """Keys waiting and held, and the jobs in each held lane and each of the largest lanes; the
+    status lines say the same for people."""
+    from worker.cli.fairness import describe_fairness
+    from worker.tools.fair_limits import FairLimit, FairnessView, HeldKey
+
+    view = FairnessView(
+        keys_waiting=2,
+        held=[HeldKey("tenant:noisy", 40, until_ms=10_500)],
+        largest=[HeldKey("user:1", 900), HeldKey("user:2", 3)],
+        jobs_waiting=943,
+        held_count=1,
+        limits={"tenant:noisy": FairLimit(rate=10, burst=20)},
+    )
+    page = render_fleet_metrics("q", [], (5, 1), None, fairness=view).decode()
+    families = {family.name: family for family in text_string_to_metric_families(page)}
+    keys = {s.labels["state"]: s.value for s in families["taskline_fair_keys"].samples}
+    assert keys == {"waiting": 2.0, "held": 1.0}
+    lanes = {(s.labels["key"], s.labels["state"]): s.value for s in families["taskline_fair_key_jobs_waiting"].samples}
+    assert lanes == {("tenant:noisy", "held"): 40.0, ("user:1", "waiting"): 900.0, ("user:2", "waiting"): 3.0}
+
+    depth = {s.labels["state"]: s.value for s in families["taskline_queue_depth"].samples}
+    assert depth == {"ready": 5.0, "deferred": 1.0, "in_fair_lanes": 943.0}
+
+    lines = describe_fairness(view.as_dict(), now_ms=10_000)
+    assert lines[0] == "fair turns: 2 key(s) waiting their turn, 1 held by a rate limit"
+    assert "  held: tenant:noisy: 40 job(s) waiting, next in 0.5s" in lines
+    assert "  waiting: user:1: 900 job(s)" in lines
+    assert "  limit: tenant:noisy: 10 commands/s (burst 20), weight 1" in lines

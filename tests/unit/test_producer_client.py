@@ -32,7 +32,8 @@ async def fake_redis() -> AsyncIterator[FakeRedis]:
 
 @pytest.fixture
 def producer(fake_redis: FakeRedis) -> TaskProducer:
-    return TaskProducer(fake_redis, queue=QUEUE)
+    """A producer without fair turns: its jobs go into the queue itself, arq's layout."""
+    return TaskProducer(fake_redis, queue=QUEUE, fair=False)
 
 
 def create(n: int = 0, **overrides: Any) -> CreateTask:
@@ -88,8 +89,48 @@ async def test_a_queued_job_expires_after_the_job_ttl(producer: TaskProducer, fa
 async def test_the_default_queue_is_the_contract_default(fake_redis: FakeRedis) -> None:
     """Without a queue argument the producer enqueues on DEFAULT_QUEUE ("taskline:queue")."""
     command = create()
-    await TaskProducer(fake_redis).send(command)
+    await TaskProducer(fake_redis, fair=False).send(command)
     assert await fake_redis.zscore(DEFAULT_QUEUE, str(command.command_id)) is not None
+
+
+async def test_a_fair_producer_puts_each_job_in_its_users_lane(fake_redis: FakeRedis) -> None:
+    """By default a job's id goes to the end of its user's lane as `<score> <cost> <id>`, the key
+    joins the turns, and the job's own key is written as for any job; the queue is untouched."""
+    producer = TaskProducer(fake_redis, queue=QUEUE, fair=True)
+    first, second = create(0, user_id=9), create(1, user_id=9)
+    await producer.send(first)
+    await producer.send_many([second])
+
+    lane = [entry.decode().split(" ") for entry in await fake_redis.lrange(f"{QUEUE}:fair:lane:user:9", 0, -1)]
+    assert [(cost, job_id) for _, cost, job_id in lane] == [("1", str(first.command_id)), ("1", str(second.command_id))]
+    et = json.loads(await stored_job(fake_redis, first.command_id))["et"]
+    assert int(lane[0][0]) == et
+    assert await fake_redis.zrange(f"{QUEUE}:fair:turns", 0, -1) == [b"user:9"]
+    assert await fake_redis.zcard(QUEUE) == 0
+
+
+async def test_a_bulk_job_costs_its_commands_and_goes_to_its_main_users_lane(fake_redis: FakeRedis) -> None:
+    """A bulk of 3 commands (two of user 5, one of user 6) costs 3 turns of user 5; a named key wins."""
+    producer = TaskProducer(fake_redis, queue=QUEUE, fair=True)
+    receipt = await producer.send_bulk([create(0, user_id=5), create(1, user_id=6), create(2, user_id=5)])
+    named = await producer.send_bulk([create(3, user_id=5)], fairness_key="tenant:acme")
+
+    (entry,) = await fake_redis.lrange(f"{QUEUE}:fair:lane:user:5", 0, -1)
+    assert entry.decode().split(" ")[1:] == ["3", receipt.job_id]
+    (entry,) = await fake_redis.lrange(f"{QUEUE}:fair:lane:tenant:acme", 0, -1)
+    assert entry.decode().split(" ")[1:] == ["1", named.job_id]
+
+
+@pytest.mark.parametrize("bad", ["", "has space", "x" * 129, "caf\u00e9"])
+async def test_a_fairness_key_that_cannot_be_one_is_refused_before_sending(fake_redis: FakeRedis, bad: str) -> None:
+    """A fairness key is 1-128 printable ASCII characters without spaces; anything else raises
+    ValueError saying so, and nothing is written."""
+    producer = TaskProducer(fake_redis, queue=QUEUE, fair=True)
+    with pytest.raises(ValueError, match="fairness key"):
+        await producer.send(create(), fairness_key=bad)
+    with pytest.raises(ValueError, match="fairness key"):
+        await producer.send_many([create()], fairness_key=bad)
+    assert await fake_redis.dbsize() == 0
 
 
 async def test_resending_the_same_command_id_is_refused(producer: TaskProducer, fake_redis: FakeRedis) -> None:
@@ -247,3 +288,23 @@ async def test_send_bulk_refuses_an_empty_or_oversized_list(producer: TaskProduc
     """send_bulk takes 1 to 1,000 commands."""
     with pytest.raises(ValueError, match="1 to 1000"):
         await producer.send_bulk([create(n) for n in range(count)])
+
+
+@pytest.mark.parametrize(("value", "fair"), [("", False), ("0", False), ("false", False), ("1", True), ("TRUE", True)])
+def test_taskline_fair_turns_decides_when_the_code_does_not(
+    monkeypatch: pytest.MonkeyPatch, fake_redis: FakeRedis, value: str, fair: bool
+) -> None:
+    """TASKLINE_FAIR_TURNS turns fair turns on for producers made without `fair=` (off when unset:
+    workers of earlier releases never read the lanes); `fair=` given wins."""
+    monkeypatch.setenv("TASKLINE_FAIR_TURNS", value)
+    assert TaskProducer(fake_redis).fair is fair
+    assert TaskProducer(fake_redis, fair=not fair).fair is (not fair)
+
+
+def test_a_taskline_fair_turns_that_means_nothing_is_refused_with_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, fake_redis: FakeRedis
+) -> None:
+    """A value that is neither on nor off raises, naming the variable and the fix."""
+    monkeypatch.setenv("TASKLINE_FAIR_TURNS", "maybe")
+    with pytest.raises(ValueError, match="TASKLINE_FAIR_TURNS must be 1 or 0"):
+        TaskProducer(fake_redis)

@@ -214,3 +214,42 @@ def test_the_status_names_the_claims_waiting_and_the_workers() -> None:
     assert "stopped beating" in text
     assert "4.0 ms" in text
     assert "1.50 s" in text
+
+
+def test_the_status_says_how_many_jobs_wait_their_turn_and_who_is_held_back() -> None:
+    """With fair turns holding jobs: the queue line counts them, then a line per held key (its
+    jobs, when it goes again) and per large lane; the limits themselves are left to `fairness show`."""
+    window = {
+        "commands_per_s": 0.0,
+        "applied": 0.0,
+        "duplicates": 0.0,
+        "dead_lettered": 0.0,
+        "retried": 0.0,
+        "latency_s": {"p50": None, "p95": None, "p99": None},
+    }
+    data = {
+        "queue": "q",
+        "depth": {"ready": 0, "deferred": 0, "in_progress": 0, "claims_waiting_to_expire": 0, "in_fair_lanes": 12},
+        "claims_waiting_to_expire": [],
+        "pause": None,
+        "fairness": {
+            "keys_waiting": 1,
+            "jobs_waiting": 12,
+            "held_count": 1,
+            "held": [{"key": "tenant:a", "waiting": 2, "until_ms": 0, "until": "1970-01-01T00:00:00+00:00"}],
+            "largest": [{"key": "user:9", "waiting": 10, "until_ms": 0}],
+            "limits": {"tenant:a": {"rate": 5.0, "burst": 5.0, "weight": 1.0}},
+        },
+        "rates": {"last_minute": window, "last_hour": window},
+        "workers": [],
+        "stopped_workers": [],
+        "schedulers": [],
+        "last_purge": None,
+        "dead_letters": None,
+    }
+    text = "\n".join(render_status(data, 160))
+    assert "0 in progress, 12 waiting their turn (fair lanes), 0 claims waiting to expire" in text
+    assert "fair turns: 1 key(s) waiting their turn, 1 held by a rate limit" in text
+    assert "held: tenant:a: 2 job(s) waiting, next in 0.0s" in text
+    assert "waiting: user:9: 10 job(s)" in text
+    assert "limit:" not in text

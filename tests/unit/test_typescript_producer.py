@@ -42,8 +42,23 @@ def test_the_enqueue_script_is_the_python_one_character_for_character(ts_wire: d
     assert ts_wire["constants"]["ENQUEUE_SCRIPT"] == wire.ENQUEUE_SCRIPT
 
 
+def test_the_fair_enqueue_script_is_the_python_one_character_for_character(ts_wire: dict[str, Any]) -> None:
+    """src/enqueue-script.ts builds exactly taskline_producer.wire.ENQUEUE_FAIR_SCRIPT."""
+    assert ts_wire["constants"]["ENQUEUE_FAIR_SCRIPT"] == wire.ENQUEUE_FAIR_SCRIPT
+
+
 @pytest.mark.parametrize(
-    "name", ["DEFAULT_QUEUE", "JOB_KEY_PREFIX", "IN_PROGRESS_KEY_PREFIX", "RESULT_KEY_PREFIX", "WAKE_KEY_SUFFIX"]
+    "name",
+    [
+        "DEFAULT_QUEUE",
+        "JOB_KEY_PREFIX",
+        "IN_PROGRESS_KEY_PREFIX",
+        "RESULT_KEY_PREFIX",
+        "WAKE_KEY_SUFFIX",
+        "FAIR_LANE_INFIX",
+        "FAIR_TURNS_SUFFIX",
+        "FAIR_CLOCK_SUFFIX",
+    ],
 )
 def test_each_key_constant_is_the_python_one(ts_wire: dict[str, Any], name: str) -> None:
     """src/keys.ts holds the same value as taskline_producer.keys under the same name."""

@@ -24,6 +24,10 @@ atomically inside Redis, in three steps:
    Redis lost it) is left to expire, and so is a legacy claim holding '1'. The reply lists what
    was taken over, and from whom.
 
+4. **Fair turns** (worker/arq_seam/fair_turns.py): with slots still free, it takes jobs from the
+   lanes of the fairness keys, in turn, within their rate limits, moving each into the queue and
+   claiming it in the same step.
+
 A job value larger than any job may be (`max_bytes`, TASKLINE_MAX_BULK_PAYLOAD_BYTES or
 TASKLINE_MAX_PAYLOAD_BYTES, whichever is larger) is measured with STRLEN and never read whole:
 the script hands back its size and its first `OVERSIZED_HEAD_BYTES`, and the worker dead-letters
@@ -34,8 +38,10 @@ from __future__ import annotations
 
 from typing import Any, Final, NamedTuple
 
+from taskline_producer import keys
 from taskline_producer.keys import IN_PROGRESS_KEY_PREFIX, JOB_KEY_PREFIX, RETRY_KEY_PREFIX, RETRY_KEY_TTL_S
 
+from worker.arq_seam.fair_turns import FAIR_TURNS_LUA
 from worker.observe.heartbeat import BEATS_PER_TTL
 from worker.text import reply_text
 
@@ -53,14 +59,18 @@ OVERSIZED_HEAD_BYTES: Final = 4096
 """How much of an oversized job is read: enough for the dead letter to show what it was."""
 
 CLAIM_SCRIPT: Final = f"""
--- KEYS[1]: the queue; KEYS[2]: the queue's pause key.
+-- KEYS[1]: the queue; KEYS[2]: the queue's pause key; KEYS[3..7]: its fair turns' keys (turns,
+-- held, limits, token buckets, clock).
 -- ARGV[1]: now (epoch ms); ARGV[2]: claim expiry (ms); ARGV[3]: the claiming worker's id;
 -- ARGV[4]: most jobs to claim; ARGV[5]: how many due jobs to look at; ARGV[6]: '1' to take
 -- over the claims of dead workers; ARGV[7]: the queue's heartbeat key prefix; ARGV[8]: the
--- largest job value to read (bytes): a larger one comes back as {{size, its first bytes}}.
+-- largest job value to read (bytes): a larger one comes back as {{size, its first bytes}};
+-- ARGV[9]: commands one fairness key may hold in this worker; ARGV[10..]: key, commands held, ...
 -- Returns {{paused (0/1), {{taken-over job id, dead worker id, ...}}, {{per job claimed in queue
--- order: job id, score, payload (false when its key expired), try number, ...}}}}.
-if redis.call('EXISTS', KEYS[2]) == 1 then return {{1, {{}}, {{}}}} end
+-- order, then in fair turns: job id, score, payload (false when its key expired), try number,
+-- ...}}, fairness keys still waiting (in their turn or held), when the first held key may go (epoch
+-- ms, 0: none held), {{per job taken from a lane: job id, its fairness key, its cost}}}}.
+if redis.call('EXISTS', KEYS[2]) == 1 then return {{1, {{}}, {{}}, 0, 0, {{}}}} end
 
 local verdicts = {{}}
 local function is_dead(holder)  -- its heartbeat exists and is older than {BEATS_PER_TTL} intervals
@@ -77,7 +87,20 @@ local function is_dead(holder)  -- its heartbeat exists and is older than {BEATS
 end
 
 local claimed, taken_over = {{}}, {{}}
-local limit, take_over = tonumber(ARGV[4]), ARGV[6] == '1'
+local function fetch(id, score)  -- a job just claimed: its payload (or size) and its try number
+  claimed[#claimed + 1] = id
+  claimed[#claimed + 1] = score
+  local size = redis.call('STRLEN', '{JOB_KEY_PREFIX}' .. id)
+  if size > tonumber(ARGV[8]) then
+    claimed[#claimed + 1] = {{size, redis.call('GETRANGE', '{JOB_KEY_PREFIX}' .. id, 0, {OVERSIZED_HEAD_BYTES - 1})}}
+  else
+    claimed[#claimed + 1] = redis.call('GET', '{JOB_KEY_PREFIX}' .. id)
+  end
+  claimed[#claimed + 1] = redis.call('INCR', '{RETRY_KEY_PREFIX}' .. id)
+  redis.call('EXPIRE', '{RETRY_KEY_PREFIX}' .. id, {RETRY_KEY_TTL_S})
+end
+
+local limit, take_over, now = tonumber(ARGV[4]), ARGV[6] == '1', tonumber(ARGV[1])
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[5]))
 for i = 1, #due, 2 do
   if #claimed >= 4 * limit then break end
@@ -92,20 +115,14 @@ for i = 1, #due, 2 do
       taken_over[#taken_over + 1] = holder
     end
   end
-  if mine then
-    claimed[#claimed + 1] = id
-    claimed[#claimed + 1] = due[i + 1]
-    local size = redis.call('STRLEN', '{JOB_KEY_PREFIX}' .. id)
-    if size > tonumber(ARGV[8]) then
-      claimed[#claimed + 1] = {{size, redis.call('GETRANGE', '{JOB_KEY_PREFIX}' .. id, 0, {OVERSIZED_HEAD_BYTES - 1})}}
-    else
-      claimed[#claimed + 1] = redis.call('GET', '{JOB_KEY_PREFIX}' .. id)
-    end
-    claimed[#claimed + 1] = redis.call('INCR', '{RETRY_KEY_PREFIX}' .. id)
-    redis.call('EXPIRE', '{RETRY_KEY_PREFIX}' .. id, {RETRY_KEY_TTL_S})
-  end
+  if mine then fetch(id, due[i + 1]) end
 end
-return {{0, taken_over, claimed}}
+
+local need = limit - #claimed / 4
+{FAIR_TURNS_LUA}
+local first_held = redis.call('ZRANGE', KEYS[4], 0, 0, 'WITHSCORES')
+local waiting = redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', KEYS[4])
+return {{0, taken_over, claimed, waiting, tonumber(first_held[2]) or 0, lane_costs}}
 """
 
 
@@ -126,11 +143,25 @@ class ClaimReply(NamedTuple):
     claimed: list[Claimed]
     taken_over: dict[str, str]
     """Job id → the dead worker whose claim on it was taken over."""
+    keys_waiting: int = 0
+    """Fairness keys with jobs still in their lanes (waiting their turn, or held by a limit)."""
+    first_release_ms: int = 0
+    """When (epoch ms) the first key held by its rate limit may go again; 0: none is held."""
+    lane_costs: dict[str, tuple[str, int]] = {}  # noqa: RUF012 (a NamedTuple default, never mutated)
+    """Job id → (its fairness key, its cost in commands), for the jobs taken from a fair lane."""
 
 
-def claim_keys(queue: str, paused_key: str) -> list[str]:
-    """KEYS for CLAIM_SCRIPT."""
-    return [queue, paused_key]
+def claim_keys(queue: str) -> list[str]:
+    """KEYS for CLAIM_SCRIPT: the queue, its pause key and its fair turns' keys."""
+    return [
+        queue,
+        keys.paused_key(queue),
+        keys.fair_turns_key(queue),
+        keys.fair_held_key(queue),
+        keys.fair_limits_key(queue),
+        keys.fair_buckets_key(queue),
+        keys.fair_clock_key(queue),
+    ]
 
 
 def claim_arguments(
@@ -143,11 +174,25 @@ def claim_arguments(
     *,
     take_over: bool = False,
     heartbeat_prefix: str = "",
+    per_key: int = 1_000_000,
+    held_by_key: dict[str, int] | None = None,
 ) -> list[Any]:
     """ARGV for CLAIM_SCRIPT: claim up to `limit` of the first `scan` due jobs, reading none larger
     than `max_bytes`; with `take_over`, also those held by dead workers, whose heartbeats are
-    `heartbeat_prefix` + their id."""
-    return [now_ms, expiry_ms, worker_id, limit, scan, "1" if take_over else "0", heartbeat_prefix, max_bytes]
+    `heartbeat_prefix` + their id; then from the fair lanes, each key up to `per_key` commands held
+    in this worker, counting those it holds now (`held_by_key`)."""
+    return [
+        now_ms,
+        expiry_ms,
+        worker_id,
+        limit,
+        scan,
+        "1" if take_over else "0",
+        heartbeat_prefix,
+        max_bytes,
+        per_key,
+        *(item for key, held in (held_by_key or {}).items() for item in (key, held)),
+    ]
 
 
 def parse_claimed(reply: list[Any]) -> ClaimReply:
@@ -163,4 +208,6 @@ def parse_claimed(reply: list[Any]) -> ClaimReply:
         else:
             jobs.append(Claimed(job_id, score, payload or None, job_try))
     taken_over = {reply_text(taken[i]): reply_text(taken[i + 1]) for i in range(0, len(taken), 2)}
-    return ClaimReply(paused, jobs, taken_over)
+    costs = reply[5]
+    lane_costs = {reply_text(costs[i]): (reply_text(costs[i + 1]), int(costs[i + 2])) for i in range(0, len(costs), 3)}
+    return ClaimReply(paused, jobs, taken_over, int(reply[3]), int(reply[4]), lane_costs)

@@ -10,7 +10,9 @@ that changes it fails them.
 each id with five or more round trips, then `run_job` fetches it, logs and drops what it cannot
 deserialize or has no function for, and drops jobs whose key expired or whose tries ran out.
 taskline sets `queue_read_limit=1`, so arq's read only tells whether any job is due, and claims
-every due job it has room for in one round trip (worker/arq_seam/claim.py); each runs in
+every due job it has room for in one round trip (worker/arq_seam/claim.py), then jobs from the
+fair lanes in turn (worker/arq_seam/fair_turns.py; those are not in the queue arq reads, so the
+claim also runs when the last one left keys waiting or a wake-up token came); each runs in
 taskline's own runner (worker/arq_seam/job_runner.py), where every job ends applied, a
 duplicate, deferred with a reason, or a dead letter. Relies on: arq calling it from each poll
 iteration with the due ids while `job_counter < max_jobs` and `allow_pick_jobs`; arq waiting
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import time
 from typing import Any
@@ -59,7 +62,15 @@ __all__ = ["SeamOptions", "TasklineWorker"]
 class SeamOptions:
     """taskline's own settings of the loop (arq's constructor has no room for them)."""
 
-    def __init__(self, *, idle_wait_s: float, bulk_concurrency: int, scan_limit: int, max_job_bytes: int) -> None:
+    def __init__(
+        self,
+        *,
+        idle_wait_s: float,
+        bulk_concurrency: int,
+        scan_limit: int,
+        max_job_bytes: int,
+        fair_in_flight: int = 400,
+    ) -> None:
         self.idle_wait_s = idle_wait_s
         """How long an idle worker waits for a wake-up token before polling again; 0 (burst mode
         in tests) polls again at once."""
@@ -69,6 +80,8 @@ class SeamOptions:
         """How many due jobs one claim looks at (running jobs stay at the head of the queue)."""
         self.max_job_bytes = max_job_bytes
         """The largest job value a claim reads; a larger one is dead-lettered unread."""
+        self.fair_in_flight = fair_in_flight
+        """Commands of one fairness key this worker holds at once (worker/arq_seam/fair_turns.py)."""
 
 
 class TasklineWorker(Worker):
@@ -108,6 +121,11 @@ class _SeamState:
         """When (monotonic) the next claim also takes over the claims of dead workers."""
         self.only_held = False
         """The last claim found due jobs but claimed none: all held (by live workers, or dead)."""
+        self.lane_held: dict[str, int] = {}
+        """Fairness key → commands of its jobs taken from its lane and still running here."""
+        self.lanes_waiting = True
+        """Fair lanes may hold jobs (the last claim said so, or a wake-up token came since): claim
+        even when arq's read of the queue found nothing due (worker/arq_seam/fair_turns.py)."""
         self.runner: JobRunner | None = None
         self.bookkeeper: Bookkeeper | None = None
 
@@ -142,7 +160,9 @@ class _SeamState:
         self.polled = True
         self.claimed = 0
         free = w.max_jobs - w.job_counter
-        if not job_ids or free <= 0:
+        # arq's read sees only the queue; jobs waiting in fair lanes are not in it until claimed,
+        # so the claim also runs when the last claim left keys waiting or a token came since.
+        if (not job_ids and not self.lanes_waiting) or free <= 0:
             return
         self._ready()
         expiry_ms = int(w.in_progress_timeout_s * 1000)
@@ -162,11 +182,15 @@ class _SeamState:
             self.options.max_job_bytes,
             take_over=take_over,
             heartbeat_prefix=keys.heartbeat_key(w.queue_name, ""),
+            per_key=self.options.fair_in_flight,
+            held_by_key=self.lane_held,
         )
-        script_keys = claim_keys(w.queue_name, keys.paused_key(w.queue_name))
-        reply = parse_claimed(await self.claim_script(keys=script_keys, args=args))
+        reply = parse_claimed(await self.claim_script(keys=claim_keys(w.queue_name), args=args))
         self._note_pause(reply.paused)
-        self.only_held = not reply.claimed and not reply.paused
+        self.only_held = bool(job_ids) and not reply.claimed and not reply.paused
+        self.lanes_waiting = reply.keys_waiting > 0 or reply.paused
+        if reply.first_release_ms and len(self.own_due_ms) < 10_000:
+            heapq.heappush(self.own_due_ms, reply.first_release_ms)
         if reply.taken_over:
             self.log.warning(
                 "took over the claims of a dead worker: its jobs run again now",
@@ -188,6 +212,11 @@ class _SeamState:
             w.job_counter += 1
             task = asyncio.create_task(self.run(job, trace))
             task.add_done_callback(self._job_done)
+            from_lane = reply.lane_costs.get(job.job_id)
+            if from_lane is not None:
+                key, cost = from_lane
+                self.lane_held[key] = self.lane_held.get(key, 0) + cost
+                task.add_done_callback(functools.partial(self._lane_job_done, key, cost))
             w.tasks[job.job_id] = task
 
     @property
@@ -206,6 +235,13 @@ class _SeamState:
         health = self.worker.ctx.get("health")
         if health is not None:
             health.paused = paused
+
+    def _lane_job_done(self, key: str, cost: int, _: asyncio.Task[None]) -> None:
+        left = self.lane_held.get(key, 0) - cost
+        if left > 0:
+            self.lane_held[key] = left
+        else:
+            self.lane_held.pop(key, None)
 
     def _job_done(self, _: asyncio.Task[None]) -> None:
         self.worker.job_counter -= 1
@@ -264,8 +300,11 @@ class _SeamState:
         wait_s = self.options.idle_wait_s
         if wait_s <= 0:
             return
-        if not w.allow_pick_jobs or w.job_counter >= w.max_jobs:
-            # Stopping, or every slot busy: look again when a job ends (no Redis command).
+        budget = self.options.fair_in_flight
+        key_full = self.lanes_waiting and any(held >= budget for held in self.lane_held.values())
+        if not w.allow_pick_jobs or w.job_counter >= w.max_jobs or key_full:
+            # Stopping, every slot busy, or a key holding all it may here while its lane waits:
+            # look again when a job ends (no Redis command; at most the wait below).
             self.slot_freed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.slot_freed.wait(), wait_s)
@@ -285,12 +324,15 @@ class _SeamState:
         if self.own_due_ms and self.own_due_ms[0] <= now:
             while self.own_due_ms and self.own_due_ms[0] <= now:
                 heapq.heappop(self.own_due_ms)
+            self.lanes_waiting = True
             return  # one of ours fell due since the poll: poll again now
         if self.own_due_ms:
             wait_s = min(wait_s, (self.own_due_ms[0] - now) / 1000)
         if wait_s < 0.001:
             return
-        await w.pool.execute_command("BLPOP", keys.wake_key(w.queue_name), wait_s)  # type: ignore[no-untyped-call]
+        woken = await w.pool.execute_command("BLPOP", keys.wake_key(w.queue_name), wait_s)  # type: ignore[no-untyped-call]
+        if woken is not None:
+            self.lanes_waiting = True
 
 
 def _now_ms() -> int:

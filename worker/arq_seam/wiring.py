@@ -197,6 +197,7 @@ def build_worker(settings: Settings, **overrides: Any) -> TasklineWorker:
         idle_wait_s=idle_wait,
         bulk_concurrency=settings.bulk_concurrency,
         scan_limit=max(values["max_jobs"] * 5, 100),
+        fair_in_flight=settings.fair_in_flight,
         max_job_bytes=max(settings.max_payload_bytes, settings.max_bulk_payload_bytes),
     )
     worker = TasklineWorker(**values, seam=seam)

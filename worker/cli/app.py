@@ -14,6 +14,7 @@ from taskline_producer.cli_errors import run_cli
 from taskline_producer.contract import command_json_schema
 
 from worker.cli import dead_letters as dead_letter_cli
+from worker.cli import fairness as fairness_cli
 from worker.cli import health_metrics
 from worker.cli.arguments import parse_age
 from worker.cli.errors import fail, load_cli_settings, settings_errors_exit
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.callback()(send_cli.version_option)
 app.add_typer(send_cli.app, name="send", help="Publish commands (same as taskline-send).")
 app.add_typer(dead_letter_cli.app, name="dead-letters")
+app.add_typer(fairness_cli.app, name="fairness")
 out = Console()
 err = Console(stderr=True)
 

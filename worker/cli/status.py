@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.text import Text
 from taskline_producer.cli_errors import ServiceProblem
 
+from worker.cli.fairness import describe_fairness
 from worker.cli.layout import Column, fill, table_lines, width
 from worker.config.settings import Settings
 
@@ -44,9 +45,11 @@ def render_status(data: dict[str, Any], line_width: int) -> list[str]:
         lines.extend(fill(text, line_width, "  "))
 
     depth = data["depth"]
+    waiting_turn = f" {depth['in_fair_lanes']} waiting their turn (fair lanes)," if depth.get("in_fair_lanes") else ""
     say(
         f"queue {data['queue']}: {depth['ready']} ready, {depth['deferred']} deferred or retrying,"
-        f" {depth['in_progress']} in progress, {depth['claims_waiting_to_expire']} claims waiting to expire"
+        f" {depth['in_progress']} in progress,{waiting_turn}"
+        f" {depth['claims_waiting_to_expire']} claims waiting to expire"
     )
     pause = data.get("pause")
     if pause is not None:
@@ -54,6 +57,13 @@ def render_status(data: dict[str, Any], line_width: int) -> list[str]:
             f"claiming paused (by {pause.get('by', '?')} at {str(pause.get('at') or '?')[:19]}):"
             " workers are up and claim nothing until it is resumed"
         )
+    fairness = data.get("fairness")
+    if fairness and (fairness["keys_waiting"] or fairness["held_count"]):
+        described = describe_fairness(fairness)
+        say(described[0])
+        for line in described[1:]:
+            if not line.lstrip().startswith("limit:"):
+                lines.extend(fill(line.strip(), line_width, "    ", "  "))
     for claim in data["claims_waiting_to_expire"][:10]:
         lines.extend(
             fill(

@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     """How long an update/complete whose task does not exist yet waits in the worker for its
     create (worker/pipeline/waiting_room.py) before it becomes a not-yet retry; 0: never waits.
     At most half of `job_timeout` is used."""
+    fair_in_flight: int = Field(default=400, ge=1, le=1_000_000)
+    """Commands of one fairness key (a bulk job counts its commands) one worker holds at once: a
+    flood claimed in turn cannot fill the worker with work that others' jobs would wait behind."""
 
     # the contract
     max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1024)

@@ -22,6 +22,8 @@ __all__ = [
     "COMMAND_DURATION",
     "COMMAND_LATENCY",
     "DEAD_LETTERS_WAITING",
+    "FAIR_KEYS",
+    "FAIR_KEY_WAITING",
     "FLEET_GAUGES",
     "JOBS_IN_PROGRESS",
     "OUTBOX_CONFIRMED",
@@ -78,6 +80,14 @@ CLAIMING_PAUSED: Final = MetricName(
     "taskline_claiming_paused",
     "1 while claiming is paused for the queue (workers stay up and claim nothing), else 0.",
 )
+FAIR_KEYS: Final = MetricName(
+    "taskline_fair_keys",
+    "Fairness keys with jobs in their lanes, by state: waiting (their turn) or held (by their rate limit).",
+)
+FAIR_KEY_WAITING: Final = MetricName(
+    "taskline_fair_key_jobs_waiting",
+    "Jobs waiting in one fairness key's lane, for the keys held by a rate limit and the ten largest lanes.",
+)
 PURGE_ROWS: Final = MetricName("taskline_purge_rows_deleted", "Rows the purge deleted, by table.")
 PURGE_DURATION: Final = MetricName("taskline_purge_duration_seconds", "Duration of one purge run.")
 WORKERS_LIVE: Final = MetricName("taskline_workers_live", "Workers whose heartbeat is fresh.")
@@ -105,7 +115,17 @@ OUTBOX_GAUGES: Final = frozenset({OUTBOX_ROWS.name, OUTBOX_OLDEST.name})
 carries them as its `outbox` figures instead."""
 
 FLEET_GAUGES: Final = (
-    frozenset({QUEUE_DEPTH.name, DEAD_LETTERS_WAITING.name, CLAIMS_WAITING.name, CLAIMING_PAUSED.name}) | OUTBOX_GAUGES
+    frozenset(
+        {
+            QUEUE_DEPTH.name,
+            DEAD_LETTERS_WAITING.name,
+            CLAIMS_WAITING.name,
+            CLAIMING_PAUSED.name,
+            FAIR_KEYS.name,
+            FAIR_KEY_WAITING.name,
+        }
+    )
+    | OUTBOX_GAUGES
 )
 """Gauges that describe the queue and the table, not one worker: not part of a worker's snapshot,
 read afresh by the fleet's page."""

@@ -29,6 +29,8 @@ from worker.observe.metric_names import (
     CLAIMING_PAUSED,
     CLAIMS_WAITING,
     DEAD_LETTERS_WAITING,
+    FAIR_KEY_WAITING,
+    FAIR_KEYS,
     FLEET_GAUGES,
     OUTBOX_OLDEST,
     OUTBOX_PREFIX,
@@ -38,6 +40,7 @@ from worker.observe.metric_names import (
     MetricName,
 )
 from worker.observe.service_errors import describe
+from worker.tools.fair_limits import FairnessView
 
 __all__ = ["PAGE_TTL_S", "CachedPage", "FleetReader", "read_once", "render_fleet_metrics", "serve_fleet"]
 
@@ -66,6 +69,7 @@ def render_fleet_metrics(
     claims_waiting: int | None = None,
     claiming_paused: bool | None = None,
     relays: Iterable[dict[str, Any]] = (),
+    fairness: FairnessView | None = None,
 ) -> bytes:
     """Prometheus text: every live worker's and scheduler's snapshot (labelled `worker` with the
     process's id; a scheduler's holds the purge metrics), each live outbox relay's counters
@@ -87,6 +91,9 @@ def render_fleet_metrics(
         gauge = _gauge(QUEUE_DEPTH)
         gauge.add_sample(QUEUE_DEPTH.name, {"queue": queue, "state": "ready"}, float(depth[0]))
         gauge.add_sample(QUEUE_DEPTH.name, {"queue": queue, "state": "deferred"}, float(depth[1]))
+        if fairness is not None:  # jobs waiting their turn are backlog too (autoscaling sums the states)
+            lanes = float(fairness.jobs_waiting)
+            gauge.add_sample(QUEUE_DEPTH.name, {"queue": queue, "state": "in_fair_lanes"}, lanes)
         extra.append(gauge)
     if dead_letters is not None:
         gauge = _gauge(DEAD_LETTERS_WAITING)
@@ -101,6 +108,8 @@ def render_fleet_metrics(
         gauge.add_sample(CLAIMING_PAUSED.name, {"queue": queue}, 1.0 if claiming_paused else 0.0)
         extra.append(gauge)
     extra.extend(_outbox_gauges(relays))
+    if fairness is not None:
+        extra.extend(_fairness_gauges(queue, fairness))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Families([*families.values(), *extra]))
     return generate_latest(registry)
@@ -134,6 +143,16 @@ def _outbox_gauges(relays: Sequence[dict[str, Any]]) -> list[Metric]:
     return [rows, oldest]
 
 
+def _fairness_gauges(queue: str, fairness: FairnessView) -> list[Metric]:
+    keys_gauge = _gauge(FAIR_KEYS)
+    keys_gauge.add_sample(FAIR_KEYS.name, {"queue": queue, "state": "waiting"}, float(fairness.keys_waiting))
+    keys_gauge.add_sample(FAIR_KEYS.name, {"queue": queue, "state": "held"}, float(fairness.held_count))
+    lanes = _gauge(FAIR_KEY_WAITING)
+    for lane, state in [*((h, "held") for h in fairness.held), *((w, "waiting") for w in fairness.largest)]:
+        lanes.add_sample(FAIR_KEY_WAITING.name, {"queue": queue, "key": lane.key, "state": state}, float(lane.waiting))
+    return [keys_gauge, lanes]
+
+
 class FleetReader:
     """Reads the fleet's numbers: heartbeats and queue depth from Redis, dead letters from the database."""
 
@@ -151,6 +170,7 @@ class FleetReader:
 
         from worker.observe.health import count_dead_letters, queue_depth
         from worker.tools.claims import stranded_claims
+        from worker.tools.fair_limits import read_fairness
         from worker.tools.fleet import live_workers, read_heartbeats
         from worker.tools.pause import read_pause
         from worker.tools.relays import live_relays
@@ -179,6 +199,7 @@ class FleetReader:
             claims_waiting=len(claims),
             claiming_paused=await read_pause(self.redis, queue) is not None,
             relays=await live_relays(self.redis, queue),
+            fairness=await read_fairness(self.redis, queue),
         )
 
     async def close(self) -> None:

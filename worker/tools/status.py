@@ -21,6 +21,7 @@ from worker.observe.health import count_dead_letters, queue_depth
 from worker.store.dead_letter_queries import DEAD_LETTER_GROUPS_SINCE, group_recent_dead_letters
 from worker.text import describe_error
 from worker.tools.claims import stranded_claims
+from worker.tools.fair_limits import read_fairness
 from worker.tools.fleet import read_heartbeats, summary
 from worker.tools.fleet_watch import sample_now
 from worker.tools.history import KEEP_S, counters_of, read_history, summarise
@@ -93,6 +94,7 @@ async def collect_status(
     claims = await stranded_claims(redis, queue, heartbeats)
     ready, deferred = await queue_depth(redis, queue)
     pause = await read_pause(redis, queue)
+    fairness = await read_fairness(redis, queue)
     schedulers = await read_heartbeats(redis, keys.scheduler_queue(queue))
     await sample_now(redis, queue, sample_every_s, claims, heartbeats, keep_s)
     hour = await read_history(redis, queue, since_s=3600)
@@ -108,7 +110,9 @@ async def collect_status(
             "deferred": deferred,
             "in_progress": sum(int(w.get("jobs_running") or 0) for w in heartbeats.live),
             "claims_waiting_to_expire": len(claims),
+            "in_fair_lanes": fairness.jobs_waiting,
         },
+        "fairness": fairness.as_dict(),
         "claims_waiting_to_expire": [claim.as_dict() for claim in claims],
         "claiming_paused": pause is not None,
         "pause": pause,

@@ -15,6 +15,12 @@ from typing import Final
 
 __all__ = [
     "DEFAULT_QUEUE",
+    "FAIR_BUCKETS_SUFFIX",
+    "FAIR_CLOCK_SUFFIX",
+    "FAIR_HELD_SUFFIX",
+    "FAIR_LANE_INFIX",
+    "FAIR_LIMITS_SUFFIX",
+    "FAIR_TURNS_SUFFIX",
     "HEARTBEAT_KEY_PREFIX",
     "HISTORY_KEY_PREFIX",
     "IN_PROGRESS_KEY_PREFIX",
@@ -31,6 +37,12 @@ __all__ = [
     "TRANSIENT_KEY_PREFIX",
     "WAKE_KEY_SUFFIX",
     "WORKERS_INDEX_PREFIX",
+    "fair_buckets_key",
+    "fair_clock_key",
+    "fair_held_key",
+    "fair_lane_key",
+    "fair_limits_key",
+    "fair_turns_key",
     "heartbeat_key",
     "history_baseline_key",
     "history_key",
@@ -98,6 +110,26 @@ reaches a final state; waiting producers block on it (BLMOVE onto itself, so any
 PAUSED_KEY_SUFFIX: Final = ":paused"
 """`<queue>:paused`: present while claiming is paused for the whole queue (its value a small JSON
 `{"by": ..., "at": ...}`); the claim script claims nothing while it exists, and workers stay up."""
+FAIR_LANE_INFIX: Final = ":fair:lane:"
+"""`<queue>:fair:lane:<fairness key>`: a list of the jobs of one fairness key (a user, a tenant)
+waiting for their turn, oldest first, each entry `<score> <cost> <job id>`; the job's own key
+(`arq:job:<id>`) is written at enqueue as for any job. The claim script moves a job from its lane
+into the queue, claimed, when its key's turn comes (worker/arq_seam/fair_turns.py)."""
+FAIR_TURNS_SUFFIX: Final = ":fair:turns"
+"""`<queue>:fair:turns`: sorted set of the fairness keys with jobs in their lane, scored by their
+next turn (a virtual time: each job taken adds its cost divided by the key's weight)."""
+FAIR_CLOCK_SUFFIX: Final = ":fair:clock"
+"""`<queue>:fair:clock`: the turn last served; a key that starts sending joins at this turn."""
+FAIR_HELD_SUFFIX: Final = ":fair:held"
+"""`<queue>:fair:held`: sorted set of the fairness keys held back by their rate limit, scored by
+the epoch ms at which they may go again; their jobs stay in their lanes (deferred, not dropped)."""
+FAIR_LIMITS_SUFFIX: Final = ":fair:limits"
+"""`<queue>:fair:limits`: hash of fairness key (or `*`, every key without its own) → its limit,
+`<commands per second> <burst> <weight>` (0 commands/s: no rate limit); written by `taskline
+fairness`, read by every claim, so a change applies at the next claim, with no restart."""
+FAIR_BUCKETS_SUFFIX: Final = ":fair:buckets"
+"""`<queue>:fair:buckets`: hash of fairness key → `<tokens> <epoch ms>`, its rate limit's token
+bucket as the claim script last left it."""
 RELAY_KEY_PREFIX: Final = "taskline:relay:"
 """`taskline:relay:<queue>:<relay id>`: a live outbox relay's heartbeat document, with the
 outbox's figures (worker/relay/)."""
@@ -147,6 +179,30 @@ def wake_key(queue: str) -> str:
 
 def paused_key(queue: str) -> str:
     return queue + PAUSED_KEY_SUFFIX
+
+
+def fair_lane_key(queue: str, fairness_key: str) -> str:
+    return queue + FAIR_LANE_INFIX + fairness_key
+
+
+def fair_turns_key(queue: str) -> str:
+    return queue + FAIR_TURNS_SUFFIX
+
+
+def fair_clock_key(queue: str) -> str:
+    return queue + FAIR_CLOCK_SUFFIX
+
+
+def fair_held_key(queue: str) -> str:
+    return queue + FAIR_HELD_SUFFIX
+
+
+def fair_limits_key(queue: str) -> str:
+    return queue + FAIR_LIMITS_SUFFIX
+
+
+def fair_buckets_key(queue: str) -> str:
+    return queue + FAIR_BUCKETS_SUFFIX
 
 
 def heartbeat_key(queue: str, worker_id: str) -> str:

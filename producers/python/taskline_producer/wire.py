@@ -17,23 +17,44 @@ arq's layout, which taskline keeps so that arq workers can run the jobs:
 
 The enqueue script below does the duplicate check and the writes in one atomic step; it is
 the same thing arq does with WATCH/MULTI/EXEC, for many commands per round trip.
+
+The fair enqueue script does the same for jobs that carry a fairness key (a user, a tenant): the
+job's key is written the same way, but its id goes to the end of its key's lane instead of into
+the queue, and the claim script takes turns between the keys (worker/arq_seam/fair_turns.py,
+docs/operations.md "Fair turns"). The fairness key is not part of the envelope: it decides when a
+job is claimed, not what it does, so no contract version changes and any worker that knows the
+lanes applies the job.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import time
 from typing import Any, Final
 
 from taskline_producer.contract import OUTCOME_TTL_MAX_S, OUTCOME_VERSION, Command, dumps
-from taskline_producer.keys import JOB_KEY_PREFIX, RESULT_KEY_PREFIX, TRACE_KEY_PREFIX, WAKE_KEY_SUFFIX
+from taskline_producer.keys import (
+    FAIR_CLOCK_SUFFIX,
+    FAIR_LANE_INFIX,
+    FAIR_TURNS_SUFFIX,
+    JOB_KEY_PREFIX,
+    RESULT_KEY_PREFIX,
+    TRACE_KEY_PREFIX,
+    WAKE_KEY_SUFFIX,
+)
 from taskline_producer.signing import SigningKey, seal, signature_options
 
 __all__ = [
     "DEFAULT_JOB_TTL_MS",
+    "ENQUEUE_FAIR_SCRIPT",
     "ENQUEUE_SCRIPT",
+    "check_fairness_key",
+    "default_fairness_key",
     "enqueue_arguments",
     "envelope",
     "epoch_ms",
+    "fair_turns_from_env",
     "job_of_command",
     "job_options",
     "wire_argument",
@@ -71,12 +92,80 @@ return queued
 
 
 def enqueue_arguments(score: int, job_ttl_ms: int, jobs: list[Any], trace: str | None = None) -> list[Any]:
-    """ARGV for ENQUEUE_SCRIPT: the score, the job TTL, the (job id, job JSON) pairs flattened in
-    `jobs`, and the trace context to write beside each queued job, when there is one."""
+    """ARGV for ENQUEUE_SCRIPT or ENQUEUE_FAIR_SCRIPT: the score, the job TTL, each job's arguments
+    flattened in `jobs` (id and JSON; for the fair script also its fairness key and cost), and
+    the trace context to write beside each queued job, when there is one."""
     args: list[Any] = [score, job_ttl_ms, *jobs]
     if trace is not None:
         args.append(trace)
     return args
+
+
+ENQUEUE_FAIR_SCRIPT: Final = f"""
+-- KEYS[1]: the queue; ARGV[1]: score (epoch ms); ARGV[2]: job TTL in ms;
+-- ARGV[3..]: job id, job JSON, fairness key, cost (commands in the job), job id, ...; then, only
+-- from a producer passing on a trace, one more: the trace context (JSON) written beside each
+-- queued job, with its expiry.
+-- Returns one integer per job: 1 = queued, 0 = refused as a duplicate.
+-- A job with an empty fairness key goes straight into the queue, as with the plain script.
+local last, trace = #ARGV, false
+if (last - 2) % 4 == 1 then trace, last = ARGV[last], last - 1 end
+local queued, clock = {{}}, nil
+for i = 3, last, 4 do
+  local id, key = ARGV[i], ARGV[i + 2]
+  if redis.call('EXISTS', '{JOB_KEY_PREFIX}' .. id, '{RESULT_KEY_PREFIX}' .. id) == 0 then
+    redis.call('SET', '{JOB_KEY_PREFIX}' .. id, ARGV[i + 1], 'PX', ARGV[2])
+    if trace then redis.call('SET', '{TRACE_KEY_PREFIX}' .. id, trace, 'PX', ARGV[2]) end
+    if key == '' then
+      redis.call('ZADD', KEYS[1], ARGV[1], id)
+    else
+      redis.call('RPUSH', KEYS[1] .. '{FAIR_LANE_INFIX}' .. key, ARGV[1] .. ' ' .. ARGV[i + 3] .. ' ' .. id)
+      clock = clock or redis.call('GET', KEYS[1] .. '{FAIR_CLOCK_SUFFIX}') or '0'
+      redis.call('ZADD', KEYS[1] .. '{FAIR_TURNS_SUFFIX}', 'NX', clock, key)
+    end
+    queued[#queued + 1] = 1
+  else
+    queued[#queued + 1] = 0
+  end
+end
+if #queued > 0 then
+  redis.call('LPUSH', KEYS[1] .. '{WAKE_KEY_SUFFIX}', 1)
+  redis.call('LTRIM', KEYS[1] .. '{WAKE_KEY_SUFFIX}', 0, 15)
+end
+return queued
+"""
+
+MAX_FAIRNESS_KEY_CHARS: Final = 128
+_FAIRNESS_KEY = re.compile(rf"[!-~]{{1,{MAX_FAIRNESS_KEY_CHARS}}}")
+
+
+def default_fairness_key(user_id: int) -> str:
+    """The fairness key of a command when its producer names none: its user."""
+    return f"user:{user_id}"
+
+
+FAIR_TURNS_ENV: Final = "TASKLINE_FAIR_TURNS"
+
+
+def fair_turns_from_env() -> bool:
+    """Whether producers send with fairness keys when their code does not say: TASKLINE_FAIR_TURNS
+    set to 1 or true (off otherwise, until every worker knows the lanes)."""
+    value = os.environ.get(FAIR_TURNS_ENV, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{FAIR_TURNS_ENV} must be 1 or 0 (true or false), got {value!r}: fix the variable or unset it")
+
+
+def check_fairness_key(key: str) -> str:
+    """A fairness key as given, or ValueError: 1 to 128 printable ASCII characters, no spaces."""
+    if not isinstance(key, str) or not _FAIRNESS_KEY.fullmatch(key):
+        raise ValueError(
+            f"a fairness key is 1 to {MAX_FAIRNESS_KEY_CHARS} printable ASCII characters without spaces "
+            f"(for example 'user:42' or 'tenant:acme'), got {key!r}"
+        )
+    return key
 
 
 def epoch_ms() -> int:

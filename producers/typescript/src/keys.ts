@@ -28,6 +28,13 @@ export const OUTCOME_KEY_PREFIX = "taskline:outcome:";
 /** `taskline:outcome:<command id>:done`: a list that gets a token when the outcome is final. */
 export const OUTCOME_DONE_SUFFIX = ":done";
 
+/** `<queue>:fair:lane:<fairness key>`: the jobs of one fairness key waiting their turn. */
+export const FAIR_LANE_INFIX = ":fair:lane:";
+/** `<queue>:fair:turns`: the fairness keys with jobs in their lanes, by their next turn. */
+export const FAIR_TURNS_SUFFIX = ":fair:turns";
+/** `<queue>:fair:clock`: the turn last served; a key that starts sending joins there. */
+export const FAIR_CLOCK_SUFFIX = ":fair:clock";
+
 export function jobKey(jobId: string): string {
   return JOB_KEY_PREFIX + jobId;
 }

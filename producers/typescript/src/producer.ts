@@ -17,7 +17,7 @@ import {
   MAX_BULK_COMMANDS,
   type Command,
 } from "./contract.js";
-import { ENQUEUE_SCRIPT } from "./enqueue-script.js";
+import { ENQUEUE_FAIR_SCRIPT, ENQUEUE_SCRIPT } from "./enqueue-script.js";
 import { envelope, jobKwargs, type JobOptions } from "./envelope.js";
 import { checkSigningKey, signingKeyFromEnv, type SigningKey } from "./signing.js";
 import { sending } from "./tracing.js";
@@ -40,6 +40,25 @@ const SCRIPT_CHUNK = 500;
 /** EVALs per pipeline: sendMany sends up to 10,000 commands per round trip. */
 const CHUNKS_PER_ROUND_TRIP = 20;
 const ENQUEUE_SHA1 = createHash("sha1").update(ENQUEUE_SCRIPT).digest("hex");
+const ENQUEUE_FAIR_SHA1 = createHash("sha1").update(ENQUEUE_FAIR_SCRIPT).digest("hex");
+const FAIRNESS_KEY = /^[!-~]{1,128}$/;
+
+/** Whether TASKLINE_FAIR_TURNS asks for fair turns (1/true/yes/on; unset or 0/false: no). */
+export function fairTurnsFromEnv(env: Record<string, string | undefined> = process.env): boolean {
+  const value = (env.TASKLINE_FAIR_TURNS ?? "").trim().toLowerCase();
+  if (["", "0", "false", "no", "off"].includes(value)) return false;
+  if (["1", "true", "yes", "on"].includes(value)) return true;
+  throw new InvalidSendError(`TASKLINE_FAIR_TURNS must be 1 or 0 (true or false), got ${JSON.stringify(value)}: fix the variable or unset it`);
+}
+
+function checkFairnessKey(key: string): string {
+  if (typeof key !== "string" || !FAIRNESS_KEY.test(key)) {
+    throw new InvalidSendError(
+      `a fairness key is 1 to 128 printable ASCII characters without spaces (for example 'user:42' or 'tenant:acme'), got ${JSON.stringify(key)}`,
+    );
+  }
+  return key;
+}
 
 export interface ProducerOptions {
   /** The queue (TASKLINE_QUEUE of the workers). Default `taskline:queue`. */
@@ -64,11 +83,19 @@ export interface ProducerOptions {
    * `null`: unsigned whatever the environment says.
    */
   signingKey?: SigningKey | null | undefined;
+  /**
+   * Fair turns (docs/operations.md, "Fair turns"): every job carries a fairness key, by default
+   * its command's user (`user:<userId>`), and the workers take turns between keys. Not given:
+   * on when TASKLINE_FAIR_TURNS is 1 (or true). Upgrade every worker before turning it on.
+   */
+  fair?: boolean | undefined;
 }
 
 /** Per-send options; `outcomeTtl: null` sends without outcomes whatever the producer's default. */
 export interface SendOptions {
   outcomeTtl?: number | null | undefined;
+  /** With fair turns: whose turns the job takes (default: its command's user, `user:<id>`). */
+  fairnessKey?: string | undefined;
 }
 
 export interface BulkOptions extends SendOptions {
@@ -89,6 +116,7 @@ export class TaskProducer {
   private readonly maxPayloadBytes: number;
   private readonly maxBulkPayloadBytes: number;
   private readonly signingKey: SigningKey | undefined;
+  readonly fair: boolean;
 
   constructor(
     readonly client: ProducerRedis & Partial<DuplicableRedis> & Partial<BlockingRedis>,
@@ -105,6 +133,7 @@ export class TaskProducer {
     this.maxBulkPayloadBytes = options.maxBulkPayloadBytes ?? DEFAULT_MAX_BULK_PAYLOAD_BYTES;
     const key = options.signingKey === undefined ? signingKeyFromEnv() : (options.signingKey ?? undefined);
     this.signingKey = key === undefined ? undefined : checkSigningKey(key);
+    this.fair = options.fair ?? fairTurnsFromEnv();
   }
 
   /** The id of the key this producer signs with, if it signs. */
@@ -136,8 +165,9 @@ export class TaskProducer {
     return sending(this.queue, { messageId: command.command_id }, async (trace) => {
       const now = Date.now();
       const job = this.sized(envelope(fn, command, kwargs, now, this.signingKey), this.maxPayloadBytes, "PAYLOAD");
-      const args = withTrace([String(now), String(this.jobTtlMs), command.command_id, job], trace);
-      const [queued] = (await this.enqueue(args)) as unknown[];
+      const args = [String(now), String(this.jobTtlMs), command.command_id, job];
+      if (this.fair) args.push(this.fairnessKey(options, command.user_id), "1");
+      const [queued] = (await this.enqueue(withTrace(args, trace))) as unknown[];
       const wasQueued = Number(queued) === 1;
       return this.receipt(command.command_id, command.command_id, command.task_id, wasQueued, wasQueued ? now : null);
     });
@@ -153,12 +183,15 @@ export class TaskProducer {
   async sendMany(items: Iterable<Command>, options: SendOptions = {}): Promise<SendReport> {
     const commands = Array.from(items, (item) => checkItem(item));
     const kwargs = this.kwargs(options);
-    return sending(this.queue, { messageCount: commands.length }, (trace) => this.sendEach(commands, kwargs, trace));
+    return sending(this.queue, { messageCount: commands.length }, (trace) =>
+      this.sendEach(commands, kwargs, options, trace),
+    );
   }
 
   private async sendEach(
     commands: ReturnType<typeof checkItem>[],
     kwargs: Record<string, unknown>,
+    options: SendOptions,
     trace: string | undefined,
   ): Promise<SendReport> {
     const report: SendReport = { queued: 0, duplicates: [], receipts: [] };
@@ -172,10 +205,14 @@ export class TaskProducer {
         for (const { function: fn, command } of slice.slice(i, i + SCRIPT_CHUNK)) {
           const job = this.sized(envelope(fn, command, kwargs, now, this.signingKey), this.maxPayloadBytes, "PAYLOAD");
           args.push(command.command_id, job);
+          if (this.fair) args.push(this.fairnessKey(options, command.user_id), "1");
         }
         // EVAL, not EVALSHA: a pipeline cannot fall back on NOSCRIPT, and the script is small
         // next to 500 commands.
-        pipeline.eval(ENQUEUE_SCRIPT, { keys: [this.queue], arguments: withTrace(args, trace) });
+        pipeline.eval(this.fair ? ENQUEUE_FAIR_SCRIPT : ENQUEUE_SCRIPT, {
+          keys: [this.queue],
+          arguments: withTrace(args, trace),
+        });
       }
       const flags = (await pipeline.execAsPipeline()).flatMap((reply) => reply as unknown[]);
       slice.forEach(({ command }, i) => {
@@ -206,8 +243,9 @@ export class TaskProducer {
     return sending(this.queue, details, async (trace) => {
       const now = Date.now();
       const job = this.sized(envelope(BULK_JOB, commands, kwargs, now, this.signingKey), this.maxBulkPayloadBytes, "BULK");
-      const args = withTrace([String(now), String(this.jobTtlMs), jobId, job], trace);
-      const [queued] = (await this.enqueue(args)) as unknown[];
+      const args = [String(now), String(this.jobTtlMs), jobId, job];
+      if (this.fair) args.push(this.fairnessKey(options, mostCommonUser(commands)), String(commands.length));
+      const [queued] = (await this.enqueue(withTrace(args, trace))) as unknown[];
       const wasQueued = Number(queued) === 1;
       return {
         jobId,
@@ -289,14 +327,20 @@ export class TaskProducer {
     return job;
   }
 
+  /** The job's fairness key: the one given, else its user's. */
+  private fairnessKey(options: SendOptions, userId: number): string {
+    return options.fairnessKey === undefined ? `user:${userId}` : checkFairnessKey(options.fairnessKey);
+  }
+
   /** EVALSHA, falling back on EVAL when Redis does not hold the script yet (NOSCRIPT). */
   private async enqueue(args: string[]): Promise<unknown> {
     const call = { keys: [this.queue], arguments: args };
+    const [sha, script] = this.fair ? [ENQUEUE_FAIR_SHA1, ENQUEUE_FAIR_SCRIPT] : [ENQUEUE_SHA1, ENQUEUE_SCRIPT];
     try {
-      return await this.client.evalSha(ENQUEUE_SHA1, call);
+      return await this.client.evalSha(sha, call);
     } catch (error) {
       if (error instanceof Error && error.message.startsWith("NOSCRIPT")) {
-        return this.client.eval(ENQUEUE_SCRIPT, call);
+        return this.client.eval(script, call);
       }
       throw error;
     }
@@ -307,4 +351,13 @@ export class TaskProducer {
 function withTrace(args: string[], trace: string | undefined): string[] {
   if (trace !== undefined) args.push(trace);
   return args;
+}
+
+/** The user with the most commands in a bulk job (the first such, on a tie). */
+function mostCommonUser(commands: readonly Command[]): number {
+  const counts = new Map<number, number>();
+  for (const { command } of commands) counts.set(command.user_id, (counts.get(command.user_id) ?? 0) + 1);
+  let best = commands[0]?.command.user_id ?? 0;
+  for (const [user, count] of counts) if (count > (counts.get(best) ?? 0)) best = user;
+  return best;
 }

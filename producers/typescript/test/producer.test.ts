@@ -11,7 +11,7 @@ import {
   updateTaskCommand,
   type Command,
 } from "../src/index.js";
-import { ENQUEUE_SCRIPT } from "../src/wire.js";
+import { ENQUEUE_FAIR_SCRIPT, ENQUEUE_SCRIPT } from "../src/wire.js";
 import { FakeRedis, jobsIn } from "./fake-redis.js";
 import type { EvalArguments } from "../src/redis-client.js";
 
@@ -201,5 +201,38 @@ describe("sendBulk", () => {
     assert.deepEqual(redis.calls, []);
     await new TaskProducer(redis, { maxBulkPayloadBytes: 4 * 1024 * 1024 }).sendBulk(big);
     assert.equal(enqueued(redis).length, 1);
+  });
+});
+
+describe("fair turns", () => {
+  test("a fair producer sends the fair script with each job's user as its key, cost 1", async () => {
+    const redis = new FakeRedis();
+    const producer = new TaskProducer(redis, { fair: true });
+    const receipt = await producer.createTask({ userId: 7, title: "mine" });
+    await producer.completeTask({ taskId: TASK, userId: 8 }, { fairnessKey: "tenant:acme" });
+    assert.equal(redis.calls[1]?.args[0], ENQUEUE_FAIR_SCRIPT);
+    const first = (redis.calls[1]?.args[1] as EvalArguments).arguments;
+    assert.deepEqual(first.slice(2, 3).concat(first.slice(4)), [receipt.commandId, "user:7", "1"]);
+    const second = (redis.calls.at(-1)?.args[1] as EvalArguments).arguments;
+    assert.deepEqual(second.slice(4), ["tenant:acme", "1"]);
+  });
+
+  test("a bulk job costs its commands and takes its most common user's turns", async () => {
+    const redis = new FakeRedis();
+    const items = [
+      createTaskCommand({ userId: 5, title: "a" }),
+      createTaskCommand({ userId: 6, title: "b" }),
+      createTaskCommand({ userId: 5, title: "c" }),
+    ];
+    await new TaskProducer(redis, { fair: true }).sendBulk(items);
+    const args = (redis.calls.at(-1)?.args[1] as EvalArguments).arguments;
+    assert.deepEqual(args.slice(4), ["user:5", "3"]);
+  });
+
+  test("a fairness key that cannot be one is refused before anything is sent", async () => {
+    const redis = new FakeRedis();
+    const producer = new TaskProducer(redis, { fair: true });
+    await assert.rejects(producer.createTask({ userId: 1, title: "t" }, { fairnessKey: "has space" }), /fairness key/);
+    assert.deepEqual(redis.calls, []);
   });
 });

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from taskline_producer import keys
-from taskline_producer.wire import ENQUEUE_SCRIPT
+from taskline_producer.wire import ENQUEUE_FAIR_SCRIPT, ENQUEUE_SCRIPT
 
 __all__ = ["EnqueueAttempt", "MemoryRedis"]
 
@@ -35,6 +35,8 @@ class EnqueueAttempt:
     raw: bytes
     score_ms: int
     queued: bool
+    fairness_key: str = ""
+    """Whose turn it takes ('' for none: straight into the queue)."""
 
 
 def _text(value: Any) -> str:
@@ -43,6 +45,15 @@ def _text(value: Any) -> str:
 
 def _raw(value: Any) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _args_per_job(script: str) -> int:
+    """How many arguments each job takes in one of the producer's enqueue scripts."""
+    if script == ENQUEUE_SCRIPT:
+        return 2
+    if script == ENQUEUE_FAIR_SCRIPT:
+        return 4
+    raise _unsupported("this Lua script (only the producer's enqueue scripts)")
 
 
 def _unsupported(what: str) -> NotImplementedError:
@@ -70,25 +81,27 @@ class MemoryRedis:
     # -- the enqueue script --------------------------------------------------------------------
 
     def register_script(self, script: str) -> Callable[..., Any]:
-        if script != ENQUEUE_SCRIPT:
-            raise _unsupported("this Lua script (only the producer's enqueue script)")
+        per_job = _args_per_job(script)
 
         async def run(keys: Sequence[str], args: Sequence[Any]) -> list[int]:
-            return self.enqueue(keys[0], args)
+            return self.enqueue(keys[0], args, per_job)
 
         return run
 
-    def enqueue(self, queue: str, args: Sequence[Any]) -> list[int]:
-        """The enqueue script: ARGV = score, job TTL, then job id and job JSON pairs, then the
-        trace context written beside each queued job (an odd count: a traced send)."""
+    def enqueue(self, queue: str, args: Sequence[Any], per_job: int = 2) -> list[int]:
+        """The enqueue scripts: ARGV = score, job TTL, then per job its id and JSON (and, for the
+        fair script, `per_job` 4, its fairness key and cost), then the trace context written
+        beside each queued job (one argument more: a traced send). A keyed job is kept in the
+        queue here too: what was sent is what a test asks about, not when it would be claimed."""
         score = int(args[0])
-        last = len(args) - 1 if len(args) % 2 else len(args)
+        last = len(args) - (len(args) - 2) % per_job
         trace = _raw(args[last]) if last < len(args) else None
         flags: list[int] = []
-        for at in range(2, last, 2):
+        for at in range(2, last, per_job):
             job_id, raw = _text(args[at]), _raw(args[at + 1])
+            fairness_key = _text(args[at + 2]) if per_job == 4 else ""
             held = keys.job_key(job_id) in self.strings or keys.result_key(job_id) in self.strings
-            attempt = EnqueueAttempt(_text(queue), job_id, raw, score, queued=not held)
+            attempt = EnqueueAttempt(_text(queue), job_id, raw, score, queued=not held, fairness_key=fairness_key)
             if self.on_enqueue is not None:
                 self.on_enqueue(attempt)  # may refuse the job by raising, before anything is kept
             if not held:
@@ -151,10 +164,11 @@ class _Pipeline:
         self._calls.clear()
 
     def eval(self, script: str, numkeys: int, *keys_and_args: Any) -> _Pipeline:
-        if script != ENQUEUE_SCRIPT or numkeys != 1:
-            raise _unsupported("this Lua script (only the producer's enqueue script)")
+        per_job = _args_per_job(script)
+        if numkeys != 1:
+            raise _unsupported("an enqueue script with other than one key")
         queue, args = _text(keys_and_args[0]), keys_and_args[1:]
-        self._calls.append(lambda: self._redis.enqueue(queue, args))
+        self._calls.append(lambda: self._redis.enqueue(queue, args, per_job))
         return self
 
     def get(self, key: str) -> _Pipeline:
