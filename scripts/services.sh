@@ -11,7 +11,8 @@
 # With --tests it first installs, from Debian's packages, every system package the test suite
 # needs and does not find: chromium and fonts-liberation (the browser test), libatomic1 (the
 # playwright package's driver), redis-server and PostgreSQL's server binaries (the crash tests,
-# which start servers of their own), openssl (the TLS test), redis-sentinel and pgbouncer. It
+# which start servers of their own), openssl (the TLS test), redis-sentinel, pgbouncer and strace
+# (the benchmark's --diagnose, run by its smoke test). It
 # needs root (or sudo without a password) and apt-get for that; a failed apt-get is an error.
 # Without them it lists what is missing, and scripts/test.sh reports the tests that were
 # skipped for it. (Node.js comes from PyPI: scripts/install.sh --tests.)
@@ -342,6 +343,7 @@ test_packages_missing() {
     have_pg_server || echo postgresql                    # crash test: initdb and pg_ctl
     have openssl || echo openssl                         # TLS test
     have_sbin pgbouncer || echo pgbouncer                # PgBouncer tests
+    have strace || echo strace                           # the benchmark's --diagnose (its smoke test)
     return 0
 }
 
@@ -350,7 +352,7 @@ test_tools_ensure() {
     missing="$(test_packages_missing | tr '\n' ' ')"
     missing="${missing% }"
     if [ -z "$missing" ]; then
-        say "test tools ok (chromium, libatomic1, redis-server, redis-sentinel, PostgreSQL's server, openssl, pgbouncer)"
+        say "test tools ok (chromium, libatomic1, redis-server, redis-sentinel, PostgreSQL's server, openssl, pgbouncer, strace)"
         return 0
     fi
     if ! can_apt; then
