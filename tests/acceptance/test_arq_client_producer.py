@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import pytest
 from arq.connections import RedisSettings, create_pool
+from taskline_producer import keys
 from taskline_producer.contract import CompleteTask, CreateTask, dumps
 
 from tests.acceptance.test_worker_process import started
@@ -40,6 +41,11 @@ async def test_commands_enqueued_with_arqs_enqueue_job_are_applied_by_a_real_wor
             return bool(await db.fetchval("SELECT completed FROM task WHERE id = $1", create.task_id))
 
         await wait_for(completed, timeout=30)
+
+        async def jobs_gone() -> bool:  # the worker removes a finished job's key just after its commit
+            return not await pool.exists(*(keys.job_key(str(c.command_id)) for c in (create, complete)))
+
+        await wait_for(jobs_gone, timeout=30)
         again = await pool.enqueue_job(create.function, create.model_dump(mode="json"), _job_id=str(create.command_id))
         assert again is not None  # keep_result=0: arq keeps no result, so it takes the job again
 

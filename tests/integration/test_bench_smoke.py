@@ -55,9 +55,10 @@ GROUPS = {
     "outcomes, signing, latency": (["outcomes", "signing", "latency"], []),
     "stream, tracing": (["stream", "tracing"], []),
     "bursts, fleet": (["bursts", "fleet"], []),
+    "fairness": (["fairness"], []),
     "extras": ([], ["uvloop", "profile", "diagnose"]),
 }
-"""`bench.run`'s catalogue in five runs (each well inside the test timeout on a loaded machine; each
+"""`bench.run`'s catalogue in six runs (each well inside the test timeout on a loaded machine; each
 its own pytest-xdist group, so that they spread over the test processes)."""
 EXPECTED = {
     "enqueue": ["6 enqueue"],
@@ -75,6 +76,7 @@ EXPECTED = {
     "tracing": ["12 taskline K=1 tracing all #1", "12 taskline bulk K=1 tracing all #1", "12 tracing cost"],
     "bursts": ["9 idle worker"],
     "fleet": ["10 fleet taskline K=1", "10 fleet taskline K=4", "10 fleet taskline K=1 pgbouncer #1"],
+    "fairness": ["13 fairness, quiet #1", "13 fairness, flood unfair #1", "13 fairness, flood fair #1"],
 }
 
 
@@ -106,6 +108,9 @@ def test_every_scenario_of_bench_run_and_every_extra_runs(group: str, tmp_path: 
         "--profile-seconds", "1",
         "--idle-seconds", "1",
         "--burst-scale", "0.05",
+        "--fair-flood", "400",
+        "--fair-scale", "0.05",
+        "--fair-rounds", "1",
         "--only", *scenarios,
         *(f"--{name}" for name in extras),
         "--out", str(out),
