@@ -27,9 +27,9 @@
 #
 # Certificates: where downloads pass through a proxy with a certificate authority of its own,
 # this machine has it in /usr/local/share/ca-certificates; those files are copied into the
-# chroot (then update-ca-certificates), and PIP_CERT and NODE_EXTRA_CA_CERTS name the resulting
-# bundle, since pip and npm do not read the system's store by themselves. /etc/pip.conf is
-# copied when there is one.
+# chroot (then update-ca-certificates), and PIP_CERT, NODE_EXTRA_CA_CERTS, SSL_CERT_FILE (uv)
+# and REQUESTS_CA_BUNDLE (pip-audit) name the resulting bundle, since pip, npm, uv and requests
+# do not read the system's store by themselves. /etc/pip.conf is copied when there is one.
 #
 # Clean-up, also on Ctrl-C or an error: the namespaces' processes die with them, the proxy is
 # stopped, any mount left under the chroot is unmounted, and the chroot is removed unless --keep.
@@ -183,6 +183,8 @@ chroot_env=(
 )
 if [ "$extra_cas" -gt 0 ]; then
     chroot_env+=(PIP_CERT=/etc/ssl/certs/ca-certificates.crt NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt)
+    # uv (scripts/lock.sh) and requests (pip-audit) do not read PIP_CERT either
+    chroot_env+=(SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt)
 fi
 if [ "$MODE" = full ]; then
     # shellcheck disable=SC2016  # expanded in the chroot

@@ -17,6 +17,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 UV="${UV:-$ROOT/.venv/bin/uv}"
+# uv trusts its own certificate roots, not pip's: where pip is told of a proxy's authority
+# (PIP_CERT), tell uv too (it resolves the producer's build requirements from the index).
+if [ -z "${SSL_CERT_FILE:-}" ] && [ -n "${PIP_CERT:-}" ]; then export SSL_CERT_FILE="$PIP_CERT"; fi
 [ -x "$UV" ] || UV="$(command -v uv)" || { echo "lock.sh: no uv; run scripts/install.sh first" >&2; exit 2; }
 
 mode="${1:-write}"

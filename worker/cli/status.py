@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sys
 import time
 from typing import Annotated, Any
@@ -247,6 +248,11 @@ async def _run(settings: Settings, watch: bool, every: float, as_json: bool, las
 
     redis = make_tool_redis(settings.redis_url)
     engine = make_tool_engine(settings, "taskline-status")
+    # Ctrl-C ends --watch between readings: a cancellation landing inside a Redis or database call
+    # could be absorbed by the client library and leave the loop running.
+    stop = asyncio.Event()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, stop.set)
     try:
         if not watch or as_json or not sys.stdout.isatty():  # into a pipe: one reading after another
             while True:
@@ -257,7 +263,8 @@ async def _run(settings: Settings, watch: bool, every: float, as_json: bool, las
                     return
                 if not as_json:
                     print(flush=True)
-                await asyncio.sleep(max(0.0, every - (time.monotonic() - started)))
+                if await _stopped(stop, every - (time.monotonic() - started)):
+                    return
         from rich.live import Live
 
         screen = Console(highlight=False)
@@ -267,10 +274,18 @@ async def _run(settings: Settings, watch: bool, every: float, as_json: bool, las
                 data, last[0] = await _collect(settings, redis, engine)
                 text = "\n".join(render_status(data, width())).rstrip("\n")
                 live.update(Text(text, no_wrap=True), refresh=True)
-                await asyncio.sleep(max(0.0, every - (time.monotonic() - started)))
+                if await _stopped(stop, every - (time.monotonic() - started)):
+                    return
     finally:
         await redis.aclose()
         await engine.dispose()
+
+
+async def _stopped(stop: asyncio.Event, wait_s: float) -> bool:
+    """Wait up to `wait_s` for Ctrl-C; whether it came (before or during the wait)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), max(0.0, wait_s))
+    return stop.is_set()
 
 
 def status(

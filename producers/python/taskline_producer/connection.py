@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-from taskline_producer.redaction import redact_url
+from taskline_producer.redaction import redact_url, split_authority
 
 __all__ = [
     "DEFAULT_SENTINEL_PORT",
@@ -127,11 +127,12 @@ def _tls_options(query: dict[str, str]) -> dict[str, Any]:
 
 def parse_sentinel_url(url: str) -> SentinelURL:
     """Read a `redis+sentinel://` or `rediss+sentinel://` URL; ValueError saying what is wrong."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme not in SENTINEL_SCHEMES:
-        raise ValueError(f"not a Sentinel URL (scheme {parts.scheme!r}): write {_FORM}")
-    userinfo, at, hosts = parts.netloc.rpartition("@")
+    split = split_authority(url)
+    if split is None or split[0] not in SENTINEL_SCHEMES:
+        raise ValueError(f"not a Sentinel URL (scheme {url.partition('://')[0]!r}): write {_FORM}")
+    scheme, authority, rest = split
+    parts = urlsplit(f"x://sentinels{rest}")  # the path and query (urllib refuses several hosts)
+    userinfo, at, hosts = authority.rpartition("@")
     if not hosts:
         raise ValueError(f"no sentinel address in the URL: write {_FORM}")
     sentinels = tuple(_address(item.strip()) for item in hosts.split(","))
