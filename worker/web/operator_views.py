@@ -7,6 +7,7 @@ Every change is a POST behind the password and the CSRF token (worker/web/auth.p
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 from urllib.parse import quote, urlencode
 
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from worker.store.operator_actions import ACTIONS, find_actions
-from worker.tools.queue_actions import delete_queued_job, pause_claiming, resume_claiming, run_now
+from worker.tools.queue_actions import ActionResult, delete_queued_job, pause_claiming, resume_claiming, run_now
 from worker.tools.queue_view import SCAN_MAX, SHOWN, STATES, QueueFilter, queue_page
 from worker.web.state import WebState
 from worker.web.views import operator, refused, render
@@ -111,20 +112,20 @@ async def _job_id_of(request: Request, form: Any) -> str | Response:
 
 
 async def pause(request: Request) -> Response:
-    form, refusal = await refused(request)
-    if refusal is not None:
-        return refusal
-    web = _web(request)
-    result = await pause_claiming(web.redis, web.settings.queue, operator(request), web.sessions)
-    return _back(request, form, result.message, default="/")
+    return await _change_claiming(request, pause_claiming)
 
 
 async def resume(request: Request) -> Response:
+    return await _change_claiming(request, resume_claiming)
+
+
+async def _change_claiming(request: Request, change: Callable[..., Awaitable[ActionResult]]) -> Response:
+    """Pause or resume claiming (`change`), once the request passed the page's guards."""
     form, refusal = await refused(request)
     if refusal is not None:
         return refusal
     web = _web(request)
-    result = await resume_claiming(web.redis, web.settings.queue, operator(request), web.sessions)
+    result = await change(web.redis, web.settings.queue, operator(request), web.sessions)
     return _back(request, form, result.message, default="/")
 
 
