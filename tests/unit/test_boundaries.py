@@ -38,15 +38,16 @@ PUBLIC_API = {
 TESTING_API = {"ABSENT", "RecordingProducer", "SentCommand", "SentJob", "WouldBeRefused", "inspect_job"}
 
 
-def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    """Run `code` in a fresh interpreter from the project root with an empty environment (PATH only)."""
+def run_python(code: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `code` (with `args` as sys.argv[1:]) in a fresh interpreter from the project root with
+    an empty environment (PATH only)."""
     return subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", code, *args],
         cwd=ROOT,
         env={"PATH": os.environ.get("PATH", "")},
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=timeout,
         check=False,
     )
 
@@ -107,15 +108,7 @@ def empty_environment_imports() -> dict[str, str]:
     keeping each failure with its traceback (an interpreter per module took minutes on a busy
     2-core machine; what is checked, that importing builds nothing from the environment, is the
     same: each module's top-level code runs once, whichever imported it first)."""
-    done = subprocess.run(
-        [sys.executable, "-c", IMPORT_EACH, *ALL_MODULES],
-        cwd=ROOT,
-        env={"PATH": os.environ.get("PATH", "")},
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    done = run_python(IMPORT_EACH, *ALL_MODULES, timeout=240)
     assert done.returncode == 0, done.stderr
     failures: dict[str, str] = json.loads(done.stdout.strip().splitlines()[-1])
     return failures
