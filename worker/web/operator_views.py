@@ -74,12 +74,10 @@ async def queue_view(request: Request) -> Response:
 
 
 async def delete_job(request: Request) -> Response:
-    form, refusal = await refused(request)
-    if refusal is not None:
-        return refusal
-    job_id = await _job_id_of(request, form)
-    if isinstance(job_id, Response):
-        return job_id
+    asked = await _job_action(request)
+    if isinstance(asked, Response):
+        return asked
+    form, job_id = asked
     web = _web(request)
     result = await delete_queued_job(
         web.redis,
@@ -93,15 +91,25 @@ async def delete_job(request: Request) -> Response:
 
 
 async def run_job_now(request: Request) -> Response:
+    asked = await _job_action(request)
+    if isinstance(asked, Response):
+        return asked
+    form, job_id = asked
+    web = _web(request)
+    result = await run_now(web.redis, web.sessions, web.settings.queue, job_id, who=operator(request))
+    return _back(request, form, result.message)
+
+
+async def _job_action(request: Request) -> tuple[Any, str] | Response:
+    """The form and the job id of an action on one job, once the request passed the page's guards;
+    else the page that refuses it."""
     form, refusal = await refused(request)
     if refusal is not None:
         return refusal
     job_id = await _job_id_of(request, form)
     if isinstance(job_id, Response):
         return job_id
-    web = _web(request)
-    result = await run_now(web.redis, web.sessions, web.settings.queue, job_id, who=operator(request))
-    return _back(request, form, result.message)
+    return form, job_id
 
 
 async def _job_id_of(request: Request, form: Any) -> str | Response:
